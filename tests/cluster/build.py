@@ -1,0 +1,191 @@
+"""Obtain the pinned Kubernetes components from the Go module proxy and cache them.
+
+No registry ships kube-apiserver or kwok binaries, so we build them from their Go modules.
+``k8s.io/kubernetes`` carries ``replace`` directives and cannot be ``go install``ed, so we
+generate a small wrapper module that requires it and replaces each staging module with its
+published ``v0.Y.Z`` twin. Every binary lands in ``~/.cache/sageport/<name>-<version>/``;
+a binary already there is never rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.7.0"
+
+KUBERNETES_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+CACHE_ROOT = Path(os.environ.get("SAGEPORT_CACHE", Path.home() / ".cache" / "sageport"))
+
+_ETCD_MAIN = """package main
+
+import (
+\t"os"
+
+\t"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+"""
+
+
+@dataclass(frozen=True)
+class Binary:
+    """One cached executable: where it lives and which version it is."""
+
+    name: str
+    version: str
+
+    @property
+    def path(self) -> Path:
+        return CACHE_ROOT / f"{self.name}-{self.version}" / self.name
+
+    @property
+    def cached(self) -> bool:
+        return self.path.is_file() and os.access(self.path, os.X_OK)
+
+
+def all_binaries() -> list[Binary]:
+    kube = [Binary(name, KUBERNETES_VERSION) for name in KUBERNETES_COMPONENTS]
+    return [*kube, Binary("etcd", ETCD_VERSION), Binary("kwok", KWOK_VERSION)]
+
+
+def _go_env() -> dict[str, str]:
+    go_root = CACHE_ROOT / "go"
+    env = dict(os.environ)
+    env.update(
+        GOTOOLCHAIN="local",
+        GOFLAGS="-mod=mod",
+        CGO_ENABLED="0",
+        GOCACHE=str(go_root / "build-cache"),
+        GOMODCACHE=str(go_root / "mod-cache"),
+        GOPATH=str(go_root / "path"),
+    )
+    if _go_minor_version() >= 27:
+        # Go 1.27's JSONv2 breaks the apiserver's OpenAPI v2 document.
+        env["GOEXPERIMENT"] = "nojsonv2"
+    return env
+
+
+def _go_minor_version() -> int:
+    out = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True)
+    match = re.match(r"go1\.(\d+)", out.stdout.strip())
+    return int(match.group(1)) if match else 0
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
+    print(f"+ {' '.join(cmd)}", file=sys.stderr, flush=True)
+    subprocess.run(cmd, cwd=cwd, env=env, check=True)
+
+
+def _workdir(name: str) -> Path:
+    path = CACHE_ROOT / "work" / name
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def _staging_replaces(env: dict[str, str], work: Path) -> list[str]:
+    """The staging modules k8s.io/kubernetes replaces with ./staging paths, pinned to v0.Y.Z."""
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    gomod = Path(json.loads(out.stdout)["GoMod"]).read_text()
+    staging_version = "v0." + KUBERNETES_VERSION.split(".", 1)[1]
+    modules = re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", gomod, re.MULTILINE)
+    return [f"\t{module} => {module} {staging_version}" for module in sorted(set(modules))]
+
+
+def _build_kubernetes(missing: list[Binary], env: dict[str, str]) -> None:
+    work = _workdir("kubernetes")
+    (work / "go.mod").write_text("module sageport.local/kubebuild\n\ngo 1.26\n")
+    replaces = _staging_replaces(env, work)
+    (work / "go.mod").write_text(
+        "module sageport.local/kubebuild\n\ngo 1.26\n\n"
+        f"require k8s.io/kubernetes {KUBERNETES_VERSION}\n\nreplace (\n" + "\n".join(replaces) + "\n)\n"
+    )
+    (work / "tools.go").write_text(
+        "//go:build tools\n\npackage tools\n\nimport _ \"k8s.io/kubernetes/cmd/kube-apiserver/app\"\n"
+    )
+    _run(["go", "mod", "tidy"], work, env)
+    minor = KUBERNETES_VERSION.split(".")[1]
+    ldflags = " ".join(
+        f"-X {pkg}.{key}"
+        for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+        for key in (f"gitVersion={KUBERNETES_VERSION}", "gitMajor=1", f"gitMinor={minor}")
+    )
+    out_dir = work / "bin"
+    out_dir.mkdir()
+    packages = [f"k8s.io/kubernetes/cmd/{b.name}" for b in missing]
+    _run(["go", "build", "-trimpath", "-ldflags", f"-s -w {ldflags}", "-o", str(out_dir), *packages], work, env)
+    for binary in missing:
+        _install(out_dir / binary.name, binary)
+
+
+def _build_etcd(binary: Binary, env: dict[str, str]) -> None:
+    work = _workdir("etcd")
+    (work / "go.mod").write_text("module sageport.local/etcdbuild\n\ngo 1.26\n")
+    (work / "main.go").write_text(_ETCD_MAIN)
+    _run(["go", "get", f"go.etcd.io/etcd/server/v3@{ETCD_VERSION}"], work, env)
+    _run(["go", "mod", "tidy"], work, env)
+    _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", "etcd", "."], work, env)
+    _install(work / "etcd", binary)
+
+
+def _build_kwok(binary: Binary, env: dict[str, str]) -> None:
+    work = _workdir("kwok")
+    gobin = work / "bin"
+    _run(
+        ["go", "install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"],
+        work,
+        {**env, "GOBIN": str(gobin), "GOFLAGS": ""},
+    )
+    _install(gobin / "kwok", binary)
+
+
+def _install(built: Path, binary: Binary) -> None:
+    binary.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = binary.path.with_suffix(".tmp")
+    shutil.copy2(built, tmp)
+    tmp.chmod(0o755)
+    tmp.replace(binary.path)  # atomic: a half-copied binary never looks cached
+
+
+def ensure_binaries() -> dict[str, Path]:
+    """Build whatever is not cached yet; return every binary's path, keyed by name."""
+    binaries = all_binaries()
+    missing = [b for b in binaries if not b.cached]
+    if missing:
+        started = time.monotonic()
+        env = _go_env()
+        kube_missing = [b for b in missing if b.version == KUBERNETES_VERSION]
+        for binary in missing:
+            if binary.name == "etcd":
+                _build_etcd(binary, env)
+            elif binary.name == "kwok":
+                _build_kwok(binary, env)
+        if kube_missing:
+            _build_kubernetes(kube_missing, env)
+        print(f"cold build of {', '.join(b.name for b in missing)}: {time.monotonic() - started:.0f} s", flush=True)
+    return {b.name: b.path for b in binaries}
+
+
+if __name__ == "__main__":
+    for name, path in ensure_binaries().items():
+        print(f"{name}: {path}")
