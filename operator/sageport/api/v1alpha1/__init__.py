@@ -1,0 +1,37 @@
+"""The sageport.io/v1alpha1 API: pydantic models that are the contract users write YAML against."""
+
+from .common import API_VERSION, GROUP, VERSION, ApiModel, Condition, ObjectMeta, ObjectStatus, Resource
+from .endpoint import Endpoint, EndpointSpec, EndpointStatus, ProductionVariantSummary, VariantAutoScaling
+from .endpoint_config import EndpointConfig, EndpointConfigSpec, ProductionVariant, ServerlessConfig
+from .instance_type import InstanceType, InstanceTypeSpec, Toleration
+from .model import ContainerDefinition, Model, ModelSpec
+from .transform_job import TransformJob, TransformJobSpec, TransformJobStatus
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "ApiModel",
+    "Condition",
+    "ContainerDefinition",
+    "Endpoint",
+    "EndpointConfig",
+    "EndpointConfigSpec",
+    "EndpointSpec",
+    "EndpointStatus",
+    "InstanceType",
+    "InstanceTypeSpec",
+    "Model",
+    "ModelSpec",
+    "ObjectMeta",
+    "ObjectStatus",
+    "ProductionVariant",
+    "ProductionVariantSummary",
+    "Resource",
+    "ServerlessConfig",
+    "Toleration",
+    "TransformJob",
+    "TransformJobSpec",
+    "TransformJobStatus",
+    "VariantAutoScaling",
+]

@@ -1,0 +1,186 @@
+"""EndpointConfig: which models run where, with how much traffic (SageMaker CreateEndpointConfig)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from .common import ApiModel, ObjectStatus, Resource, SageMakerName, Tag, VpcConfig
+
+
+class ServerlessConfig(ApiModel):
+    """A serverless variant: memory size and concurrency instead of instances; scales to zero."""
+
+    memory_size_in_mb: int = Field(
+        ge=1024, le=6144, multiple_of=1024, description="Memory of each instance: 1024..6144 in 1024 steps."
+    )
+    max_concurrency: int = Field(ge=1, le=200, description="Maximum concurrent invocations (1..200).")
+    provisioned_concurrency: int | None = Field(
+        default=None, ge=1, le=200, description="Concurrency kept warm (1..200, at most maxConcurrency)."
+    )
+
+    @model_validator(mode="after")
+    def _provisioned_within_max(self) -> ServerlessConfig:
+        if self.provisioned_concurrency is not None and self.provisioned_concurrency > self.max_concurrency:
+            raise ValueError("provisionedConcurrency must not exceed maxConcurrency")
+        return self
+
+
+class ManagedInstanceScaling(ApiModel):
+    """SageMaker-managed instance scaling bounds."""
+
+    status: Literal["ENABLED", "DISABLED"] | None = None
+    min_instance_count: int | None = Field(default=None, ge=0)
+    max_instance_count: int | None = Field(default=None, ge=1)
+
+
+class RoutingConfig(ApiModel):
+    """How the gateway picks an instance of the variant."""
+
+    routing_strategy: Literal["LEAST_OUTSTANDING_REQUESTS", "RANDOM"]
+
+
+class CoreDumpConfig(ApiModel):
+    """Where core dumps go. Accepted for ACK compatibility."""
+
+    destination_s3_uri: str
+    kms_key_id: str | None = None
+
+
+class CapacityReservationConfig(ApiModel):
+    """Capacity reservation. Accepted for ACK compatibility."""
+
+    capacity_reservation_preference: str | None = None
+    ml_reservation_arn: str | None = None
+
+
+class ProductionVariant(ApiModel):
+    """One fleet behind the endpoint: a model on instances of one type, with a traffic weight."""
+
+    variant_name: SageMakerName = Field(description="Unique within the config, e.g. AllTraffic.")
+    model_name: SageMakerName | None = Field(default=None, description="The Model's spec.modelName.")
+    initial_instance_count: int | None = Field(default=None, ge=1, description="Pods to start with.")
+    instance_type: Annotated[str, Field(max_length=63)] | None = Field(
+        default=None, description="An InstanceType name, e.g. ml.m5.large or ml.g5.xlarge."
+    )
+    initial_variant_weight: float | None = Field(
+        default=None, ge=0, description="Traffic share = weight / sum of weights. Default 1.0."
+    )
+    accelerator_type: str | None = Field(default=None, description="Deprecated Elastic Inference; ignored.")
+    volume_size_in_gb: int | None = Field(default=None, ge=1, le=512)
+    model_data_download_timeout_in_seconds: int | None = Field(default=None, ge=60, le=3600)
+    container_startup_health_check_timeout_in_seconds: int | None = Field(
+        default=None, ge=60, le=3600, description="Time the container has to pass GET /ping. Default 240."
+    )
+    enable_ssm_access: bool | None = None
+    serverless_config: ServerlessConfig | None = None
+    managed_instance_scaling: ManagedInstanceScaling | None = None
+    routing_config: RoutingConfig | None = None
+    core_dump_config: CoreDumpConfig | None = None
+    capacity_reservation_config: CapacityReservationConfig | None = None
+
+    @model_validator(mode="after")
+    def _instances_or_serverless(self) -> ProductionVariant:
+        if self.serverless_config is not None:
+            if self.instance_type is not None or self.initial_instance_count is not None:
+                raise ValueError(
+                    f"variant {self.variant_name}: serverlessConfig replaces instanceType and "
+                    "initialInstanceCount; set one or the other"
+                )
+        elif self.instance_type is None or self.initial_instance_count is None:
+            raise ValueError(
+                f"variant {self.variant_name}: set instanceType and initialInstanceCount (or serverlessConfig)"
+            )
+        return self
+
+    @property
+    def weight(self) -> float:
+        return 1.0 if self.initial_variant_weight is None else self.initial_variant_weight
+
+
+class CaptureOption(ApiModel):
+    capture_mode: Literal["Input", "Output", "InputAndOutput"]
+
+
+class CaptureContentTypeHeader(ApiModel):
+    csv_content_types: list[str] | None = None
+    json_content_types: list[str] | None = None
+
+
+class DataCaptureConfig(ApiModel):
+    """Capture of requests and responses to S3."""
+
+    enable_capture: bool | None = None
+    initial_sampling_percentage: int = Field(ge=0, le=100)
+    destination_s3_uri: Annotated[str, Field(max_length=512)]
+    kms_key_id: str | None = None
+    capture_options: list[CaptureOption] = Field(min_length=1, max_length=32)
+    capture_content_type_header: CaptureContentTypeHeader | None = None
+
+
+class AsyncInferenceClientConfig(ApiModel):
+    max_concurrent_invocations_per_instance: int | None = Field(default=None, ge=1, le=1000)
+
+
+class AsyncInferenceNotificationConfig(ApiModel):
+    success_topic: str | None = None
+    error_topic: str | None = None
+    include_inference_response_in: list[str] | None = None
+
+
+class AsyncInferenceOutputConfig(ApiModel):
+    s3_output_path: str | None = None
+    s3_failure_path: str | None = None
+    kms_key_id: str | None = None
+    notification_config: AsyncInferenceNotificationConfig | None = None
+
+
+class AsyncInferenceConfig(ApiModel):
+    """Makes the endpoint asynchronous: requests are queued and results written to S3."""
+
+    client_config: AsyncInferenceClientConfig | None = None
+    output_config: AsyncInferenceOutputConfig
+
+
+class EndpointConfigSpec(ApiModel):
+    """Production variants (1..10, unique names) and endpoint-wide options."""
+
+    endpoint_config_name: SageMakerName | None = Field(
+        default=None, description="SageMaker name that Endpoints refer to. Defaults to metadata.name."
+    )
+    production_variants: list[ProductionVariant] = Field(
+        min_length=1,
+        max_length=10,
+        description="1..10 variants with unique variantName.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["variantName"]},
+    )
+    data_capture_config: DataCaptureConfig | None = None
+    async_inference_config: AsyncInferenceConfig | None = None
+    kms_key_id: str | None = None
+    execution_role_arn: str | None = None
+    enable_network_isolation: bool | None = None
+    vpc_config: VpcConfig | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+
+    @model_validator(mode="after")
+    def _variants_are_consistent(self) -> EndpointConfigSpec:
+        names = [v.variant_name for v in self.production_variants]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"variantName must be unique; repeated: {', '.join(duplicates)}")
+        if sum(v.weight for v in self.production_variants) <= 0:
+            raise ValueError("at least one variant needs initialVariantWeight > 0")
+        return self
+
+
+class EndpointConfig(Resource):
+    """A SageMaker EndpointConfig (sageport.io/v1alpha1). Its spec is immutable, as in SageMaker."""
+
+    kind: Literal["EndpointConfig"] = "EndpointConfig"
+    spec: EndpointConfigSpec
+    status: ObjectStatus | None = None
+
+    @property
+    def sagemaker_name(self) -> str:
+        return self.spec.endpoint_config_name or self.metadata.name

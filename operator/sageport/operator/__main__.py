@@ -1,0 +1,3 @@
+from sageport.operator.main import main
+
+main()

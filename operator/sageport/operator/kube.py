@@ -1,0 +1,145 @@
+"""The one Kubernetes client adapter: server-side apply of children and status patches.
+
+Reconcilers depend on the :class:`KubeApi` protocol only; tests of pure code never need it.
+The official ``kubernetes`` client is synchronous, so calls run on a bounded thread pool; its
+connection pool is sized to match so concurrent applies reuse keep-alive connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+Manifest = dict[str, Any]
+
+_CONCURRENCY = 16
+
+# (apiVersion, kind) -> plural, for every kind the operator writes.
+_PLURALS = {
+    ("apps/v1", "Deployment"): "deployments",
+    ("v1", "Service"): "services",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+}
+
+
+class KubeError(Exception):
+    """An API call failed; ``status`` is the HTTP status (0 when the server was not reached)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class KubeApi(Protocol):
+    async def apply(self, manifest: Manifest) -> Manifest:
+        """Server-side apply with the operator's field manager; returns the object as stored."""
+        ...
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete a child if it exists."""
+        ...
+
+    async def patch_status(
+        self, api_version: str, plural: str, namespace: str, name: str, status: Manifest
+    ) -> None:
+        """JSON-merge-patch the status subresource of a custom resource."""
+        ...
+
+
+def _collection_path(api_version: str, plural: str, namespace: str) -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{prefix}/namespaces/{namespace}/{plural}"
+
+
+def load_api_client() -> client.ApiClient:
+    """In-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = _CONCURRENCY
+    return client.ApiClient(configuration)
+
+
+class KubernetesApi:
+    """:class:`KubeApi` over the official client."""
+
+    def __init__(self, api_client: client.ApiClient, field_manager: str) -> None:
+        self._client = api_client
+        self._field_manager = field_manager
+        self._pool = ThreadPoolExecutor(max_workers=_CONCURRENCY, thread_name_prefix="kube")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._client.close()
+
+    async def _call(
+        self, method: str, path: str, body: Any, content_type: str, query: list[tuple[str, str]]
+    ) -> Manifest:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, self._call_sync, method, path, body, content_type, query
+        )
+
+    def _call_sync(
+        self, method: str, path: str, body: Any, content_type: str, query: list[tuple[str, str]]
+    ) -> Manifest:
+        serialized = self._client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._client.call_api(*serialized[:4], _request_timeout=30)
+            response.read()
+        except ApiException as error:
+            raise KubeError(error.status or 0, _reason(error)) from error
+        except OSError as error:
+            raise KubeError(0, str(error)) from error
+        data: bytes = response.data or b""
+        if response.status >= 300:
+            raise KubeError(response.status, data.decode(errors="replace"))
+        return json.loads(data) if data else {}
+
+    async def apply(self, manifest: Manifest) -> Manifest:
+        api_version, kind = manifest["apiVersion"], manifest["kind"]
+        metadata = manifest["metadata"]
+        path = f"{_collection_path(api_version, _PLURALS[api_version, kind], metadata['namespace'])}/{metadata['name']}"
+        query = [("fieldManager", self._field_manager), ("force", "true")]
+        return await self._call("PATCH", path, manifest, "application/apply-patch+yaml", query)
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        path = f"{_collection_path(api_version, _PLURALS[api_version, kind], namespace)}/{name}"
+        try:
+            await self._call("DELETE", path, None, "application/json", [])
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
+    async def patch_status(
+        self, api_version: str, plural: str, namespace: str, name: str, status: Manifest
+    ) -> None:
+        path = f"{_collection_path(api_version, plural, namespace)}/{name}/status"
+        try:
+            await self._call("PATCH", path, {"status": status}, "application/merge-patch+json", [])
+        except KubeError as error:
+            if error.status != 404:  # deleted meanwhile: nothing left to report on
+                raise
+
+
+def _reason(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason)

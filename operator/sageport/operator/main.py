@@ -1,0 +1,45 @@
+"""``sageport-operator``: run the kopf operator.
+
+With no arguments it watches all namespaces, using the in-cluster config inside a pod and
+``$KUBECONFIG`` (or ~/.kube/config) elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import kopf
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="sageport-operator", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
+    parser.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch only these (repeatable)"
+    )
+    parser.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="liveness endpoint URL")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+
+    import sageport.operator.handlers  # noqa: F401 - registers the handlers with kopf
+
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=args.liveness or None,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

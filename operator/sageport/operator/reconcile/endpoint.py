@@ -1,0 +1,170 @@
+"""Endpoint reconciler: resolve references, apply each variant's children, write the status.
+
+Level-based and idempotent: every run recomputes the whole desired state and applies it with
+server-side apply. Runs for one Endpoint are serialised; runs for different Endpoints overlap.
+Status-only refreshes (a Deployment became ready, a pod cannot be scheduled) reuse the plan of
+the last full run instead of applying anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from sageport.api.v1alpha1 import API_VERSION, Endpoint, EndpointStatus
+from sageport.operator.kube import KubeApi, KubeError
+from sageport.operator.reconcile.resolve import Body, Resolution, resolve_endpoint, validation_message
+from sageport.operator.render import RenderSettings, variant_children
+from sageport.operator.status import Problem, VariantObservation, VariantPlan, endpoint_status
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, metadata.name)
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    """A child object the operator created earlier for an Endpoint."""
+
+    api_version: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """Read-only views over the operator's indexes, by namespace and SageMaker name."""
+
+    configs: Callable[[str, str], Sequence[Body]]
+    models: Callable[[str, str], Sequence[Body]]
+    instance_types: Callable[[str], Body | None]
+    observations: Callable[[str, str], Mapping[str, VariantObservation]]
+    children: Callable[[str, str], Sequence[ChildRef]]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    config_name: str | None
+    plans: tuple[VariantPlan, ...]
+    problem: Problem | None
+
+
+class EndpointReconciler:
+    def __init__(self, kube: KubeApi, settings: RenderSettings, clock: Callable[[], datetime]) -> None:
+        self._kube = kube
+        self._settings = settings
+        self._clock = clock
+        self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._last_plan: dict[Key, _Plan] = {}
+
+    def forget(self, key: Key) -> None:
+        self._last_plan.pop(key, None)
+        self._locks.pop(key, None)
+
+    async def reconcile(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
+        """Full run: resolve, apply children, write status. Returns the status written, if any."""
+        key = (body["metadata"].get("namespace") or "default", body["metadata"]["name"])
+        async with self._locks[key]:
+            try:
+                endpoint = Endpoint.model_validate(body)
+            except ValidationError as error:
+                problem = Problem("InvalidSpec", validation_message(error), terminal=True)
+                plan = _Plan(None, (), problem)
+                return await self._write(key, body, plan, lookups)
+            ns = key[0]
+            resolution = resolve_endpoint(
+                endpoint,
+                configs=lambda name: lookups.configs(ns, name),
+                models=lambda name: lookups.models(ns, name),
+                instance_types=lookups.instance_types,
+                settings=self._settings,
+            )
+            if isinstance(resolution, Problem):
+                plan = _Plan(endpoint.spec.endpoint_config_name, (), resolution)
+            else:
+                existing = lookups.children(*key)
+                plan = _Plan(
+                    resolution.config_name, resolution.plans, await self._apply(resolution, existing)
+                )
+            self._last_plan[key] = plan
+            return await self._write(key, body, plan, lookups)
+
+    async def refresh_status(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
+        """Status only, from the last full run's plan and the current observations."""
+        key = (body["metadata"].get("namespace") or "default", body["metadata"]["name"])
+        async with self._locks[key]:
+            plan = self._last_plan.get(key)
+            if plan is None:
+                return None  # the full run (create/resume) has not happened yet and will write status
+            return await self._write(key, body, plan, lookups)
+
+    async def _apply(self, resolution: Resolution, existing: Sequence[ChildRef]) -> Problem | None:
+        manifests = [m for rv in resolution.variants for m in variant_children(rv, self._settings)]
+        wanted = {ChildRef(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in manifests}
+        # Children of variants (or autoscalers) no longer in the spec must not linger.
+        stale = [c for c in existing if c not in wanted]
+        namespace = resolution.variants[0].namespace if resolution.variants else "default"
+        calls: list[Awaitable[Any]] = [self._kube.apply(m) for m in manifests]
+        calls += [self._kube.delete(c.api_version, c.kind, namespace, c.name) for c in stale]
+        labels = [f"{m['kind']} {m['metadata']['name']}" for m in manifests] + [
+            f"{c.kind} {c.name}" for c in stale
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        errors = [
+            f"{label}: {r}" for label, r in zip(labels, results, strict=True) if isinstance(r, BaseException)
+        ]
+        if not errors:
+            return None
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, KubeError):
+                raise result  # a bug, not the cluster talking: let kopf log and retry it
+        rejected = [r for r in results if isinstance(r, KubeError) and r.status in (400, 403, 422)]
+        return Problem(
+            "ApplyRejected" if rejected else "ApplyFailed",
+            "Could not apply children: " + "; ".join(errors),
+            terminal=bool(rejected),
+        )
+
+    async def _write(self, key: Key, body: Body, plan: _Plan, lookups: Lookups) -> EndpointStatus | None:
+        previous = _previous_status(body)
+        metadata = body["metadata"]
+        observed = lookups.observations(*key) if plan.problem is None else {}
+        status = endpoint_status(
+            previous=previous,
+            generation=metadata.get("generation"),
+            config_name=plan.config_name,
+            plans=plan.plans,
+            observed=observed,
+            problem=plan.problem,
+            deleting=bool(metadata.get("deletionTimestamp")),
+            now=self._clock(),
+        )
+        if status is previous:
+            return None
+        await self._kube.patch_status(API_VERSION, "endpoints", key[0], key[1], status_patch(status))
+        return status
+
+
+def _previous_status(body: Body) -> EndpointStatus | None:
+    raw = body.get("status")
+    if not raw:
+        return None
+    try:
+        return EndpointStatus.model_validate(raw)
+    except ValidationError:
+        return None  # written by something else or an older operator: recompute from scratch
+
+
+def status_patch(status: EndpointStatus) -> dict[str, Any]:
+    """A merge patch that sets every status field, and clears (null) the ones now unset."""
+    cleared: dict[str, Any] = {
+        (info.alias or name): None for name, info in EndpointStatus.model_fields.items()
+    }
+    return {**cleared, **status.to_wire()}

@@ -1,0 +1,75 @@
+"""Operator configuration (from the environment) and kopf tuning."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import kopf
+
+from sageport.operator.kube import KubernetesApi, load_api_client
+from sageport.operator.reconcile import EndpointReconciler
+from sageport.operator.render import RenderSettings
+from sageport.operator.render.variant import FIELD_MANAGER
+
+PREFIX = "sageport.io"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """What the operator needs to know about its cluster. Every field has an env var."""
+
+    runtime_image: str = "sageport/runtime:latest"
+    image_pull_policy: str = "IfNotPresent"
+    storage_endpoint_url: str | None = None  # S3-compatible endpoint for s3:// artifacts
+    storage_secret: str | None = None  # Secret (in each Endpoint's namespace) with AWS_* credentials
+    tolerate_taints: tuple[str, ...] = ()  # extra taint keys every variant pod tolerates
+
+    @classmethod
+    def from_env(cls) -> OperatorSettings:
+        env = os.environ
+        taints = tuple(t for t in env.get("SAGEPORT_TOLERATE_TAINTS", "").split(",") if t)
+        return cls(
+            runtime_image=env.get("SAGEPORT_RUNTIME_IMAGE", cls.runtime_image),
+            image_pull_policy=env.get("SAGEPORT_IMAGE_PULL_POLICY", cls.image_pull_policy),
+            storage_endpoint_url=env.get("SAGEPORT_STORAGE_ENDPOINT_URL") or None,
+            storage_secret=env.get("SAGEPORT_STORAGE_SECRET") or None,
+            tolerate_taints=taints,
+        )
+
+    def render_settings(self) -> RenderSettings:
+        storage_env = (("AWS_ENDPOINT_URL", self.storage_endpoint_url),) if self.storage_endpoint_url else ()
+        return RenderSettings(
+            runtime_image=self.runtime_image,
+            image_pull_policy=self.image_pull_policy,
+            storage_env=storage_env,
+            storage_secret=self.storage_secret,
+            extra_tolerations=tuple(
+                (("key", key), ("operator", "Exists"), ("effect", "NoSchedule"))
+                for key in self.tolerate_taints
+            ),
+        )
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """Our own names for kopf's state, and watch timeouts so a silently dead watch is replaced."""
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    settings.posting.level = 30  # WARNING: events for problems, not for every handler run
+    settings.execution.max_workers = 32
+
+
+def make_reconciler(config: OperatorSettings) -> tuple[EndpointReconciler, KubernetesApi]:
+    kube = KubernetesApi(load_api_client(), FIELD_MANAGER)
+    reconciler = EndpointReconciler(
+        kube, config.render_settings(), lambda: datetime.datetime.now(datetime.UTC)
+    )
+    return reconciler, kube

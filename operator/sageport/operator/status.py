@@ -1,0 +1,182 @@
+"""Pure status maths: conditions (apimachinery's SetStatusCondition) and Endpoint summaries.
+
+kopf writes JSON merge patches, which replace lists whole, so every function here returns the
+complete conditions list computed from the previous one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sageport.api.v1alpha1 import Condition, EndpointStatus, ObjectStatus, ProductionVariantSummary
+from sageport.api.v1alpha1.common import ConditionStatus
+from sageport.api.v1alpha1.endpoint import DeployedImage, EndpointStatusValue, VariantStatus
+
+READY = "Ready"
+
+
+def set_condition(conditions: Sequence[Condition], new: Condition, now: datetime) -> list[Condition]:
+    """Replace the condition of ``new.type``; keep its transition time unless the status changed."""
+    old = next((c for c in conditions if c.type == new.type), None)
+    changed = old is None or old.status != new.status
+    transition = now if changed or old is None else old.lastTransitionTime
+    merged = new.model_copy(update={"lastTransitionTime": transition})
+    return [c for c in conditions if c.type != new.type] + [merged]
+
+
+def ready_condition(status: ConditionStatus, reason: str, message: str, generation: int | None) -> Condition:
+    return Condition(type=READY, status=status, reason=reason, message=message, observedGeneration=generation)
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    """What the operator asked for, per variant."""
+
+    name: str
+    weight: float
+    desired_instances: int | None  # None when an autoscaler owns the count
+    image: str
+
+
+@dataclass(frozen=True)
+class VariantObservation:
+    """What the cluster reports for a variant's Deployment and pods."""
+
+    ready_instances: int = 0
+    desired_instances: int | None = None
+    unschedulable: str | None = None  # the scheduler's message for a pod that cannot be placed
+    failure: str | None = None  # a Deployment condition that will not heal by waiting
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an Endpoint cannot be reconciled. ``terminal`` problems need the user to change something."""
+
+    reason: str
+    message: str
+    terminal: bool
+
+
+def endpoint_status(
+    *,
+    previous: EndpointStatus | None,
+    generation: int | None,
+    config_name: str | None,
+    plans: Sequence[VariantPlan],
+    observed: Mapping[str, VariantObservation],
+    problem: Problem | None,
+    deleting: bool,
+    now: datetime,
+) -> EndpointStatus:
+    """The whole Endpoint status, SageMaker's face and Kubernetes' face, from plan and observation."""
+    conditions = list(previous.conditions or []) if previous else []
+    created = previous.creation_time if previous and previous.creation_time else now
+    state, ready = _summarise(plans, observed, problem, deleting, generation)
+    variants = [_variant_summary(plan, observed.get(plan.name, VariantObservation())) for plan in plans]
+    failure = ready.message if ready.status == "False" or (problem and state != "InService") else None
+    new = EndpointStatus(
+        observed_generation=generation,
+        conditions=set_condition(conditions, ready, now),
+        endpoint_status=state,
+        failure_reason=failure[:1024] if failure else None,
+        endpoint_config_name=config_name,
+        creation_time=created,
+        last_modified_time=now,
+        production_variants=variants or (previous.production_variants if previous else None),
+    )
+    if previous is not None and _same_apart_from_time(previous, new):
+        return previous
+    return new
+
+
+def _summarise(
+    plans: Sequence[VariantPlan],
+    observed: Mapping[str, VariantObservation],
+    problem: Problem | None,
+    deleting: bool,
+    generation: int | None,
+) -> tuple[EndpointStatusValue, Condition]:
+    if deleting:
+        return "Deleting", ready_condition("False", "Deleting", "The endpoint is being deleted.", generation)
+    if problem is not None:
+        if problem.terminal:
+            return "Failed", ready_condition("False", problem.reason, problem.message, generation)
+        return "Creating", ready_condition("Unknown", problem.reason, problem.message, generation)
+    failures = [f"variant {p.name}: {observed[p.name].failure}" for p in plans if _obs(observed, p).failure]
+    if failures:
+        return "Failed", ready_condition("False", "VariantFailed", "; ".join(failures), generation)
+    unschedulable = [
+        f"variant {p.name} cannot be scheduled: {_obs(observed, p).unschedulable}"
+        for p in plans
+        if _obs(observed, p).unschedulable
+    ]
+    waiting = [p for p in plans if not _variant_ready(p, _obs(observed, p))]
+    if unschedulable:
+        return "Creating", ready_condition("False", "Unschedulable", "; ".join(unschedulable), generation)
+    if waiting:
+        detail = ", ".join(
+            f"{p.name} {_obs(observed, p).ready_instances}/{_wanted(p, _obs(observed, p))} ready"
+            for p in waiting
+        )
+        return "Creating", ready_condition(
+            "Unknown", "InstancesStarting", f"Waiting for instances: {detail}.", generation
+        )
+    total = sum(_obs(observed, p).ready_instances for p in plans)
+    return "InService", ready_condition(
+        "True", "InService", f"All {len(plans)} variant(s) serving on {total} instance(s).", generation
+    )
+
+
+def _obs(observed: Mapping[str, VariantObservation], plan: VariantPlan) -> VariantObservation:
+    return observed.get(plan.name, VariantObservation())
+
+
+def _wanted(plan: VariantPlan, obs: VariantObservation) -> int:
+    if plan.desired_instances is not None:
+        return plan.desired_instances
+    return obs.desired_instances if obs.desired_instances is not None else 1
+
+
+def _variant_ready(plan: VariantPlan, obs: VariantObservation) -> bool:
+    return obs.ready_instances >= max(1, _wanted(plan, obs))
+
+
+def _variant_summary(plan: VariantPlan, obs: VariantObservation) -> ProductionVariantSummary:
+    ready = _variant_ready(plan, obs)
+    variant_status = None
+    if not ready:
+        message = (
+            obs.unschedulable or obs.failure or f"{obs.ready_instances}/{_wanted(plan, obs)} instances ready"
+        )
+        variant_status = [VariantStatus(status="Creating", status_message=message)]
+    return ProductionVariantSummary(
+        variant_name=plan.name,
+        current_weight=plan.weight if obs.ready_instances > 0 else 0.0,
+        desired_weight=plan.weight,
+        current_instance_count=obs.ready_instances,
+        desired_instance_count=_wanted(plan, obs),
+        deployed_images=[DeployedImage(specified_image=plan.image)],
+        variant_status=variant_status,
+    )
+
+
+def _same_apart_from_time(old: EndpointStatus, new: EndpointStatus) -> bool:
+    """Equal but for lastModifiedTime: then keep the old status and write nothing."""
+    return old.model_copy(update={"last_modified_time": None}) == new.model_copy(
+        update={"last_modified_time": None}
+    )
+
+
+def object_status(
+    *, previous: ObjectStatus | None, generation: int | None, problem: Problem | None, now: datetime
+) -> ObjectStatus:
+    """Status of a Model or EndpointConfig: Ready once its spec is valid and usable."""
+    if problem is None:
+        ready = ready_condition("True", "Valid", "The spec is valid.", generation)
+    else:
+        ready = ready_condition("False", problem.reason, problem.message, generation)
+    conditions = set_condition(list(previous.conditions or []) if previous else [], ready, now)
+    new = ObjectStatus(observed_generation=generation, conditions=conditions)
+    return previous if previous == new else new
