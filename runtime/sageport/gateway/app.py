@@ -1,0 +1,417 @@
+"""The HTTP shell: aiohttp server in front, pooled aiohttp client to the model instances.
+
+Everything that decides something (which variant, which pod, which error, which frame) lives in
+the pure modules; this file only moves bytes, keeps counters and measures time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sageport.gateway import errors, eventstream
+from sageport.gateway.auth import Authenticator, RequestParts
+from sageport.gateway.invocation import MAX_BODY_BYTES, Invocation, Operation, parse_invocation
+from sageport.gateway.metrics import GatewayMetrics, VariantMetrics
+from sageport.gateway.routing import Instance, Route, RouteTable, Variant, route
+
+log = logging.getLogger("sageport.gateway")
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+# Response headers a model may set that SageMaker passes back to the caller.
+_MODEL_RESPONSE_HEADERS = (
+    "X-Amzn-SageMaker-Custom-Attributes",
+    "X-Amzn-SageMaker-New-Session-Id",
+    "X-Amzn-SageMaker-Closed-Session-Id",
+)
+_EVENT_STREAM = "application/vnd.amazon.eventstream"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_timeout: float = 60.0
+    connect_timeout: float = 2.0
+    max_in_flight: int = 4096
+    # Name used in "Endpoint X of account Y not found." messages.
+    account: str = "sageport"
+    access_log: bool = False
+    # Idle keep-alive connections to a pod are closed after this long; below the model servers'
+    # own keep-alive (uvicorn 65 s, aiohttp 75 s) so we never reuse a socket they are closing.
+    keepalive_timeout: float = 15.0
+
+
+class Gateway:
+    def __init__(
+        self,
+        table: RouteTable,
+        authenticator: Authenticator,
+        metrics: GatewayMetrics,
+        settings: Settings = Settings(),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.table = table
+        self.authenticator = authenticator
+        self.metrics = metrics
+        self.settings = settings
+        self.rng = rng or random.Random()
+        self.in_flight = 0
+        self.draining = False
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.model_timeout, sock_connect=settings.connect_timeout
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout, sock_read=settings.model_timeout
+        )
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, keepalive_timeout=self.settings.keepalive_timeout, ttl_dns_cache=None
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_get("/ping", self.ping)
+        app.router.add_get("/healthz", self.ping)
+        app.router.add_get("/metrics", self.metrics_page)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+
+        async def on_startup(_: web.Application) -> None:
+            await self.start()
+
+        async def on_cleanup(_: web.Application) -> None:
+            await self.close()
+
+        app.on_startup.append(on_startup)
+        app.on_cleanup.append(on_cleanup)
+        return app
+
+    async def ping(self, request: web.Request) -> web.Response:
+        if self.draining:
+            return web.Response(status=503, text="draining\n")
+        return web.Response(text="ok\n")
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # ---- requests --------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        request_id = str(uuid.uuid4())
+        request_id_var.set(request_id)
+        started = time.perf_counter()
+        self.in_flight += 1
+        try:
+            return await self._handle(request, request_id, started)
+        except errors.ApiError as error:
+            return self._error_response(error, request_id)
+        except Exception:
+            log.exception("unexpected failure handling %s %s", request.method, request.rel_url.raw_path)
+            return self._error_response(errors.internal_failure(), request_id)
+        finally:
+            self.in_flight -= 1
+
+    def _error_response(self, error: errors.ApiError, request_id: str) -> web.Response:
+        self.metrics.gateway_errors.labels(error.code).inc()
+        if error.status >= 500:
+            log.warning("answering %s: %s", error.code, error.message)
+        else:
+            log.info("answering %s: %s", error.code, error.message)
+        status, headers, body = errors.render_error(error, request_id)
+        return web.Response(status=status, headers=headers, body=body)
+
+    async def _handle(self, request: web.Request, request_id: str, started: float) -> web.StreamResponse:
+        if request.method != "POST":
+            raise errors.unknown_operation()
+        invocation = parse_invocation(request.rel_url.raw_path, request.headers)
+        if self.in_flight > self.settings.max_in_flight:
+            raise errors.service_unavailable("The gateway is overloaded; retry the request.")
+        body = await self._read_body(request)
+        headers: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            headers.setdefault(name.lower(), []).append(value)
+        principal = await self.authenticator.authenticate(
+            RequestParts(
+                method=request.method,
+                raw_path=request.rel_url.raw_path,
+                raw_query=request.rel_url.raw_query_string,
+                headers=headers,
+                body=body,
+            )
+        )
+        name = invocation.endpoint_name
+        endpoint = self.table.lookup(name)
+        if not await principal.may_invoke(name, endpoint.namespace if endpoint else None):
+            raise errors.access_denied(f"{principal.name} is not authorized to invoke endpoint {name}.")
+        if endpoint is None:
+            raise errors.endpoint_not_found(name, self.settings.account)
+        if invocation.operation is Operation.INVOKE_ASYNC:
+            raise errors.validation_error(
+                f"Endpoint {name} is not configured for asynchronous inference: "
+                "InvokeEndpointAsync is not supported by this gateway yet."
+            )
+        chosen = route(endpoint, invocation.target_variant, invocation.target_container, self.rng)
+        if invocation.operation is Operation.INVOKE_STREAM:
+            return await self._invoke_stream(request, invocation, chosen, body, request_id, started)
+        return await self._invoke(invocation, chosen, body, request_id, started)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        length = request.content_length
+        if length is not None and length > MAX_BODY_BYTES:
+            raise _body_too_large(length)
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _body_too_large(None) from None
+
+    def _variant_metrics(self, chosen: Route) -> VariantMetrics:
+        slot = chosen.variant.metrics
+        if isinstance(slot, VariantMetrics):
+            return slot
+        fresh = self.metrics.for_variant(chosen.endpoint.name, chosen.variant.name)
+        self.table.remember_metrics(chosen.endpoint.name, chosen.variant, fresh)
+        return fresh
+
+    def _forward_headers(self, invocation: Invocation, request_id: str) -> dict[str, str]:
+        forwarded = dict(invocation.forward_headers)
+        forwarded["X-Amzn-RequestId"] = request_id
+        return forwarded
+
+    async def _post(
+        self, chosen: Route, invocation: Invocation, body: bytes, request_id: str, stream: bool
+    ) -> tuple[Instance, aiohttp.ClientResponse]:
+        """Send to the chosen instance; if it refuses the connection, try one other instance once."""
+        assert self._session is not None
+        headers = self._forward_headers(invocation, request_id)
+        timeout = self._stream_timeout if stream else self._timeout
+        instance = chosen.instance
+        for attempt in (1, 2):
+            instance.outstanding += 1
+            try:
+                response = await self._session.post(
+                    instance.invocations_url, data=body, headers=headers, timeout=timeout
+                )
+                return instance, response
+            except aiohttp.ClientConnectorError as error:
+                instance.outstanding -= 1
+                log.warning("instance %s refused the connection: %s", instance.base_url, error.os_error)
+                alternative = _other_instance(chosen.variant, instance, self.rng)
+                if attempt == 2 or alternative is None:
+                    raise errors.service_unavailable(
+                        f"No instance of variant {chosen.variant.name} accepted the connection."
+                    ) from None
+                instance = alternative
+            except BaseException:
+                instance.outstanding -= 1
+                raise
+        raise AssertionError("unreachable")
+
+    async def _invoke(
+        self, invocation: Invocation, chosen: Route, body: bytes, request_id: str, started: float
+    ) -> web.Response:
+        metrics = self._variant_metrics(chosen)
+        metrics.invocations.inc()
+        metrics.invocations_per_instance.inc(1.0 / max(len(chosen.variant.instances), 1))
+        metrics.in_flight.inc()
+        model_started = time.perf_counter()
+        try:
+            instance, response = await self._post(chosen, invocation, body, request_id, stream=False)
+            try:
+                payload = await response.read()
+            finally:
+                instance.outstanding -= 1
+                response.release()
+        except TimeoutError:
+            metrics.invocation_model_errors.inc()
+            raise errors.model_timeout(seconds=self.settings.model_timeout) from None
+        except aiohttp.ClientError as error:
+            metrics.invocation_model_errors.inc()
+            log.warning("model connection failed: %r", error)
+            raise errors.model_broken_response() from None
+        finally:
+            metrics.in_flight.dec()
+        model_seconds = time.perf_counter() - model_started
+        metrics.model_latency.observe(model_seconds)
+        status = response.status
+        if status >= 300:
+            self._count_model_failure(metrics, status)
+            raise _model_failure(response, payload)
+        headers = _response_headers(response.headers, chosen.variant.name, request_id)
+        content_type = response.headers.get("Content-Type")
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        result = web.Response(status=200, body=payload, headers=headers)
+        total = time.perf_counter() - started
+        metrics.overhead_latency.observe(max(total - model_seconds, 0.0))
+        if self.settings.access_log:
+            log.info(
+                "invoked endpoint=%s variant=%s instance=%s status=200 model_ms=%.3f total_ms=%.3f",
+                chosen.endpoint.name,
+                chosen.variant.name,
+                instance.base_url,
+                model_seconds * 1e3,
+                total * 1e3,
+            )
+        return result
+
+    def _count_model_failure(self, metrics: VariantMetrics, status: int) -> None:
+        metrics.invocation_model_errors.inc()
+        if 400 <= status < 500:
+            metrics.invocation_4xx_errors.inc()
+        elif status >= 500:
+            metrics.invocation_5xx_errors.inc()
+
+    async def _invoke_stream(
+        self,
+        request: web.Request,
+        invocation: Invocation,
+        chosen: Route,
+        body: bytes,
+        request_id: str,
+        started: float,
+    ) -> web.StreamResponse:
+        metrics = self._variant_metrics(chosen)
+        metrics.invocations.inc()
+        metrics.invocations_per_instance.inc(1.0 / max(len(chosen.variant.instances), 1))
+        metrics.in_flight.inc()
+        model_started = time.perf_counter()
+        instance: Instance | None = None
+        try:
+            try:
+                instance, response = await self._post(chosen, invocation, body, request_id, stream=True)
+            except TimeoutError:
+                metrics.invocation_model_errors.inc()
+                raise errors.model_timeout(seconds=self.settings.model_timeout) from None
+            except aiohttp.ClientError as error:
+                metrics.invocation_model_errors.inc()
+                log.warning("model connection failed: %r", error)
+                raise errors.model_broken_response() from None
+            try:
+                return await self._relay_stream(
+                    request, response, chosen, metrics, request_id, started, model_started
+                )
+            finally:
+                response.release()
+        finally:
+            if instance is not None:
+                instance.outstanding -= 1
+            metrics.in_flight.dec()
+
+    async def _relay_stream(
+        self,
+        request: web.Request,
+        response: aiohttp.ClientResponse,
+        chosen: Route,
+        metrics: VariantMetrics,
+        request_id: str,
+        started: float,
+        model_started: float,
+    ) -> web.StreamResponse:
+        if response.status >= 300:
+            try:
+                payload = await response.read()
+            except (TimeoutError, aiohttp.ClientError):
+                payload = b""
+            self._count_model_failure(metrics, response.status)
+            raise _model_failure(response, payload)
+        headers = _response_headers(response.headers, chosen.variant.name, request_id)
+        headers["Content-Type"] = _EVENT_STREAM
+        model_content_type = response.headers.get("Content-Type")
+        if model_content_type is not None:
+            headers["X-Amzn-SageMaker-Content-Type"] = model_content_type
+        out = web.StreamResponse(status=200, headers=headers)
+        out.enable_chunked_encoding()
+        await out.prepare(request)
+        # From here on the client has its 200: failures become exception frames, not statuses.
+        try:
+            async for chunk in response.content.iter_any():
+                if chunk:
+                    await out.write(eventstream.payload_part(chunk))
+        except ConnectionResetError:
+            log.info("client went away during the response stream")
+            return out
+        except TimeoutError:
+            metrics.invocation_model_errors.inc()
+            await _write_quietly(
+                out,
+                eventstream.model_stream_error(
+                    f"The model did not send data for {self.settings.model_timeout:g} seconds.",
+                    "ModelInvocationTimeExceeded",
+                ),
+            )
+        except aiohttp.ClientError as error:
+            metrics.invocation_model_errors.inc()
+            log.warning("model stream broke: %r", error)
+            await _write_quietly(
+                out,
+                eventstream.model_stream_error(
+                    "The model closed the stream before it finished.", "StreamBroken"
+                ),
+            )
+        except Exception:
+            log.exception("response stream failed")
+            await _write_quietly(
+                out, eventstream.internal_stream_failure("The gateway failed to relay the stream.")
+            )
+        model_seconds = time.perf_counter() - model_started
+        metrics.model_latency.observe(model_seconds)
+        metrics.overhead_latency.observe(max(time.perf_counter() - started - model_seconds, 0.0))
+        with contextlib.suppress(ConnectionResetError):
+            await out.write_eof()
+        return out
+
+
+async def _write_quietly(out: web.StreamResponse, frame: bytes) -> None:
+    with contextlib.suppress(ConnectionResetError):
+        await out.write(frame)
+
+
+def _body_too_large(length: int | None) -> errors.ApiError:
+    size = f"{length} bytes" if length is not None else "The request body"
+    return errors.validation_error(
+        f"{size} exceeds the maximum request payload size of {MAX_BODY_BYTES} bytes (6 MiB)."
+    )
+
+
+def _other_instance(variant: Variant, failed: Instance, rng: random.Random) -> Instance | None:
+    others = [instance for instance in variant.instances if instance is not failed]
+    if not others:
+        return None
+    return min(others, key=lambda instance: (instance.outstanding, rng.random()))
+
+
+def _model_failure(response: aiohttp.ClientResponse, payload: bytes) -> errors.ApiError:
+    """429 from the container means "still loading" (multi-model agent, serverless cold start)."""
+    if response.status == 429 or response.headers.get("x-amzn-ErrorType", "").startswith("ModelNotReady"):
+        message = payload[:1024].decode("utf-8", errors="replace") or "Model is not ready yet."
+        return errors.model_not_ready(message)
+    return errors.model_error_from_response(response.status, payload)
+
+
+def _response_headers(model_headers: Mapping[str, str], variant: str, request_id: str) -> dict[str, str]:
+    headers = {"x-Amzn-Invoked-Production-Variant": variant, "x-amzn-RequestId": request_id}
+    for name in _MODEL_RESPONSE_HEADERS:
+        value = model_headers.get(name)
+        if value is not None:
+            headers[name] = value
+    return headers

@@ -1,0 +1,125 @@
+"""The standalone files: ``routes.yaml`` (endpoints -> variants -> backends) and ``keys.yaml``.
+
+The file formats are fixed so that scripts can rely on them; see docs/readme-gateway.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sageport.gateway.auth import AccessKey
+from sageport.gateway.invocation import ENDPOINT_NAME_PATTERN
+from sageport.gateway.routing import EndpointSpec, RoutingStrategy, VariantSpec
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _VariantFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    weight: float = Field(default=1.0, ge=0.0)
+    backends: list[str]
+    routing_strategy: RoutingStrategy = Field(
+        default=RoutingStrategy.LEAST_OUTSTANDING_REQUESTS, alias="routingStrategy"
+    )
+    container_hostnames: list[str] | None = Field(default=None, alias="containerHostnames")
+
+    @field_validator("backends")
+    @classmethod
+    def _http_urls(cls, backends: list[str]) -> list[str]:
+        for url in backends:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"backend {url!r} must be an http:// or https:// URL")
+        return backends
+
+
+class _EndpointFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variants: list[_VariantFile] = Field(min_length=1)
+
+
+class _RoutesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: dict[str, _EndpointFile] = Field(default_factory=dict)
+
+
+class _KeyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    access_key_id: str = Field(alias="accessKeyId", min_length=1)
+    secret_access_key: str = Field(alias="secretAccessKey", min_length=1, repr=False)
+    endpoints: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class _KeysFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[_KeyFile] = Field(default_factory=list)
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from error
+
+
+def parse_routes(document: Any) -> list[EndpointSpec]:
+    try:
+        parsed = _RoutesFile.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(f"invalid routes: {error}") from error
+    specs = []
+    for name, endpoint in parsed.endpoints.items():
+        if len(name) > 63 or ENDPOINT_NAME_PATTERN.fullmatch(name) is None:
+            raise ConfigError(f"invalid endpoint name {name!r}")
+        variants = tuple(
+            VariantSpec(
+                name=variant.name,
+                weight=variant.weight,
+                backends=tuple(variant.backends),
+                strategy=variant.routing_strategy,
+                container_hostnames=(
+                    frozenset(variant.container_hostnames)
+                    if variant.container_hostnames is not None
+                    else None
+                ),
+            )
+            for variant in endpoint.variants
+        )
+        specs.append(EndpointSpec(name=name, variants=variants))
+    return specs
+
+
+def parse_keys(document: Any) -> list[AccessKey]:
+    try:
+        parsed = _KeysFile.model_validate(document)
+    except ValidationError as error:
+        # Pydantic echoes input values; never let a secret reach the message.
+        raise ConfigError(f"invalid keys file ({error.error_count()} error(s) in structure)") from None
+    return [
+        AccessKey(
+            access_key_id=key.access_key_id,
+            secret_access_key=key.secret_access_key,
+            endpoints=None if "*" in key.endpoints else frozenset(key.endpoints),
+            namespaces=None,
+        )
+        for key in parsed.keys
+    ]
+
+
+def load_routes(path: Path) -> list[EndpointSpec]:
+    return parse_routes(_load_yaml(path))
+
+
+def load_keys(path: Path) -> list[AccessKey]:
+    return parse_keys(_load_yaml(path))

@@ -1,0 +1,338 @@
+"""Kubernetes mode (the client library is untyped, hence the few ignores below): list+watch Endpoints, EndpointSlices and access-key Secrets; check bearer
+tokens with TokenReview and SubjectAccessReview.
+
+The official client is synchronous, so each watch runs in a daemon thread and hands raw JSON
+objects to the event loop, where the pure ``kubestate`` functions rebuild the route table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import kubernetes.watch
+from kubernetes.client.exceptions import ApiException
+
+from sageport.gateway import errors, kubestate
+from sageport.gateway.auth import AccessKey, KeyStore, Principal
+from sageport.gateway.routing import RouteTable
+
+log = logging.getLogger("sageport.gateway.kube")
+
+_WATCH_SECONDS = 300
+_RETRY_SECONDS = 2.0
+_TOKEN_CACHE_SECONDS = 60.0
+_DECISION_CACHE_SECONDS = 30.0
+
+ListFunction = Callable[..., Any]
+Handler = Callable[[str, Mapping[str, Any]], None]
+
+
+def load_api_client(kubeconfig: Path | None) -> Any:
+    configuration = kubernetes.client.Configuration()
+    if kubeconfig is not None:
+        kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = 32
+    return kubernetes.client.ApiClient(configuration)
+
+
+class Watcher:
+    """List, then watch from the list's resourceVersion; relist on 410 Gone or any failure."""
+
+    def __init__(
+        self, name: str, list_function: ListFunction, kwargs: Mapping[str, Any], on_sync: Callable[
+            [list[Mapping[str, Any]]], None], on_event: Handler, stop: threading.Event,
+    ) -> None:  # fmt: skip
+        self.name = name
+        self.list_function = list_function
+        self.kwargs = dict(kwargs)
+        self.on_sync = on_sync
+        self.on_event = on_event
+        self.stop = stop
+        self.synced = threading.Event()
+
+    def list_once(self) -> str:
+        response = self.list_function(**self.kwargs, _preload_content=False)
+        document = json.loads(response.data)
+        self.on_sync(list(document.get("items") or ()))
+        self.synced.set()
+        return str(document.get("metadata", {}).get("resourceVersion", ""))
+
+    def run(self) -> None:
+        resource_version: str | None = None
+        while not self.stop.is_set():
+            try:
+                if resource_version is None:
+                    resource_version = self.list_once()
+                stream = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    self.list_function,
+                    **self.kwargs,
+                    resource_version=resource_version,
+                    timeout_seconds=_WATCH_SECONDS,
+                    allow_watch_bookmarks=True,
+                )
+                for event in stream:
+                    if self.stop.is_set():
+                        return
+                    raw = event.get("raw_object") or {}
+                    kind = event.get("type")
+                    if kind == "ERROR":
+                        # Usually 410 Gone: our resourceVersion is too old; start over.
+                        resource_version = None
+                        break
+                    resource_version = str(raw.get("metadata", {}).get("resourceVersion") or resource_version)
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        self.on_event(str(kind), raw)
+            except ApiException as error:
+                if error.status != 410:
+                    log.warning("watch %s failed (%s); retrying", self.name, error.status)
+                    time.sleep(_RETRY_SECONDS)
+                resource_version = None
+            except Exception as error:
+                log.warning("watch %s failed (%s); retrying", self.name, type(error).__name__)
+                time.sleep(_RETRY_SECONDS)
+                resource_version = None
+
+
+@dataclass(frozen=True)
+class TokenPrincipal:
+    """A Kubernetes user (from TokenReview); each invoke is checked with a SubjectAccessReview."""
+
+    user: str
+    uid: str
+    groups: tuple[str, ...]
+    extra: Mapping[str, list[str]]
+    source: KubernetesSource
+
+    @property
+    def name(self) -> str:
+        return f"user:{self.user}"
+
+    async def may_invoke(self, endpoint_name: str, namespace: str | None) -> bool:
+        if namespace is None:
+            return True  # unknown endpoint: the caller gets "not found", nothing to protect
+        return await self.source.subject_may_invoke(self, endpoint_name, namespace)
+
+
+class KubernetesSource:
+    def __init__(
+        self,
+        table: RouteTable,
+        keys: KeyStore,
+        namespaces: list[str],
+        system_namespace: str,
+        kubeconfig: Path | None,
+    ) -> None:
+        self.table = table
+        self.keys = keys
+        self.namespaces = sorted(set(namespaces))
+        self.system_namespace = system_namespace
+        self.kubeconfig = kubeconfig
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._endpoints: dict[tuple[str, kubestate.ObjectKey], kubestate.EndpointObject] = {}
+        self._slices: dict[tuple[str, kubestate.ObjectKey], kubestate.SliceObject] = {}
+        self._secrets: dict[tuple[str, kubestate.ObjectKey], AccessKey] = {}
+        self._watchers: list[Watcher] = []
+        self._tokens: dict[str, tuple[float, TokenPrincipal | None]] = {}
+        self._decisions: dict[tuple[str, str, str], tuple[float, bool]] = {}
+        self._reported_clashes: tuple[str, ...] = ()
+        self.api: Any = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self, sync_timeout: float = 30.0) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.api = await asyncio.to_thread(load_api_client, self.kubeconfig)
+        custom = kubernetes.client.CustomObjectsApi(self.api)
+        discovery = kubernetes.client.DiscoveryV1Api(self.api)
+        core = kubernetes.client.CoreV1Api(self.api)
+        slice_selector = {"label_selector": kubestate.ENDPOINT_LABEL}
+        secret_selector = {"label_selector": f"{kubestate.ACCESS_KEY_LABEL}=true"}
+        crd = {"group": kubestate.GROUP, "version": kubestate.VERSION, "plural": kubestate.PLURAL}
+        if not self.namespaces:
+            self._add_watcher("endpoints", custom.list_cluster_custom_object, crd, self._endpoints)
+            self._add_watcher(
+                "endpointslices",
+                discovery.list_endpoint_slice_for_all_namespaces,
+                slice_selector,
+                self._slices,
+            )
+            self._add_watcher("secrets", core.list_secret_for_all_namespaces, secret_selector, self._secrets)
+        else:
+            for namespace in self.namespaces:
+                scoped = {"namespace": namespace}
+                self._add_watcher(
+                    f"endpoints/{namespace}",
+                    custom.list_namespaced_custom_object,
+                    {**crd, **scoped},
+                    self._endpoints,
+                )
+                self._add_watcher(
+                    f"endpointslices/{namespace}",
+                    discovery.list_namespaced_endpoint_slice,
+                    {**slice_selector, **scoped},
+                    self._slices,
+                )
+            for namespace in sorted({*self.namespaces, self.system_namespace}):
+                self._add_watcher(
+                    f"secrets/{namespace}",
+                    core.list_namespaced_secret,
+                    {**secret_selector, "namespace": namespace},
+                    self._secrets,
+                )
+        for watcher in self._watchers:
+            threading.Thread(target=watcher.run, name=f"watch-{watcher.name}", daemon=True).start()
+        deadline = time.monotonic() + sync_timeout
+        for watcher in self._watchers:
+            remaining = max(deadline - time.monotonic(), 0.0)
+            if not await asyncio.to_thread(watcher.synced.wait, remaining):
+                log.warning("%s not listed yet; serving what is known and catching up", watcher.name)
+        self._rebuild()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _add_watcher(
+        self, name: str, list_function: ListFunction, kwargs: Mapping[str, Any], store: dict[Any, Any]
+    ) -> None:
+        kind = name.split("/")[0]
+
+        def parse(obj: Mapping[str, Any]) -> object | None:
+            if kind == "endpoints":
+                return kubestate.parse_endpoint(obj)
+            if kind == "endpointslices":
+                return kubestate.parse_endpoint_slice(obj)
+            return kubestate.parse_access_key_secret(obj, self.system_namespace)
+
+        def on_sync(items: list[Mapping[str, Any]]) -> None:
+            with self._lock:
+                for key in [key for key in store if key[0] == name]:
+                    del store[key]
+                for obj in items:
+                    parsed = parse(obj)
+                    if parsed is not None:
+                        store[(name, kubestate.object_key(obj))] = parsed
+            self._schedule_rebuild()
+
+        def on_event(event_type: str, obj: Mapping[str, Any]) -> None:
+            key = (name, kubestate.object_key(obj))
+            with self._lock:
+                parsed = None if event_type == "DELETED" else parse(obj)
+                if parsed is None:
+                    store.pop(key, None)
+                else:
+                    store[key] = parsed
+            self._schedule_rebuild()
+
+        self._watchers.append(Watcher(name, list_function, kwargs, on_sync, on_event, self._stop))
+
+    def _schedule_rebuild(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._rebuild)
+
+    def _rebuild(self) -> None:
+        with self._lock:
+            endpoints = list(self._endpoints.values())
+            slices = list(self._slices.values())
+            secrets = [(source[1], key) for source, key in self._secrets.items()]
+        specs, clashes = kubestate.build_routes(endpoints, slices)
+        self.table.replace(specs)
+        keys, duplicated = kubestate.merge_keys(secrets)
+        self.keys.replace(keys)
+        report = tuple(clashes + duplicated)
+        if report != self._reported_clashes:
+            self._reported_clashes = report
+            if clashes:
+                log.warning("endpoint names in more than one namespace (oldest kept): %s", ", ".join(clashes))
+            if duplicated:
+                log.warning("access key ids in more than one Secret (refused): %s", ", ".join(duplicated))
+
+    # ---- bearer tokens ---------------------------------------------------------------------
+    async def check_bearer(self, token: str) -> Principal:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        cached = self._tokens.get(digest)
+        if cached is None or cached[0] < now:
+            principal = await asyncio.to_thread(self._token_review, token)
+            cached = (now + _TOKEN_CACHE_SECONDS, principal)
+            if len(self._tokens) > 10000:
+                self._tokens.clear()
+            self._tokens[digest] = cached
+        if cached[1] is None:
+            raise errors.unrecognized_client()
+        return cached[1]
+
+    def _token_review(self, token: str) -> TokenPrincipal | None:
+        client = kubernetes.client
+        review = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
+        try:
+            result = client.AuthenticationV1Api(self.api).create_token_review(review)
+        except ApiException as error:
+            log.warning("TokenReview failed with status %s", error.status)
+            raise errors.service_unavailable(
+                "Could not verify the bearer token; retry the request."
+            ) from None
+        status = result.status
+        if status is None or not status.authenticated or status.user is None:
+            return None
+        user = status.user
+        return TokenPrincipal(
+            user=user.username or "",
+            uid=user.uid or "",
+            groups=tuple(user.groups or ()),
+            extra={key: list(value) for key, value in (user.extra or {}).items()},
+            source=self,
+        )
+
+    async def subject_may_invoke(self, principal: TokenPrincipal, endpoint_name: str, namespace: str) -> bool:
+        key = (f"{principal.user}\x00{principal.uid}", namespace, endpoint_name)
+        now = time.monotonic()
+        cached = self._decisions.get(key)
+        if cached is None or cached[0] < now:
+            allowed = await asyncio.to_thread(self._access_review, principal, endpoint_name, namespace)
+            cached = (now + _DECISION_CACHE_SECONDS, allowed)
+            if len(self._decisions) > 10000:
+                self._decisions.clear()
+            self._decisions[key] = cached
+        return cached[1]
+
+    def _access_review(self, principal: TokenPrincipal, endpoint_name: str, namespace: str) -> bool:
+        client = kubernetes.client
+        review = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=principal.user,
+                uid=principal.uid or None,
+                groups=list(principal.groups) or None,
+                extra=dict(principal.extra) or None,
+                resource_attributes=client.V1ResourceAttributes(
+                    group=kubestate.GROUP,
+                    resource=kubestate.PLURAL,
+                    subresource="invocations",
+                    verb="create",
+                    name=endpoint_name,
+                    namespace=namespace,
+                ),
+            )
+        )
+        try:
+            result = client.AuthorizationV1Api(self.api).create_subject_access_review(review)
+        except ApiException as error:
+            log.warning("SubjectAccessReview failed with status %s", error.status)
+            raise errors.service_unavailable("Could not authorize the request; retry it.") from None
+        return bool(result.status is not None and result.status.allowed)

@@ -1,0 +1,220 @@
+"""Pure translation of Kubernetes objects (as JSON dicts) into routes and access keys.
+
+Namespacing rule: SageMaker endpoint names are global, Kubernetes names are per namespace. The
+gateway serves the Endpoints of the namespaces it watches (``--namespace``, default all) under
+their bare names. If two namespaces hold the same name, the oldest Endpoint (creationTimestamp,
+then namespace) keeps the name and the others are not routed; the gateway logs the clash. A
+newcomer can therefore never take traffic away from an endpoint that already serves it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sageport.gateway.auth import AccessKey
+from sageport.gateway.routing import EndpointSpec, RoutingStrategy, VariantSpec
+
+GROUP = "sageport.io"
+VERSION = "v1alpha1"
+PLURAL = "endpoints"
+ENDPOINT_LABEL = "sageport.io/endpoint"
+VARIANT_LABEL = "sageport.io/variant"
+ACCESS_KEY_LABEL = "sageport.io/access-key"
+SERVING_PORT_NAME = "http"
+DEFAULT_PORT = 8080
+
+ObjectKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class EndpointObject:
+    namespace: str
+    name: str
+    created: str
+    status: str
+    # (variant name, weight, routing strategy, container hostnames or None), in status order
+    variants: tuple[tuple[str, float, RoutingStrategy, frozenset[str] | None], ...]
+
+
+@dataclass(frozen=True)
+class SliceObject:
+    namespace: str
+    endpoint: str
+    variant: str
+    backends: tuple[str, ...]
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = obj.get("metadata")
+    return metadata if isinstance(metadata, Mapping) else {}
+
+
+def object_key(obj: Mapping[str, Any]) -> ObjectKey:
+    metadata = _metadata(obj)
+    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+
+
+def _weight(variant: Mapping[str, Any]) -> float:
+    for field in ("currentWeight", "desiredWeight"):
+        value = variant.get(field)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return 1.0
+
+
+def _strategy(variant: Mapping[str, Any]) -> RoutingStrategy:
+    routing = variant.get("routingConfig")
+    value = routing.get("routingStrategy") if isinstance(routing, Mapping) else None
+    try:
+        return RoutingStrategy(value) if value else RoutingStrategy.LEAST_OUTSTANDING_REQUESTS
+    except ValueError:
+        return RoutingStrategy.LEAST_OUTSTANDING_REQUESTS
+
+
+def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
+    namespace, name = object_key(obj)
+    status = obj.get("status")
+    status = status if isinstance(status, Mapping) else {}
+    variants = []
+    for variant in status.get("productionVariants") or ():
+        if not isinstance(variant, Mapping) or not isinstance(variant.get("variantName"), str):
+            continue
+        hostnames = variant.get("containerHostnames")
+        variants.append(
+            (
+                variant["variantName"],
+                _weight(variant),
+                _strategy(variant),
+                frozenset(str(host) for host in hostnames) if isinstance(hostnames, list) else None,
+            )
+        )
+    return EndpointObject(
+        namespace=namespace,
+        name=name,
+        created=str(_metadata(obj).get("creationTimestamp", "")),
+        status=str(status.get("endpointStatus") or "Creating"),
+        variants=tuple(variants),
+    )
+
+
+def _serving_port(slice_obj: Mapping[str, Any]) -> int:
+    ports = [port for port in slice_obj.get("ports") or () if isinstance(port, Mapping)]
+    for port in ports:
+        if port.get("name") == SERVING_PORT_NAME and isinstance(port.get("port"), int):
+            return int(port["port"])
+    for port in ports:
+        if isinstance(port.get("port"), int):
+            return int(port["port"])
+    return DEFAULT_PORT
+
+
+def parse_endpoint_slice(obj: Mapping[str, Any]) -> SliceObject | None:
+    labels = _metadata(obj).get("labels") or {}
+    endpoint, variant = labels.get(ENDPOINT_LABEL), labels.get(VARIANT_LABEL)
+    if not endpoint or not variant:
+        return None
+    port = _serving_port(obj)
+    ipv6 = obj.get("addressType") == "IPv6"
+    backends = []
+    for member in obj.get("endpoints") or ():
+        if not isinstance(member, Mapping):
+            continue
+        conditions = member.get("conditions") or {}
+        # An unset "ready" means ready (EndpointSlice API semantics).
+        if conditions.get("ready") is False:
+            continue
+        for address in member.get("addresses") or ():
+            host = f"[{address}]" if ipv6 else str(address)
+            backends.append(f"http://{host}:{port}")
+    return SliceObject(object_key(obj)[0], str(endpoint), str(variant), tuple(backends))
+
+
+def build_routes(
+    endpoints: Iterable[EndpointObject], slices: Iterable[SliceObject]
+) -> tuple[list[EndpointSpec], list[str]]:
+    """Endpoint specs to install, and the names that clash across namespaces (for a warning)."""
+    backends: dict[tuple[str, str, str], list[str]] = {}
+    for slice_obj in slices:
+        backends.setdefault((slice_obj.namespace, slice_obj.endpoint, slice_obj.variant), []).extend(
+            slice_obj.backends
+        )
+    owners: dict[str, EndpointObject] = {}
+    clashes: set[str] = set()
+    for endpoint in sorted(endpoints, key=lambda item: (item.created, item.namespace)):
+        if endpoint.name in owners:
+            clashes.add(endpoint.name)
+            continue
+        owners[endpoint.name] = endpoint
+    specs = []
+    for endpoint in owners.values():
+        variants = tuple(
+            VariantSpec(
+                name=name,
+                weight=weight,
+                backends=tuple(dict.fromkeys(backends.get((endpoint.namespace, endpoint.name, name), ()))),
+                strategy=strategy,
+                container_hostnames=hostnames,
+            )
+            for name, weight, strategy, hostnames in endpoint.variants
+        )
+        specs.append(EndpointSpec(endpoint.name, variants, endpoint.status, endpoint.namespace))
+    return specs, sorted(clashes)
+
+
+def _decode(data: Mapping[str, Any], field: str) -> str | None:
+    value = data.get(field)
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _names(text: str | None) -> frozenset[str] | None:
+    if text is None:
+        return None
+    names = frozenset(part.strip() for part in text.split(",") if part.strip())
+    return None if "*" in names or not names else names
+
+
+def parse_access_key_secret(obj: Mapping[str, Any], system_namespace: str) -> AccessKey | None:
+    """A Secret labelled ``sageport.io/access-key=true`` holding ``accessKeyId`` and
+    ``secretAccessKey``, optionally ``endpoints`` (comma-separated names, default all).
+
+    A key is scoped to its Secret's namespace: a team can mint keys only for its own endpoints.
+    Only Secrets in the gateway's system namespace may set ``namespaces`` (comma-separated or
+    ``*``) to reach further.
+    """
+    namespace, _ = object_key(obj)
+    data = obj.get("data")
+    if not isinstance(data, Mapping):
+        return None
+    access_key_id = _decode(data, "accessKeyId")
+    secret = _decode(data, "secretAccessKey")
+    if not access_key_id or not secret:
+        return None
+    if namespace == system_namespace and _decode(data, "namespaces") is not None:
+        namespaces = _names(_decode(data, "namespaces"))
+    else:
+        namespaces = frozenset({namespace})
+    return AccessKey(
+        access_key_id=access_key_id.strip(),
+        secret_access_key=secret.strip(),
+        endpoints=_names(_decode(data, "endpoints")),
+        namespaces=namespaces,
+    )
+
+
+def merge_keys(keys: Iterable[tuple[ObjectKey, AccessKey]]) -> tuple[list[AccessKey], list[str]]:
+    """One key per id; a duplicate id in two Secrets is refused entirely (ambiguous scope)."""
+    by_id: dict[str, list[tuple[ObjectKey, AccessKey]]] = {}
+    for source, key in keys:
+        by_id.setdefault(key.access_key_id, []).append((source, key))
+    unique = [entries[0][1] for entries in by_id.values() if len(entries) == 1]
+    duplicated = sorted(key_id for key_id, entries in by_id.items() if len(entries) > 1)
+    return unique, duplicated

@@ -1,0 +1,210 @@
+"""``sageport-gateway``: the SageMaker Runtime front door.
+
+Standalone:  sageport-gateway --port 9000 --routes routes.yaml [--keys keys.yaml | --no-auth]
+Kubernetes:  sageport-gateway --port 9000 --kubernetes [--kubeconfig FILE] [--namespace NS ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from sageport.gateway import config, logs
+from sageport.gateway.app import Gateway, Settings
+from sageport.gateway.auth import Authenticator, KeyStore, NoAuth, SigV4Authenticator
+from sageport.gateway.metrics import GatewayMetrics
+from sageport.gateway.routing import RouteTable
+
+log = logging.getLogger("sageport.gateway")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sageport-gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=9000, help="port to listen on (default 9000)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--routes", type=Path, help="standalone mode: routes file (endpoints -> variants -> backends)"
+    )
+    source.add_argument(
+        "--kubernetes", action="store_true", help="Kubernetes mode: watch Endpoints and EndpointSlices"
+    )
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument("--keys", type=Path, help="standalone mode: access keys file for SigV4")
+    auth.add_argument("--no-auth", action="store_true", help="accept every request without authentication")
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="Kubernetes mode: kubeconfig (default: in-cluster, then ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="Kubernetes mode: watch only this namespace (repeatable; default all namespaces)",
+    )
+    parser.add_argument(
+        "--system-namespace",
+        default=os.environ.get("POD_NAMESPACE", "sageport-system"),
+        help="Kubernetes mode: namespace whose access-key Secrets may grant other namespaces",
+    )
+    parser.add_argument(
+        "--model-timeout", type=float, default=60.0, help="seconds a model may take (default 60)"
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int, default=4096, help="requests in flight before 503 (default 4096)"
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=25.0,
+        help="seconds to let in-flight requests finish on SIGTERM (default 25)",
+    )
+    parser.add_argument("--account", default="sageport", help="account name used in not-found messages")
+    parser.add_argument("--access-log", action="store_true", help="log one line per successful invocation")
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+class FileWatcher:
+    """Reload a file when its modification time changes (cheap polling; no extra dependency)."""
+
+    def __init__(self, path: Path, apply: Callable[[Path], None], interval: float = 2.0) -> None:
+        self.path = path
+        self.apply = apply
+        self.interval = interval
+        self._mtime = self._stat()
+
+    def _stat(self) -> float:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            mtime = self._stat()
+            if mtime == self._mtime:
+                continue
+            self._mtime = mtime
+            try:
+                self.apply(self.path)
+                log.info("reloaded %s", self.path)
+            except config.ConfigError as error:
+                log.error("keeping the previous configuration: %s", error)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    table = RouteTable()
+    keys = KeyStore()
+    background: list[asyncio.Task[None]] = []
+    authenticator: Authenticator
+    closers: list[Callable[[], None]] = []
+
+    if args.kubernetes:
+        from sageport.gateway.kube import KubernetesSource
+
+        source = KubernetesSource(
+            table=table,
+            keys=keys,
+            namespaces=args.namespace,
+            system_namespace=args.system_namespace,
+            kubeconfig=args.kubeconfig,
+        )
+        await source.start()
+        closers.append(source.stop)
+        authenticator = (
+            NoAuth() if args.no_auth else SigV4Authenticator(keys, bearer_check=source.check_bearer)
+        )
+    else:
+        table.replace(config.load_routes(args.routes))
+        background.append(
+            asyncio.create_task(
+                FileWatcher(args.routes, lambda path: table.replace(config.load_routes(path))).run()
+            )
+        )
+        if args.no_auth:
+            authenticator = NoAuth()
+        elif args.keys is not None:
+            keys.replace(config.load_keys(args.keys))
+            background.append(
+                asyncio.create_task(
+                    FileWatcher(args.keys, lambda path: keys.replace(config.load_keys(path))).run()
+                )
+            )
+            authenticator = SigV4Authenticator(keys)
+        else:
+            raise config.ConfigError("standalone mode needs --keys FILE or --no-auth")
+
+    settings = Settings(
+        model_timeout=args.model_timeout,
+        max_in_flight=args.max_in_flight,
+        account=args.account,
+        access_log=args.access_log,
+    )
+    gateway = Gateway(table, authenticator, GatewayMetrics(CollectorRegistry()), settings)
+    runner = web.AppRunner(gateway.application(), access_log=None, shutdown_timeout=args.drain_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
+    await site.start()
+    log.info(
+        "gateway listening on %s:%d (%s mode, auth %s, %d endpoints)",
+        args.host,
+        args.port,
+        "kubernetes" if args.kubernetes else "standalone",
+        "off" if args.no_auth else "on",
+        len(table.names()),
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+    # Drain: refuse new connections, let the requests in flight finish (bounded), then close.
+    gateway.draining = True
+    log.info("draining %d request(s) in flight", gateway.in_flight)
+    for task in background:
+        task.cancel()
+    await runner.cleanup()
+    for close in closers:
+        close()
+    log.info("gateway stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level)
+    if not args.kubernetes and args.keys is None and not args.no_auth:
+        build_parser().error("standalone mode needs --keys FILE or --no-auth")
+    try:
+        import uvloop
+
+        runner: Callable[..., object] = uvloop.run
+    except ImportError:  # uvloop is optional; the gateway works on the default loop
+        runner = asyncio.run
+    try:
+        runner(serve(args))
+    except config.ConfigError as error:
+        log.error("%s", error)
+        sys.exit(2)
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+
+
+if __name__ == "__main__":
+    main()

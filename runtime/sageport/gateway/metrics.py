@@ -1,0 +1,104 @@
+"""Prometheus metrics named after SageMaker's CloudWatch metrics, labelled endpoint and variant.
+
+SageMaker reports latencies in microseconds; Prometheus convention is seconds, so the names end
+in ``_seconds`` and the buckets cover 100 µs to 60 s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
+_LATENCY_BUCKETS += (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_LABELS = ("endpoint", "variant")
+
+
+@dataclass(frozen=True)
+class VariantMetrics:
+    """Label children bound once per (endpoint, variant): the hot path skips label lookups."""
+
+    invocations: Counter
+    invocation_4xx_errors: Counter
+    invocation_5xx_errors: Counter
+    invocation_model_errors: Counter
+    invocations_per_instance: Counter
+    model_latency: Histogram
+    overhead_latency: Histogram
+    in_flight: Gauge
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.invocations = Counter(
+            "sageport_invocations",
+            "Invocations sent to the model (SageMaker Invocations).",
+            _LABELS,
+            registry=registry,
+        )
+        self.invocation_4xx_errors = Counter(
+            "sageport_invocation_4xx_errors",
+            "Invocations where the model answered 4xx (Invocation4XXErrors).",
+            _LABELS,
+            registry=registry,
+        )
+        self.invocation_5xx_errors = Counter(
+            "sageport_invocation_5xx_errors",
+            "Invocations where the model answered 5xx (Invocation5XXErrors).",
+            _LABELS,
+            registry=registry,
+        )
+        self.invocation_model_errors = Counter(
+            "sageport_invocation_model_errors",
+            "Invocations that were not 2xx from the model, including timeouts and broken connections "
+            "(InvocationModelErrors).",
+            _LABELS,
+            registry=registry,
+        )
+        self.invocations_per_instance = Counter(
+            "sageport_invocations_per_instance",
+            "Each invocation adds 1/ready instances of its variant (InvocationsPerInstance).",
+            _LABELS,
+            registry=registry,
+        )
+        self.model_latency = Histogram(
+            "sageport_model_latency_seconds",
+            "Time the model took to answer, seen from the gateway (ModelLatency).",
+            _LABELS,
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.overhead_latency = Histogram(
+            "sageport_overhead_latency_seconds",
+            "Time spent in the gateway: total minus model latency (OverheadLatency).",
+            _LABELS,
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "sageport_in_flight_requests",
+            "Requests currently being served by the model (ConcurrentRequests).",
+            _LABELS,
+            registry=registry,
+        )
+        self.gateway_errors = Counter(
+            "sageport_gateway_errors",
+            "Requests the gateway answered with an error instead of reaching a model, by error code.",
+            ("code",),
+            registry=registry,
+        )
+
+    def for_variant(self, endpoint: str, variant: str) -> VariantMetrics:
+        labels = (endpoint, variant)
+        return VariantMetrics(
+            invocations=self.invocations.labels(*labels),
+            invocation_4xx_errors=self.invocation_4xx_errors.labels(*labels),
+            invocation_5xx_errors=self.invocation_5xx_errors.labels(*labels),
+            invocation_model_errors=self.invocation_model_errors.labels(*labels),
+            invocations_per_instance=self.invocations_per_instance.labels(*labels),
+            model_latency=self.model_latency.labels(*labels),
+            overhead_latency=self.overhead_latency.labels(*labels),
+            in_flight=self.in_flight.labels(*labels),
+        )

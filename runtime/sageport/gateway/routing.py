@@ -1,0 +1,228 @@
+"""The routing core shared by standalone and Kubernetes modes.
+
+A route table maps endpoint names to variants and each variant to its ready instances. The
+choice functions are pure (randomness is passed in); the table only keeps the per-instance
+outstanding-request counters alive across updates, so a watch event never resets them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sageport.gateway import errors
+
+
+class RoutingStrategy(StrEnum):
+    """SageMaker's ProductionVariant RoutingConfig.RoutingStrategy values."""
+
+    LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
+    RANDOM = "RANDOM"
+
+
+# Endpoint statuses in which SageMaker keeps serving traffic: an update or a rollback runs
+# alongside the fleet that is already in service.
+SERVING_STATUSES = frozenset(
+    {"InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"}
+)
+
+
+class Instance:
+    """One ready model instance (pod IP and port, or a standalone backend URL)."""
+
+    __slots__ = ("base_url", "invocations_url", "outstanding")
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.invocations_url = self.base_url + "/invocations"
+        self.outstanding = 0
+
+    def __repr__(self) -> str:
+        return f"Instance({self.base_url!r}, outstanding={self.outstanding})"
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What a watcher or a routes file says about a variant (no runtime state)."""
+
+    name: str
+    weight: float
+    backends: tuple[str, ...]
+    strategy: RoutingStrategy = RoutingStrategy.LEAST_OUTSTANDING_REQUESTS
+    container_hostnames: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    name: str
+    variants: tuple[VariantSpec, ...]
+    status: str = "InService"
+    # Where the endpoint lives (Kubernetes namespace); None in standalone mode.
+    namespace: str | None = None
+
+
+@dataclass
+class Variant:
+    name: str
+    weight: float
+    instances: list[Instance]
+    strategy: RoutingStrategy
+    container_hostnames: frozenset[str] | None
+    # Per-(endpoint, variant) cache slot for metric children, filled by the shell.
+    metrics: object = None
+
+
+@dataclass
+class Endpoint:
+    name: str
+    status: str
+    namespace: str | None
+    variants: list[Variant] = field(default_factory=list)
+
+    def variant(self, name: str) -> Variant | None:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        return None
+
+
+def choose_variant(variants: Sequence[Variant], draw: float) -> Variant | None:
+    """Pick a variant by weight among those with ready instances; ``draw`` is uniform in [0, 1).
+
+    Variants without instances are left out so that a variant scaling up or rolling out does not
+    turn into errors; if all remaining weights are zero, traffic is split evenly.
+    """
+    candidates = [variant for variant in variants if variant.instances]
+    if not candidates:
+        return None
+    total = sum(max(variant.weight, 0.0) for variant in candidates)
+    if total <= 0:
+        return candidates[min(int(draw * len(candidates)), len(candidates) - 1)]
+    threshold = draw * total
+    running = 0.0
+    for variant in candidates:
+        running += max(variant.weight, 0.0)
+        if threshold < running:
+            return variant
+    return candidates[-1]
+
+
+def choose_instance(variant: Variant, rng: random.Random) -> Instance | None:
+    instances = variant.instances
+    if not instances:
+        return None
+    if len(instances) == 1:
+        return instances[0]
+    if variant.strategy is RoutingStrategy.RANDOM:
+        return instances[rng.randrange(len(instances))]
+    # Least outstanding requests; ties broken at random so idle instances share the load.
+    lowest = min(instance.outstanding for instance in instances)
+    tied = [instance for instance in instances if instance.outstanding == lowest]
+    return tied[rng.randrange(len(tied))] if len(tied) > 1 else tied[0]
+
+
+def validate_target_container(variant: Variant, endpoint_name: str, hostname: str | None) -> None:
+    hostnames = variant.container_hostnames
+    if hostnames is None:
+        if hostname is not None:
+            raise errors.validation_error(
+                f"Endpoint {endpoint_name} is not configured for direct invocation; "
+                "TargetContainerHostname is not allowed."
+            )
+        return
+    if hostname is None:
+        raise errors.validation_error(
+            f"Endpoint {endpoint_name} uses direct invocation; TargetContainerHostname is required."
+        )
+    if hostname not in hostnames:
+        raise errors.validation_error(f"Container hostname {hostname} not found in endpoint {endpoint_name}.")
+
+
+@dataclass(frozen=True)
+class Route:
+    endpoint: Endpoint
+    variant: Variant
+    instance: Instance
+
+
+def route(
+    endpoint: Endpoint,
+    target_variant: str | None,
+    target_container: str | None,
+    rng: random.Random,
+) -> Route:
+    """Choose variant and instance for one request, or raise the SageMaker error for why not."""
+    if endpoint.status not in SERVING_STATUSES:
+        raise errors.validation_error(
+            f"Endpoint {endpoint.name} is not in service (status {endpoint.status})."
+        )
+    if target_variant is not None:
+        chosen = endpoint.variant(target_variant)
+        if chosen is None:
+            raise errors.validation_error(f"Variant {target_variant} not found for endpoint {endpoint.name}.")
+    else:
+        maybe = choose_variant(endpoint.variants, rng.random())
+        if maybe is None:
+            raise errors.service_unavailable(
+                f"Endpoint {endpoint.name} has no instance ready to serve the request."
+            )
+        chosen = maybe
+    validate_target_container(chosen, endpoint.name, target_container)
+    instance = choose_instance(chosen, rng)
+    if instance is None:
+        raise errors.service_unavailable(
+            f"Variant {chosen.name} of endpoint {endpoint.name} has no instance ready to serve the request."
+        )
+    return Route(endpoint, chosen, instance)
+
+
+class RouteTable:
+    """Endpoint name -> Endpoint. Replaced wholesale by watchers; lookups are dict reads."""
+
+    def __init__(self) -> None:
+        self._endpoints: dict[str, Endpoint] = {}
+        self._instances: dict[str, Instance] = {}
+        self._metrics_slots: dict[tuple[str, str], object] = {}
+
+    def lookup(self, name: str) -> Endpoint | None:
+        return self._endpoints.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._endpoints)
+
+    def replace(self, specs: Iterable[EndpointSpec]) -> None:
+        """Install a new set of endpoints, reusing Instance objects (and their counters) by URL."""
+        instances: dict[str, Instance] = {}
+        endpoints: dict[str, Endpoint] = {}
+        for spec in specs:
+            variants = []
+            for variant_spec in spec.variants:
+                members = []
+                for url in variant_spec.backends:
+                    key = url.rstrip("/")
+                    instance = instances.get(key) or self._instances.get(key) or Instance(key)
+                    instances[key] = instance
+                    members.append(instance)
+                variants.append(
+                    Variant(
+                        name=variant_spec.name,
+                        weight=variant_spec.weight,
+                        instances=members,
+                        strategy=variant_spec.strategy,
+                        container_hostnames=variant_spec.container_hostnames,
+                        metrics=self._metrics_slots.get((spec.name, variant_spec.name)),
+                    )
+                )
+            endpoints[spec.name] = Endpoint(spec.name, spec.status, spec.namespace, variants)
+        self._instances = instances
+        self._endpoints = endpoints
+
+    def remember_metrics(self, endpoint: str, variant: Variant, slot: object) -> None:
+        variant.metrics = slot
+        self._metrics_slots[(endpoint, variant.name)] = slot
+
+
+def specs_by_name(specs: Iterable[EndpointSpec]) -> Mapping[str, EndpointSpec]:
+    return {spec.name: spec for spec in specs}

@@ -1,0 +1,107 @@
+"""Start real processes for the gateway tests: fake model containers and the gateway itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import botocore.config
+
+BACKEND_SCRIPT = Path(__file__).with_name("backend.py")
+GATEWAY_COMMAND = [str(Path(sys.executable).with_name("sageport-gateway"))]
+ACCESS_KEY = "AKIDEXAMPLE"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG"
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[str]
+    url: str
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+def start_backend(name: str, *extra: str) -> Process:
+    popen = subprocess.Popen(
+        [sys.executable, str(BACKEND_SCRIPT), "--name", name, *extra],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert popen.stdout is not None
+    line = popen.stdout.readline()
+    if not line.startswith("PORT "):
+        popen.kill()
+        raise RuntimeError(f"backend {name} did not start: {line!r}")
+    return Process(popen, f"http://127.0.0.1:{int(line.split()[1])}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(url: str, timeout: float = 15.0, process: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+def start_gateway(args: Sequence[str], log_path: Path | None = None) -> Process:
+    port = free_port()
+    log_file = open(log_path, "w") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
+    popen = subprocess.Popen(
+        [*GATEWAY_COMMAND, "--host", "127.0.0.1", "--port", str(port), *args],
+        stderr=log_file,
+        stdout=log_file,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url + "/ping", process=popen)
+    return Process(popen, url)
+
+
+def runtime_client(
+    endpoint_url: str,
+    access_key: str = ACCESS_KEY,
+    secret_key: str = SECRET_KEY,
+    retries: int = 0,
+    read_timeout: float = 70.0,
+):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=botocore.config.Config(
+            retries={"max_attempts": retries, "mode": "legacy"} if retries else {"total_max_attempts": 1},
+            read_timeout=read_timeout,
+        ),
+    )

@@ -1,0 +1,61 @@
+"""Process-level behaviour: draining on SIGTERM and reloading the routes file."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tests.integration.gateway.support import Process, runtime_client, start_gateway
+
+
+def test_sigterm_drains_in_flight_requests(gateway_files: dict[str, Path], tmp_path: Path) -> None:
+    gateway = start_gateway(["--routes", str(gateway_files["routes"]), "--keys", str(gateway_files["keys"])])
+    client = runtime_client(gateway.url)
+    client.invoke_endpoint(EndpointName="echo", Body=b"warm-up")
+    outcome: dict[str, Any] = {}
+
+    def slow_call() -> None:
+        try:
+            response = client.invoke_endpoint(
+                EndpointName="echo", Body=b"slow", CustomAttributes="mode=sleep:1"
+            )
+            outcome["body"] = response["Body"].read()
+        except Exception as error:
+            outcome["error"] = error
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    time.sleep(0.3)
+    code = gateway.stop(signal.SIGTERM, timeout=15)
+    caller.join(10)
+    assert outcome == {"body": b"slow"}
+    assert code == 0
+
+
+def test_routes_file_is_reloaded(
+    gateway_files: dict[str, Path], tmp_path: Path, backends: dict[str, Process]
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    shutil.copy(gateway_files["routes"], routes)
+    gateway = start_gateway(["--routes", str(routes), "--no-auth"])
+    try:
+        client = runtime_client(gateway.url)
+        document = yaml.safe_load(routes.read_text())
+        document["endpoints"]["added"] = {"variants": [{"name": "New", "backends": [backends["b3"].url]}]}
+        routes.write_text(yaml.safe_dump(document))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                response = client.invoke_endpoint(EndpointName="added", Body=b"x")
+                break
+            except client.exceptions.ValidationError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert response["InvokedProductionVariant"] == "New"
+    finally:
+        gateway.stop()

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from sageport.gateway.errors import ApiError
+from sageport.gateway.routing import (
+    EndpointSpec,
+    Instance,
+    RouteTable,
+    RoutingStrategy,
+    Variant,
+    VariantSpec,
+    choose_instance,
+    choose_variant,
+    route,
+)
+
+
+def variant(
+    name: str,
+    weight: float,
+    count: int = 1,
+    strategy: RoutingStrategy = RoutingStrategy.LEAST_OUTSTANDING_REQUESTS,
+) -> Variant:
+    return Variant(name, weight, [Instance(f"http://{name}-{i}") for i in range(count)], strategy, None)
+
+
+def test_weighted_choice_follows_cumulative_weights() -> None:
+    variants = [variant("a", 3.0), variant("b", 1.0)]
+    assert choose_variant(variants, 0.0) is variants[0]
+    assert choose_variant(variants, 0.74) is variants[0]
+    assert choose_variant(variants, 0.75) is variants[1]
+    assert choose_variant(variants, 0.999) is variants[1]
+
+
+def test_variants_without_instances_are_skipped_and_zero_weights_split_evenly() -> None:
+    empty = variant("empty", 10.0, count=0)
+    zero_a, zero_b = variant("a", 0.0), variant("b", 0.0)
+    assert choose_variant([empty, zero_a, zero_b], 0.2) is zero_a
+    assert choose_variant([empty, zero_a, zero_b], 0.7) is zero_b
+    assert choose_variant([empty], 0.5) is None
+
+
+def test_weighted_choice_distribution() -> None:
+    rng = random.Random(7)
+    variants = [variant("a", 0.2), variant("b", 0.8)]
+    picks = [choose_variant(variants, rng.random()) for _ in range(10000)]
+    share = sum(pick is variants[0] for pick in picks) / len(picks)
+    assert 0.18 < share < 0.22
+
+
+def test_least_outstanding_requests() -> None:
+    chosen = variant("v", 1.0, count=3)
+    chosen.instances[0].outstanding = 2
+    chosen.instances[1].outstanding = 0
+    chosen.instances[2].outstanding = 1
+    rng = random.Random(1)
+    assert all(choose_instance(chosen, rng) is chosen.instances[1] for _ in range(20))
+
+
+def test_random_strategy_uses_every_instance() -> None:
+    chosen = variant("v", 1.0, count=3, strategy=RoutingStrategy.RANDOM)
+    chosen.instances[0].outstanding = 100
+    rng = random.Random(3)
+    seen = {choose_instance(chosen, rng).base_url for _ in range(200)}  # type: ignore[union-attr]
+    assert len(seen) == 3
+
+
+def _table() -> RouteTable:
+    table = RouteTable()
+    table.replace(
+        [
+            EndpointSpec(
+                "ep",
+                (
+                    VariantSpec("A", 1.0, ("http://a:8080",)),
+                    VariantSpec("B", 0.0, ("http://b:8080/",)),
+                ),
+            ),
+            EndpointSpec("creating", (VariantSpec("A", 1.0, ("http://c",)),), status="Creating"),
+        ]
+    )
+    return table
+
+
+def test_route_errors() -> None:
+    table = _table()
+    rng = random.Random(0)
+    endpoint = table.lookup("ep")
+    assert endpoint is not None
+    assert route(endpoint, None, None, rng).variant.name == "A"
+    assert route(endpoint, "B", None, rng).instance.invocations_url == "http://b:8080/invocations"
+    with pytest.raises(ApiError) as caught:
+        route(endpoint, "C", None, rng)
+    assert caught.value.code == "ValidationError"
+    with pytest.raises(ApiError):
+        route(endpoint, None, "container", rng)
+    creating = table.lookup("creating")
+    assert creating is not None
+    with pytest.raises(ApiError, match="not in service"):
+        route(creating, None, None, rng)
+
+
+def test_replace_keeps_outstanding_counters() -> None:
+    table = _table()
+    endpoint = table.lookup("ep")
+    assert endpoint is not None
+    endpoint.variants[0].instances[0].outstanding = 5
+    table.replace([EndpointSpec("ep", (VariantSpec("A", 1.0, ("http://a:8080", "http://new:8080")),))])
+    updated = table.lookup("ep")
+    assert updated is not None
+    assert [instance.outstanding for instance in updated.variants[0].instances] == [5, 0]
+    assert table.lookup("creating") is None
