@@ -1,0 +1,94 @@
+"""The generated CRDs: structural, current, and friendly to kubectl."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sageport.operator import crdgen
+
+CORE_SHORT_NAMES = {
+    "ep",
+    "po",
+    "svc",
+    "deploy",
+    "cm",
+    "ns",
+    "no",
+    "pv",
+    "pvc",
+    "sa",
+    "rs",
+    "ds",
+    "sts",
+    "hpa",
+    "pdb",
+}
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for key, value in node.items():
+            found.extend(_walk(value, f"{path}.{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(_walk(value, f"{path}[{i}]"))
+    return found
+
+
+@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
+def test_schema_is_structural(kind: crdgen.Kind) -> None:
+    schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        assert "$ref" not in node, path
+        assert "anyOf" not in node, path
+        assert "oneOf" not in node, path
+        assert "title" not in node, path
+        if "properties" in node:
+            assert node.get("type") == "object", path
+            assert "additionalProperties" not in node, path
+        for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+            assert node.get(bound, True) is True, path  # OpenAPI v3.0 boolean form
+
+
+def test_committed_files_are_current() -> None:
+    assert crdgen.main(["--check"]) == 0, "run `make manifests`"
+
+
+def test_names_printer_columns_and_immutability() -> None:
+    crds = {k.kind: crdgen.crd(k) for k in crdgen.KINDS}
+    short = [s for c in crds.values() for s in c["spec"]["names"]["shortNames"]]
+    assert not CORE_SHORT_NAMES & set(short)
+    assert len(short) == len(set(short))
+    assert all(c["spec"]["names"]["categories"] == ["sageport"] for c in crds.values())
+    endpoint_columns = [
+        col["name"] for col in crds["Endpoint"]["spec"]["versions"][0]["additionalPrinterColumns"]
+    ]
+    assert endpoint_columns[:3] == ["Ready", "Status", "Config"]
+    assert "Age" in endpoint_columns
+    for kind in ("Model", "EndpointConfig"):
+        spec = crds[kind]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        assert {"rule": "self == oldSelf"}.items() <= spec["x-kubernetes-validations"][-1].items()
+    assert crds["InstanceType"]["spec"]["scope"] == "Cluster"
+    variants = crds["EndpointConfig"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+        "spec"
+    ]["properties"]["productionVariants"]
+    assert variants["x-kubernetes-list-type"] == "map"
+    assert variants["x-kubernetes-list-map-keys"] == ["variantName"]
+
+
+def test_catalog_covers_common_families() -> None:
+    from sageport.operator.catalog import default_catalog
+
+    catalog = default_catalog()
+    for family in ("c5", "m5", "r5", "g4dn", "g5", "g6", "p3", "p4d", "p5", "inf2"):
+        assert any(name.startswith(f"ml.{family}.") for name in catalog), family
+    g5 = catalog["ml.g5.xlarge"]
+    assert (g5.gpu_count, g5.gpu_product, g5.cpu, g5.memory) == (1, "NVIDIA-A10G", "3600m", "14745Mi")
+    assert catalog["ml.p4d.24xlarge"].gpu_count == 8
+    assert catalog["ml.inf2.xlarge"].gpu_resource_name == "aws.amazon.com/neuron"
+    assert catalog["ml.m5.large"].gpu_count == 0
+    assert catalog["ml.m5.large"].tolerations is None

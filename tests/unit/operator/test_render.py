@@ -1,0 +1,210 @@
+"""Resolution and rendering of Endpoints into children, checked against golden manifests.
+
+Regenerate the goldens after an intended change with SAGEPORT_UPDATE_GOLDEN=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sageport.api.v1alpha1 import Endpoint
+from sageport.operator.catalog import catalog_manifests
+from sageport.operator.reconcile.resolve import Resolution, resolve_endpoint
+from sageport.operator.render import RenderSettings, child_name, variant_children
+from sageport.operator.status import Problem
+from tests.support.manifests import EXAMPLES, REPO, load_documents
+
+GOLDEN = REPO / "tests" / "data" / "golden"
+SETTINGS = RenderSettings(
+    runtime_image="sageport/runtime:test", storage_env=(("AWS_ENDPOINT_URL", "http://s3:9000"),)
+)
+CATALOG = {m["metadata"]["name"]: m for m in catalog_manifests()}
+
+
+def _resolve(docs: Sequence[dict[str, Any]], *, namespace: str = "ml") -> Resolution | Problem:
+    for doc in docs:
+        doc["metadata"].setdefault("namespace", namespace)
+        doc["metadata"].setdefault("uid", f"uid-{doc['metadata']['name']}")
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+
+    def named(kind: str, field: str) -> Any:
+        return lambda name: [
+            d for d in by_kind.get(kind, []) if (d["spec"].get(field) or d["metadata"]["name"]) == name
+        ]
+
+    endpoint = Endpoint.model_validate(by_kind["Endpoint"][0])
+    return resolve_endpoint(
+        endpoint,
+        configs=named("EndpointConfig", "endpointConfigName"),
+        models=named("Model", "modelName"),
+        instance_types=CATALOG.get,
+        settings=SETTINGS,
+    )
+
+
+def _children(resolution: Resolution | Problem) -> list[dict[str, Any]]:
+    assert isinstance(resolution, Resolution), resolution
+    return [m for rv in resolution.variants for m in variant_children(rv, SETTINGS)]
+
+
+def _check_golden(name: str, manifests: list[dict[str, Any]]) -> None:
+    path = GOLDEN / f"{name}.yaml"
+    # A JSON round trip unshares nested dicts, so the YAML has no anchors and reads plainly.
+    text = yaml.safe_dump_all(json.loads(json.dumps(manifests)), sort_keys=True)
+    if os.environ.get("SAGEPORT_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no golden {path}; run with SAGEPORT_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{name} differs from its golden file"
+
+
+@pytest.mark.parametrize("example", ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling"])
+def test_examples_render_like_their_goldens(example: str) -> None:
+    _check_golden(example, _children(_resolve(load_documents(EXAMPLES / example))))
+
+
+def test_cpu_variant_pod_gets_instance_resources_and_no_gpu() -> None:
+    deployment, service, pdb = _children(_resolve(load_documents(EXAMPLES / "realtime-sklearn")))
+    pod = deployment["spec"]["template"]["spec"]
+    model = pod["containers"][0]
+    assert model["resources"] == {
+        "requests": {"cpu": "1800m", "memory": "3686Mi"},
+        "limits": {"memory": "3686Mi"},
+    }
+    assert model["args"] == ["serve"]
+    assert model["ports"][0]["containerPort"] == 8080
+    assert model["readinessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
+    assert "tolerations" not in pod
+    assert "nodeSelector" not in pod
+    fetch = pod["initContainers"][0]
+    assert fetch["command"][-2:] == ["s3://sageport-models/iris/model.tar.gz", "/opt/ml/model"]
+    assert deployment["spec"]["replicas"] == 1
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    owner = deployment["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("Endpoint", "iris", True)
+    assert deployment["metadata"]["labels"]["sageport.io/endpoint"] == "iris"
+    assert deployment["metadata"]["labels"]["sageport.io/variant"] == "AllTraffic"
+
+
+def test_gpu_variant_selects_product_and_tolerates_gpu_taint() -> None:
+    deployment, *_ = _children(_resolve(load_documents(EXAMPLES / "gpu-g5")))
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A10G"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    limits = pod["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1"
+    assert pod["containers"][0]["startupProbe"]["failureThreshold"] * 2 == 600
+    keys = [c["topologyKey"] for c in pod["topologySpreadConstraints"]]
+    assert keys == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+
+
+def test_autoscaled_variant_leaves_replicas_to_the_hpa() -> None:
+    deployment, _, _, hpa = _children(_resolve(load_documents(EXAMPLES / "autoscaling")))
+    assert "replicas" not in deployment["spec"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+
+
+def test_restricted_pod_security() -> None:
+    deployment, *_ = _children(_resolve(load_documents(EXAMPLES / "realtime-sklearn")))
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    for container in pod["containers"] + pod["initContainers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["runAsNonRoot"] is True
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_pod_template_hash_changes_with_the_model() -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    before = _children(_resolve(docs))[0]["spec"]["template"]["metadata"]["annotations"]
+    _kind(docs, "Model")["spec"]["primaryContainer"]["modelDataURL"] = "s3://sageport-models/iris/v2.tar.gz"
+    after = _children(_resolve(docs))[0]["spec"]["template"]["metadata"]["annotations"]
+    assert before != after
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "variant"),
+    [("iris", "AllTraffic"), ("a" * 63, "b" * 63), ("x", "Variant"), ("x", "variant"), ("9lives", "v")],
+)
+def test_child_names_are_dns_labels_and_unique(endpoint: str, variant: str) -> None:
+    name = child_name(endpoint, variant)
+    assert len(name) <= 63
+    assert name[0].isalpha()
+    assert name.replace("-", "").isalnum()
+    assert name == name.lower()
+    assert child_name(endpoint, variant) == name  # deterministic
+    assert child_name("x", "Variant") != child_name("x", "variant")
+    assert child_name("ep", "v") == "ep-v"
+
+
+def _kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind)
+
+
+def _problem(docs: list[dict[str, Any]]) -> Problem:
+    result = _resolve(docs)
+    assert isinstance(result, Problem), result
+    return result
+
+
+def test_missing_references_wait_with_a_message() -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    no_config = _problem([d for d in docs if d["kind"] != "EndpointConfig"])
+    assert (no_config.reason, no_config.terminal) == ("EndpointConfigNotFound", False)
+    assert "'iris-config-v1' not found in namespace ml" in no_config.message
+    no_model = _problem([d for d in docs if d["kind"] != "Model"])
+    assert (no_model.reason, no_model.terminal) == ("ModelNotFound", False)
+
+
+def test_unknown_instance_type_fails_with_what_to_do() -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    _kind(docs, "EndpointConfig")["spec"]["productionVariants"][0]["instanceType"] = "ml.z9.huge"
+    problem = _problem(docs)
+    assert (problem.reason, problem.terminal) == ("InstanceTypeNotFound", True)
+    assert "ml.z9.huge" in problem.message
+    assert "kubectl get instancetypes" in problem.message
+
+
+def test_serverless_variant_is_not_supported_yet() -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    variant = _kind(docs, "EndpointConfig")["spec"]["productionVariants"][0]
+    del variant["instanceType"], variant["initialInstanceCount"]
+    variant["serverlessConfig"] = {"memorySizeInMB": 2048, "maxConcurrency": 10}
+    problem = _problem(docs)
+    assert problem.reason == "NotSupported"
+    assert "serverlessConfig is not supported yet" in problem.message
+
+
+def test_autoscaling_for_a_variant_the_config_lacks() -> None:
+    docs = load_documents(EXAMPLES / "autoscaling")
+    _kind(docs, "Endpoint")["spec"]["autoScaling"][0]["variantName"] = "Nope"
+    problem = _problem(docs)
+    assert problem.reason == "InvalidSpec"
+    assert "Nope" in problem.message
+    assert "AllTraffic" in problem.message
+
+
+def test_ack_sample_resolves() -> None:
+    from tests.support.manifests import ACK_SAMPLES
+
+    resolution = _resolve(load_documents(ACK_SAMPLES))
+    assert isinstance(resolution, Resolution)
+    assert [p.name for p in resolution.plans] == ["variant-1", "variant-2"]
+
+
+def test_goldens_directory_is_only_what_tests_write() -> None:
+    expected = {f"{n}.yaml" for n in ("realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling")}
+    assert {p.name for p in Path(GOLDEN).glob("*.yaml")} == expected

@@ -1,0 +1,126 @@
+"""Pure status maths."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sageport.api.v1alpha1 import Condition
+from sageport.operator.reconcile import status_patch
+from sageport.operator.status import (
+    Problem,
+    VariantObservation,
+    VariantPlan,
+    endpoint_status,
+    object_status,
+    set_condition,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T1 = T0 + timedelta(minutes=5)
+PLANS = (VariantPlan("a", 0.8, 2, "img"), VariantPlan("b", 0.2, 1, "img"))
+
+
+def test_set_condition_keeps_transition_time_when_status_is_unchanged() -> None:
+    first = set_condition([], Condition(type="Ready", status="False", reason="X"), T0)
+    again = set_condition(first, Condition(type="Ready", status="False", reason="Y", message="m"), T1)
+    assert again[0].lastTransitionTime == T0
+    assert again[0].reason == "Y"
+    flipped = set_condition(again, Condition(type="Ready", status="True"), T1)
+    assert flipped[0].lastTransitionTime == T1
+    other = set_condition(flipped, Condition(type="Other", status="True"), T1)
+    assert [c.type for c in other] == ["Ready", "Other"]
+
+
+def _status(observed: dict[str, VariantObservation], problem: Problem | None = None, previous=None):  # type: ignore[no-untyped-def]
+    return endpoint_status(
+        previous=previous,
+        generation=3,
+        config_name="cfg",
+        plans=PLANS,
+        observed=observed,
+        problem=problem,
+        deleting=False,
+        now=T0,
+    )
+
+
+def _ready(status) -> Condition:  # type: ignore[no-untyped-def]
+    return next(c for c in status.conditions if c.type == "Ready")
+
+
+def test_in_service_when_every_variant_has_its_instances() -> None:
+    status = _status({"a": VariantObservation(2), "b": VariantObservation(1)})
+    assert status.endpoint_status == "InService"
+    assert _ready(status).status == "True"
+    assert _ready(status).observedGeneration == 3
+    assert status.failure_reason is None
+    assert status.observed_generation == 3
+    a = status.production_variants[0]
+    assert (a.current_weight, a.desired_weight, a.current_instance_count, a.desired_instance_count) == (
+        0.8,
+        0.8,
+        2,
+        2,
+    )
+
+
+def test_creating_is_unknown_until_instances_are_ready() -> None:
+    status = _status({"a": VariantObservation(1)})
+    assert status.endpoint_status == "Creating"
+    assert _ready(status).status == "Unknown"
+    assert "a 1/2 ready" in _ready(status).message
+    assert "b 0/1 ready" in _ready(status).message
+    assert status.production_variants[1].current_weight == 0.0
+
+
+def test_unschedulable_variant_says_why() -> None:
+    message = "0/7 nodes are available: 7 Insufficient nvidia.com/gpu."
+    status = _status({"a": VariantObservation(0, unschedulable=message), "b": VariantObservation(1)})
+    assert _ready(status).status == "False"
+    assert _ready(status).reason == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in status.failure_reason
+    assert status.production_variants[0].variant_status[0].status_message == message
+
+
+def test_problems_terminal_fail_and_transient_wait() -> None:
+    missing = _status({}, Problem("ModelNotFound", "Model 'm' not found", terminal=False))
+    assert (missing.endpoint_status, _ready(missing).status) == ("Creating", "Unknown")
+    assert missing.failure_reason == "Model 'm' not found"
+    bad = _status({}, Problem("NotSupported", "serverless not yet", terminal=True))
+    assert (bad.endpoint_status, _ready(bad).status, bad.failure_reason) == (
+        "Failed",
+        "False",
+        "serverless not yet",
+    )
+
+
+def test_unchanged_status_is_returned_as_is_so_nothing_is_written() -> None:
+    first = _status({"a": VariantObservation(2), "b": VariantObservation(1)})
+    again = endpoint_status(
+        previous=first,
+        generation=3,
+        config_name="cfg",
+        plans=PLANS,
+        observed={"a": VariantObservation(2), "b": VariantObservation(1)},
+        problem=None,
+        deleting=False,
+        now=T1,
+    )
+    assert again is first
+
+
+def test_status_patch_clears_fields_that_became_unset() -> None:
+    failed = _status({}, Problem("X", "broken", terminal=True))
+    healed = _status({"a": VariantObservation(2), "b": VariantObservation(1)}, previous=failed)
+    patch = status_patch(healed)
+    assert patch["failureReason"] is None
+    assert patch["endpointStatus"] == "InService"
+    assert patch["creationTime"] == "2026-01-01T00:00:00Z"
+
+
+def test_object_status_ready_when_valid() -> None:
+    ok = object_status(previous=None, generation=1, problem=None, now=T0)
+    assert ok.conditions[0].status == "True"
+    assert object_status(previous=ok, generation=1, problem=None, now=T1) is ok
+    bad = object_status(previous=ok, generation=2, problem=Problem("InvalidSpec", "x: bad", True), now=T1)
+    assert (bad.conditions[0].status, bad.conditions[0].message) == ("False", "x: bad")
