@@ -1,0 +1,99 @@
+"""Integration fixtures: sageport's CRDs and catalog installed, and the operator running.
+
+The operator runs as a real process (``python -m sageport.operator``) against the session's
+local cluster, exactly as a user runs it outside a cluster with ``$KUBECONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sageport.operator.crdgen import CATALOG_FILE, CRD_DIR, KINDS
+from tests.cluster.handle import KubeCluster
+
+
+@dataclass(frozen=True)
+class RunningOperator:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def sageport_crds(kube_cluster: KubeCluster) -> KubeCluster:
+    """CRDs applied and Established, and the default InstanceType catalog in place."""
+    kube_cluster.kubectl("apply", "--server-side", "-f", str(CRD_DIR))
+    names = [f"crd/{kind.plural}.sageport.io" for kind in KINDS]
+    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    deadline = time.monotonic() + 30
+    while True:  # right after Established the first writes can still get 429 "storage initializing"
+        applied = kube_cluster.kubectl("apply", "--server-side", "-f", str(CATALOG_FILE), check=False)
+        if applied.returncode == 0:
+            return kube_cluster
+        if time.monotonic() > deadline:
+            raise AssertionError(f"catalog apply failed: {applied.stderr}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def sageport_operator(
+    sageport_crds: KubeCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningOperator]:
+    """The operator process, healthy, for the whole session."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(sageport_crds.kubeconfig),
+        "SAGEPORT_RUNTIME_IMAGE": "sageport/runtime:test",
+    }
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sageport.operator", f"--liveness=http://127.0.0.1:{port}/healthz"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    running = RunningOperator(process, log)
+    try:
+        _wait_healthy(running, port)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_healthy(running: RunningOperator, port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            raise AssertionError(f"operator exited {running.process.returncode}:\n{running.logs()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"operator not healthy after 60 s:\n{running.logs()[-4000:]}")

@@ -1,0 +1,306 @@
+"""The operator against a real API server, scheduler and controller manager (kwok nodes).
+
+What a user sees: objects accepted or refused by the API server, children in the cluster,
+status conditions and SageMaker's status fields.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.cluster.handle import KubeCluster
+from tests.integration.conftest import RunningOperator
+from tests.support.kube import apply, condition, eventually, get
+from tests.support.manifests import ACK_SAMPLES, EXAMPLES, load_documents
+
+pytestmark = pytest.mark.usefixtures("sageport_operator")
+
+KIND_ORDER = {"Model": 0, "EndpointConfig": 1, "Endpoint": 2}
+
+
+def _in_service(cluster: KubeCluster, namespace: str, name: str, timeout: float = 60) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        endpoint = get(cluster, "endpoints.sageport.io", namespace, name)
+        ready_condition = condition(endpoint)
+        if ready_condition and ready_condition["status"] == "True":
+            return endpoint
+        return None
+
+    return eventually(ready, timeout=timeout, what=f"endpoint {name} Ready")
+
+
+def _children(cluster: KubeCluster, namespace: str, endpoint: str) -> dict[str, list[dict[str, Any]]]:
+    selector = f"sageport.io/endpoint-object={endpoint}"
+    return {
+        kind: get(cluster, kind, namespace, selector=selector)
+        for kind in ("deployments", "services", "poddisruptionbudgets", "horizontalpodautoscalers")
+    }
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("Model", "EndpointConfig", "Endpoint"),
+        ("Endpoint", "EndpointConfig", "Model"),
+        ("EndpointConfig", "Endpoint", "Model"),
+    ],
+    ids="-".join,
+)
+def test_any_creation_order_ends_in_service(
+    kube_cluster: KubeCluster, namespace: str, order: tuple[str, ...]
+) -> None:
+    docs = load_documents(EXAMPLES / "ab-test-two-variants")
+    for kind in order:
+        apply(kube_cluster, [d for d in docs if d["kind"] == kind], namespace)
+    endpoint = _in_service(kube_cluster, namespace, "churn")
+
+    status = endpoint["status"]
+    assert status["endpointStatus"] == "InService"
+    assert status["observedGeneration"] == endpoint["metadata"]["generation"]
+    assert status.get("failureReason") is None
+    variants = {v["variantName"]: v for v in status["productionVariants"]}
+    assert variants["variant-a"]["currentInstanceCount"] == 2
+    assert variants["variant-a"]["desiredWeight"] == 0.8
+    assert variants["variant-b"]["currentWeight"] == 0.2
+
+    children = _children(kube_cluster, namespace, "churn")
+    assert len(children["deployments"]) == 2
+    assert len(children["services"]) == 2
+    assert len(children["poddisruptionbudgets"]) == 2
+    for deployment in children["deployments"]:
+        owner = deployment["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["uid"]) == (
+            "Endpoint",
+            "churn",
+            endpoint["metadata"]["uid"],
+        )
+        managers = {
+            m["manager"] for m in deployment["metadata"]["managedFields"] if m["operation"] == "Apply"
+        }
+        assert managers == {"sageport-operator"}
+    config = get(kube_cluster, "endpointconfigs.sageport.io", namespace, "churn-ab")
+    assert condition(config)["status"] == "True"
+
+
+def test_kubectl_wait_for_ready(kube_cluster: KubeCluster, namespace: str) -> None:
+    apply(kube_cluster, load_documents(EXAMPLES / "realtime-sklearn"), namespace)
+    kube_cluster.kubectl(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        "--timeout=60s",
+        "endpoints.sageport.io/iris",
+        timeout=70,
+    )
+    printed = kube_cluster.kubectl("get", "-n", namespace, "spep", "iris").stdout
+    assert "InService" in printed
+    assert "iris-config-v1" in printed
+
+
+def test_gpu_endpoint_pods_land_on_the_right_gpu_nodes(kube_cluster: KubeCluster, namespace: str) -> None:
+    apply(kube_cluster, load_documents(EXAMPLES / "gpu-g5"), namespace)
+    _in_service(kube_cluster, namespace, "llm-7b")
+    pods = get(kube_cluster, "pods", namespace, selector="sageport.io/endpoint-object=llm-7b")
+    assert pods
+    for pod in pods:
+        node = get(kube_cluster, "nodes", "default", pod["spec"]["nodeName"])
+        assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == "NVIDIA-A10G"
+        assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_cpu_endpoint_pods_never_land_on_gpu_nodes(kube_cluster: KubeCluster, namespace: str) -> None:
+    apply(kube_cluster, load_documents(EXAMPLES / "ab-test-two-variants"), namespace)
+    _in_service(kube_cluster, namespace, "churn")
+    for pod in get(kube_cluster, "pods", namespace, selector="sageport.io/endpoint-object=churn"):
+        node = get(kube_cluster, "nodes", "default", pod["spec"]["nodeName"])
+        assert "nvidia.com/gpu.product" not in node["metadata"]["labels"]
+
+
+def test_more_gpus_than_any_node_stays_pending_and_says_why(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    huge = {
+        "apiVersion": "sageport.io/v1alpha1",
+        "kind": "InstanceType",
+        "metadata": {"name": f"test.gpu16.{namespace}"},
+        "spec": {
+            "cpu": "1",
+            "memory": "1Gi",
+            "gpuCount": 16,
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+        },
+    }
+    kube_cluster.kubectl("apply", "--server-side", "-f", "-", stdin=_yaml([huge]))
+    try:
+        docs = load_documents(EXAMPLES / "realtime-sklearn")
+        for doc in docs:
+            if doc["kind"] == "EndpointConfig":
+                doc["spec"]["productionVariants"][0]["instanceType"] = huge["metadata"]["name"]
+        apply(kube_cluster, docs, namespace)
+
+        def unschedulable() -> dict[str, Any] | None:
+            endpoint = get(kube_cluster, "endpoints.sageport.io", namespace, "iris")
+            ready = condition(endpoint)
+            return endpoint if ready and ready["reason"] == "Unschedulable" else None
+
+        endpoint = eventually(unschedulable, timeout=60, what="Unschedulable condition")
+        assert condition(endpoint)["status"] == "False"
+        assert "Insufficient nvidia.com/gpu" in endpoint["status"]["failureReason"]
+        assert endpoint["status"]["endpointStatus"] == "Creating"
+        pods = get(kube_cluster, "pods", namespace, selector="sageport.io/endpoint-object=iris")
+        assert all(p["status"]["phase"] == "Pending" for p in pods)
+    finally:
+        kube_cluster.kubectl("delete", "instancetype.sageport.io", huge["metadata"]["name"], check=False)
+
+
+def test_missing_config_waits_then_recovers(kube_cluster: KubeCluster, namespace: str) -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    apply(kube_cluster, [d for d in docs if d["kind"] == "Endpoint"], namespace)
+
+    def waiting() -> dict[str, Any] | None:
+        endpoint = get(kube_cluster, "endpoints.sageport.io", namespace, "iris")
+        return endpoint if condition(endpoint) else None
+
+    endpoint = eventually(waiting, what="a Ready condition")
+    ready = condition(endpoint)
+    assert (ready["status"], ready["reason"]) == ("Unknown", "EndpointConfigNotFound")
+    assert "iris-config-v1" in endpoint["status"]["failureReason"]
+    apply(kube_cluster, [d for d in docs if d["kind"] != "Endpoint"], namespace)
+    assert _in_service(kube_cluster, namespace, "iris")["status"].get("failureReason") is None
+
+
+def test_unknown_instance_type_fails_clearly(kube_cluster: KubeCluster, namespace: str) -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    for doc in docs:
+        if doc["kind"] == "EndpointConfig":
+            doc["spec"]["productionVariants"][0]["instanceType"] = "ml.z9.huge"
+    apply(kube_cluster, docs, namespace)
+
+    def failed() -> dict[str, Any] | None:
+        endpoint = get(kube_cluster, "endpoints.sageport.io", namespace, "iris")
+        return endpoint if (endpoint.get("status") or {}).get("endpointStatus") == "Failed" else None
+
+    endpoint = eventually(failed, what="Failed status")
+    assert condition(endpoint)["reason"] == "InstanceTypeNotFound"
+    assert "ml.z9.huge" in endpoint["status"]["failureReason"]
+    assert not _children(kube_cluster, namespace, "iris")["deployments"]
+
+
+def test_serverless_variant_reports_not_supported(kube_cluster: KubeCluster, namespace: str) -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    for doc in docs:
+        if doc["kind"] == "EndpointConfig":
+            variant = doc["spec"]["productionVariants"][0]
+            del variant["instanceType"], variant["initialInstanceCount"]
+            variant["serverlessConfig"] = {"memorySizeInMB": 2048, "maxConcurrency": 5}
+    apply(kube_cluster, docs, namespace)
+    endpoint = eventually(
+        lambda: (e := get(kube_cluster, "endpoints.sageport.io", namespace, "iris")) and condition(e) and e,
+        what="a Ready condition",
+    )
+    assert condition(endpoint)["reason"] == "NotSupported"
+    assert "not supported yet" in endpoint["status"]["failureReason"]
+
+
+def test_model_spec_is_immutable(kube_cluster: KubeCluster, namespace: str) -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    apply(kube_cluster, docs, namespace)
+    changed = copy.deepcopy(next(d for d in docs if d["kind"] == "Model"))
+    changed["spec"]["primaryContainer"]["modelDataURL"] = "s3://sageport-models/iris/v2.tar.gz"
+    output = apply(kube_cluster, [changed], namespace, check=False)
+    assert "Model spec is immutable" in output
+
+
+def test_api_server_refuses_what_the_schema_forbids(kube_cluster: KubeCluster, namespace: str) -> None:
+    config = {
+        "apiVersion": "sageport.io/v1alpha1",
+        "kind": "EndpointConfig",
+        "metadata": {"name": "bad"},
+        "spec": {
+            "productionVariants": [
+                {
+                    "variantName": "v",
+                    "modelName": "m",
+                    "instanceType": "ml.m5.large",
+                    "initialInstanceCount": 0,
+                }
+            ]
+        },
+    }
+    output = apply(kube_cluster, [config], namespace, check=False)
+    assert "initialInstanceCount" in output
+    duplicate = copy.deepcopy(config)
+    duplicate["spec"]["productionVariants"] = [
+        {"variantName": "v", "modelName": "m", "instanceType": "ml.m5.large", "initialInstanceCount": 1}
+    ] * 2
+    assert "Duplicate value" in apply(kube_cluster, [duplicate], namespace, check=False)
+
+
+def test_ack_samples_are_accepted(kube_cluster: KubeCluster, namespace: str) -> None:
+    output = apply(kube_cluster, load_documents(ACK_SAMPLES), namespace)
+    assert "serverside-applied" in output
+    endpoint = _in_service(kube_cluster, namespace, "xgboost-endpoint")
+    assert [v["variantName"] for v in endpoint["status"]["productionVariants"]] == ["variant-1", "variant-2"]
+
+
+@pytest.mark.parametrize("example", ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling"])
+def test_every_example_applies_and_serves(kube_cluster: KubeCluster, namespace: str, example: str) -> None:
+    docs = load_documents(EXAMPLES / example)
+    apply(kube_cluster, docs, namespace)
+    name = next(d for d in docs if d["kind"] == "Endpoint")["metadata"]["name"]
+    _in_service(kube_cluster, namespace, name)
+
+
+def test_autoscaling_renders_an_hpa_that_owns_replicas(kube_cluster: KubeCluster, namespace: str) -> None:
+    apply(kube_cluster, load_documents(EXAMPLES / "autoscaling"), namespace)
+    _in_service(kube_cluster, namespace, "fraud")
+    children = _children(kube_cluster, namespace, "fraud")
+    (hpa,) = children["horizontalpodautoscalers"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
+    (deployment,) = children["deployments"]
+    operator_fields = [
+        m for m in deployment["metadata"]["managedFields"] if m["manager"] == "sageport-operator"
+    ]
+    assert all("f:replicas" not in str(m.get("fieldsV1", {}).get("f:spec", {})) for m in operator_fields)
+
+
+def test_removing_autoscaling_deletes_the_hpa(kube_cluster: KubeCluster, namespace: str) -> None:
+    docs = load_documents(EXAMPLES / "autoscaling")
+    apply(kube_cluster, docs, namespace)
+    eventually(lambda: _children(kube_cluster, namespace, "fraud")["horizontalpodautoscalers"], what="HPA")
+    remove = '[{"op": "remove", "path": "/spec/autoScaling"}]'
+    kube_cluster.kubectl(
+        "patch", "-n", namespace, "endpoints.sageport.io", "fraud", "--type=json", "-p", remove
+    )
+    eventually(
+        lambda: not _children(kube_cluster, namespace, "fraud")["horizontalpodautoscalers"], what="HPA gone"
+    )
+    deployment = _children(kube_cluster, namespace, "fraud")["deployments"][0]
+    assert deployment["spec"]["replicas"] == 2
+
+
+def test_deleting_an_endpoint_removes_its_children(kube_cluster: KubeCluster, namespace: str) -> None:
+    apply(kube_cluster, load_documents(EXAMPLES / "realtime-sklearn"), namespace)
+    _in_service(kube_cluster, namespace, "iris")
+    kube_cluster.kubectl(
+        "delete", "-n", namespace, "endpoints.sageport.io", "iris", "--wait=true", timeout=60
+    )
+
+    def gone() -> bool:
+        return not any(_children(kube_cluster, namespace, "iris").values())
+
+    eventually(gone, timeout=60, what="children garbage-collected")
+
+
+def test_operator_is_still_running_after_everything_above(sageport_operator: RunningOperator) -> None:
+    assert sageport_operator.process.poll() is None, sageport_operator.logs()[-4000:]
+
+
+def _yaml(docs: list[dict[str, Any]]) -> str:
+    import yaml
+
+    return yaml.safe_dump_all(docs)

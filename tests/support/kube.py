@@ -1,0 +1,59 @@
+"""Small helpers for tests that talk to the local cluster."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import yaml
+
+from tests.cluster.handle import KubeCluster
+
+T = TypeVar("T")
+
+
+def eventually(
+    check: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2, what: str = ""
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail with the last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what or check.__name__}; last: {last!r}"
+    )
+
+
+def apply(cluster: KubeCluster, docs: Iterable[dict[str, Any]], namespace: str, check: bool = True) -> str:
+    """``kubectl apply --server-side`` of the documents into the namespace; returns kubectl's output."""
+    text = yaml.safe_dump_all(list(docs))
+    result = cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", stdin=text, check=check)
+    return result.stdout + result.stderr
+
+
+def get(cluster: KubeCluster, resource: str, namespace: str, name: str = "", selector: str = "") -> Any:
+    """``kubectl get -o yaml``: one object, or a list's ``items``; None when it does not exist."""
+    args = ["get", resource, "-n", namespace, "-o", "yaml"]
+    if name:
+        args.insert(2, name)
+    if selector:
+        args += ["-l", selector]
+    result = cluster.kubectl(*args, check=False)
+    if result.returncode != 0:
+        if "NotFound" in result.stderr:
+            return None
+        raise AssertionError(result.stderr)
+    data = yaml.safe_load(result.stdout)
+    return data if name else data.get("items", [])
+
+
+def condition(obj: dict[str, Any] | None, kind: str = "Ready") -> dict[str, Any] | None:
+    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return None
