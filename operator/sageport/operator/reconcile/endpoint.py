@@ -63,9 +63,12 @@ class EndpointReconciler:
         self._clock = clock
         self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_plan: dict[Key, _Plan] = {}
+        # The status we last wrote: fresher than the body an index hands us, which lags our own writes.
+        self._written: dict[Key, EndpointStatus] = {}
 
     def forget(self, key: Key) -> None:
         self._last_plan.pop(key, None)
+        self._written.pop(key, None)
         self._locks.pop(key, None)
 
     async def reconcile(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
@@ -133,7 +136,7 @@ class EndpointReconciler:
         )
 
     async def _write(self, key: Key, body: Body, plan: _Plan, lookups: Lookups) -> EndpointStatus | None:
-        previous = _previous_status(body)
+        previous = self._written.get(key) or _previous_status(body)
         metadata = body["metadata"]
         observed = lookups.observations(*key) if plan.problem is None else {}
         status = endpoint_status(
@@ -149,6 +152,7 @@ class EndpointReconciler:
         if status is previous:
             return None
         await self._kube.patch_status(API_VERSION, "endpoints", key[0], key[1], status_patch(status))
+        self._written[key] = status
         return status
 
 

@@ -1,0 +1,112 @@
+"""The Endpoint reconciler against an in-memory fake of the client adapter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sageport.operator.catalog import catalog_manifests
+from sageport.operator.reconcile import ChildRef, EndpointReconciler, Lookups
+from sageport.operator.render import RenderSettings
+from sageport.operator.status import VariantObservation
+from tests.support.manifests import EXAMPLES, load_documents
+
+CATALOG = {m["metadata"]["name"]: m for m in catalog_manifests()}
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.applied: list[dict[str, Any]] = []
+        self.deleted: list[tuple[str, str]] = []
+        self.statuses: list[dict[str, Any]] = []
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.applied.append(manifest)
+        return manifest
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self.deleted.append((kind, name))
+
+    async def patch_status(
+        self, api_version: str, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        self.statuses.append(status)
+
+
+def _world(example: str) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    docs = load_documents(EXAMPLES / example)
+    for doc in docs:
+        doc["metadata"].update(namespace="ml", uid="u1", generation=1)
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    return by_kind["Endpoint"][0], by_kind
+
+
+def _lookups(
+    by_kind: dict[str, list[dict[str, Any]]],
+    observed: dict[str, VariantObservation],
+    children: list[ChildRef],
+) -> Lookups:
+    def named(kind: str) -> Any:
+        return lambda _ns, name: [d for d in by_kind.get(kind, []) if d["metadata"]["name"] == name]
+
+    return Lookups(
+        configs=named("EndpointConfig"),
+        models=named("Model"),
+        instance_types=CATALOG.get,
+        observations=lambda _ns, _name: observed,
+        children=lambda _ns, _name: children,
+    )
+
+
+def _reconciler(kube: FakeKube) -> EndpointReconciler:
+    return EndpointReconciler(kube, RenderSettings(), lambda: datetime(2026, 1, 1, tzinfo=UTC))
+
+
+async def test_full_run_applies_children_and_writes_status_once() -> None:
+    kube = FakeKube()
+    reconciler = _reconciler(kube)
+    endpoint, world = _world("ab-test-two-variants")
+    await reconciler.reconcile(endpoint, _lookups(world, {}, []))
+    assert (
+        sorted(m["kind"] for m in kube.applied)
+        == ["Deployment"] * 2 + ["PodDisruptionBudget"] * 2 + ["Service"] * 2
+    )
+    assert kube.statuses[-1]["endpointStatus"] == "Creating"
+
+    ready = {"variant-a": VariantObservation(2), "variant-b": VariantObservation(1)}
+    await reconciler.refresh_status(endpoint, _lookups(world, ready, []))
+    assert kube.statuses[-1]["endpointStatus"] == "InService"
+    writes = len(kube.statuses)
+    await reconciler.refresh_status(endpoint, _lookups(world, ready, []))
+    assert len(kube.statuses) == writes  # nothing changed, nothing written
+
+
+async def test_children_of_removed_variants_are_deleted() -> None:
+    kube = FakeKube()
+    endpoint, world = _world("realtime-sklearn")
+    leftovers = [
+        ChildRef("apps/v1", "Deployment", "iris-old"),
+        ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", "iris-x"),
+    ]
+    await _reconciler(kube).reconcile(endpoint, _lookups(world, {}, leftovers))
+    assert sorted(kube.deleted) == [("Deployment", "iris-old"), ("HorizontalPodAutoscaler", "iris-x")]
+
+
+async def test_refresh_before_any_full_run_writes_nothing() -> None:
+    kube = FakeKube()
+    endpoint, world = _world("realtime-sklearn")
+    assert await _reconciler(kube).refresh_status(endpoint, _lookups(world, {}, [])) is None
+    assert kube.statuses == []
+
+
+async def test_missing_model_is_reported_and_nothing_applied() -> None:
+    kube = FakeKube()
+    endpoint, world = _world("realtime-sklearn")
+    del world["Model"]
+    await _reconciler(kube).reconcile(endpoint, _lookups(world, {}, []))
+    assert kube.applied == []
+    status = kube.statuses[-1]
+    assert status["conditions"][0]["reason"] == "ModelNotFound"
+    assert "iris-sklearn" in status["failureReason"]
