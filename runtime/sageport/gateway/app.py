@@ -6,6 +6,7 @@ the pure modules; this file only moves bytes, keeps counters and measures time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -15,7 +16,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -24,6 +24,14 @@ from sageport.gateway.auth import Authenticator, RequestParts
 from sageport.gateway.invocation import MAX_BODY_BYTES, Invocation, Operation, parse_invocation
 from sageport.gateway.metrics import GatewayMetrics, VariantMetrics
 from sageport.gateway.routing import Instance, Route, RouteTable, Variant, route
+from sageport.gateway.upstream import (
+    ConnectFailedError,
+    Response,
+    Target,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamTimeoutError,
+)
 
 log = logging.getLogger("sageport.gateway")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -66,58 +74,43 @@ class Gateway:
         self.rng = rng or random.Random()
         self.in_flight = 0
         self.draining = False
-        self._session: aiohttp.ClientSession | None = None
-        self._timeout = aiohttp.ClientTimeout(
-            total=settings.model_timeout, sock_connect=settings.connect_timeout
-        )
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout, sock_read=settings.model_timeout
-        )
+        self._pool: UpstreamPool | None = None
+        self._request_ids = RequestIds()
+        self._targets: dict[str, Target] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=0, keepalive_timeout=self.settings.keepalive_timeout, ttl_dns_cache=None
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-        )
+        self._pool = UpstreamPool(self.settings.connect_timeout, self.settings.keepalive_timeout)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            self._pool.close()
 
-    def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
-        app.router.add_get("/ping", self.ping)
-        app.router.add_get("/healthz", self.ping)
-        app.router.add_get("/metrics", self.metrics_page)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+    def server(self) -> web.Server:
+        """aiohttp's low-level server: no router or middleware on the hot path, one dispatch here."""
+        return web.Server(self.dispatch)
 
-        async def on_startup(_: web.Application) -> None:
-            await self.start()
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        path = request.rel_url.raw_path
+        if request.method == "GET":
+            if path in ("/ping", "/healthz"):
+                return await self.ping(request)
+            if path == "/metrics":
+                return await self.metrics_page(request)
+        return await self.handle(request)
 
-        async def on_cleanup(_: web.Application) -> None:
-            await self.close()
-
-        app.on_startup.append(on_startup)
-        app.on_cleanup.append(on_cleanup)
-        return app
-
-    async def ping(self, request: web.Request) -> web.Response:
+    async def ping(self, request: web.BaseRequest) -> web.Response:
         if self.draining:
             return web.Response(status=503, text="draining\n")
         return web.Response(text="ok\n")
 
-    async def metrics_page(self, request: web.Request) -> web.Response:
+    async def metrics_page(self, request: web.BaseRequest) -> web.Response:
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     # ---- requests --------------------------------------------------------------------------
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        request_id = str(uuid.uuid4())
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        request_id = self._request_ids.next()
         request_id_var.set(request_id)
         started = time.perf_counter()
         self.in_flight += 1
@@ -140,7 +133,7 @@ class Gateway:
         status, headers, body = errors.render_error(error, request_id)
         return web.Response(status=status, headers=headers, body=body)
 
-    async def _handle(self, request: web.Request, request_id: str, started: float) -> web.StreamResponse:
+    async def _handle(self, request: web.BaseRequest, request_id: str, started: float) -> web.StreamResponse:
         if request.method != "POST":
             raise errors.unknown_operation()
         invocation = parse_invocation(request.rel_url.raw_path, request.headers)
@@ -175,14 +168,24 @@ class Gateway:
             return await self._invoke_stream(request, invocation, chosen, body, request_id, started)
         return await self._invoke(invocation, chosen, body, request_id, started)
 
-    async def _read_body(self, request: web.Request) -> bytes:
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
         length = request.content_length
         if length is not None and length > MAX_BODY_BYTES:
             raise _body_too_large(length)
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise _body_too_large(None) from None
+        if length is not None:
+            # The usual case: one read of exactly the announced size.
+            try:
+                return await request.content.readexactly(length) if length else b""
+            except asyncio.IncompleteReadError:
+                raise errors.validation_error(
+                    "The request body is shorter than its Content-Length."
+                ) from None
+        body = bytearray()
+        while chunk := await request.content.readany():
+            body.extend(chunk)
+            if len(body) > MAX_BODY_BYTES:
+                raise _body_too_large(None)
+        return bytes(body)
 
     def _variant_metrics(self, chosen: Route) -> VariantMetrics:
         slot = chosen.variant.metrics
@@ -197,24 +200,33 @@ class Gateway:
         forwarded["X-Amzn-RequestId"] = request_id
         return forwarded
 
-    async def _post(
-        self, chosen: Route, invocation: Invocation, body: bytes, request_id: str, stream: bool
-    ) -> tuple[Instance, aiohttp.ClientResponse]:
-        """Send to the chosen instance; if it refuses the connection, try one other instance once."""
-        assert self._session is not None
+    def _target(self, instance: Instance) -> Target:
+        target = self._targets.get(instance.base_url)
+        if target is None:
+            if len(self._targets) > 65536:  # pods come and go; don't grow forever
+                self._targets.clear()
+            target = self._targets[instance.base_url] = Target(instance.base_url)
+        return target
+
+    async def _post(self, chosen: Route, invocation: Invocation, body: bytes, request_id: str) -> tuple[
+            Instance, Response]:  # fmt: skip
+        """Send to the chosen instance; if it refuses the connection, try one other instance once.
+
+        The caller owns ``instance.outstanding`` (incremented here) and must release the response.
+        """
+        assert self._pool is not None
         headers = self._forward_headers(invocation, request_id)
-        timeout = self._stream_timeout if stream else self._timeout
         instance = chosen.instance
         for attempt in (1, 2):
             instance.outstanding += 1
             try:
-                response = await self._session.post(
-                    instance.invocations_url, data=body, headers=headers, timeout=timeout
+                response = await self._pool.post(
+                    self._target(instance), "/invocations", headers, body, self.settings.model_timeout
                 )
                 return instance, response
-            except aiohttp.ClientConnectorError as error:
+            except ConnectFailedError as error:
                 instance.outstanding -= 1
-                log.warning("instance %s refused the connection: %s", instance.base_url, error.os_error)
+                log.warning("instance refused the connection: %s", error)
                 alternative = _other_instance(chosen.variant, instance, self.rng)
                 if attempt == 2 or alternative is None:
                     raise errors.service_unavailable(
@@ -226,6 +238,13 @@ class Gateway:
                 raise
         raise AssertionError("unreachable")
 
+    def _model_call_failed(self, metrics: VariantMetrics, error: UpstreamError) -> errors.ApiError:
+        metrics.invocation_model_errors.inc()
+        if isinstance(error, UpstreamTimeoutError):
+            return errors.model_timeout(seconds=self.settings.model_timeout)
+        log.warning("model call failed: %s", error)
+        return errors.model_broken_response()
+
     async def _invoke(
         self, invocation: Invocation, chosen: Route, body: bytes, request_id: str, started: float
     ) -> web.Response:
@@ -235,19 +254,14 @@ class Gateway:
         metrics.in_flight.inc()
         model_started = time.perf_counter()
         try:
-            instance, response = await self._post(chosen, invocation, body, request_id, stream=False)
+            instance, response = await self._post(chosen, invocation, body, request_id)
             try:
                 payload = await response.read()
             finally:
                 instance.outstanding -= 1
                 response.release()
-        except TimeoutError:
-            metrics.invocation_model_errors.inc()
-            raise errors.model_timeout(seconds=self.settings.model_timeout) from None
-        except aiohttp.ClientError as error:
-            metrics.invocation_model_errors.inc()
-            log.warning("model connection failed: %r", error)
-            raise errors.model_broken_response() from None
+        except UpstreamError as error:
+            raise self._model_call_failed(metrics, error) from None
         finally:
             metrics.in_flight.dec()
         model_seconds = time.perf_counter() - model_started
@@ -257,7 +271,7 @@ class Gateway:
             self._count_model_failure(metrics, status)
             raise _model_failure(response, payload)
         headers = _response_headers(response.headers, chosen.variant.name, request_id)
-        content_type = response.headers.get("Content-Type")
+        content_type = response.headers.get("content-type")
         if content_type is not None:
             headers["Content-Type"] = content_type
         result = web.Response(status=200, body=payload, headers=headers)
@@ -283,7 +297,7 @@ class Gateway:
 
     async def _invoke_stream(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         invocation: Invocation,
         chosen: Route,
         body: bytes,
@@ -298,14 +312,9 @@ class Gateway:
         instance: Instance | None = None
         try:
             try:
-                instance, response = await self._post(chosen, invocation, body, request_id, stream=True)
-            except TimeoutError:
-                metrics.invocation_model_errors.inc()
-                raise errors.model_timeout(seconds=self.settings.model_timeout) from None
-            except aiohttp.ClientError as error:
-                metrics.invocation_model_errors.inc()
-                log.warning("model connection failed: %r", error)
-                raise errors.model_broken_response() from None
+                instance, response = await self._post(chosen, invocation, body, request_id)
+            except UpstreamError as error:
+                raise self._model_call_failed(metrics, error) from None
             try:
                 return await self._relay_stream(
                     request, response, chosen, metrics, request_id, started, model_started
@@ -319,8 +328,8 @@ class Gateway:
 
     async def _relay_stream(
         self,
-        request: web.Request,
-        response: aiohttp.ClientResponse,
+        request: web.BaseRequest,
+        response: Response,
         chosen: Route,
         metrics: VariantMetrics,
         request_id: str,
@@ -330,13 +339,13 @@ class Gateway:
         if response.status >= 300:
             try:
                 payload = await response.read()
-            except (TimeoutError, aiohttp.ClientError):
+            except UpstreamError:
                 payload = b""
             self._count_model_failure(metrics, response.status)
             raise _model_failure(response, payload)
         headers = _response_headers(response.headers, chosen.variant.name, request_id)
         headers["Content-Type"] = _EVENT_STREAM
-        model_content_type = response.headers.get("Content-Type")
+        model_content_type = response.headers.get("content-type")
         if model_content_type is not None:
             headers["X-Amzn-SageMaker-Content-Type"] = model_content_type
         out = web.StreamResponse(status=200, headers=headers)
@@ -344,13 +353,13 @@ class Gateway:
         await out.prepare(request)
         # From here on the client has its 200: failures become exception frames, not statuses.
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in response.iter_chunks(self.settings.model_timeout):
                 if chunk:
                     await out.write(eventstream.payload_part(chunk))
         except ConnectionResetError:
             log.info("client went away during the response stream")
             return out
-        except TimeoutError:
+        except UpstreamTimeoutError:
             metrics.invocation_model_errors.inc()
             await _write_quietly(
                 out,
@@ -359,9 +368,9 @@ class Gateway:
                     "ModelInvocationTimeExceeded",
                 ),
             )
-        except aiohttp.ClientError as error:
+        except UpstreamError as error:
             metrics.invocation_model_errors.inc()
-            log.warning("model stream broke: %r", error)
+            log.warning("model stream broke: %s", error)
             await _write_quietly(
                 out,
                 eventstream.model_stream_error(
@@ -379,6 +388,22 @@ class Gateway:
         with contextlib.suppress(ConnectionResetError):
             await out.write_eof()
         return out
+
+
+class RequestIds:
+    """UUID-shaped request ids: a random per-process prefix and a counter.
+
+    Unique across gateway replicas (random prefix) and cheaper than uuid4 per request.
+    """
+
+    def __init__(self) -> None:
+        prefix = uuid.uuid4().hex
+        self._prefix = f"{prefix[:8]}-{prefix[8:12]}-{prefix[12:16]}-{prefix[16:20]}-"
+        self._counter = int(prefix[20:], 16)
+
+    def next(self) -> str:
+        self._counter = (self._counter + 1) & 0xFFFFFFFFFFFF
+        return f"{self._prefix}{self._counter:012x}"
 
 
 async def _write_quietly(out: web.StreamResponse, frame: bytes) -> None:
@@ -400,9 +425,9 @@ def _other_instance(variant: Variant, failed: Instance, rng: random.Random) -> I
     return min(others, key=lambda instance: (instance.outstanding, rng.random()))
 
 
-def _model_failure(response: aiohttp.ClientResponse, payload: bytes) -> errors.ApiError:
+def _model_failure(response: Response, payload: bytes) -> errors.ApiError:
     """429 from the container means "still loading" (multi-model agent, serverless cold start)."""
-    if response.status == 429 or response.headers.get("x-amzn-ErrorType", "").startswith("ModelNotReady"):
+    if response.status == 429 or response.headers.get("x-amzn-errortype", "").startswith("ModelNotReady"):
         message = payload[:1024].decode("utf-8", errors="replace") or "Model is not ready yet."
         return errors.model_not_ready(message)
     return errors.model_error_from_response(response.status, payload)
@@ -411,7 +436,7 @@ def _model_failure(response: aiohttp.ClientResponse, payload: bytes) -> errors.A
 def _response_headers(model_headers: Mapping[str, str], variant: str, request_id: str) -> dict[str, str]:
     headers = {"x-Amzn-Invoked-Production-Variant": variant, "x-amzn-RequestId": request_id}
     for name in _MODEL_RESPONSE_HEADERS:
-        value = model_headers.get(name)
+        value = model_headers.get(name.lower())
         if value is not None:
             headers[name] = value
     return headers

@@ -73,6 +73,12 @@ _LIMITS: tuple[tuple[str, int, int, re.Pattern[str] | None], ...] = (
     ("X-Amzn-SageMaker-Inference-Component", 0, 63, _INFERENCE_COMPONENT_PATTERN),
     ("X-Amzn-SageMaker-Session-Id", 0, 256, None),
 )
+_LIMITS_BY_NAME = {limit[0].lower(): limit for limit in _LIMITS}
+# lower-cased header on the wire -> header name sent to the container
+_FORWARD_AS = {name.lower(): name for name in _FORWARDED}
+_FORWARD_STREAM_AS = {name.lower(): name for name in _FORWARDED_STREAM} | {
+    "x-amzn-sagemaker-accept": "Accept"
+}
 _MEMBER_NAMES = {
     "Content-Type": "contentType",
     "Accept": "accept",
@@ -134,23 +140,21 @@ def parse_invocation(raw_path: str, headers: Mapping[str, str]) -> Invocation:
         raise errors.unknown_operation()
     endpoint_name, operation = matched
     validate_endpoint_name(endpoint_name)
-    for name, low, high, pattern in _LIMITS:
-        value = headers.get(name)
-        if value is not None:
-            _check_header(name, value, low, high, pattern)
-    if operation is Operation.INVOKE_STREAM:
-        session = headers.get("X-Amzn-SageMaker-Session-Id")
-        if session is not None and session == "NEW_SESSION":
-            raise errors.validation_error(
-                "NEW_SESSION is not supported by InvokeEndpointWithResponseStream; "
-                "pass an existing session id."
-            )
-        forwarded = {name: value for name in _FORWARDED_STREAM if (value := headers.get(name)) is not None}
-        accept = headers.get("X-Amzn-SageMaker-Accept")
-        if accept is not None:
-            forwarded["Accept"] = accept
-    else:
-        forwarded = {name: value for name in _FORWARDED if (value := headers.get(name)) is not None}
+    forwarding = _FORWARD_STREAM_AS if operation is Operation.INVOKE_STREAM else _FORWARD_AS
+    forwarded: dict[str, str] = {}
+    # One pass over what the client sent (usually fewer headers than we have limits for).
+    for name, value in headers.items():
+        lower = name.lower()
+        limit = _LIMITS_BY_NAME.get(lower)
+        if limit is not None:
+            _check_header(limit[0], value, limit[1], limit[2], limit[3])
+        forward_as = forwarding.get(lower)
+        if forward_as is not None and forward_as not in forwarded:
+            forwarded[forward_as] = value
+    if operation is Operation.INVOKE_STREAM and headers.get("X-Amzn-SageMaker-Session-Id") == "NEW_SESSION":
+        raise errors.validation_error(
+            "NEW_SESSION is not supported by InvokeEndpointWithResponseStream; pass an existing session id."
+        )
     session = headers.get("X-Amzn-SageMaker-Session-Id")
     if session and session != "NEW_SESSION" and _SESSION_ID_PATTERN.fullmatch(session) is None:
         raise errors.validation_error(

@@ -156,7 +156,8 @@ async def serve(args: argparse.Namespace) -> None:
         access_log=args.access_log,
     )
     gateway = Gateway(table, authenticator, GatewayMetrics(CollectorRegistry()), settings)
-    runner = web.AppRunner(gateway.application(), access_log=None, shutdown_timeout=args.drain_timeout)
+    await gateway.start()
+    runner = web.ServerRunner(gateway.server(), shutdown_timeout=args.drain_timeout)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
     await site.start()
@@ -181,6 +182,7 @@ async def serve(args: argparse.Namespace) -> None:
     for task in background:
         task.cancel()
     await runner.cleanup()
+    await gateway.close()
     for close in closers:
         close()
     log.info("gateway stopped")
