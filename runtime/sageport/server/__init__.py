@@ -1,0 +1,1 @@
+"""The model server: SageMaker container contract plus KServe V1/V2 routes."""

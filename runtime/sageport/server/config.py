@@ -1,0 +1,142 @@
+"""Server settings from the command line and the environment (pure: no I/O)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 8080
+DEFAULT_MODEL_DIR = "/opt/ml/model"
+DEFAULT_MULTI_MODEL_ROOT = "/opt/ml/models"
+FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "onnx")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_BINARY_UNITS = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot use."""
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    enabled: bool = False
+    max_batch_size: int = 32
+    max_wait_seconds: float = 0.005
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    port: int = DEFAULT_PORT
+    host: str = "0.0.0.0"
+    model_dir: Path = Path(DEFAULT_MODEL_DIR)
+    model_name: str = "model"
+    framework: str | None = None
+    program: str = "inference.py"
+    default_accept: str = "application/json"
+    model_threads: int = 4
+    install_requirements: bool = True
+    requirements_target: Path | None = None
+    multi_model: bool = False
+    multi_model_root: Path = Path(DEFAULT_MULTI_MODEL_ROOT)
+    multi_model_memory_bytes: int | None = None
+    batching: BatchingConfig = BatchingConfig()
+    kserve_routes: bool = True
+    log_level: str = "INFO"
+
+
+def parse_bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"not a boolean: {value!r}")
+
+
+def parse_size(value: str) -> int:
+    """Bytes from ``"536870912"``, ``"512Mi"``, ``"1.5G"`` or ``"2GiB"``."""
+    match = _SIZE.match(value)
+    if match is None:
+        raise ConfigError(f"not a size: {value!r}")
+    number, unit = match.groups()
+    unit = (unit or "").lower()
+    factor = _BINARY_UNITS.get(unit) or _UNITS.get(unit[:1], 1)
+    return int(float(number) * factor)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sageport-server",
+        description="SageMaker-compatible model server (GET /ping, POST /invocations, KServe V1/V2).",
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve"],
+        help="SageMaker runs containers with `serve`",
+    )
+    parser.add_argument("--model-dir", help="model directory (else SM_MODEL_DIR, else /opt/ml/model)")
+    parser.add_argument("--port", type=int, help="HTTP port (else SAGEMAKER_BIND_TO_PORT, else 8080)")
+    parser.add_argument("--host", default=None, help="bind address (default 0.0.0.0)")
+    return parser
+
+
+def load_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
+    """The one place that reads settings; ``env`` is passed in so tests need no monkeypatching."""
+    args = build_parser().parse_args(list(argv))
+    port = args.port if args.port is not None else _int(env, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT)
+    if not 0 < port < 65536:
+        raise ConfigError(f"port out of range: {port}")
+    framework = (env.get("SAGEPORT_MODEL_FRAMEWORK") or "").strip().lower() or None
+    if framework is not None and framework not in FRAMEWORKS:
+        raise ConfigError(
+            f"SAGEPORT_MODEL_FRAMEWORK must be one of {', '.join(FRAMEWORKS)}, got {framework!r}"
+        )
+    memory = env.get("SAGEPORT_MULTI_MODEL_MEMORY")
+    target = env.get("SAGEPORT_REQUIREMENTS_TARGET")
+    return ServerConfig(
+        port=port,
+        host=args.host or env.get("SAGEPORT_BIND_HOST", "0.0.0.0"),
+        model_dir=Path(args.model_dir or env.get("SM_MODEL_DIR") or DEFAULT_MODEL_DIR),
+        model_name=env.get("SAGEPORT_MODEL_NAME", "model"),
+        framework=framework,
+        program=env.get("SAGEMAKER_PROGRAM") or "inference.py",
+        default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
+        model_threads=_int(env, "SAGEPORT_MODEL_THREADS", min(32, (os.cpu_count() or 1) + 2)),
+        install_requirements=parse_bool(env.get("SAGEPORT_INSTALL_REQUIREMENTS"), default=True),
+        requirements_target=Path(target) if target else None,
+        multi_model=parse_bool(env.get("SAGEMAKER_MULTI_MODEL")),
+        multi_model_root=Path(env.get("SAGEPORT_MULTI_MODEL_ROOT") or DEFAULT_MULTI_MODEL_ROOT),
+        multi_model_memory_bytes=parse_size(memory) if memory else None,
+        batching=BatchingConfig(
+            enabled=parse_bool(env.get("SAGEPORT_BATCHING")),
+            max_batch_size=_int(env, "SAGEPORT_BATCH_MAX_SIZE", 32),
+            max_wait_seconds=_int(env, "SAGEPORT_BATCH_MAX_WAIT_MS", 5, minimum=0) / 1000.0,
+        ),
+        kserve_routes=parse_bool(env.get("SAGEPORT_KSERVE_ROUTES"), default=True),
+        log_level=(
+            env.get("SAGEMAKER_CONTAINER_LOG_LEVEL") or env.get("SAGEPORT_LOG_LEVEL") or "INFO"
+        ).upper(),
+    )

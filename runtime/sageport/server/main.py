@@ -1,0 +1,63 @@
+"""``sageport-server [serve] [--model-dir DIR] [--port N]``: the variant pod's model container."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from sageport.server.config import ConfigError, ServerConfig, load_config
+
+
+def _log_level(name: str) -> int | str:
+    # SAGEMAKER_CONTAINER_LOG_LEVEL is numeric ("20"); ours may be a name ("INFO").
+    return int(name) if name.isdigit() else name
+
+
+def serve(config: ServerConfig) -> None:
+    import uvicorn
+
+    from sageport.server.app import build_app
+
+    app = build_app(config)
+    uvicorn_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # a log line per request costs more than the rest of the fast path
+        log_config=None,
+        timeout_keep_alive=75,  # longer than common client/proxy idle timeouts (60 s)
+        timeout_graceful_shutdown=25,  # SageMaker and Kubernetes kill 30 s after SIGTERM
+    )
+    uvicorn.Server(uvicorn_config).run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
+    except ConfigError as exc:
+        print(f"sageport-server: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=_log_level(config.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("sageport.server").info(
+        "serving %s on %s:%d (multi-model=%s, batching=%s)",
+        config.multi_model_root if config.multi_model else config.model_dir,
+        config.host,
+        config.port,
+        config.multi_model,
+        config.batching.enabled,
+    )
+    serve(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

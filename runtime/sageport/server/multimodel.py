@@ -1,0 +1,179 @@
+"""Multi-model mode: models loaded on request, kept within a memory budget, least recently used first out.
+
+Sizes are measured when each model loads (see :mod:`sageport.server.memory`), not declared
+and not counted: ten small models may stay where one large one would not fit. A model that
+does not fit even in an empty budget is refused with 507, as SageMaker's container contract
+asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sageport.server import memory
+from sageport.server.errors import InsufficientMemoryError, ModelAlreadyLoadedError, ModelNotLoadedError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resident:
+    name: str
+    url: str
+    handler: Any
+    memory_bytes: int
+
+
+def plan_evictions(lru_first: Sequence[tuple[str, int]], budget: int, incoming: int) -> list[str]:
+    """Names to unload, oldest first, so that ``incoming`` more bytes fit in ``budget`` (pure).
+
+    Walks the least recently used models until enough memory is free, then keeps any of
+    those whose unloading turned out not to be needed (newest first): a small idle model is
+    not thrown out just because it sat before a large one in the LRU order.
+    Raises InsufficientMemoryError when even unloading everything would not make room.
+    """
+    if incoming > budget:
+        raise InsufficientMemoryError(
+            f"model needs {incoming} bytes, more than the whole budget of {budget} bytes"
+        )
+    used = sum(size for _, size in lru_first)
+    victims: list[tuple[str, int]] = []
+    for name, size in lru_first:
+        if used + incoming <= budget:
+            break
+        victims.append((name, size))
+        used -= size
+    for name, size in reversed(list(victims)):
+        if used + size + incoming <= budget:
+            victims.remove((name, size))
+            used += size
+    return [name for name, _ in victims]
+
+
+class ModelStore:
+    """Resident models in least-recently-used order, with their measured sizes."""
+
+    def __init__(
+        self,
+        load: Callable[[str, Path], Any],
+        prepare: Callable[[Path], None],
+        fetch_remote: Callable[[str, Path], Path],
+        root: Path,
+        budget_bytes: int,
+        executor: Any,
+        on_unload: Callable[[str], None] | None = None,
+        on_load: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        self._load = load
+        self._prepare = prepare
+        self._fetch_remote = fetch_remote
+        self.root = root
+        self.budget_bytes = budget_bytes
+        self._executor = executor
+        self._on_unload = on_unload
+        self._on_load = on_load
+        self._resident: OrderedDict[str, Resident] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[Resident]] = {}
+        self._lock = asyncio.Lock()  # one load at a time: measurements must not overlap
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(r.memory_bytes for r in self._resident.values())
+
+    def listing(self) -> list[Resident]:
+        return list(self._resident.values())
+
+    def describe(self, name: str) -> Resident:
+        resident = self._resident.get(name)
+        if resident is None:
+            raise ModelNotLoadedError(f"model {name!r} is not loaded")
+        return resident
+
+    def default_url(self, name: str) -> str:
+        return str(self.root / name / "model")
+
+    async def get(self, name: str) -> Any:
+        """The handler for ``name``, marking it most recently used; waits for a load in progress."""
+        resident = self._resident.get(name)
+        if resident is None:
+            pending = self._loading.get(name)
+            if pending is None:
+                raise ModelNotLoadedError(f"model {name!r} is not loaded")
+            resident = await asyncio.shield(pending)
+        self._resident.move_to_end(name)
+        return resident.handler
+
+    async def load(self, name: str, url: str | None) -> Resident:
+        if name in self._resident or name in self._loading:
+            raise ModelAlreadyLoadedError(f"model {name!r} is already loaded")
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Future[Resident] = loop.create_future()
+        self._loading[name] = pending
+        try:
+            resident = await self._load_locked(name, url or self.default_url(name))
+        except BaseException as exc:
+            pending.set_exception(exc)
+            pending.exception()  # retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._loading[name]
+        pending.set_result(resident)
+        return resident
+
+    async def _load_locked(self, name: str, url: str) -> Resident:
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            local = await loop.run_in_executor(self._executor, self._fetch_remote, url, self.root / name)
+            # Make room for at least the artifact's size before loading, so the load itself
+            # does not push the pod over its limit; the real size is settled afterwards. An
+            # artifact larger than the whole budget is refused before anything is evicted.
+            estimate = await loop.run_in_executor(self._executor, _tree_bytes, local)
+            try:
+                self._evict(plan_evictions(self._lru_sizes(), self.budget_bytes, estimate))
+            except InsufficientMemoryError as exc:
+                raise InsufficientMemoryError(f"model {name!r} (artifact on disk): {exc}") from exc
+            await loop.run_in_executor(self._executor, self._prepare, local)
+            handler, size = await loop.run_in_executor(
+                self._executor, memory.measure, lambda: self._load(name, local)
+            )
+            try:
+                victims = plan_evictions(self._lru_sizes(), self.budget_bytes, size)
+            except InsufficientMemoryError as exc:
+                raise InsufficientMemoryError(f"model {name!r}: {exc}") from exc
+            self._evict(victims)
+            resident = Resident(name=name, url=url, handler=handler, memory_bytes=size)
+            self._resident[name] = resident
+            log.info(
+                "loaded model %s from %s: %d bytes; %d of %d bytes in use",
+                name, url, size, self.used_bytes, self.budget_bytes,
+            )  # fmt: skip
+            if self._on_load is not None:
+                self._on_load(name, handler)
+            return resident
+
+    def _lru_sizes(self) -> list[tuple[str, int]]:
+        return [(r.name, r.memory_bytes) for r in self._resident.values()]
+
+    def _evict(self, names: list[str]) -> None:
+        for name in names:
+            resident = self._resident.pop(name)
+            log.info("evicted model %s (%d bytes, least recently used)", name, resident.memory_bytes)
+            if self._on_unload is not None:
+                self._on_unload(name)
+
+    def unload(self, name: str) -> None:
+        if name not in self._resident:
+            raise ModelNotLoadedError(f"model {name!r} is not loaded")
+        self._evict([name])
+
+
+def _tree_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
