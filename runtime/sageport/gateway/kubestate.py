@@ -33,7 +33,10 @@ ObjectKey = tuple[str, str]  # (namespace, name)
 @dataclass(frozen=True)
 class EndpointObject:
     namespace: str
+    # The name clients invoke: spec.endpointName (ACK's SageMaker-side name) or metadata.name.
     name: str
+    # metadata.name, which the operator's Services (and so EndpointSlices) carry as a label.
+    object_name: str
     created: str
     status: str
     # (variant name, weight, routing strategy, container hostnames or None), in status order
@@ -92,9 +95,12 @@ def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
                 frozenset(str(host) for host in hostnames) if isinstance(hostnames, list) else None,
             )
         )
+    spec = obj.get("spec")
+    invoke_name = spec.get("endpointName") if isinstance(spec, Mapping) else None
     return EndpointObject(
         namespace=namespace,
-        name=name,
+        name=invoke_name if isinstance(invoke_name, str) and invoke_name else name,
+        object_name=name,
         created=str(_metadata(obj).get("creationTimestamp", "")),
         status=str(status.get("endpointStatus") or "Creating"),
         variants=tuple(variants),
@@ -151,11 +157,18 @@ def build_routes(
         owners[endpoint.name] = endpoint
     specs = []
     for endpoint in owners.values():
+        # Slices are labelled with the object's name; accept the invoke name too, in case the
+        # two differ and the labels follow the SageMaker name.
+        labels = dict.fromkeys((endpoint.object_name, endpoint.name))
         variants = tuple(
             VariantSpec(
                 name=name,
                 weight=weight,
-                backends=tuple(dict.fromkeys(backends.get((endpoint.namespace, endpoint.name, name), ()))),
+                backends=tuple(
+                    dict.fromkeys(
+                        url for label in labels for url in backends.get((endpoint.namespace, label, name), ())
+                    )
+                ),
                 strategy=strategy,
                 container_hostnames=hostnames,
             )

@@ -73,10 +73,10 @@ def make_app(name: str, loading: bool = False) -> web.Application:
     return app
 
 
-async def _serve(name: str, port: int, loading: bool) -> None:
+async def _serve(name: str, host: str, port: int, loading: bool) -> None:
     runner = web.AppRunner(make_app(name, loading), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     server = site._server
     assert server is not None
@@ -88,13 +88,14 @@ async def _serve(name: str, port: int, loading: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", default="backend")
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--loading", action="store_true")
     args = parser.parse_args()
     try:
         import uvloop
 
-        uvloop.run(_serve(args.name, args.port, args.loading))
+        uvloop.run(_serve(args.name, args.host, args.port, args.loading))
     except KeyboardInterrupt:
         sys.exit(0)
 

@@ -49,7 +49,8 @@ def start_backend(name: str, *extra: str) -> Process:
     if not line.startswith("PORT "):
         popen.kill()
         raise RuntimeError(f"backend {name} did not start: {line!r}")
-    return Process(popen, f"http://127.0.0.1:{int(line.split()[1])}")
+    host = extra[extra.index("--host") + 1] if "--host" in extra else "127.0.0.1"
+    return Process(popen, f"http://{host}:{int(line.split()[1])}")
 
 
 def free_port() -> int:

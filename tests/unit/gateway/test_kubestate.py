@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import base64
+
+from sageport.gateway.kubestate import (
+    build_routes,
+    merge_keys,
+    parse_access_key_secret,
+    parse_endpoint,
+    parse_endpoint_slice,
+)
+from sageport.gateway.routing import RoutingStrategy
+
+
+def endpoint(
+    namespace: str, name: str, created: str = "2026-01-01T00:00:00Z", **status: object
+) -> dict[str, object]:
+    return {
+        "metadata": {"namespace": namespace, "name": name, "creationTimestamp": created},
+        "spec": {"endpointConfigName": "cfg"},
+        "status": status,
+    }
+
+
+def endpoint_slice(
+    namespace: str, endpoint_name: str, variant: str, *members: tuple[str, bool | None]
+) -> dict[str, object]:
+    return {
+        "metadata": {
+            "namespace": namespace,
+            "name": f"{endpoint_name}-{variant}-x",
+            "labels": {"sageport.io/endpoint": endpoint_name, "sageport.io/variant": variant},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}],
+        "endpoints": [
+            {"addresses": [address], "conditions": {} if ready is None else {"ready": ready}}
+            for address, ready in members
+        ],
+    }
+
+
+def test_endpoint_status_to_variants() -> None:
+    parsed = parse_endpoint(
+        endpoint(
+            "team-a",
+            "ep",
+            endpointStatus="InService",
+            productionVariants=[
+                {"variantName": "A", "currentWeight": 0.25, "desiredWeight": 1},
+                {"variantName": "B", "desiredWeight": 0.75, "routingConfig": {"routingStrategy": "RANDOM"}},
+                {"variantName": "C"},
+                {"bad": "entry"},
+            ],
+        )
+    )
+    assert parsed.status == "InService"
+    assert [(name, weight) for name, weight, _, _ in parsed.variants] == [
+        ("A", 0.25),
+        ("B", 0.75),
+        ("C", 1.0),
+    ]
+    assert parsed.variants[1][2] is RoutingStrategy.RANDOM
+    assert parse_endpoint({"metadata": {"name": "x"}}).status == "Creating"
+
+
+def test_spec_endpoint_name_is_the_invoke_name() -> None:
+    obj = endpoint("ns", "k8s-name", endpointStatus="InService", productionVariants=[{"variantName": "A"}])
+    obj["spec"] = {"endpointConfigName": "cfg", "endpointName": "SageMakerName"}
+    parsed = parse_endpoint(obj)
+    assert (parsed.name, parsed.object_name) == ("SageMakerName", "k8s-name")
+    (spec,), _ = build_routes(
+        [parsed], [parse_endpoint_slice(endpoint_slice("ns", "k8s-name", "A", ("10.0.0.1", True)))]
+    )  # type: ignore[list-item]
+    assert spec.name == "SageMakerName"
+    assert spec.variants[0].backends == ("http://10.0.0.1:8080",)
+
+
+def test_slices_keep_ready_addresses_on_the_http_port() -> None:
+    parsed = parse_endpoint_slice(
+        endpoint_slice("ns", "ep", "A", ("10.0.0.1", True), ("10.0.0.2", False), ("10.0.0.3", None))
+    )
+    assert parsed is not None
+    assert parsed.backends == ("http://10.0.0.1:8080", "http://10.0.0.3:8080")
+    ipv6 = endpoint_slice("ns", "ep", "A", ("fd00::1", True))
+    ipv6["addressType"] = "IPv6"
+    assert parse_endpoint_slice(ipv6).backends == ("http://[fd00::1]:8080",)  # type: ignore[union-attr]
+    assert parse_endpoint_slice({"metadata": {"labels": {}}}) is None
+
+
+def test_routes_join_endpoints_and_slices_per_namespace() -> None:
+    endpoints = [
+        parse_endpoint(
+            endpoint("a", "ep", endpointStatus="InService", productionVariants=[{"variantName": "V"}])
+        )
+    ]
+    slices = [
+        parse_endpoint_slice(endpoint_slice("a", "ep", "V", ("10.0.0.1", True))),
+        parse_endpoint_slice(endpoint_slice("a", "ep", "V", ("10.0.0.2", True))),
+        parse_endpoint_slice(endpoint_slice("b", "ep", "V", ("10.9.9.9", True))),  # other namespace
+        parse_endpoint_slice(endpoint_slice("a", "ep", "Other", ("10.0.0.3", True))),  # unknown variant
+    ]
+    (spec,), clashes = build_routes(endpoints, [s for s in slices if s is not None])
+    assert clashes == []
+    assert spec.namespace == "a"
+    assert spec.variants[0].backends == ("http://10.0.0.1:8080", "http://10.0.0.2:8080")
+
+
+def test_oldest_endpoint_keeps_a_clashing_name() -> None:
+    older = parse_endpoint(endpoint("old", "ep", "2025-01-01T00:00:00Z", endpointStatus="InService"))
+    newer = parse_endpoint(endpoint("new", "ep", "2026-01-01T00:00:00Z", endpointStatus="InService"))
+    specs, clashes = build_routes([newer, older], [])
+    assert [spec.namespace for spec in specs] == ["old"]
+    assert clashes == ["ep"]
+
+
+def secret(namespace: str, **data: str) -> dict[str, object]:
+    return {
+        "metadata": {"namespace": namespace, "name": "k", "labels": {"sageport.io/access-key": "true"}},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+    }
+
+
+def test_access_keys_are_scoped_to_their_namespace() -> None:
+    key = parse_access_key_secret(
+        secret("team-a", accessKeyId="AK", secretAccessKey="s", namespaces="*", endpoints="one, two"),
+        "sageport-system",
+    )
+    assert key is not None
+    assert key.namespaces == frozenset({"team-a"})  # tenants cannot widen their scope
+    assert key.endpoints == frozenset({"one", "two"})
+    assert key.allows("one", "team-a")
+    assert not key.allows("one", "team-b")
+    assert not key.allows("three", "team-a")
+
+
+def test_system_namespace_keys_may_span_namespaces() -> None:
+    everywhere = parse_access_key_secret(
+        secret("sageport-system", accessKeyId="AK", secretAccessKey="s", namespaces="*"), "sageport-system"
+    )
+    assert everywhere is not None
+    assert everywhere.namespaces is None
+    assert everywhere.allows("any", "team-z")
+    two = parse_access_key_secret(
+        secret("sageport-system", accessKeyId="AK", secretAccessKey="s", namespaces="a,b"), "sageport-system"
+    )
+    assert two is not None
+    assert two.namespaces == frozenset({"a", "b"})
+
+
+def test_incomplete_secrets_and_duplicate_ids_are_refused() -> None:
+    assert parse_access_key_secret(secret("a", accessKeyId="AK"), "sys") is None
+    assert (
+        parse_access_key_secret({"metadata": {"namespace": "a"}, "data": {"accessKeyId": "!!"}}, "sys")
+        is None
+    )
+    one = parse_access_key_secret(secret("a", accessKeyId="AK", secretAccessKey="s1"), "sys")
+    two = parse_access_key_secret(secret("b", accessKeyId="AK", secretAccessKey="s2"), "sys")
+    other = parse_access_key_secret(secret("b", accessKeyId="BK", secretAccessKey="s3"), "sys")
+    assert one is not None
+    assert two is not None
+    assert other is not None
+    keys, duplicated = merge_keys([(("a", "k"), one), (("b", "k"), two), (("b", "k2"), other)])
+    assert [key.access_key_id for key in keys] == ["BK"]
+    assert duplicated == ["AK"]
