@@ -9,6 +9,7 @@ a binary already there is never rebuilt.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -16,6 +17,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +124,7 @@ def _build_kubernetes(missing: list[Binary], env: dict[str, str]) -> None:
         f"require k8s.io/kubernetes {KUBERNETES_VERSION}\n\nreplace (\n" + "\n".join(replaces) + "\n)\n"
     )
     (work / "tools.go").write_text(
-        "//go:build tools\n\npackage tools\n\nimport _ \"k8s.io/kubernetes/cmd/kube-apiserver/app\"\n"
+        '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n'
     )
     _run(["go", "mod", "tidy"], work, env)
     minor = KUBERNETES_VERSION.split(".")[1]
@@ -133,7 +136,9 @@ def _build_kubernetes(missing: list[Binary], env: dict[str, str]) -> None:
     out_dir = work / "bin"
     out_dir.mkdir()
     packages = [f"k8s.io/kubernetes/cmd/{b.name}" for b in missing]
-    _run(["go", "build", "-trimpath", "-ldflags", f"-s -w {ldflags}", "-o", str(out_dir), *packages], work, env)
+    _run(
+        ["go", "build", "-trimpath", "-ldflags", f"-s -w {ldflags}", "-o", str(out_dir), *packages], work, env
+    )
     for binary in missing:
         _install(out_dir / binary.name, binary)
 
@@ -167,23 +172,45 @@ def _install(built: Path, binary: Binary) -> None:
     tmp.replace(binary.path)  # atomic: a half-copied binary never looks cached
 
 
+@contextmanager
+def _build_lock() -> Iterator[None]:
+    """Hold an exclusive lock on the cache while building: two builds never race."""
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    with (CACHE_ROOT / "build.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another build to finish (lock {lock.name})", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # the lock goes with the file descriptor
+
+
 def ensure_binaries() -> dict[str, Path]:
     """Build whatever is not cached yet; return every binary's path, keyed by name."""
     binaries = all_binaries()
-    missing = [b for b in binaries if not b.cached]
-    if missing:
-        started = time.monotonic()
-        env = _go_env()
-        kube_missing = [b for b in missing if b.version == KUBERNETES_VERSION]
-        for binary in missing:
-            if binary.name == "etcd":
-                _build_etcd(binary, env)
-            elif binary.name == "kwok":
-                _build_kwok(binary, env)
-        if kube_missing:
-            _build_kubernetes(kube_missing, env)
-        print(f"cold build of {', '.join(b.name for b in missing)}: {time.monotonic() - started:.0f} s", flush=True)
+    if any(not b.cached for b in binaries):
+        with _build_lock():
+            # Look again: the build we may have waited for has probably made them.
+            missing = [b for b in binaries if not b.cached]
+            if missing:
+                _build_missing(missing)
     return {b.name: b.path for b in binaries}
+
+
+def _build_missing(missing: list[Binary]) -> None:
+    started = time.monotonic()
+    names = ", ".join(f"{b.name} {b.version}" for b in missing)
+    print(f"building {names} into {CACHE_ROOT} (cold: about 10 min)", file=sys.stderr, flush=True)
+    env = _go_env()
+    kube_missing = [b for b in missing if b.version == KUBERNETES_VERSION]
+    for binary in missing:
+        if binary.name == "etcd":
+            _build_etcd(binary, env)
+        elif binary.name == "kwok":
+            _build_kwok(binary, env)
+    if kube_missing:
+        _build_kubernetes(kube_missing, env)
+    print(f"cold build of {names}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

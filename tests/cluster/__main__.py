@@ -1,0 +1,104 @@
+"""``python -m tests.cluster up | down | status | kubeconfig`` (state in $SAGEPORT_CLUSTER_DIR)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tests.cluster.control_plane import (
+    ClusterError,
+    Layout,
+    health,
+    start,
+    state_dir_from_env,
+    stop_cluster,
+)
+from tests.cluster.nodes import DEFAULT_NODE_SET
+
+
+def _up(state_dir: Path, node_set: Path, timeout: float) -> int:
+    try:
+        state = start(state_dir, node_set=node_set, timeout=timeout)
+    except ClusterError as error:
+        print(f"cluster failed to start: {error}", file=sys.stderr)
+        return 1
+    timings = state.timings
+    build_seconds = timings.get("build_seconds", 0.0)
+    if build_seconds >= 1.0:
+        print(f"cold build of the missing binaries: {build_seconds:.1f} s")
+    if "start_seconds" in timings:
+        steps = ", ".join(
+            f"{key.removesuffix('_ready_seconds').replace('_', ' ')} {value:.1f}"
+            for key, value in timings.items()
+            if key.endswith("_ready_seconds")
+        )
+        print(f"warm start: ready in {timings['start_seconds']:.1f} s ({len(state.node_names)} kwok nodes)")
+        print(f"  seconds from start until each was ready: {steps}")
+    print(f"apiserver: {state.apiserver_url}")
+    print(f"export KUBECONFIG={Layout(state_dir).kubeconfig}")
+    return 0
+
+
+def _down(state_dir: Path) -> int:
+    try:
+        removed = stop_cluster(state_dir)
+    except ClusterError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"stopped and removed {state_dir}" if removed else f"no cluster in {state_dir}")
+    return 0
+
+
+def _status(state_dir: Path) -> int:
+    components = health(state_dir)
+    if not components:
+        print(f"no cluster in {state_dir}")
+        return 1
+    for component in components:
+        pid = "" if component.pid is None else f"pid {component.pid}"
+        mark = "ok  " if component.healthy else "DOWN"
+        print(f"{mark} {component.name:<24} {pid:<11} {component.detail}")
+    return 0 if all(component.healthy for component in components) else 1
+
+
+def _kubeconfig(state_dir: Path) -> int:
+    path = Layout(state_dir).kubeconfig
+    if not path.is_file():
+        print(f"no cluster in {state_dir}: run `make cluster-up` first", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.cluster", description=__doc__)
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=state_dir_from_env(),
+        help="state directory (default: $SAGEPORT_CLUSTER_DIR or /tmp/sageport-cluster)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="build what is missing, start the cluster, wait until it is ready")
+    up.add_argument(
+        "--nodes", type=Path, default=DEFAULT_NODE_SET, help="node set YAML (default: nodes.yaml)"
+    )
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each readiness check")
+    commands.add_parser("down", help="stop the processes `up` started and delete the state directory")
+    commands.add_parser("status", help="health of each component; exit 1 unless all are healthy")
+    commands.add_parser("kubeconfig", help="print the admin kubeconfig path, and nothing else")
+    args = parser.parse_args(argv)
+
+    state_dir: Path = args.dir.absolute()
+    if args.command == "up":
+        return _up(state_dir, args.nodes, args.timeout)
+    if args.command == "down":
+        return _down(state_dir)
+    if args.command == "status":
+        return _status(state_dir)
+    return _kubeconfig(state_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,530 @@
+"""Bring the local control plane up, report on it, and take it down again.
+
+Everything lives in one state directory: PKI, kubeconfigs, etcd data, logs and
+``state.json`` (ports and the exact processes started). Components listen on 127.0.0.1
+only, on ports picked free at start, so several clusters can run side by side.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.cluster import build
+from tests.cluster.apiserver import ApiServerClient, insecure_context, probe
+from tests.cluster.nodes import (
+    DEFAULT_NODE_SET,
+    FAKE_NODE_LABEL,
+    KWOK_ANNOTATION,
+    load_node_set,
+    node_manifests,
+)
+from tests.cluster.pki import ClientIdentity, ClusterPki, generate_pki
+from tests.cluster.processes import ProcessRecord, free_ports, spawn, stop, tail
+
+DEFAULT_STATE_DIR = Path("/tmp/sageport-cluster")
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: first address of the service range
+# kwok's fallback range for pods on nodes without a podCIDR; disjoint from the node ranges.
+KWOK_FALLBACK_POD_CIDR = "10.240.0.1/16"
+KWOK_STAGES = Path(__file__).with_name("kwok-stages.yaml")
+
+_STATE_FILE = "state.json"
+_MARKER = ".sageport-cluster"  # only a directory carrying this is ever deleted
+_POLL_SECONDS = 0.1
+_NODE_LIFECYCLE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+_ADMIN = ClientIdentity("admin", "sageport-admin", ("system:masters",))
+_CONTROLLER_MANAGER = ClientIdentity("controller-manager", "system:kube-controller-manager")
+_SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
+_KWOK = ClientIdentity("kwok", "kwok-controller", ("system:masters",))
+
+Log = Callable[[str], None]
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be started or is not healthy; the message says which part and why."""
+
+
+def state_dir_from_env() -> Path:
+    return Path(os.environ.get("SAGEPORT_CLUSTER_DIR", str(DEFAULT_STATE_DIR)))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each file of one cluster lives inside its state directory."""
+
+    root: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd-data"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (user in system:masters), the one tests and people use."""
+        return self.root / "kubeconfig"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / _STATE_FILE
+
+    def component_kubeconfig(self, name: str) -> Path:
+        return self.root / "kubeconfigs" / f"{name}.kubeconfig"
+
+
+@dataclass
+class ClusterState:
+    """What ``state.json`` records: how to reach the cluster and which processes are ours."""
+
+    apiserver_url: str
+    ports: dict[str, int]
+    processes: list[ProcessRecord] = field(default_factory=list)
+    node_names: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def save(self, layout: Layout) -> None:
+        data = {
+            "apiserver_url": self.apiserver_url,
+            "ports": self.ports,
+            "processes": [record.to_json() for record in self.processes],
+            "node_names": self.node_names,
+            "timings": self.timings,
+        }
+        tmp = layout.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(layout.state_file)
+
+    @classmethod
+    def load(cls, layout: Layout) -> ClusterState | None:
+        try:
+            data = json.loads(layout.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        return cls(
+            apiserver_url=data["apiserver_url"],
+            ports={str(k): int(v) for k, v in data["ports"].items()},
+            processes=[ProcessRecord.from_json(item) for item in data["processes"]],
+            node_names=[str(name) for name in data["node_names"]],
+            timings={str(k): float(v) for k, v in data["timings"].items()},
+        )
+
+
+def admin_client(layout: Layout, state: ClusterState) -> ApiServerClient:
+    return ApiServerClient(
+        state.apiserver_url,
+        ca=layout.pki / "ca.crt",
+        cert=layout.pki / f"{_ADMIN.file_stem}.crt",
+        key=layout.pki / f"{_ADMIN.file_stem}.key",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration files
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _write_kubeconfig(path: Path, *, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
+    """A self-contained kubeconfig (certificates inline), so it can be copied anywhere."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "sageport", "cluster": {"server": server, "certificate-authority-data": _b64(ca)}}
+        ],
+        "users": [
+            {"name": user, "user": {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}}
+        ],
+        "contexts": [{"name": "sageport", "context": {"cluster": "sageport", "user": user}}],
+        "current-context": "sageport",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+
+
+def _write_kubeconfigs(layout: Layout, pki: ClusterPki, server: str) -> None:
+    for identity in (_ADMIN, _CONTROLLER_MANAGER, _SCHEDULER, _KWOK):
+        pair = pki.clients[identity.file_stem]
+        target = layout.kubeconfig if identity is _ADMIN else layout.component_kubeconfig(identity.file_stem)
+        _write_kubeconfig(
+            target, server=server, ca=pki.ca.cert, cert=pair.cert, key=pair.key, user=identity.user
+        )
+
+
+def _write_scheduler_config(layout: Layout) -> Path:
+    path = layout.root / "kube-scheduler.yaml"
+    config = {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": str(layout.component_kubeconfig(_SCHEDULER.file_stem))},
+        "leaderElection": {"leaderElect": False},
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# command lines
+
+
+def _etcd_argv(binary: Path, layout: Layout, ports: dict[str, int]) -> list[str]:
+    client = f"http://127.0.0.1:{ports['etcd']}"
+    peer = f"http://127.0.0.1:{ports['etcd-peer']}"
+    return [
+        str(binary),
+        "--name=sageport",
+        f"--data-dir={layout.etcd_data}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=sageport={peer}",
+        "--unsafe-no-fsync",  # test data: durability buys nothing and costs seconds
+        "--log-level=warn",
+    ]
+
+
+def _apiserver_argv(binary: Path, layout: Layout, pki: ClusterPki, ports: dict[str, int]) -> list[str]:
+    return [
+        str(binary),
+        f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={ports['apiserver']}",
+        f"--cert-dir={layout.root / 'apiserver-certs'}",
+        f"--tls-cert-file={pki.apiserver.cert}",
+        f"--tls-private-key-file={pki.apiserver.key}",
+        f"--client-ca-file={pki.ca.cert}",
+        f"--service-account-key-file={pki.service_account_pub}",
+        f"--service-account-signing-key-file={pki.service_account_key}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC",
+        "--allow-privileged=true",
+        # Otherwise the apiserver publishes 127.0.0.1 as the `kubernetes` Service endpoint.
+        "--endpoint-reconciler-type=none",
+        "--profiling=false",
+    ]
+
+
+def _controller_manager_argv(
+    binary: Path, layout: Layout, pki: ClusterPki, ports: dict[str, int]
+) -> list[str]:
+    kubeconfig = layout.component_kubeconfig(_CONTROLLER_MANAGER.file_stem)
+    return [
+        str(binary),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports['controller-manager']}",
+        f"--cert-dir={layout.root / 'controller-manager-certs'}",
+        "--leader-elect=false",
+        f"--service-account-private-key-file={pki.service_account_key}",
+        f"--root-ca-file={pki.ca.cert}",
+        f"--cluster-signing-cert-file={pki.ca.cert}",
+        f"--cluster-signing-key-file={pki.ca.key}",
+        "--use-service-account-credentials=true",
+        "--profiling=false",
+    ]
+
+
+def _scheduler_argv(binary: Path, layout: Layout, ports: dict[str, int]) -> list[str]:
+    kubeconfig = layout.component_kubeconfig(_SCHEDULER.file_stem)
+    return [
+        str(binary),
+        f"--config={_write_scheduler_config(layout)}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports['scheduler']}",
+        f"--cert-dir={layout.root / 'scheduler-certs'}",
+    ]
+
+
+def _kwok_argv(binary: Path, layout: Layout, ports: dict[str, int]) -> list[str]:
+    return [
+        str(binary),
+        f"--kubeconfig={layout.component_kubeconfig(_KWOK.file_stem)}",
+        f"--config={KWOK_STAGES}",
+        "--manage-all-nodes=false",
+        f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION[0]}={KWOK_ANNOTATION[1]}",
+        "--node-ip=127.0.0.1",
+        f"--cidr={KWOK_FALLBACK_POD_CIDR}",
+        f"--server-address=127.0.0.1:{ports['kwok']}",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# waiting
+
+
+def _fail_if_any_died(state: ClusterState) -> None:
+    for record in state.processes:
+        if not record.alive():
+            raise ClusterError(
+                f"{record.name} (pid {record.pid}) exited; last lines of {record.log}:\n{tail(record.log)}"
+            )
+
+
+def _wait_until(what: str, ready: Callable[[], bool], state: ClusterState, timeout: float) -> None:
+    """Poll ``ready`` until it holds; fail fast if one of our processes dies."""
+    started = time.monotonic()
+    while True:
+        _fail_if_any_died(state)
+        try:
+            if ready():
+                return
+        except OSError:
+            pass  # not listening yet
+        if time.monotonic() - started > timeout:
+            logs = "\n".join(f"--- {r.name} ({r.log}):\n{tail(r.log, 10)}" for r in state.processes)
+            raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}\n{logs}")
+        time.sleep(_POLL_SECONDS)
+
+
+def _ready_node_names(client: ApiServerClient) -> set[str]:
+    selector = urllib.parse.quote(f"{FAKE_NODE_LABEL[0]}={FAKE_NODE_LABEL[1]}")
+    response = client.get(f"/api/v1/nodes?labelSelector={selector}")
+    if response.status != 200:
+        return set()
+    ready: set[str] = set()
+    for node in response.json()["items"]:
+        conditions = node.get("status", {}).get("conditions") or []
+        taints = node.get("spec", {}).get("taints") or []
+        # The node lifecycle controller lifts its not-ready taint a moment after Ready turns True;
+        # until then the scheduler would still keep pods off the node.
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) and not any(
+            t["key"] in _NODE_LIFECYCLE_TAINTS for t in taints
+        ):
+            ready.add(node["metadata"]["name"])
+    return ready
+
+
+def _register_nodes(client: ApiServerClient, manifests: list[dict[str, Any]]) -> None:
+    for manifest in manifests:
+        response = client.request("POST", "/api/v1/nodes", manifest)
+        if response.status not in (201, 409):
+            raise ClusterError(
+                f"creating node {manifest['metadata']['name']}: {response.status} {response.body!r}"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# public operations
+
+
+def _prepare_state_dir(layout: Layout, log: Log) -> None:
+    """Start from an empty directory; clear a stale cluster of ours, never someone else's files."""
+    if layout.root.exists():
+        if not (layout.root / _MARKER).exists() and any(layout.root.iterdir()):
+            raise ClusterError(
+                f"{layout.root} exists and is not a sageport cluster directory; refusing to use it"
+            )
+        stale = ClusterState.load(layout)
+        if stale is not None:
+            log(f"clearing a stopped cluster in {layout.root}")
+            stop(list(reversed(stale.processes)))
+        shutil.rmtree(layout.root)
+    layout.root.mkdir(parents=True)
+    (layout.root / _MARKER).touch()
+
+
+def running_state(layout: Layout) -> ClusterState | None:
+    """The recorded state if every recorded process is still alive and the apiserver is ready."""
+    state = ClusterState.load(layout)
+    if state is None or not state.processes or not all(record.alive() for record in state.processes):
+        return None
+    try:
+        if admin_client(layout, state).get("/readyz").status != 200:
+            return None
+    except OSError:
+        return None
+    return state
+
+
+def start(
+    state_dir: Path,
+    *,
+    node_set: Path = DEFAULT_NODE_SET,
+    die_with_parent: bool = False,
+    timeout: float = 120.0,
+    log: Log = print,
+) -> ClusterState:
+    """Build (if not cached) and start the cluster in ``state_dir``; return once it is ready.
+
+    Ready means: apiserver /readyz, controller manager and scheduler /healthz, kwok /healthz,
+    every node of ``node_set`` Ready, and the ``default`` service account in ``default``.
+    If it is already running there, return its state untouched. On failure every process
+    started here is stopped again and ClusterError tells which part failed, with its log.
+    """
+    layout = Layout(state_dir)
+    existing = running_state(layout)
+    if existing is not None:
+        log(f"cluster already running in {state_dir}")
+        return existing
+
+    build_started = time.monotonic()
+    binaries = build.ensure_binaries()
+    build_seconds = time.monotonic() - build_started
+
+    started = time.monotonic()
+    _prepare_state_dir(layout, log)
+    manifests = node_manifests(load_node_set(node_set))
+    names = ["etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"]
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    url = f"https://127.0.0.1:{ports['apiserver']}"
+    state = ClusterState(
+        apiserver_url=url, ports=ports, node_names=[m["metadata"]["name"] for m in manifests]
+    )
+    state.timings["build_seconds"] = round(build_seconds, 2)
+
+    pki = generate_pki(
+        layout.pki, service_ip=SERVICE_IP, clients=[_ADMIN, _CONTROLLER_MANAGER, _SCHEDULER, _KWOK]
+    )
+    _write_kubeconfigs(layout, pki, url)
+
+    def launch(name: str, argv: list[str]) -> None:
+        state.processes.append(
+            spawn(name, argv, layout.logs / f"{name}.log", die_with_parent=die_with_parent)
+        )
+        state.save(layout)  # recorded at once, so `down` can stop it even if `up` dies next
+
+    def wait(key: str, what: str, ready: Callable[[], bool]) -> None:
+        _wait_until(what, ready, state, timeout)
+        state.timings[f"{key}_ready_seconds"] = round(time.monotonic() - started, 2)
+
+    insecure = insecure_context()
+    expected_nodes = set(state.node_names)
+    try:
+        launch("etcd", _etcd_argv(binaries["etcd"], layout, ports))
+        wait("etcd", "etcd /health", lambda: probe(f"http://127.0.0.1:{ports['etcd']}/health"))
+
+        launch("kube-apiserver", _apiserver_argv(binaries["kube-apiserver"], layout, pki, ports))
+        client = admin_client(layout, state)
+        wait("apiserver", "kube-apiserver /readyz", lambda: client.get("/readyz").status == 200)
+
+        launch(
+            "kube-controller-manager",
+            _controller_manager_argv(binaries["kube-controller-manager"], layout, pki, ports),
+        )
+        launch("kube-scheduler", _scheduler_argv(binaries["kube-scheduler"], layout, ports))
+        launch("kwok", _kwok_argv(binaries["kwok"], layout, ports))
+        _register_nodes(client, manifests)
+
+        wait(
+            "controller_manager",
+            "kube-controller-manager /healthz",
+            lambda: probe(f"https://127.0.0.1:{ports['controller-manager']}/healthz", context=insecure),
+        )
+        wait(
+            "scheduler",
+            "kube-scheduler /healthz",
+            lambda: probe(f"https://127.0.0.1:{ports['scheduler']}/healthz", context=insecure),
+        )
+        wait("kwok", "kwok /healthz", lambda: probe(f"http://127.0.0.1:{ports['kwok']}/healthz"))
+        wait(
+            "nodes",
+            f"{len(expected_nodes)} nodes Ready and untainted by the node lifecycle controller",
+            lambda: _ready_node_names(client) >= expected_nodes,
+        )
+        wait(
+            "service_account",
+            "service account default/default",
+            lambda: client.get("/api/v1/namespaces/default/serviceaccounts/default").status == 200,
+        )
+    except BaseException:
+        stop(list(reversed(state.processes)))
+        raise
+
+    state.timings["start_seconds"] = round(time.monotonic() - started, 2)
+    state.save(layout)
+    return state
+
+
+def stop_cluster(state_dir: Path) -> bool:
+    """Stop exactly the processes recorded in ``state_dir`` and delete it. False if none was there."""
+    layout = Layout(state_dir)
+    state = ClusterState.load(layout)
+    if state is not None:
+        stop(list(reversed(state.processes)))
+    if not layout.root.exists():
+        return False
+    if not (layout.root / _MARKER).exists():
+        raise ClusterError(f"{layout.root} is not a sageport cluster directory; leaving it alone")
+    shutil.rmtree(layout.root)
+    return True
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    healthy: bool
+    detail: str = ""
+
+
+def health(state_dir: Path) -> list[ComponentStatus]:
+    """One line per component: is the recorded process alive, does its health endpoint answer."""
+    layout = Layout(state_dir)
+    state = ClusterState.load(layout)
+    if state is None:
+        return []
+    insecure = insecure_context()
+    endpoints = {
+        "etcd": (f"http://127.0.0.1:{state.ports['etcd']}/health", None),
+        "kube-controller-manager": (
+            f"https://127.0.0.1:{state.ports['controller-manager']}/healthz",
+            insecure,
+        ),
+        "kube-scheduler": (f"https://127.0.0.1:{state.ports['scheduler']}/healthz", insecure),
+        "kwok": (f"http://127.0.0.1:{state.ports['kwok']}/healthz", None),
+    }
+    client = admin_client(layout, state)
+    result: list[ComponentStatus] = []
+    for record in state.processes:
+        alive = record.alive()
+        if not alive:
+            result.append(ComponentStatus(record.name, record.pid, False, "not running"))
+        elif record.name == "kube-apiserver":
+            try:
+                ok = client.get("/readyz").status == 200
+            except OSError:
+                ok = False
+            result.append(ComponentStatus(record.name, record.pid, ok, state.apiserver_url))
+        else:
+            url, context = endpoints[record.name]
+            result.append(ComponentStatus(record.name, record.pid, probe(url, context=context), url))
+    try:
+        ready = _ready_node_names(client)
+        expected = set(state.node_names)
+        result.append(
+            ComponentStatus(
+                "nodes", None, ready >= expected, f"{len(ready & expected)}/{len(expected)} Ready"
+            )
+        )
+    except OSError as error:
+        result.append(ComponentStatus("nodes", None, False, str(error)))
+    return result

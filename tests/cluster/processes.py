@@ -1,0 +1,133 @@
+"""Start, identify and stop the control-plane processes, each by its own pid.
+
+A pid alone is not an identity (pids get reused), so every record also keeps the process's
+start time from ``/proc/<pid>/stat``; ``stop`` signals a pid only while both still match.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """One process the harness started: enough to find its log and to stop exactly it."""
+
+    name: str
+    pid: int
+    start_ticks: int
+    log: Path
+
+    def alive(self) -> bool:
+        return _start_ticks(self.pid) == self.start_ticks
+
+    def to_json(self) -> dict[str, str | int]:
+        return {"name": self.name, "pid": self.pid, "start_ticks": self.start_ticks, "log": str(self.log)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str | int]) -> ProcessRecord:
+        return cls(
+            name=str(data["name"]),
+            pid=int(data["pid"]),
+            start_ticks=int(data["start_ticks"]),
+            log=Path(str(data["log"])),
+        )
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after its last ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])  # field 22 of the whole line: starttime
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the process that started it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(name: str, argv: Sequence[str], log: Path, *, die_with_parent: bool) -> ProcessRecord:
+    """Start ``argv`` in its own session with output to ``log``.
+
+    ``die_with_parent`` ties its life to ours (a test session that is killed leaves no
+    control plane behind); the CLI's ``up`` leaves it off so the cluster outlives the command.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    preexec: Callable[[], None] | None = _die_with_parent if die_with_parent else None
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+    ticks = _start_ticks(process.pid)
+    if ticks is None:
+        raise RuntimeError(f"{name} exited at once; see {log}:\n{tail(log)}")
+    return ProcessRecord(name=name, pid=process.pid, start_ticks=ticks, log=log)
+
+
+def stop(records: Sequence[ProcessRecord], *, grace_seconds: float = 10.0) -> None:
+    """SIGTERM each still-running record, wait for all, then SIGKILL whatever remains."""
+    for record in records:
+        if record.alive():
+            _signal(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and any(record.alive() for record in records):
+        _reap(records)
+        time.sleep(0.05)
+    for record in records:
+        if record.alive():
+            _signal(record.pid, signal.SIGKILL)
+    _reap(records)
+
+
+def _signal(pid: int, signum: signal.Signals) -> None:
+    with suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _reap(records: Sequence[ProcessRecord]) -> None:
+    """Collect exit statuses of our own children, so they don't linger as zombies."""
+    for record in records:
+        # Not our child if an earlier `up` started it: then init reaps it.
+        with suppress(ChildProcessError):
+            os.waitpid(record.pid, os.WNOHANG)
+
+
+def tail(log: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago."""
+    with ExitStack() as stack:
+        sockets = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
+        ]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
