@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.integration.gateway.support import (
     ACCESS_KEY,
     SECRET_KEY,

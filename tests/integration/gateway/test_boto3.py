@@ -10,6 +10,7 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
+
 from tests.integration.gateway.conftest import LIMITED_KEY, LIMITED_SECRET
 from tests.integration.gateway.support import Process, runtime_client
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tests.integration.gateway.support import Process, runtime_client, start_gateway
 
 
