@@ -237,7 +237,7 @@ def test_api_server_refuses_what_the_schema_forbids(kube_cluster: KubeCluster, n
     duplicate["spec"]["productionVariants"] = [
         {"variantName": "v", "modelName": "m", "instanceType": "ml.m5.large", "initialInstanceCount": 1}
     ] * 2
-    assert "Duplicate value" in apply(kube_cluster, [duplicate], namespace, check=False)
+    assert "duplicate entries for key" in apply(kube_cluster, [duplicate], namespace, check=False)
 
 
 def test_ack_samples_are_accepted(kube_cluster: KubeCluster, namespace: str) -> None:

@@ -38,7 +38,7 @@ def apply(cluster: KubeCluster, docs: Iterable[dict[str, Any]], namespace: str, 
 
 def get(cluster: KubeCluster, resource: str, namespace: str, name: str = "", selector: str = "") -> Any:
     """``kubectl get -o yaml``: one object, or a list's ``items``; None when it does not exist."""
-    args = ["get", resource, "-n", namespace, "-o", "yaml"]
+    args = ["get", resource, "-n", namespace, "-o", "yaml", "--show-managed-fields"]
     if name:
         args.insert(2, name)
     if selector:
