@@ -145,6 +145,15 @@ def run_load(client: Any, body: bytes, concurrency: int, calls: int) -> Result:
     return Result(latencies, time.perf_counter() - started)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (from /proc; 0 where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def merge(results: list[Result]) -> Result:
     return Result(
         [value for result in results for value in result.latencies_ms], sum(r.seconds for r in results)
@@ -218,9 +227,12 @@ def main() -> None:
             run_load(direct_client, body, concurrency, min(calls, 300))  # warm up both paths
             run_load(gateway_client, body, concurrency, min(calls, 300))
             direct_runs, gateway_runs = [], []
+            gateway_cpu = 0.0
             for _ in range(args.rounds):
                 direct_runs.append(run_load(direct_client, body, concurrency, calls))
+                before = cpu_seconds(gateway.pid)
                 gateway_runs.append(run_load(gateway_client, body, concurrency, calls))
+                gateway_cpu += cpu_seconds(gateway.pid) - before
             direct, through = merge(direct_runs), merge(gateway_runs)
             added_p50 = through.p50 - direct.p50
             added_p99 = through.p99 - direct.p99

@@ -37,10 +37,13 @@ log = logging.getLogger("sageport.gateway")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 # Response headers a model may set that SageMaker passes back to the caller.
-_MODEL_RESPONSE_HEADERS = (
-    "X-Amzn-SageMaker-Custom-Attributes",
-    "X-Amzn-SageMaker-New-Session-Id",
-    "X-Amzn-SageMaker-Closed-Session-Id",
+_MODEL_RESPONSE_HEADERS = tuple(
+    (name, name.lower())
+    for name in (
+        "X-Amzn-SageMaker-Custom-Attributes",
+        "X-Amzn-SageMaker-New-Session-Id",
+        "X-Amzn-SageMaker-Closed-Session-Id",
+    )
 )
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
 
@@ -172,6 +175,9 @@ class Gateway:
         length = request.content_length
         if length is not None and length > MAX_BODY_BYTES:
             raise _body_too_large(length)
+        if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
+            # Clients that ask (curl does, for larger bodies) wait for this before sending.
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if length is not None:
             # The usual case: one read of exactly the announced size.
             try:
@@ -435,8 +441,8 @@ def _model_failure(response: Response, payload: bytes) -> errors.ApiError:
 
 def _response_headers(model_headers: Mapping[str, str], variant: str, request_id: str) -> dict[str, str]:
     headers = {"x-Amzn-Invoked-Production-Variant": variant, "x-amzn-RequestId": request_id}
-    for name in _MODEL_RESPONSE_HEADERS:
-        value = model_headers.get(name.lower())
+    for name, lower in _MODEL_RESPONSE_HEADERS:
+        value = model_headers.get(lower)
         if value is not None:
             headers[name] = value
     return headers

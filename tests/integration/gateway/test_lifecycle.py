@@ -60,3 +60,38 @@ def test_routes_file_is_reloaded(
         assert response["InvokedProductionVariant"] == "New"
     finally:
         gateway.stop()
+
+
+def test_overload_answers_service_unavailable(gateway_files: dict[str, Path]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    gateway = start_gateway(["--routes", str(gateway_files["routes"]), "--no-auth", "--max-in-flight", "2"])
+    try:
+        client = runtime_client(gateway.url)
+
+        def call(_: int) -> str:
+            try:
+                client.invoke_endpoint(EndpointName="multi", Body=b"x", CustomAttributes="mode=sleep:0.5")
+            except client.exceptions.ServiceUnavailable:
+                return "ServiceUnavailable"
+            return "ok"
+
+        with ThreadPoolExecutor(5) as pool:
+            outcomes = sorted(pool.map(call, range(5)))
+        assert outcomes.count("ok") >= 2
+        assert "ServiceUnavailable" in outcomes
+    finally:
+        gateway.stop()
+
+
+def test_expect_100_continue(gateway: Process) -> None:
+    import subprocess
+
+    result = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-H", "Expect: 100-continue",
+         "--data-binary", "payload", f"{gateway.url}/endpoints/echo/invocations"],
+        capture_output=True, text=True, timeout=10, check=False,
+    )  # fmt: skip
+    status, seconds = result.stdout.split()
+    assert status == "403"  # unsigned, but the body was read first
+    assert float(seconds) < 0.9  # curl waits 1 s for "100 Continue" before sending anyway
