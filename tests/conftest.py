@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.cluster import build
-from tests.cluster.control_plane import ClusterError, Layout, start, stop_cluster
+from tests.cluster.control_plane import ClusterError, start, stop_cluster
 from tests.cluster.handle import KubeCluster
+from tests.cluster.layout import Layout
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

@@ -1,10 +1,10 @@
 """The local Kubernetes harness: upstream control-plane binaries as processes, KWOK fake nodes.
 
 ``python -m tests.cluster up | down | status | kubeconfig`` drives it by hand; the pytest
-fixtures in ``tests/conftest.py`` drive it for a test session.
+fixtures in ``tests/conftest.py`` drive it for a test session. Modules:
+
+- ``build``: builds and caches the pinned binaries (Go module proxy, never rebuilt once cached)
+- ``control_plane``: ``start`` / ``stop_cluster`` / ``health`` of one cluster in a state directory
+- ``handle``: ``KubeCluster``, what a test holds (kubeconfig, ``kubectl()``, ``api_client()``)
+- ``nodes`` + ``nodes.yaml``: the declarative fake-node set; ``kwok-stages.yaml``: kwok's lifecycle
 """
-
-from tests.cluster.control_plane import ClusterError, ClusterState, Layout, start, stop_cluster
-from tests.cluster.handle import KubeCluster
-
-__all__ = ["ClusterError", "ClusterState", "KubeCluster", "Layout", "start", "stop_cluster"]

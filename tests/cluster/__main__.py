@@ -6,20 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from tests.cluster.control_plane import (
-    ClusterError,
-    Layout,
-    health,
-    start,
-    state_dir_from_env,
-    stop_cluster,
-)
-from tests.cluster.nodes import DEFAULT_NODE_SET
+from tests.cluster.layout import Layout, state_dir_from_env
+
+# The control-plane modules (cryptography, pydantic) load only in the commands that need them,
+# so `kubeconfig` answers at once.
 
 
-def _up(state_dir: Path, node_set: Path, timeout: float) -> int:
+def _up(state_dir: Path, node_set: Path | None, timeout: float) -> int:
+    from tests.cluster.control_plane import ClusterError, start
+    from tests.cluster.nodes import DEFAULT_NODE_SET
+
     try:
-        state = start(state_dir, node_set=node_set, timeout=timeout)
+        state = start(state_dir, node_set=node_set or DEFAULT_NODE_SET, timeout=timeout)
     except ClusterError as error:
         print(f"cluster failed to start: {error}", file=sys.stderr)
         return 1
@@ -41,6 +39,8 @@ def _up(state_dir: Path, node_set: Path, timeout: float) -> int:
 
 
 def _down(state_dir: Path) -> int:
+    from tests.cluster.control_plane import ClusterError, stop_cluster
+
     try:
         removed = stop_cluster(state_dir)
     except ClusterError as error:
@@ -51,6 +51,8 @@ def _down(state_dir: Path) -> int:
 
 
 def _status(state_dir: Path) -> int:
+    from tests.cluster.control_plane import health
+
     components = health(state_dir)
     if not components:
         print(f"no cluster in {state_dir}")
@@ -81,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="build what is missing, start the cluster, wait until it is ready")
-    up.add_argument(
-        "--nodes", type=Path, default=DEFAULT_NODE_SET, help="node set YAML (default: nodes.yaml)"
-    )
+    up.add_argument("--nodes", type=Path, help="node set YAML (default: tests/cluster/nodes.yaml)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each readiness check")
     commands.add_parser("down", help="stop the processes `up` started and delete the state directory")
     commands.add_parser("status", help="health of each component; exit 1 unless all are healthy")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import time
 import urllib.parse
@@ -22,6 +21,7 @@ import yaml
 
 from tests.cluster import build
 from tests.cluster.apiserver import ApiServerClient, insecure_context, probe
+from tests.cluster.layout import Layout
 from tests.cluster.nodes import (
     DEFAULT_NODE_SET,
     FAKE_NODE_LABEL,
@@ -32,15 +32,13 @@ from tests.cluster.nodes import (
 from tests.cluster.pki import ClientIdentity, ClusterPki, generate_pki
 from tests.cluster.processes import ProcessRecord, free_ports, spawn, stop, tail
 
-DEFAULT_STATE_DIR = Path("/tmp/sageport-cluster")
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: first address of the service range
 # kwok's fallback range for pods on nodes without a podCIDR; disjoint from the node ranges.
 KWOK_FALLBACK_POD_CIDR = "10.240.0.1/16"
 KWOK_STAGES = Path(__file__).with_name("kwok-stages.yaml")
+NODE_LEASE_SECONDS = 40
 
-_STATE_FILE = "state.json"
-_MARKER = ".sageport-cluster"  # only a directory carrying this is ever deleted
 _POLL_SECONDS = 0.1
 _NODE_LIFECYCLE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 
@@ -54,41 +52,6 @@ Log = Callable[[str], None]
 
 class ClusterError(RuntimeError):
     """The cluster could not be started or is not healthy; the message says which part and why."""
-
-
-def state_dir_from_env() -> Path:
-    return Path(os.environ.get("SAGEPORT_CLUSTER_DIR", str(DEFAULT_STATE_DIR)))
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where each file of one cluster lives inside its state directory."""
-
-    root: Path
-
-    @property
-    def pki(self) -> Path:
-        return self.root / "pki"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def etcd_data(self) -> Path:
-        return self.root / "etcd-data"
-
-    @property
-    def kubeconfig(self) -> Path:
-        """The admin kubeconfig (user in system:masters), the one tests and people use."""
-        return self.root / "kubeconfig"
-
-    @property
-    def state_file(self) -> Path:
-        return self.root / _STATE_FILE
-
-    def component_kubeconfig(self, name: str) -> Path:
-        return self.root / "kubeconfigs" / f"{name}.kubeconfig"
 
 
 @dataclass
@@ -247,6 +210,10 @@ def _controller_manager_argv(
         f"--cluster-signing-cert-file={pki.ca.cert}",
         f"--cluster-signing-key-file={pki.ca.key}",
         "--use-service-account-credentials=true",
+        # The default 20 QPS throttles start-up, where every controller gets its service account
+        # and token in turn: about 4 s here before the node lifecycle controller even starts.
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
         "--profiling=false",
     ]
 
@@ -274,6 +241,9 @@ def _kwok_argv(binary: Path, layout: Layout, ports: dict[str, int]) -> list[str]
         "--node-ip=127.0.0.1",
         f"--cidr={KWOK_FALLBACK_POD_CIDR}",
         f"--server-address=127.0.0.1:{ports['kwok']}",
+        # Renew a Lease per node, as kubelets do; without it only the status heartbeat stage
+        # keeps nodes from going NotReady, with little margin under the 50 s grace period.
+        f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
     ]
 
 
@@ -339,7 +309,7 @@ def _register_nodes(client: ApiServerClient, manifests: list[dict[str, Any]]) ->
 def _prepare_state_dir(layout: Layout, log: Log) -> None:
     """Start from an empty directory; clear a stale cluster of ours, never someone else's files."""
     if layout.root.exists():
-        if not (layout.root / _MARKER).exists() and any(layout.root.iterdir()):
+        if not layout.marker.exists() and any(layout.root.iterdir()):
             raise ClusterError(
                 f"{layout.root} exists and is not a sageport cluster directory; refusing to use it"
             )
@@ -349,7 +319,7 @@ def _prepare_state_dir(layout: Layout, log: Log) -> None:
             stop(list(reversed(stale.processes)))
         shutil.rmtree(layout.root)
     layout.root.mkdir(parents=True)
-    (layout.root / _MARKER).touch()
+    layout.marker.touch()
 
 
 def running_state(layout: Layout) -> ClusterState | None:
@@ -472,7 +442,7 @@ def stop_cluster(state_dir: Path) -> bool:
         stop(list(reversed(state.processes)))
     if not layout.root.exists():
         return False
-    if not (layout.root / _MARKER).exists():
+    if not layout.marker.exists():
         raise ClusterError(f"{layout.root} is not a sageport cluster directory; leaving it alone")
     shutil.rmtree(layout.root)
     return True

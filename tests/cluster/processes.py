@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+_ERROR_LINE = re.compile(r"^(E\d{4} |Error:|panic:|fatal)|\"level\":\"ERROR\"", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -88,18 +90,23 @@ def spawn(name: str, argv: Sequence[str], log: Path, *, die_with_parent: bool) -
 
 
 def stop(records: Sequence[ProcessRecord], *, grace_seconds: float = 10.0) -> None:
-    """SIGTERM each still-running record, wait for all, then SIGKILL whatever remains."""
+    """Stop each still-running record in the given order: SIGTERM, then SIGKILL after the grace.
+
+    One at a time, so the apiserver can still reach etcd while it shuts down (signalled
+    together, it waits for etcd until killed).
+    """
     for record in records:
-        if record.alive():
-            _signal(record.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline and any(record.alive() for record in records):
-        _reap(records)
-        time.sleep(0.05)
-    for record in records:
+        if not record.alive():
+            _reap(record)
+            continue
+        _signal(record.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while record.alive() and time.monotonic() < deadline:
+            _reap(record)
+            time.sleep(0.02)
         if record.alive():
             _signal(record.pid, signal.SIGKILL)
-    _reap(records)
+        _reap(record)
 
 
 def _signal(pid: int, signum: signal.Signals) -> None:
@@ -107,19 +114,22 @@ def _signal(pid: int, signum: signal.Signals) -> None:
         os.kill(pid, signum)
 
 
-def _reap(records: Sequence[ProcessRecord]) -> None:
-    """Collect exit statuses of our own children, so they don't linger as zombies."""
-    for record in records:
-        # Not our child if an earlier `up` started it: then init reaps it.
-        with suppress(ChildProcessError):
-            os.waitpid(record.pid, os.WNOHANG)
+def _reap(record: ProcessRecord) -> None:
+    """Collect the exit status of our own child, so it doesn't linger as a zombie."""
+    # Not our child if an earlier `up` started it: then init reaps it.
+    with suppress(ChildProcessError):
+        os.waitpid(record.pid, os.WNOHANG)
 
 
 def tail(log: Path, lines: int = 25) -> str:
+    """The log's last lines, preceded by its first error lines (a usage dump hides them at the top)."""
     try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        text = log.read_text(errors="replace").splitlines()
     except FileNotFoundError:
         return "(no log)"
+    last = text[-lines:]
+    errors = [line for line in text[:-lines] if _ERROR_LINE.search(line)][:5]
+    return "\n".join([*errors, "...", *last] if errors else last)
 
 
 def free_ports(count: int) -> list[int]:
