@@ -265,7 +265,7 @@ class SageportApp:
             kserve_app = await self.state.kserve.app()
         except Exception as exc:
             log.exception("KServe routes are unavailable")
-            error = ServerError(f"KServe routes are unavailable: {type(exc).__name__}: {exc}")
+            error = ModelNotReadyError(f"KServe routes are unavailable: {type(exc).__name__}: {exc}")
             return await _respond(send, 503, _error_body(error), _JSON)
         await kserve_app(scope, receive, send)
 

@@ -5,9 +5,39 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 
 from sageport.server.config import ConfigError, ServerConfig, load_config
+
+NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def cpu_budget(cgroup_cpu_max: str | None, affinity: int) -> int:
+    """CPUs this container may use: the cgroup quota rounded up, else the CPUs it may run on (pure)."""
+    if cgroup_cpu_max:
+        quota, _, period = cgroup_cpu_max.strip().partition(" ")
+        if quota.isdigit() and period.isdigit() and int(period) > 0:
+            return max(1, min(affinity, -(-int(quota) // int(period))))
+    return max(1, affinity)
+
+
+def limit_native_threads(environ: MutableMapping[str, str]) -> None:
+    """Size BLAS/OpenMP pools to the pod's CPU quota, not the node's core count.
+
+    Must run before numpy is imported. Without it a pod limited to one CPU on a 64-core node
+    starts 64 spinning BLAS threads per process and every small predict() pays for it.
+    An explicit setting by the user always wins.
+    """
+    if any(name in environ for name in NATIVE_THREAD_VARIABLES):
+        return
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as cpu_max:
+            quota: str | None = cpu_max.read()
+    except OSError:
+        quota = None
+    threads = str(cpu_budget(quota, len(os.sched_getaffinity(0))))
+    for name in NATIVE_THREAD_VARIABLES:
+        environ[name] = threads
 
 
 def _log_level(name: str) -> int | str:
@@ -42,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sageport-server: {exc}", file=sys.stderr)
         return 2
+    limit_native_threads(os.environ)
     logging.basicConfig(
         level=_log_level(config.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
