@@ -22,14 +22,22 @@ KIND_ORDER = {"Model": 0, "EndpointConfig": 1, "Endpoint": 2}
 
 
 def _in_service(cluster: KubeCluster, namespace: str, name: str, timeout: float = 60) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
     def ready() -> dict[str, Any] | None:
         endpoint = get(cluster, "endpoints.sageport.io", namespace, name)
+        last["status"] = (endpoint or {}).get("status")
         ready_condition = condition(endpoint)
         if ready_condition and ready_condition["status"] == "True":
             return endpoint
         return None
 
-    return eventually(ready, timeout=timeout, what=f"endpoint {name} Ready")
+    try:
+        return eventually(ready, timeout=timeout, what=f"endpoint {name} Ready")
+    except AssertionError as error:
+        pods = get(cluster, "pods", namespace, selector=f"sageport.io/endpoint-object={name}")
+        phases = [(p["metadata"]["name"], p["status"].get("phase")) for p in pods]
+        raise AssertionError(f"{error}\nlast status: {last.get('status')}\npods: {phases}") from None
 
 
 def _children(cluster: KubeCluster, namespace: str, endpoint: str) -> dict[str, list[dict[str, Any]]]:

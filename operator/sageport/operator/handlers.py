@@ -25,6 +25,7 @@ from sageport.operator.status import Problem, VariantObservation, object_status
 log = logging.getLogger(__name__)
 
 OURS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+RESYNC_SECONDS = 60
 Indexes = Mapping[str, Any]
 
 
@@ -35,6 +36,7 @@ Indexes = Mapping[str, Any]
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_kopf(settings)
     memo.reconciler, memo.kube = make_reconciler(OperatorSettings.from_env())
+    memo.generations = {}
 
 
 @kopf.on.cleanup()
@@ -177,39 +179,72 @@ def lookups(indexes: Indexes) -> Lookups:
 
 
 # ---- Endpoint ------------------------------------------------------------------------------
+# Event handlers, not kopf's create/update handlers: those write kopf's state annotations on
+# every object (an extra API write each, and noise in Argo CD diffs). The reconciler tracks the
+# generation it last reconciled, so a spec change means a full run and anything else (our own
+# status writes included) only a status refresh, which writes nothing when nothing changed.
 
 
-@kopf.on.resume(GROUP, VERSION, "endpoints")
-@kopf.on.create(GROUP, VERSION, "endpoints")
-@kopf.on.update(GROUP, VERSION, "endpoints", field="spec")
-async def endpoint_changed(body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:
-    await memo.reconciler.reconcile(dict(body), lookups(indexes))
+@kopf.on.event(GROUP, VERSION, "endpoints")
+async def endpoint_event(type: str, body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:  # noqa: A002
+    if type == "DELETED":  # children go by ownerReference garbage collection
+        memo.reconciler.forget(_key(body))
+        return
+    await memo.reconciler.observe(dict(body), lookups(indexes))
 
 
-@kopf.on.delete(GROUP, VERSION, "endpoints", optional=True)
-def endpoint_deleted(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    # Children go by ownerReference garbage collection; only our memory needs clearing.
-    memo.reconciler.forget((namespace, name))
+@kopf.timer(GROUP, VERSION, "endpoints", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=0)
+async def endpoint_resync(body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:
+    # Retries runs that failed for a passing reason (API errors) and, now and then, repairs drift.
+    await memo.reconciler.resync(dict(body), lookups(indexes))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
+@kopf.on.event("", "v1", "services", labels=OURS)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OURS)
 @kopf.on.event("", "v1", "pods", labels={LABEL_ENDPOINT_OBJECT: kopf.PRESENT})
-async def variant_observed(
-    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **indexes: Any
+async def child_event(
+    type: str,  # noqa: A002 - kopf's name
+    namespace: str | None,
+    labels: kopf.Labels,
+    memo: kopf.Memo,
+    resource: kopf.Resource,
+    **indexes: Any,
 ) -> None:
     key = _owner_key(namespace, labels)
     body = next(iter(_values(indexes["endpoint_index"], key)), None) if key else None
-    if body is not None:
-        await memo.reconciler.refresh_status(body, lookups(indexes))
+    if body is None:
+        return
+    if type == "DELETED" and resource.plural != "pods" and not body["metadata"].get("deletionTimestamp"):
+        memo.reconciler.invalidate(key)  # a child was deleted by hand: put it back
+    await memo.reconciler.observe(body, lookups(indexes))
+
+
+def _key(body: kopf.Body) -> tuple[str, str]:
+    return (body["metadata"].get("namespace") or "default", body["metadata"]["name"])
 
 
 # ---- Model, EndpointConfig, InstanceType: validate, then re-reconcile their users ----------
 
 
+def _changed(memo: kopf.Memo, kind: str, event_type: str | None, body: kopf.Body) -> bool:
+    """True when users must be reconciled: the object appeared, went, or its spec changed."""
+    key = (kind, *_key(body))
+    generation = body["metadata"].get("generation")
+    seen = memo.generations.get(key)
+    if event_type == "DELETED":
+        memo.generations.pop(key, None)
+        return True
+    memo.generations[key] = generation
+    # At start-up (no event type) every Endpoint reconciles itself; nothing to trigger.
+    return event_type is not None and seen != generation
+
+
 async def _reconcile_endpoints(names: Iterable[tuple[str, str]], memo: kopf.Memo, indexes: Indexes) -> None:
     for key in sorted(set(names)):
         for body in _values(indexes["endpoint_index"], key):
-            await memo.reconciler.reconcile(body, lookups(indexes))
+            memo.reconciler.invalidate(key)
+            await memo.reconciler.observe(body, lookups(indexes))
 
 
 async def _write_object_status(
@@ -224,9 +259,7 @@ async def _write_object_status(
     )
     if status is not previous:
         wire = {"observedGeneration": None, "conditions": None, **status.to_wire()}
-        await memo.kube.patch_status(
-            API_VERSION, plural, body["metadata"]["namespace"], body["metadata"]["name"], wire
-        )
+        await memo.kube.patch_status(API_VERSION, plural, *_key(body), wire)
 
 
 def _validate(model: type[Model] | type[EndpointConfig], body: kopf.Body) -> Problem | None:
@@ -237,51 +270,35 @@ def _validate(model: type[Model] | type[EndpointConfig], body: kopf.Body) -> Pro
     return None
 
 
-@kopf.on.resume(GROUP, VERSION, "models")
-@kopf.on.create(GROUP, VERSION, "models")
-@kopf.on.update(GROUP, VERSION, "models", field="spec")
-@kopf.on.delete(GROUP, VERSION, "models", optional=True)
-async def model_changed(
-    body: kopf.Body,
-    namespace: str | None,
-    name: str,
-    spec: kopf.Spec,
-    memo: kopf.Memo,
-    reason: str,
-    **indexes: Any,
-) -> None:
-    if reason != "delete":
+@kopf.on.event(GROUP, VERSION, "models")
+async def model_event(type: str, body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:  # noqa: A002
+    if type != "DELETED":
         await _write_object_status("models", body, _validate(Model, body), memo)
-    ns, model_name = namespace or "default", spec.get("modelName") or name
+    if not _changed(memo, "models", type, body):
+        return
+    ns, name = _key(body)
+    model_name = body["spec"].get("modelName") or name
     configs = _values(indexes["configs_by_model"], (ns, model_name))
     users = [(ns, ep) for config in configs for ep in _values(indexes["endpoints_by_config"], (ns, config))]
     await _reconcile_endpoints(users, memo, indexes)
 
 
-@kopf.on.resume(GROUP, VERSION, "endpointconfigs")
-@kopf.on.create(GROUP, VERSION, "endpointconfigs")
-@kopf.on.update(GROUP, VERSION, "endpointconfigs", field="spec")
-@kopf.on.delete(GROUP, VERSION, "endpointconfigs", optional=True)
-async def config_changed(
-    body: kopf.Body,
-    namespace: str | None,
-    name: str,
-    spec: kopf.Spec,
-    memo: kopf.Memo,
-    reason: str,
-    **indexes: Any,
-) -> None:
-    if reason != "delete":
+@kopf.on.event(GROUP, VERSION, "endpointconfigs")
+async def config_event(type: str, body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:  # noqa: A002
+    if type != "DELETED":
         await _write_object_status("endpointconfigs", body, _validate(EndpointConfig, body), memo)
-    ns, config_name = namespace or "default", spec.get("endpointConfigName") or name
+    if not _changed(memo, "endpointconfigs", type, body):
+        return
+    ns, name = _key(body)
+    config_name = body["spec"].get("endpointConfigName") or name
     users = [(ns, ep) for ep in _values(indexes["endpoints_by_config"], (ns, config_name))]
     await _reconcile_endpoints(users, memo, indexes)
 
 
-@kopf.on.create(GROUP, VERSION, "instancetypes")
-@kopf.on.update(GROUP, VERSION, "instancetypes", field="spec")
-@kopf.on.delete(GROUP, VERSION, "instancetypes", optional=True)
-async def instance_type_changed(memo: kopf.Memo, **indexes: Any) -> None:
+@kopf.on.event(GROUP, VERSION, "instancetypes")
+async def instance_type_event(type: str, body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:  # noqa: A002
+    if not _changed(memo, "instancetypes", type, body):
+        return
     # Rare (catalog edits): reconcile every Endpoint rather than track which type each uses.
     keys: Sequence[tuple[str, str]] = list(indexes["endpoint_index"].keys())
     await _reconcile_endpoints(keys, memo, indexes)

@@ -27,6 +27,7 @@ from sageport.operator.status import Problem, VariantObservation, VariantPlan, e
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, metadata.name)
+DRIFT_REPAIR_TICKS = 10
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,41 @@ class EndpointReconciler:
         self._last_plan: dict[Key, _Plan] = {}
         # The status we last wrote: fresher than the body an index hands us, which lags our own writes.
         self._written: dict[Key, EndpointStatus] = {}
+        self._reconciled: dict[Key, int | None] = {}  # generation of the last full run
+        self._ticks: defaultdict[Key, int] = defaultdict(int)
 
     def forget(self, key: Key) -> None:
         self._last_plan.pop(key, None)
         self._written.pop(key, None)
         self._locks.pop(key, None)
+        self._reconciled.pop(key, None)
+        self._ticks.pop(key, None)
+
+    def invalidate(self, key: Key) -> None:
+        """The next :meth:`observe` of this Endpoint runs in full (a reference or child changed)."""
+        self._reconciled.pop(key, None)
+
+    async def observe(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
+        """A full run when the spec changed since the last one (or never ran), else a status refresh."""
+        key = _key(body)
+        if self._reconciled.get(key) != body["metadata"].get("generation"):
+            return await self.reconcile(body, lookups)
+        return await self.refresh_status(body, lookups)
+
+    async def resync(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
+        """Periodic: retry a run that failed for a passing reason at once, and every
+        ``DRIFT_REPAIR_TICKS`` ticks re-apply everything (children edited by hand go back)."""
+        key = _key(body)
+        plan = self._last_plan.get(key)
+        self._ticks[key] += 1
+        transient = plan is not None and plan.problem is not None and not plan.problem.terminal
+        if plan is None or transient or self._ticks[key] % DRIFT_REPAIR_TICKS == 0:
+            return await self.reconcile(body, lookups)
+        return await self.refresh_status(body, lookups)
 
     async def reconcile(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
         """Full run: resolve, apply children, write status. Returns the status written, if any."""
-        key = (body["metadata"].get("namespace") or "default", body["metadata"]["name"])
+        key = _key(body)
         async with self._locks[key]:
             try:
                 endpoint = Endpoint.model_validate(body)
@@ -97,11 +124,12 @@ class EndpointReconciler:
                     resolution.config_name, resolution.plans, await self._apply(resolution, existing)
                 )
             self._last_plan[key] = plan
+            self._reconciled[key] = body["metadata"].get("generation")
             return await self._write(key, body, plan, lookups)
 
     async def refresh_status(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
         """Status only, from the last full run's plan and the current observations."""
-        key = (body["metadata"].get("namespace") or "default", body["metadata"]["name"])
+        key = _key(body)
         async with self._locks[key]:
             plan = self._last_plan.get(key)
             if plan is None:
@@ -154,6 +182,10 @@ class EndpointReconciler:
         await self._kube.patch_status(API_VERSION, "endpoints", key[0], key[1], status_patch(status))
         self._written[key] = status
         return status
+
+
+def _key(body: Body) -> Key:
+    return (body["metadata"].get("namespace") or "default", body["metadata"]["name"])
 
 
 def _previous_status(body: Body) -> EndpointStatus | None:
