@@ -389,10 +389,10 @@ def start(
     insecure = insecure_context()
     expected_nodes = set(state.node_names)
     try:
+        # The apiserver retries etcd while it starts, so both start at once.
         launch("etcd", _etcd_argv(binaries["etcd"], layout, ports))
-        wait("etcd", "etcd /health", lambda: probe(f"http://127.0.0.1:{ports['etcd']}/health"))
-
         launch("kube-apiserver", _apiserver_argv(binaries["kube-apiserver"], layout, pki, ports))
+        wait("etcd", "etcd /health", lambda: probe(f"http://127.0.0.1:{ports['etcd']}/health"))
         client = admin_client(layout, state)
         wait("apiserver", "kube-apiserver /readyz", lambda: client.get("/readyz").status == 200)
 

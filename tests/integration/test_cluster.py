@@ -88,6 +88,33 @@ def deployment(
     )
 
 
+def service(name: str) -> V1Service:
+    """A ClusterIP Service on port 80 over the pods of app ``name``, to their ``http`` port."""
+    return V1Service.model_validate(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"app": name},
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        }
+    )
+
+
+def ready_slice_addresses(discovery: DiscoveryV1Api, namespace: str, service_name: str) -> set[str]:
+    selector = f"kubernetes.io/service-name={service_name}"
+    found = discovery.list_namespaced_endpoint_slice(namespace=namespace, label_selector=selector)
+    return {
+        address
+        for endpoint_slice in map(wire, found.items)
+        for endpoint in endpoint_slice.get("endpoints", [])
+        if endpoint["conditions"].get("ready")
+        for address in endpoint["addresses"]
+    }
+
+
 def wire(obj: BaseModel) -> dict[str, Any]:
     """An API object as the JSON the server sent (camelCase keys, unset fields left out)."""
     return obj.model_dump(by_alias=True, exclude_none=True)
@@ -237,20 +264,7 @@ def test_service_over_ready_pods_gets_ready_endpoint_slice(kube_api: ApiClient, 
         namespace=namespace,
         body=deployment("web", replicas=3, resources={"cpu": "100m", "memory": "128Mi"}),
     )
-    core.create_namespaced_service(
-        namespace=namespace,
-        body=V1Service.model_validate(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "web"},
-                "spec": {
-                    "selector": {"app": "web"},
-                    "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-                },
-            }
-        ),
-    )
+    core.create_namespaced_service(namespace=namespace, body=service("web"))
     pods = wait_for("3 web pods to run", lambda: running_pods(core, namespace, "web", 3))
     pod_ips = {str(pod["status"]["podIP"]) for pod in pods}
     assert len(pod_ips) == 3, "every kwok pod gets its own IP"
@@ -261,17 +275,10 @@ def test_service_over_ready_pods_gets_ready_endpoint_slice(kube_api: ApiClient, 
         found = discovery.list_namespaced_endpoint_slice(namespace=namespace, label_selector=selector)
         return [wire(item) for item in found.items]
 
-    def ready_addresses() -> set[str] | None:
-        addresses = {
-            address
-            for endpoint_slice in web_slices()
-            for endpoint in endpoint_slice.get("endpoints", [])
-            if endpoint["conditions"].get("ready")
-            for address in endpoint["addresses"]
-        }
-        return addresses if addresses == pod_ips else None
-
-    wait_for("the EndpointSlice to list every pod IP as ready", ready_addresses)
+    wait_for(
+        "the EndpointSlice to list every pod IP as ready",
+        lambda: ready_slice_addresses(discovery, namespace, "web") == pod_ips,
+    )
     (endpoint_slice,) = web_slices()
     assert endpoint_slice["addressType"] == "IPv4"
     assert [(port["name"], port["port"]) for port in endpoint_slice["ports"]] == [("http", 8080)]
