@@ -132,6 +132,7 @@ def test_a_model_that_fails_to_load_fails_ping_and_says_why(start_server: Server
     assert "failed to load" in invocation.json()["message"]
     assert "model failed to load" in server.log()
     assert "cannot load sklearn model" in server.log()
+    assert server.request("GET", "/v2/health/ready").status == 404, "KServe routes were turned off"
 
 
 def test_missing_model_directory_fails_ping(start_server: Servers, tmp_path: Path) -> None:
