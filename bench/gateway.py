@@ -250,6 +250,8 @@ def main() -> None:
                 ("throughput gateway/direct", ratio, f"{ratio:.2f}", ratio >= TARGET_THROUGHPUT_RATIO,
                  f">= {TARGET_THROUGHPUT_RATIO}"),
             ]  # fmt: skip
+            cpu_per_call = gateway_cpu / len(through.latencies_ms) * 1e3
+            print(f"  gateway process CPU per call: {cpu_per_call:.3f} ms (SigV4 check, routing, proxying)")
             print(
                 f"  latency ratio gateway/direct: p50 {through.p50 / direct.p50:.2f}  p99 {through.p99 / direct.p99:.2f}"
             )

@@ -1,4 +1,4 @@
-"""The HTTP shell: aiohttp server in front, pooled aiohttp client to the model instances.
+"""The HTTP shell: our httptools server in front, a pooled upstream client to the model instances.
 
 Everything that decides something (which variant, which pod, which error, which frame) lives in
 the pure modules; this file only moves bytes, keeps counters and measures time.
@@ -6,8 +6,6 @@ the pure modules; this file only moves bytes, keeps counters and measures time.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import contextvars
 import logging
 import random
@@ -16,21 +14,23 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sageport.gateway import errors, eventstream
 from sageport.gateway.auth import Authenticator, RequestParts
+from sageport.gateway.httpserver import Request, Response, ServerState, StreamSink
 from sageport.gateway.invocation import MAX_BODY_BYTES, Invocation, Operation, parse_invocation
 from sageport.gateway.metrics import GatewayMetrics, VariantMetrics
 from sageport.gateway.routing import Instance, Route, RouteTable, Variant, route
 from sageport.gateway.upstream import (
     ConnectFailedError,
-    Response,
     Target,
     UpstreamError,
     UpstreamPool,
     UpstreamTimeoutError,
+)
+from sageport.gateway.upstream import (
+    Response as UpstreamResponse,
 )
 
 log = logging.getLogger("sageport.gateway")
@@ -89,68 +89,76 @@ class Gateway:
         if self._pool is not None:
             self._pool.close()
 
-    def server(self) -> web.Server:
-        """aiohttp's low-level server: no router or middleware on the hot path, one dispatch here."""
-        return web.Server(self.dispatch)
+    def server_state(self) -> ServerState:
+        return ServerState(self.dispatch, self._render_protocol_error, MAX_BODY_BYTES)
 
-    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
-        path = request.rel_url.raw_path
+    def _render_protocol_error(self, status: int, message: str) -> Response:
+        """For requests the HTTP layer refuses before the handler runs (malformed, too large)."""
+        error = errors.validation_error(message) if status < 500 else errors.internal_failure()
+        return self._error_response(error, self._request_ids.next())
+
+    async def dispatch(self, request: Request, sink: StreamSink) -> Response | None:
         if request.method == "GET":
-            if path in ("/ping", "/healthz"):
-                return await self.ping(request)
-            if path == "/metrics":
-                return await self.metrics_page(request)
-        return await self.handle(request)
+            if request.raw_path in ("/ping", "/healthz"):
+                return self.ping()
+            if request.raw_path == "/metrics":
+                return self.metrics_page()
+        return await self.handle(request, sink)
 
-    async def ping(self, request: web.BaseRequest) -> web.Response:
+    def ping(self) -> Response:
         if self.draining:
-            return web.Response(status=503, text="draining\n")
-        return web.Response(text="ok\n")
+            return Response(503, {"Content-Type": "text/plain"}, b"draining\n")
+        return Response(200, {"Content-Type": "text/plain"}, b"ok\n")
 
-    async def metrics_page(self, request: web.BaseRequest) -> web.Response:
-        body = generate_latest(self.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    def metrics_page(self) -> Response:
+        return Response(200, {"Content-Type": CONTENT_TYPE_LATEST}, generate_latest(self.metrics.registry))
 
     # ---- requests --------------------------------------------------------------------------
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: Request, sink: StreamSink) -> Response | None:
         request_id = self._request_ids.next()
         request_id_var.set(request_id)
         started = time.perf_counter()
         self.in_flight += 1
         try:
-            return await self._handle(request, request_id, started)
+            return await self._handle(request, sink, request_id, started)
         except errors.ApiError as error:
             return self._error_response(error, request_id)
+        except ConnectionResetError:
+            raise  # the client went away; the HTTP layer closes the connection
         except Exception:
-            log.exception("unexpected failure handling %s %s", request.method, request.rel_url.raw_path)
+            log.exception("unexpected failure handling %s %s", request.method, request.raw_path)
+            if sink.started:
+                raise
             return self._error_response(errors.internal_failure(), request_id)
         finally:
             self.in_flight -= 1
 
-    def _error_response(self, error: errors.ApiError, request_id: str) -> web.Response:
+    def _error_response(self, error: errors.ApiError, request_id: str) -> Response:
         self.metrics.gateway_errors.labels(error.code).inc()
         if error.status >= 500:
             log.warning("answering %s: %s", error.code, error.message)
         else:
             log.info("answering %s: %s", error.code, error.message)
         status, headers, body = errors.render_error(error, request_id)
-        return web.Response(status=status, headers=headers, body=body)
+        return Response(status, headers, body)
 
-    async def _handle(self, request: web.BaseRequest, request_id: str, started: float) -> web.StreamResponse:
+    async def _handle(
+        self, request: Request, sink: StreamSink, request_id: str, started: float
+    ) -> Response | None:
         if request.method != "POST":
             raise errors.unknown_operation()
-        invocation = parse_invocation(request.rel_url.raw_path, request.headers)
+        invocation = parse_invocation(request.raw_path, request.headers)
         if self.in_flight > self.settings.max_in_flight:
             raise errors.service_unavailable("The gateway is overloaded; retry the request.")
-        body = await self._read_body(request)
+        body = request.body
         headers: dict[str, list[str]] = {}
         for name, value in request.headers.items():
             headers.setdefault(name.lower(), []).append(value)
         principal = await self.authenticator.authenticate(
             RequestParts(
                 method=request.method,
-                raw_path=request.rel_url.raw_path,
-                raw_query=request.rel_url.raw_query_string,
+                raw_path=request.raw_path,
+                raw_query=request.raw_query,
                 headers=headers,
                 body=body,
             )
@@ -168,30 +176,9 @@ class Gateway:
             )
         chosen = route(endpoint, invocation.target_variant, invocation.target_container, self.rng)
         if invocation.operation is Operation.INVOKE_STREAM:
-            return await self._invoke_stream(request, invocation, chosen, body, request_id, started)
+            await self._invoke_stream(sink, invocation, chosen, body, request_id, started)
+            return None
         return await self._invoke(invocation, chosen, body, request_id, started)
-
-    async def _read_body(self, request: web.BaseRequest) -> bytes:
-        length = request.content_length
-        if length is not None and length > MAX_BODY_BYTES:
-            raise _body_too_large(length)
-        if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
-            # Clients that ask (curl does, for larger bodies) wait for this before sending.
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if length is not None:
-            # The usual case: one read of exactly the announced size.
-            try:
-                return await request.content.readexactly(length) if length else b""
-            except asyncio.IncompleteReadError:
-                raise errors.validation_error(
-                    "The request body is shorter than its Content-Length."
-                ) from None
-        body = bytearray()
-        while chunk := await request.content.readany():
-            body.extend(chunk)
-            if len(body) > MAX_BODY_BYTES:
-                raise _body_too_large(None)
-        return bytes(body)
 
     def _variant_metrics(self, chosen: Route) -> VariantMetrics:
         slot = chosen.variant.metrics
@@ -215,7 +202,7 @@ class Gateway:
         return target
 
     async def _post(self, chosen: Route, invocation: Invocation, body: bytes, request_id: str) -> tuple[
-            Instance, Response]:  # fmt: skip
+            Instance, UpstreamResponse]:  # fmt: skip
         """Send to the chosen instance; if it refuses the connection, try one other instance once.
 
         The caller owns ``instance.outstanding`` (incremented here) and must release the response.
@@ -253,7 +240,7 @@ class Gateway:
 
     async def _invoke(
         self, invocation: Invocation, chosen: Route, body: bytes, request_id: str, started: float
-    ) -> web.Response:
+    ) -> Response:
         metrics = self._variant_metrics(chosen)
         metrics.invocations.inc()
         metrics.invocations_per_instance.inc(1.0 / max(len(chosen.variant.instances), 1))
@@ -280,7 +267,7 @@ class Gateway:
         content_type = response.headers.get("content-type")
         if content_type is not None:
             headers["Content-Type"] = content_type
-        result = web.Response(status=200, body=payload, headers=headers)
+        result = Response(200, headers, payload)
         total = time.perf_counter() - started
         metrics.overhead_latency.observe(max(total - model_seconds, 0.0))
         if self.settings.access_log:
@@ -303,13 +290,13 @@ class Gateway:
 
     async def _invoke_stream(
         self,
-        request: web.BaseRequest,
+        sink: StreamSink,
         invocation: Invocation,
         chosen: Route,
         body: bytes,
         request_id: str,
         started: float,
-    ) -> web.StreamResponse:
+    ) -> None:
         metrics = self._variant_metrics(chosen)
         metrics.invocations.inc()
         metrics.invocations_per_instance.inc(1.0 / max(len(chosen.variant.instances), 1))
@@ -322,9 +309,7 @@ class Gateway:
             except UpstreamError as error:
                 raise self._model_call_failed(metrics, error) from None
             try:
-                return await self._relay_stream(
-                    request, response, chosen, metrics, request_id, started, model_started
-                )
+                await self._relay_stream(sink, response, chosen, metrics, request_id, started, model_started)
             finally:
                 response.release()
         finally:
@@ -334,14 +319,14 @@ class Gateway:
 
     async def _relay_stream(
         self,
-        request: web.BaseRequest,
-        response: Response,
+        sink: StreamSink,
+        response: UpstreamResponse,
         chosen: Route,
         metrics: VariantMetrics,
         request_id: str,
         started: float,
         model_started: float,
-    ) -> web.StreamResponse:
+    ) -> None:
         if response.status >= 300:
             try:
                 payload = await response.read()
@@ -354,46 +339,38 @@ class Gateway:
         model_content_type = response.headers.get("content-type")
         if model_content_type is not None:
             headers["X-Amzn-SageMaker-Content-Type"] = model_content_type
-        out = web.StreamResponse(status=200, headers=headers)
-        out.enable_chunked_encoding()
-        await out.prepare(request)
+        await sink.start(200, headers)
         # From here on the client has its 200: failures become exception frames, not statuses.
         try:
             async for chunk in response.iter_chunks(self.settings.model_timeout):
                 if chunk:
-                    await out.write(eventstream.payload_part(chunk))
+                    await sink.write(eventstream.payload_part(chunk))
         except ConnectionResetError:
             log.info("client went away during the response stream")
-            return out
+            raise
         except UpstreamTimeoutError:
             metrics.invocation_model_errors.inc()
-            await _write_quietly(
-                out,
+            await sink.write(
                 eventstream.model_stream_error(
                     f"The model did not send data for {self.settings.model_timeout:g} seconds.",
                     "ModelInvocationTimeExceeded",
-                ),
+                )
             )
         except UpstreamError as error:
             metrics.invocation_model_errors.inc()
             log.warning("model stream broke: %s", error)
-            await _write_quietly(
-                out,
+            await sink.write(
                 eventstream.model_stream_error(
                     "The model closed the stream before it finished.", "StreamBroken"
-                ),
+                )
             )
         except Exception:
             log.exception("response stream failed")
-            await _write_quietly(
-                out, eventstream.internal_stream_failure("The gateway failed to relay the stream.")
-            )
+            await sink.write(eventstream.internal_stream_failure("The gateway failed to relay the stream."))
         model_seconds = time.perf_counter() - model_started
         metrics.model_latency.observe(model_seconds)
         metrics.overhead_latency.observe(max(time.perf_counter() - started - model_seconds, 0.0))
-        with contextlib.suppress(ConnectionResetError):
-            await out.write_eof()
-        return out
+        await sink.end()
 
 
 class RequestIds:
@@ -412,11 +389,6 @@ class RequestIds:
         return f"{self._prefix}{self._counter:012x}"
 
 
-async def _write_quietly(out: web.StreamResponse, frame: bytes) -> None:
-    with contextlib.suppress(ConnectionResetError):
-        await out.write(frame)
-
-
 def _body_too_large(length: int | None) -> errors.ApiError:
     size = f"{length} bytes" if length is not None else "The request body"
     return errors.validation_error(
@@ -431,7 +403,7 @@ def _other_instance(variant: Variant, failed: Instance, rng: random.Random) -> I
     return min(others, key=lambda instance: (instance.outstanding, rng.random()))
 
 
-def _model_failure(response: Response, payload: bytes) -> errors.ApiError:
+def _model_failure(response: UpstreamResponse, payload: bytes) -> errors.ApiError:
     """429 from the container means "still loading" (multi-model agent, serverless cold start)."""
     if response.status == 429 or response.headers.get("x-amzn-errortype", "").startswith("ModelNotReady"):
         message = payload[:1024].decode("utf-8", errors="replace") or "Model is not ready yet."

@@ -16,12 +16,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from sageport.gateway import config, logs
 from sageport.gateway.app import Gateway, Settings
 from sageport.gateway.auth import Authenticator, KeyStore, NoAuth, SigV4Authenticator
+from sageport.gateway.httpserver import HttpProtocol
 from sageport.gateway.metrics import GatewayMetrics
 from sageport.gateway.routing import RouteTable
 
@@ -157,10 +157,11 @@ async def serve(args: argparse.Namespace) -> None:
     )
     gateway = Gateway(table, authenticator, GatewayMetrics(CollectorRegistry()), settings)
     await gateway.start()
-    runner = web.ServerRunner(gateway.server(), shutdown_timeout=args.drain_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
-    await site.start()
+    state = gateway.server_state()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: HttpProtocol(state), args.host, args.port, reuse_address=True, backlog=2048
+    )
     log.info(
         "gateway listening on %s:%d (%s mode, auth %s, %d endpoints)",
         args.host,
@@ -171,7 +172,6 @@ async def serve(args: argparse.Namespace) -> None:
     )
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
@@ -181,7 +181,8 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("draining %d request(s) in flight", gateway.in_flight)
     for task in background:
         task.cancel()
-    await runner.cleanup()
+    server.close()
+    await state.drain(args.drain_timeout)
     await gateway.close()
     for close in closers:
         close()
