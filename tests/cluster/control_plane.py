@@ -40,6 +40,7 @@ KWOK_STAGES = Path(__file__).with_name("kwok-stages.yaml")
 NODE_LEASE_SECONDS = 40
 
 _POLL_SECONDS = 0.1
+_START_ATTEMPTS = 3
 _NODE_LIFECYCLE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 
 _ADMIN = ClientIdentity("admin", "sageport-admin", ("system:masters",))
@@ -52,6 +53,10 @@ Log = Callable[[str], None]
 
 class ClusterError(RuntimeError):
     """The cluster could not be started or is not healthy; the message says which part and why."""
+
+
+class PortInUseError(ClusterError):
+    """A component could not bind the port chosen for it: something else took it meanwhile."""
 
 
 @dataclass
@@ -254,7 +259,8 @@ def _kwok_argv(binary: Path, layout: Layout, ports: dict[str, int]) -> list[str]
 def _fail_if_any_died(state: ClusterState) -> None:
     for record in state.processes:
         if not record.alive():
-            raise ClusterError(
+            error = PortInUseError if "address already in use" in tail(record.log, 200) else ClusterError
+            raise error(
                 f"{record.name} (pid {record.pid}) exited; last lines of {record.log}:\n{tail(record.log)}"
             )
 
@@ -315,7 +321,7 @@ def _prepare_state_dir(layout: Layout, log: Log) -> None:
             )
         stale = ClusterState.load(layout)
         if stale is not None:
-            log(f"clearing a stopped cluster in {layout.root}")
+            log(f"clearing an unhealthy cluster in {layout.root}")
             stop(list(reversed(stale.processes)))
         shutil.rmtree(layout.root)
     layout.root.mkdir(parents=True)
@@ -359,7 +365,25 @@ def start(
     build_started = time.monotonic()
     binaries = build.ensure_binaries()
     build_seconds = time.monotonic() - build_started
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        try:
+            return _start_once(layout, binaries, node_set, die_with_parent, timeout, log, build_seconds)
+        except PortInUseError as conflict:
+            if attempt == _START_ATTEMPTS:
+                raise
+            log(f"port taken while starting, trying again with other ports: {str(conflict).splitlines()[0]}")
+    raise AssertionError("unreachable")
 
+
+def _start_once(
+    layout: Layout,
+    binaries: dict[str, Path],
+    node_set: Path,
+    die_with_parent: bool,
+    timeout: float,
+    log: Log,
+    build_seconds: float,
+) -> ClusterState:
     started = time.monotonic()
     _prepare_state_dir(layout, log)
     manifests = node_manifests(load_node_set(node_set))

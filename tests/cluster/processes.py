@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import re
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+_LOWEST_PORT = 20000  # above the well-known and most registered service ports
 _ERROR_LINE = re.compile(r"^(E\d{4} |Error:|panic:|fatal)|\"level\":\"ERROR\"", re.IGNORECASE)
 
 
@@ -133,11 +135,30 @@ def tail(log: Path, lines: int = 25) -> str:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that were free a moment ago."""
-    with ExitStack() as stack:
-        sockets = [
-            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
-        ]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+    """``count`` distinct loopback ports, free a moment ago, below the kernel's ephemeral range.
+
+    Outgoing connections take their local port from the ephemeral range; choosing ours below it
+    means a busy machine's clients cannot grab one between our choice and the server's bind.
+    """
+    ephemeral_low = _ephemeral_range_start()
+    candidates = random.sample(
+        range(_LOWEST_PORT, ephemeral_low), k=min(count * 20, ephemeral_low - _LOWEST_PORT)
+    )
+    chosen: list[int] = []
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+        if len(chosen) == count:
+            return chosen
+    raise RuntimeError(f"no {count} free ports between {_LOWEST_PORT} and {ephemeral_low}")
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
