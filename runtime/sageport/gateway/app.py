@@ -151,15 +151,12 @@ class Gateway:
         if self.in_flight > self.settings.max_in_flight:
             raise errors.service_unavailable("The gateway is overloaded; retry the request.")
         body = request.body
-        headers: dict[str, list[str]] = {}
-        for name, value in request.headers.items():
-            headers.setdefault(name.lower(), []).append(value)
         principal = await self.authenticator.authenticate(
             RequestParts(
                 method=request.method,
                 raw_path=request.raw_path,
                 raw_query=request.raw_query,
-                headers=headers,
+                headers=request.header_values,
                 body=body,
             )
         )

@@ -17,7 +17,6 @@ from http import HTTPStatus
 from typing import cast
 
 import httptools
-from multidict import CIMultiDict, CIMultiDictProxy
 
 log = logging.getLogger("sageport.gateway.http")
 
@@ -33,7 +32,9 @@ class Request:
     method: str
     raw_path: str
     raw_query: str
-    headers: CIMultiDictProxy[str]
+    # Lower-cased name -> first value, and lower-cased name -> every value in order.
+    headers: dict[str, str]
+    header_values: dict[str, list[str]]
     version: str
     body: bytes = b""
 
@@ -140,7 +141,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def _reset_message(self) -> None:
         self._url = b""
-        self._header_list: list[tuple[str, str]] = []
+        self._headers: dict[str, str] = {}
+        self._header_values: dict[str, list[str]] = {}
         self._header_bytes = 0
         self._body: list[bytes] = []
         self._body_size = 0
@@ -206,19 +208,20 @@ class HttpProtocol(asyncio.Protocol):
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES:
             raise httptools.HttpParserError("headers too large")
-        self._header_list.append((name.decode("latin-1"), value.decode("latin-1")))
+        lower = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        values = self._header_values.get(lower)
+        if values is None:
+            self._headers[lower] = text
+            self._header_values[lower] = [text]
+        else:
+            values.append(text)
 
     def on_headers_complete(self) -> None:
-        length = None
-        expect_continue = False
-        for name, value in self._header_list:
-            lower = name.lower()
-            if lower == "content-length" and value.strip().isdigit():
-                length = int(value)
-            elif lower == "expect" and value.strip().lower() == "100-continue":
-                expect_continue = True
-        if length is not None and length > self.state.max_body_bytes:
-            raise BodyTooLargeError(length)
+        declared = self._headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > self.state.max_body_bytes:
+            raise BodyTooLargeError(int(declared))
+        expect_continue = self._headers.get("expect", "").strip().lower() == "100-continue"
         if expect_continue and self.transport is not None and self.parser.get_http_version() == "1.1":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -243,7 +246,8 @@ class HttpProtocol(asyncio.Protocol):
             method=self.parser.get_method().decode("latin-1"),
             raw_path=path,
             raw_query=query,
-            headers=CIMultiDictProxy(CIMultiDict(self._header_list)),
+            headers=self._headers,
+            header_values=self._header_values,
             version=self.parser.get_http_version(),
             body=b"".join(self._body) if len(self._body) != 1 else self._body[0],
         )

@@ -131,7 +131,7 @@ def _check_header(name: str, value: str, low: int, high: int, pattern: re.Patter
 
 
 def parse_invocation(raw_path: str, headers: Mapping[str, str]) -> Invocation:
-    """``headers`` is case-insensitive (aiohttp's CIMultiDictProxy, or a dict with canonical names)."""
+    """``headers`` maps lower-cased header names to the (first) value received."""
     try:
         matched = match_route(raw_path)
     except UnicodeDecodeError:
@@ -143,19 +143,18 @@ def parse_invocation(raw_path: str, headers: Mapping[str, str]) -> Invocation:
     forwarding = _FORWARD_STREAM_AS if operation is Operation.INVOKE_STREAM else _FORWARD_AS
     forwarded: dict[str, str] = {}
     # One pass over what the client sent (usually fewer headers than we have limits for).
-    for name, value in headers.items():
-        lower = name.lower()
+    for lower, value in headers.items():
         limit = _LIMITS_BY_NAME.get(lower)
         if limit is not None:
             _check_header(limit[0], value, limit[1], limit[2], limit[3])
         forward_as = forwarding.get(lower)
         if forward_as is not None and forward_as not in forwarded:
             forwarded[forward_as] = value
-    if operation is Operation.INVOKE_STREAM and headers.get("X-Amzn-SageMaker-Session-Id") == "NEW_SESSION":
+    if operation is Operation.INVOKE_STREAM and headers.get("x-amzn-sagemaker-session-id") == "NEW_SESSION":
         raise errors.validation_error(
             "NEW_SESSION is not supported by InvokeEndpointWithResponseStream; pass an existing session id."
         )
-    session = headers.get("X-Amzn-SageMaker-Session-Id")
+    session = headers.get("x-amzn-sagemaker-session-id")
     if session and session != "NEW_SESSION" and _SESSION_ID_PATTERN.fullmatch(session) is None:
         raise errors.validation_error(
             "1 validation error detected: Value at 'sessionId' failed to satisfy constraint: "
@@ -164,7 +163,7 @@ def parse_invocation(raw_path: str, headers: Mapping[str, str]) -> Invocation:
     return Invocation(
         operation=operation,
         endpoint_name=endpoint_name,
-        target_variant=headers.get("X-Amzn-SageMaker-Target-Variant") or None,
-        target_container=headers.get("X-Amzn-SageMaker-Target-Container-Hostname") or None,
+        target_variant=headers.get("x-amzn-sagemaker-target-variant") or None,
+        target_container=headers.get("x-amzn-sagemaker-target-container-hostname") or None,
         forward_headers=forwarded,
     )

@@ -3,20 +3,22 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from multidict import CIMultiDict
 
 from sageport.gateway.errors import ApiError
 from sageport.gateway.invocation import Operation, parse_invocation
 
 
+def lower(headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Headers as the HTTP layer hands them over: lower-cased names."""
+    return {name.lower(): value for name, value in (headers or {}).items()}
+
+
 def test_paths_and_prefixes() -> None:
-    parsed = parse_invocation("/endpoints/my-ep/invocations", CIMultiDict())
+    parsed = parse_invocation("/endpoints/my-ep/invocations", lower())
     assert (parsed.endpoint_name, parsed.operation) == ("my-ep", Operation.INVOKE)
-    parsed = parse_invocation("/some/prefix/endpoints/ep2/invocations-response-stream", CIMultiDict())
+    parsed = parse_invocation("/some/prefix/endpoints/ep2/invocations-response-stream", lower())
     assert parsed.operation is Operation.INVOKE_STREAM
-    assert (
-        parse_invocation("/endpoints/a/async-invocations", CIMultiDict()).operation is Operation.INVOKE_ASYNC
-    )
+    assert parse_invocation("/endpoints/a/async-invocations", lower()).operation is Operation.INVOKE_ASYNC
 
 
 @pytest.mark.parametrize(
@@ -32,12 +34,12 @@ def test_paths_and_prefixes() -> None:
 )
 def test_bad_paths(path: str, code: str) -> None:
     with pytest.raises(ApiError) as caught:
-        parse_invocation(path, CIMultiDict())
+        parse_invocation(path, lower())
     assert caught.value.code == code
 
 
 def test_stream_renames_accept_and_drops_realtime_only_headers() -> None:
-    headers = CIMultiDict(
+    headers = lower(
         {
             "Accept": "ignored/in-stream",
             "X-Amzn-SageMaker-Accept": "text/event-stream",
@@ -63,7 +65,7 @@ def test_stream_renames_accept_and_drops_realtime_only_headers() -> None:
 )
 def test_header_limits(header: str, value: str) -> None:
     with pytest.raises(ApiError) as caught:
-        parse_invocation("/endpoints/ep/invocations", CIMultiDict({header: value}))
+        parse_invocation("/endpoints/ep/invocations", lower({header: value}))
     assert caught.value.code == "ValidationError"
 
 
@@ -74,7 +76,7 @@ def test_header_limits(header: str, value: str) -> None:
 def test_parse_never_fails_unexpectedly(path: str, headers: dict[str, str]) -> None:
     outcome: ApiError | str
     try:
-        outcome = parse_invocation(path, CIMultiDict(headers)).endpoint_name
+        outcome = parse_invocation(path, lower(headers)).endpoint_name
     except ApiError as error:
         outcome = error
     if isinstance(outcome, ApiError):
