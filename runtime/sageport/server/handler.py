@@ -78,9 +78,8 @@ class ModelHandler:
     def accept_for(self, accept_header: str | None) -> str:
         if self.hooks.output_fn is not None or self.hooks.transform_fn is not None:
             # The user's output_fn decides what it can produce; do not second-guess it.
-            if not accept_header or accept_header.strip() in ("*/*", ""):
-                return self.default_accept
-            return accept_header.split(",", 1)[0].strip()
+            first = codecs.media_type(accept_header.split(",", 1)[0]) if accept_header else None
+            return self.default_accept if first in (None, "*/*") else first
         return codecs.choose_accept(accept_header, self.default_accept)
 
     def decode(self, body: bytes, context: RequestContext) -> Any:
