@@ -401,11 +401,7 @@ def _other_instance(variant: Variant, failed: Instance, rng: random.Random) -> I
 
 
 def _model_failure(response: UpstreamResponse, payload: bytes) -> errors.ApiError:
-    """429 from the container means "still loading" (multi-model agent, serverless cold start)."""
-    if response.status == 429 or response.headers.get("x-amzn-errortype", "").startswith("ModelNotReady"):
-        message = payload[:1024].decode("utf-8", errors="replace") or "Model is not ready yet."
-        return errors.model_not_ready(message)
-    return errors.model_error_from_response(response.status, payload)
+    return errors.from_model_response(response.status, response.headers.get("x-amzn-errortype"), payload)
 
 
 def _response_headers(model_headers: Mapping[str, str], variant: str, request_id: str) -> dict[str, str]:

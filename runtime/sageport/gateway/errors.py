@@ -66,6 +66,29 @@ def model_error_from_response(status: int, body: bytes, container: str = "primar
     )
 
 
+def from_model_response(status: int, error_type_header: str | None, body: bytes) -> ApiError:
+    """The error for a non-2xx answer from a model container.
+
+    "Still loading" becomes ModelNotReadyException (429, which boto3 retries): a container 429
+    (the multi-model agent), an ``x-amzn-ErrorType: ModelNotReady…`` header, or sageport-server's
+    503 with a ``ModelNotReadyError`` JSON body. Everything else is ModelError (424, not retried).
+    """
+    not_ready = status == 429 or (error_type_header or "").startswith("ModelNotReady")
+    message = ""
+    if not not_ready and status == 503 and b"ModelNotReadyError" in body:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None
+        if isinstance(document, dict) and document.get("type") == "ModelNotReadyError":
+            not_ready = True
+            message = str(document.get("message") or "")
+    if not_ready:
+        text = message or body[:1024].decode("utf-8", errors="replace")
+        return model_not_ready(text or "Model is not ready yet.")
+    return model_error_from_response(status, body)
+
+
 def model_timeout(container: str = "primary", seconds: float = 60.0) -> ApiError:
     return ApiError(
         "ModelError",

@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=25.0,
         help="seconds to let in-flight requests finish on SIGTERM (default 25)",
     )
+    parser.add_argument(
+        "--shutdown-delay",
+        type=float,
+        default=0.0,
+        help="seconds to keep serving after SIGTERM with /ping failing, so load balancers and "
+        "EndpointSlices stop sending first (Kubernetes: about 5; default 0)",
+    )
     parser.add_argument("--account", default="sageport", help="account name used in not-found messages")
     parser.add_argument("--access-log", action="store_true", help="log one line per successful invocation")
     parser.add_argument("--log-level", default="INFO")
@@ -176,8 +183,12 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
 
-    # Drain: refuse new connections, let the requests in flight finish (bounded), then close.
+    # Drain: fail /ping, keep serving for --shutdown-delay while traffic moves elsewhere, then
+    # refuse new connections, let the requests in flight finish (bounded), and close.
     gateway.draining = True
+    if args.shutdown_delay > 0:
+        log.info("shutting down in %.1f s", args.shutdown_delay)
+        await asyncio.sleep(args.shutdown_delay)
     log.info("draining %d request(s) in flight", gateway.in_flight)
     for task in background:
         task.cancel()

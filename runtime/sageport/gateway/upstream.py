@@ -210,8 +210,7 @@ class _Connection(asyncio.Protocol):
     def finish(self) -> None:
         self.cancel_deadline()
         if self.complete and self._keep_alive and not self.closed and self.failure is None:
-            self._reset()
-            self.parser = httptools.HttpResponseParser(self)
+            self._reset()  # the parser itself carries on with the next response on this connection
             self.pool.put_back(self)
         else:
             self.close()

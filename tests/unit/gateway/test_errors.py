@@ -52,3 +52,23 @@ def test_model_error_carries_original_status_and_message() -> None:
 def test_original_message_is_capped() -> None:
     error = errors.model_error_from_response(500, b"x" * (errors.ORIGINAL_MESSAGE_LIMIT * 2))
     assert len(str(error.extra["OriginalMessage"])) == errors.ORIGINAL_MESSAGE_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "body", "code"),
+    [
+        (429, None, b"loading", "ModelNotReadyException"),
+        (503, None, b'{"code": 503, "type": "ModelNotReadyError", "message": "model m is still loading"}',
+         "ModelNotReadyException"),
+        (500, "ModelNotReadyException", b"", "ModelNotReadyException"),
+        (503, None, b"overloaded", "ModelError"),
+        (503, None, b'{"type": "ModelNotReadyError"', "ModelError"),
+        (400, None, b"bad", "ModelError"),
+    ],
+)  # fmt: skip
+def test_model_answers_are_classified(status: int, header: str | None, body: bytes, code: str) -> None:
+    error = errors.from_model_response(status, header, body)
+    assert error.code == code
+    if code == "ModelNotReadyException":
+        assert error.status == 429
+        assert error.message
