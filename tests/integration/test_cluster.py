@@ -14,9 +14,11 @@ import pytest
 from kubernetes.client import (
     ApiClient,
     AppsV1Api,
+    BatchV1Api,
     CoreV1Api,
     DiscoveryV1Api,
     V1Deployment,
+    V1Job,
     V1Pod,
     V1Service,
 )
@@ -295,3 +297,38 @@ def test_pods_of_a_scaled_down_deployment_go_away(kube_api: ApiClient, namespace
     apps.patch_namespaced_deployment_scale(name="gone", namespace=namespace, body={"spec": {"replicas": 0}})
 
     wait_for("the pods to be deleted", lambda: not pods_of(core, namespace, "gone"))
+
+
+def test_job_pods_complete_and_the_job_succeeds(kube_api: ApiClient, namespace: str) -> None:
+    batch = BatchV1Api(kube_api)
+    batch.create_namespaced_job(
+        namespace=namespace,
+        body=V1Job.model_validate(
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": "transform"},
+                "spec": {
+                    "completions": 3,
+                    "parallelism": 3,
+                    "completionMode": "Indexed",
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "driver", "image": "sageport.local/never-pulled:test"}],
+                        }
+                    },
+                },
+            }
+        ),
+    )
+
+    def succeeded() -> bool:
+        job = wire(batch.read_namespaced_job(name="transform", namespace=namespace))
+        return any(
+            c["type"] == "Complete" and c["status"] == "True" for c in job["status"].get("conditions", [])
+        )
+
+    wait_for("the Job to complete", succeeded)
+    job = wire(batch.read_namespaced_job(name="transform", namespace=namespace))
+    assert job["status"]["succeeded"] == 3
