@@ -78,11 +78,19 @@ ErrorRenderer = Callable[[int, str], Response]
 
 
 def _status_line(status: int) -> bytes:
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Unknown"
-    return f"HTTP/1.1 {status} {reason}\r\n".encode()
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        line = f"HTTP/1.1 {status} {reason}\r\n".encode()
+    return line
+
+
+_STATUS_LINES = {
+    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus
+}
 
 
 def _header_lines(headers: dict[str, str]) -> bytes:

@@ -28,6 +28,9 @@ class Operation(StrEnum):
     INVOKE_STREAM = "invocations-response-stream"
 
 
+_OPERATIONS = {operation.value: operation for operation in Operation}
+
+
 @dataclass(frozen=True)
 class Invocation:
     operation: Operation
@@ -99,7 +102,7 @@ def match_route(raw_path: str) -> tuple[str, Operation] | None:
     match = _ROUTE.fullmatch(raw_path)
     if match is None:
         return None
-    return unquote(match.group(1), errors="strict"), Operation(match.group(2))
+    return unquote(match.group(1), errors="strict"), _OPERATIONS[match.group(2)]
 
 
 def validate_endpoint_name(name: str) -> None:
