@@ -107,6 +107,19 @@ def _namespace(core: client.CoreV1Api, name: str) -> str:
     raise RuntimeError(f"namespace {name} has no default service account")
 
 
+def _delete_namespace(core: client.CoreV1Api, name: str) -> None:
+    """Delete and wait, so the next measurement does not share the cluster with leftovers."""
+    core.delete_namespace(name)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(name)
+        except client.ApiException:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"namespace {name} still terminating after 300 s")
+
+
 def baseline_seconds(api_client: client.ApiClient, namespace: str, n: int) -> float:
     """Create what the operator would create for N endpoints, directly: the API floor."""
     settings = RenderSettings()
@@ -145,9 +158,10 @@ def baseline_seconds(api_client: client.ApiClient, namespace: str, n: int) -> fl
 
 def operator_seconds(api_client: client.ApiClient, namespace: str, n: int, timeout: float) -> float:
     custom, apps = client.CustomObjectsApi(api_client), client.AppsV1Api(api_client)
-    started = time.monotonic()
+    # Models and configs exist first (not timed): the figure is Endpoint apply -> children + status.
     _parallel(_create_custom(custom, namespace, "models", _model(i)) for i in range(n))
     _parallel(_create_custom(custom, namespace, "endpointconfigs", _config(i)) for i in range(n))
+    started = time.monotonic()
     _parallel(_create_custom(custom, namespace, "endpoints", _endpoint(i)) for i in range(n))
     while time.monotonic() - started < timeout:
         endpoints = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "endpoints")["items"]
@@ -193,10 +207,11 @@ def run(kubeconfig: Path, sizes: list[int]) -> None:
             f"{'N':>5} {'baseline s':>11} {'operator s':>11} {'ratio':>7} {'per endpoint ms':>16} {'peak RSS MiB':>13}"
         )
         for n in sizes:
-            base = baseline_seconds(api_client, _namespace(core, f"bench-base-{n}-{stamp}"), n)
-            seconds = operator_seconds(
-                api_client, _namespace(core, f"bench-op-{n}-{stamp}"), n, timeout=max(120.0, n * 0.6)
-            )
+            base_ns, op_ns = f"bench-base-{n}-{stamp}", f"bench-op-{n}-{stamp}"
+            base = baseline_seconds(api_client, _namespace(core, base_ns), n)
+            _delete_namespace(core, base_ns)
+            seconds = operator_seconds(api_client, _namespace(core, op_ns), n, timeout=max(120.0, n * 0.6))
+            _delete_namespace(core, op_ns)
             print(
                 f"{n:>5} {base:>11.1f} {seconds:>11.1f} {seconds / base:>7.2f} {seconds / n * 1000:>16.1f} {peak_rss_mib(operator.pid):>13.0f}",
                 flush=True,

@@ -37,6 +37,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     configure_kopf(settings)
     memo.reconciler, memo.kube = make_reconciler(OperatorSettings.from_env())
     memo.generations = {}
+    memo.children_seen = {}
 
 
 @kopf.on.cleanup()
@@ -205,6 +206,7 @@ async def endpoint_resync(body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> N
 @kopf.on.event("", "v1", "pods", labels={LABEL_ENDPOINT_OBJECT: kopf.PRESENT})
 async def child_event(
     type: str,  # noqa: A002 - kopf's name
+    body: kopf.Body,
     namespace: str | None,
     labels: kopf.Labels,
     memo: kopf.Memo,
@@ -212,12 +214,30 @@ async def child_event(
     **indexes: Any,
 ) -> None:
     key = _owner_key(namespace, labels)
-    body = next(iter(_values(indexes["endpoint_index"], key)), None) if key else None
-    if body is None:
+    owner = next(iter(_values(indexes["endpoint_index"], key)), None) if key else None
+    if key is None or owner is None:
         return
-    if type == "DELETED" and resource.plural != "pods" and not body["metadata"].get("deletionTimestamp"):
+    deleted = type == "DELETED"
+    if deleted and resource.plural != "pods" and not owner["metadata"].get("deletionTimestamp"):
         memo.reconciler.invalidate(key)  # a child was deleted by hand: put it back
-    await memo.reconciler.observe(body, lookups(indexes))
+        await memo.reconciler.observe(owner, lookups(indexes))
+        return
+    # Most events change nothing the status shows: skip them before doing any work.
+    news: object
+    if resource.plural == "deployments":
+        news = None if deleted else observe_deployment(body)
+    elif resource.plural == "pods":
+        news = None if deleted else unschedulable_message(body)
+    else:
+        return
+    seen_key = (resource.plural, namespace, body["metadata"]["name"])
+    if memo.children_seen.get(seen_key) == news and not deleted:
+        return
+    if deleted:
+        memo.children_seen.pop(seen_key, None)
+    else:
+        memo.children_seen[seen_key] = news
+    await memo.reconciler.refresh_status(owner, lookups(indexes))
 
 
 def _key(body: kopf.Body) -> tuple[str, str]:

@@ -23,11 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="liveness endpoint URL")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    if not args.verbose:  # one "handler succeeded" line per watch event is noise at scale
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     import sageport.operator.handlers  # noqa: F401 - registers the handlers with kopf
 

@@ -81,11 +81,11 @@ class EndpointReconciler:
         self._reconciled.pop(key, None)
 
     async def observe(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
-        """A full run when the spec changed since the last one (or never ran), else a status refresh."""
-        key = _key(body)
-        if self._reconciled.get(key) != body["metadata"].get("generation"):
+        """A full run when the spec changed since the last one (or never ran); else nothing, since
+        the rest of an Endpoint (its status) is ours and child changes come as their own events."""
+        if self._reconciled.get(_key(body)) != body["metadata"].get("generation"):
             return await self.reconcile(body, lookups)
-        return await self.refresh_status(body, lookups)
+        return None
 
     async def resync(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
         """Periodic: retry a run that failed for a passing reason at once, and every
