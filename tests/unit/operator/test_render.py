@@ -208,3 +208,38 @@ def test_ack_sample_resolves() -> None:
 def test_goldens_directory_is_only_what_tests_write() -> None:
     expected = {f"{n}.yaml" for n in ("realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling")}
     assert {p.name for p in Path(GOLDEN).glob("*.yaml")} == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "fetched", "volume"),
+    [
+        (
+            "pvc://models/iris/model.tar.gz",
+            "file:///mnt/model-source/iris/model.tar.gz",
+            {"persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
+        ),
+        (
+            "file:///srv/models/iris.tar.gz",
+            "file:///mnt/model-source/iris.tar.gz",
+            {"hostPath": {"path": "/srv/models", "type": "Directory"}},
+        ),
+        ("https://example.com/iris.tar.gz", "https://example.com/iris.tar.gz", None),
+    ],
+)
+def test_model_sources_mount_what_the_fetcher_reads(
+    url: str, fetched: str, volume: dict[str, Any] | None
+) -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    _kind(docs, "Model")["spec"]["primaryContainer"]["modelDataURL"] = url
+    pod = _children(_resolve(docs))[0]["spec"]["template"]["spec"]
+    fetch = pod["initContainers"][0]
+    assert fetch["command"][-2] == fetched
+    sources = [v for v in pod["volumes"] if v["name"] == "model-source"]
+    if volume is None:
+        assert sources == []
+        assert len(fetch["volumeMounts"]) == 1
+    else:
+        assert [{k: v for k, v in sources[0].items() if k != "name"}] == [volume]
+        assert {"name": "model-source", "mountPath": "/mnt/model-source", "readOnly": True} in fetch[
+            "volumeMounts"
+        ]

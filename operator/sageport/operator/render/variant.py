@@ -153,20 +153,44 @@ def _node_placement(rv: ResolvedVariant, settings: RenderSettings) -> dict[str, 
     return placement
 
 
-def _model_fetch_container(rv: ResolvedVariant, settings: RenderSettings) -> dict[str, Any] | None:
+SOURCE_DIR = "/mnt/model-source"
+
+
+def _model_source(rv: ResolvedVariant) -> tuple[str, dict[str, Any] | None] | None:
+    """The URL the fetcher reads, and the volume it needs to read it (for pvc:// and file://).
+
+    ``pvc://claim/path`` mounts the claim read-only; ``file:///path`` mounts the node's path
+    (hostPath: fine for local clusters, refused where restricted Pod Security is enforced).
+    """
     url = rv.container.model_data_url
     source = rv.container.model_data_source
     if url is None and source is not None:
         url = source.s3_data_source.s3_uri
     if url is None:
         return None
+    if url.startswith("pvc://"):
+        claim, _, path = url.removeprefix("pvc://").partition("/")
+        volume = {"name": "model-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        return f"file://{SOURCE_DIR}/{path}", volume
+    if url.startswith("file://"):
+        path = url.removeprefix("file://")
+        directory, _, leaf = path.rstrip("/").rpartition("/")
+        volume = {"name": "model-source", "hostPath": {"path": directory or "/", "type": "Directory"}}
+        return f"file://{SOURCE_DIR}/{leaf}", volume
+    return url, None
+
+
+def _model_fetch_container(url: str, mounts_source: bool, settings: RenderSettings) -> dict[str, Any]:
+    mounts: list[dict[str, Any]] = [{"name": "model", "mountPath": MODEL_DIR}]
+    if mounts_source:
+        mounts.append({"name": "model-source", "mountPath": SOURCE_DIR, "readOnly": True})
     container: dict[str, Any] = {
         "name": "model-fetch",
         "image": settings.runtime_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python", "-m", "sageport.storage", "fetch", url, MODEL_DIR],
         "env": [{"name": k, "value": v} for k, v in settings.storage_env],
-        "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR}],
+        "volumeMounts": mounts,
         "securityContext": _restricted_security_context(),
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
     }
@@ -204,7 +228,7 @@ def _pod_spec(rv: ResolvedVariant, settings: RenderSettings, selector: dict[str,
         "livenessProbe": {**ping, "periodSeconds": 10, "failureThreshold": 6},
         "securityContext": _restricted_security_context(),
     }
-    init = _model_fetch_container(rv, settings)
+    source = _model_source(rv)
     spread = [
         {
             "maxSkew": 1,
@@ -224,8 +248,11 @@ def _pod_spec(rv: ResolvedVariant, settings: RenderSettings, selector: dict[str,
         "topologySpreadConstraints": spread,
         **_node_placement(rv, settings),
     }
-    if init is not None:
-        spec["initContainers"] = [init]
+    if source is not None:
+        url, volume = source
+        spec["initContainers"] = [_model_fetch_container(url, volume is not None, settings)]
+        if volume is not None:
+            spec["volumes"].append(volume)
     return spec
 
 
