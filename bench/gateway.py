@@ -6,7 +6,7 @@ answers the Runtime API path, so the direct calls are exactly the calls a user m
 gateway. Printed: p50/p99 latency and requests/s at concurrency 1 and 32, the gateway's added
 latency and the throughput ratio, against the targets.
 
-    python -m bench.gateway [--calls 1000] [--rounds 3] [--payload-bytes 256] [--no-pin]
+    python -m bench.gateway [--calls 200] [--rounds 8] [--payload-bytes 256] [--no-pin]
 
 On machines with two or more CPUs the load generator is pinned to CPU 0 and the servers
 (backend, gateway) to the others, so the boto3 client and the system under test do not steal
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=12,
+        default=8,
         help="alternating direct/gateway rounds (short rounds even out background load)",
     )
     parser.add_argument("--payload-bytes", type=int, default=256)
@@ -213,6 +213,13 @@ def main() -> None:
                 os.sched_setaffinity(process.pid, set(cpus[1:]))
             os.sched_setaffinity(0, {cpus[0]})
             placement = f"client on CPU {cpus[0]}, backend and gateway on CPU {','.join(map(str, cpus[1:]))}"
+        # Background work on a shared machine skews both paths; raise our priority where allowed.
+        try:
+            for pid in (0, *(process.pid for process in processes)):
+                os.setpriority(os.PRIO_PROCESS, pid, -10)
+            placement += ", nice -10"
+        except PermissionError:
+            pass
         _wait(gateway_url + "/ping", gateway)
         _wait(backend_url + "/ping", backend)
 

@@ -8,7 +8,7 @@ outstanding-request counters alive across updates, so a watch event never resets
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -222,7 +222,3 @@ class RouteTable:
     def remember_metrics(self, endpoint: str, variant: Variant, slot: object) -> None:
         variant.metrics = slot
         self._metrics_slots[(endpoint, variant.name)] = slot
-
-
-def specs_by_name(specs: Iterable[EndpointSpec]) -> Mapping[str, EndpointSpec]:
-    return {spec.name: spec for spec in specs}
