@@ -48,6 +48,9 @@ check-manifests: setup
 bench: setup
 	$(PY) -m bench
 
+demo: setup
+	$(PY) -m tests.cluster.demo
+
 cluster-up: setup
 	$(PY) -m tests.cluster up
 

@@ -25,6 +25,13 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
+VERSITYGW_VERSION = "v1.8.0"  # S3-compatible server (posix backend) for artifact tests and the demo
+
+# Commands whose modules have no replace directives: `go install module@version` works as is.
+_GO_INSTALLABLE = {
+    "kwok": f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
+    "versitygw": f"github.com/versity/versitygw/cmd/versitygw@{VERSITYGW_VERSION}",
+}
 
 KUBERNETES_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
@@ -60,7 +67,12 @@ class Binary:
 
 def all_binaries() -> list[Binary]:
     kube = [Binary(name, KUBERNETES_VERSION) for name in KUBERNETES_COMPONENTS]
-    return [*kube, Binary("etcd", ETCD_VERSION), Binary("kwok", KWOK_VERSION)]
+    return [
+        *kube,
+        Binary("etcd", ETCD_VERSION),
+        Binary("kwok", KWOK_VERSION),
+        Binary("versitygw", VERSITYGW_VERSION),
+    ]
 
 
 def _go_env() -> dict[str, str]:
@@ -153,15 +165,15 @@ def _build_etcd(binary: Binary, env: dict[str, str]) -> None:
     _install(work / "etcd", binary)
 
 
-def _build_kwok(binary: Binary, env: dict[str, str]) -> None:
-    work = _workdir("kwok")
+def _go_install(binary: Binary, env: dict[str, str]) -> None:
+    work = _workdir(binary.name)
     gobin = work / "bin"
     _run(
-        ["go", "install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"],
+        ["go", "install", "-trimpath", "-ldflags", "-s -w", _GO_INSTALLABLE[binary.name]],
         work,
         {**env, "GOBIN": str(gobin), "GOFLAGS": ""},
     )
-    _install(gobin / "kwok", binary)
+    _install(gobin / binary.name, binary)
 
 
 def _install(built: Path, binary: Binary) -> None:
@@ -206,8 +218,8 @@ def _build_missing(missing: list[Binary]) -> None:
     for binary in missing:
         if binary.name == "etcd":
             _build_etcd(binary, env)
-        elif binary.name == "kwok":
-            _build_kwok(binary, env)
+        elif binary.name in _GO_INSTALLABLE:
+            _go_install(binary, env)
     if kube_missing:
         _build_kubernetes(kube_missing, env)
     print(f"cold build of {names}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
