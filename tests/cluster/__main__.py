@@ -24,7 +24,7 @@ def _up(state_dir: Path, node_set: Path | None, timeout: float) -> int:
     timings = state.timings
     build_seconds = timings.get("build_seconds", 0.0)
     if build_seconds >= 1.0:
-        print(f"cold build of the missing binaries: {build_seconds:.1f} s")
+        print(f"binaries not all cached: built (or waited for another build) in {build_seconds:.1f} s")
     if "start_seconds" in timings:
         steps = ", ".join(
             f"{key.removesuffix('_ready_seconds').replace('_', ' ')} {value:.1f}"

@@ -21,7 +21,7 @@ import yaml
 
 from tests.cluster import build
 from tests.cluster.apiserver import ApiServerClient, insecure_context, probe
-from tests.cluster.layout import Layout
+from tests.cluster.layout import Layout as Layout  # re-exported: older callers import it from here
 from tests.cluster.nodes import (
     DEFAULT_NODE_SET,
     FAKE_NODE_LABEL,
