@@ -7,6 +7,7 @@ changes, the Endpoints that use it are reconciled again.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,10 +39,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.reconciler, memo.kube = make_reconciler(OperatorSettings.from_env())
     memo.generations = {}
     memo.children_seen = {}
+    memo.resync = asyncio.create_task(resync_forever(memo))
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    memo.resync.cancel()
     memo.kube.close()
 
 
@@ -188,16 +191,28 @@ def lookups(indexes: Indexes) -> Lookups:
 
 @kopf.on.event(GROUP, VERSION, "endpoints")
 async def endpoint_event(type: str, body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:  # noqa: A002
+    memo.indexes = indexes  # kopf's indexes are live views: keep them for the resync loop
     if type == "DELETED":  # children go by ownerReference garbage collection
         memo.reconciler.forget(_key(body))
         return
     await memo.reconciler.observe(dict(body), lookups(indexes))
 
 
-@kopf.timer(GROUP, VERSION, "endpoints", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=0)
-async def endpoint_resync(body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:
-    # Retries runs that failed for a passing reason (API errors) and, now and then, repairs drift.
-    await memo.reconciler.resync(dict(body), lookups(indexes))
+async def resync_forever(memo: kopf.Memo) -> None:
+    """Every RESYNC_SECONDS, resync each Endpoint: retry runs that failed for a passing reason
+    (API errors) and, now and then, repair drift. Not a kopf timer: those force a finalizer on
+    every object, which blocks deletion whenever the operator is down."""
+    while True:
+        await asyncio.sleep(RESYNC_SECONDS)
+        indexes = memo.get("indexes")
+        if indexes is None:
+            continue  # no handler has run yet, so no index was handed to us
+        for key in list(indexes["endpoint_index"].keys()):
+            for body in _values(indexes["endpoint_index"], key):
+                try:
+                    await memo.reconciler.resync(body, lookups(indexes))
+                except Exception:  # one Endpoint's failure must not stop the others' resync
+                    log.exception("resync of Endpoint %s/%s failed", *key)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
