@@ -205,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     logs.configure(args.log_level)
     if not args.kubernetes and args.keys is None and not args.no_auth:
         build_parser().error("standalone mode needs --keys FILE or --no-auth")
+    if args.kubernetes and args.keys is not None:
+        build_parser().error("--keys is for standalone mode; in Kubernetes mode keys come from Secrets")
+    if not args.kubernetes and (args.namespace or args.kubeconfig is not None):
+        build_parser().error("--namespace and --kubeconfig need --kubernetes")
     try:
         import uvloop
 

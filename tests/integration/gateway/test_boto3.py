@@ -288,3 +288,35 @@ def test_secrets_never_reach_the_log(client: Any, gateway: Process, gateway_file
     for line in log_text.splitlines():
         record = json.loads(line)
         assert "request_id" in record
+
+
+def _metric(gateway: Process, line_prefix: str) -> float:
+    with urllib.request.urlopen(gateway.url + "/metrics") as page:
+        for line in page.read().decode().splitlines():
+            if line.startswith(line_prefix + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_error_counters_follow_the_model_status(client: Any, gateway: Process) -> None:
+    labels = '{endpoint="multi",variant="AllTraffic"}'
+    before = {
+        name: _metric(gateway, f"sageport_{name}_total{labels}")
+        for name in (
+            "invocations",
+            "invocation_4xx_errors",
+            "invocation_5xx_errors",
+            "invocation_model_errors",
+        )
+    }
+    client.invoke_endpoint(EndpointName="multi", Body=b"x")
+    for status in (400, 500):
+        _error(lambda status=status: client.invoke_endpoint(
+            EndpointName="multi", Body=b"x", CustomAttributes=f"mode=status:{status}"))  # fmt: skip
+    after = {name: _metric(gateway, f"sageport_{name}_total{labels}") for name in before}
+    assert after["invocations"] - before["invocations"] == 3
+    assert after["invocation_4xx_errors"] - before["invocation_4xx_errors"] == 1
+    assert after["invocation_5xx_errors"] - before["invocation_5xx_errors"] == 1
+    assert after["invocation_model_errors"] - before["invocation_model_errors"] == 2
+    per_instance = _metric(gateway, f"sageport_invocations_per_instance_total{labels}")
+    assert per_instance == pytest.approx(after["invocations"] / 3)  # three instances in "multi"
