@@ -62,10 +62,17 @@ def _start_ticks(pid: int) -> int | None:
     return int(fields[19])  # field 22 of the whole line: starttime
 
 
+# Loaded here, not in the forked child: dlopen between fork and exec can deadlock.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the process that started it dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    """Runs in the child before exec: SIGKILL it when the process that started it dies.
+
+    SIGKILL, not SIGTERM: all components would get it at once, and a terminating apiserver
+    whose etcd is already gone waits for it indefinitely. The state is thrown away anyway.
+    """
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def spawn(name: str, argv: Sequence[str], log: Path, *, die_with_parent: bool) -> ProcessRecord:
