@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR := $(CACHE)/uv-cache
 
-.PHONY: setup test test-unit test-integration lint manifests check-manifests bench demo \
+.PHONY: setup lock test test-unit test-integration lint manifests check-manifests bench demo \
         cluster-up cluster-down cluster-kubeconfig cluster-status clean
 
 $(UV):
@@ -16,10 +16,10 @@ $(UV):
 	$(CACHE)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION)
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --all-extras --python python3.11
+	$(UV) sync --locked --all-extras --python python3.11
 	touch $@
 
-uv.lock: pyproject.toml | $(UV)
+lock: | $(UV)   # after editing dependencies in pyproject.toml
 	$(UV) lock --python python3.11
 
 setup: $(VENV)/.installed
