@@ -1,6 +1,7 @@
 """The local cluster schedules for real: kube-scheduler places pods on KWOK nodes by GPU
 product, taints keep CPU work off GPU nodes, impossible requests stay Pending with the
-scheduler's reason, and Services over kwok-Ready pods get ready EndpointSlice addresses.
+scheduler's reason, Services over kwok-Ready pods get ready EndpointSlice addresses, and
+kwok plays the rest of a pod's life (deletion, Job completion).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tests.cluster.nodes import (
     GPU_RESOURCE,
     GPU_TAINT,
     INSTANCE_TYPE_LABEL,
+    POD_CIDR_PREFIX,
     ZONE_LABEL,
     load_node_set,
 )
@@ -39,11 +41,11 @@ pytestmark = pytest.mark.cluster
 T = TypeVar("T")
 
 GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}
-POD_NETWORK = ipaddress.ip_network("10.0.0.0/8")
+POD_NETWORK = ipaddress.ip_network(f"{POD_CIDR_PREFIX}.0.0/16")  # every node's podCIDR is in it
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
-    """Poll ``probe`` until it returns something other than None (or falsy), or fail with ``what``."""
+    """Poll ``probe`` until it returns something truthy and return that, or fail naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
