@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sageport.server.errors import ModelInvocationError
+from sageport.server.errors import ModelInvocationError, ModelNotLoadedError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,11 @@ def split_rows(prediction: Any, counts: list[int]) -> list[Any]:
     return pieces
 
 
+def _fail_unloaded(pending: _Pending) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(ModelNotLoadedError("the model was unloaded before this request ran"))
+
+
 class MicroBatcher:
     def __init__(
         self,
@@ -78,6 +83,7 @@ class MicroBatcher:
         return await future
 
     async def close(self) -> None:
+        """Stop collecting; batches already running finish, requests still queued fail."""
         if self._collector is not None:
             self._collector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -85,37 +91,51 @@ class MicroBatcher:
         for task in list(self._running):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(
+                    ModelNotLoadedError("the model was unloaded before this request ran")
+                )
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
         carry: _Pending | None = None
-        while True:
-            first = carry if carry is not None else await self._queue.get()
-            carry = None
-            batch, rows = [first], len(first.rows)
-            deadline = loop.time() + self.max_wait_seconds
-            while rows < self.max_batch_size:
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
+        batch: list[_Pending] = []
+        try:
+            while True:
+                first = carry if carry is not None else await self._queue.get()
+                carry = None
+                batch, rows = [first], len(first.rows)
+                deadline = loop.time() + self.max_wait_seconds
+                while rows < self.max_batch_size:
                     try:
-                        item = await asyncio.wait_for(self._queue.get(), remaining)
-                    except TimeoutError:
+                        item = self._queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            break
+                        try:
+                            item = await asyncio.wait_for(self._queue.get(), remaining)
+                        except TimeoutError:
+                            break
+                    if rows + len(item.rows) > self.max_batch_size:
+                        carry = item  # it starts the next batch instead of overflowing this one
                         break
-                if rows + len(item.rows) > self.max_batch_size:
-                    carry = item  # it starts the next batch instead of overflowing this one
-                    break
-                batch.append(item)
-                rows += len(item.rows)
-            # Wait for a free slot before dispatching; requests keep queueing meanwhile, so a
-            # busy model naturally gets fuller batches.
-            await self._slots.acquire()
-            task = loop.create_task(self._run(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+                    batch.append(item)
+                    rows += len(item.rows)
+                # Wait for a free slot before dispatching; requests keep queueing meanwhile, so a
+                # busy model naturally gets fuller batches.
+                await self._slots.acquire()
+                task = loop.create_task(self._run(batch))
+                batch = []
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+        except asyncio.CancelledError:
+            # Closed: what this collector holds will never run; tell the callers.
+            for pending in [*batch, *([carry] if carry is not None else [])]:
+                _fail_unloaded(pending)
+            raise
 
     async def _run(self, batch: list[_Pending]) -> None:
         try:

@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import shutil
+import signal
 import textwrap
 import zipfile
 from pathlib import Path
@@ -133,6 +134,11 @@ def test_a_model_that_fails_to_load_fails_ping_and_says_why(start_server: Server
     assert "model failed to load" in server.log()
     assert "cannot load sklearn model" in server.log()
     assert server.request("GET", "/v2/health/ready").status == 404, "KServe routes were turned off"
+
+    server.process.send_signal(signal.SIGTERM)
+    # uvicorn drains, then re-raises the signal so the exit status says what stopped it.
+    assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in server.log()
 
 
 def test_missing_model_directory_fails_ping(start_server: Servers, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sageport.server.batching import MicroBatcher, split_rows
-from sageport.server.errors import ModelInvocationError
+from sageport.server.errors import ModelInvocationError, ModelNotLoadedError
 
 
 class RecordingModel:
@@ -108,3 +108,23 @@ def test_split_rows_checks_the_row_count() -> None:
         split_rows(np.arange(4), [2, 3])
     with pytest.raises(ModelInvocationError, match="scalar"):
         split_rows(3.0, [1])
+
+
+async def test_closing_fails_requests_still_queued(pool: ThreadPoolExecutor) -> None:
+    release = threading.Event()
+
+    def slow(rows: np.ndarray) -> np.ndarray:
+        release.wait(5)
+        return rows
+
+    batcher = MicroBatcher(slow, pool, max_batch_size=1, max_wait_seconds=0.0)
+    running = asyncio.ensure_future(batcher.submit(np.ones((1, 1))))
+    queued = asyncio.ensure_future(batcher.submit(np.ones((1, 1)) * 2))
+    await asyncio.sleep(0.05)  # the first is in the model, the second waits for a slot
+    closing = asyncio.ensure_future(batcher.close())
+    await asyncio.sleep(0.05)
+    release.set()
+    await closing
+    np.testing.assert_array_equal(await running, [[1.0]])
+    with pytest.raises(ModelNotLoadedError):
+        await queued
