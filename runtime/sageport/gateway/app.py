@@ -76,6 +76,7 @@ class Gateway:
         self.settings = settings
         self.rng = rng or random.Random()
         self.in_flight = 0
+        self.ready = True
         self.draining = False
         self._pool: UpstreamPool | None = None
         self._request_ids = RequestIds()
@@ -108,6 +109,8 @@ class Gateway:
     def ping(self) -> Response:
         if self.draining:
             return Response(503, {"Content-Type": "text/plain"}, b"draining\n")
+        if not self.ready:
+            return Response(503, {"Content-Type": "text/plain"}, b"starting\n")
         return Response(200, {"Content-Type": "text/plain"}, b"ok\n")
 
     def metrics_page(self) -> Response:
@@ -150,6 +153,8 @@ class Gateway:
         invocation = parse_invocation(request.raw_path, request.headers)
         if self.in_flight > self.settings.max_in_flight:
             raise errors.service_unavailable("The gateway is overloaded; retry the request.")
+        if not self.ready:
+            raise errors.service_unavailable("The gateway is starting; retry the request.")
         body = request.body
         principal = await self.authenticator.authenticate(
             RequestParts(

@@ -116,6 +116,7 @@ class FileWatcher:
 
 async def serve(args: argparse.Namespace) -> None:
     table = RouteTable()
+    source = None
     keys = KeyStore()
     background: list[asyncio.Task[None]] = []
     authenticator: Authenticator
@@ -131,7 +132,6 @@ async def serve(args: argparse.Namespace) -> None:
             system_namespace=args.system_namespace,
             kubeconfig=args.kubeconfig,
         )
-        await source.start()
         closers.append(source.stop)
         authenticator = (
             NoAuth() if args.no_auth else SigV4Authenticator(keys, bearer_check=source.check_bearer)
@@ -163,9 +163,15 @@ async def serve(args: argparse.Namespace) -> None:
         access_log=args.access_log,
     )
     gateway = Gateway(table, authenticator, GatewayMetrics(CollectorRegistry()), settings)
+    # Kubernetes mode listens at once but is not ready (503 on /ping and on invocations, both
+    # retried by clients) until the first list of Endpoints, EndpointSlices and keys is in.
+    gateway.ready = source is None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     await gateway.start()
     state = gateway.server_state()
-    loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: HttpProtocol(state), args.host, args.port, reuse_address=True, backlog=2048
     )
@@ -178,9 +184,10 @@ async def serve(args: argparse.Namespace) -> None:
         len(table.names()),
     )
 
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    if source is not None:
+        await source.start()
+        gateway.ready = True
+        log.info("routes synced from Kubernetes: %d endpoints", len(table.names()))
     await stop.wait()
 
     # Drain: fail /ping, keep serving for --shutdown-delay while traffic moves elsewhere, then

@@ -73,7 +73,7 @@ def wait_for(url: str, timeout: float = 15.0, process: subprocess.Popen[str] | N
     raise TimeoutError(url)
 
 
-def start_gateway(args: Sequence[str], log_path: Path | None = None) -> Process:
+def start_gateway(args: Sequence[str], log_path: Path | None = None, ready_timeout: float = 20.0) -> Process:
     port = free_port()
     log_file = open(log_path, "w") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
     popen = subprocess.Popen(
@@ -84,7 +84,7 @@ def start_gateway(args: Sequence[str], log_path: Path | None = None) -> Process:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     url = f"http://127.0.0.1:{port}"
-    wait_for(url + "/ping", process=popen)
+    wait_for(url + "/ping", timeout=ready_timeout, process=popen)
     return Process(popen, url)
 
 

@@ -139,6 +139,7 @@ def _start_kube_gateway(kube_cluster: Any, namespace: str, tmp_path: Path, *extr
     return start_gateway(
         ["--kubernetes", "--kubeconfig", str(kube_cluster.kubeconfig), "--namespace", namespace, *extra],
         log_path=tmp_path / "gateway.log",
+        ready_timeout=90,  # ready once the first lists are in; slow on a loaded machine
     )
 
 
