@@ -103,8 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
-    """The one place that reads settings; ``env`` is passed in so tests need no monkeypatching."""
+def load_config(argv: Sequence[str], env: Mapping[str, str], cpus: int | None = None) -> ServerConfig:
+    """The one place that reads settings; ``env`` is passed in so tests need no monkeypatching.
+
+    ``cpus`` is what the container may use (its CPU quota), which sizes the model thread pool.
+    """
     args = build_parser().parse_args(list(argv))
     port = args.port if args.port is not None else _int(env, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT)
     if not 0 < port < 65536:
@@ -124,7 +127,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
         framework=framework,
         program=env.get("SAGEMAKER_PROGRAM") or "inference.py",
         default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
-        model_threads=_int(env, "SAGEPORT_MODEL_THREADS", min(32, (os.cpu_count() or 1) + 2)),
+        model_threads=_int(env, "SAGEPORT_MODEL_THREADS", min(32, (cpus or os.cpu_count() or 1) + 2)),
         install_requirements=parse_bool(env.get("SAGEPORT_INSTALL_REQUIREMENTS"), default=True),
         requirements_target=Path(target) if target else None,
         multi_model=parse_bool(env.get("SAGEMAKER_MULTI_MODEL")),

@@ -21,7 +21,17 @@ def cpu_budget(cgroup_cpu_max: str | None, affinity: int) -> int:
     return max(1, affinity)
 
 
-def limit_native_threads(environ: MutableMapping[str, str]) -> None:
+def container_cpus() -> int:
+    """The CPUs this container may use, from the cgroup v2 quota and the affinity mask."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as cpu_max:
+            quota: str | None = cpu_max.read()
+    except OSError:
+        quota = None
+    return cpu_budget(quota, len(os.sched_getaffinity(0)))
+
+
+def limit_native_threads(environ: MutableMapping[str, str], cpus: int) -> None:
     """Size BLAS/OpenMP pools to the pod's CPU quota, not the node's core count.
 
     Must run before numpy is imported. Without it a pod limited to one CPU on a 64-core node
@@ -30,14 +40,8 @@ def limit_native_threads(environ: MutableMapping[str, str]) -> None:
     """
     if any(name in environ for name in NATIVE_THREAD_VARIABLES):
         return
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as cpu_max:
-            quota: str | None = cpu_max.read()
-    except OSError:
-        quota = None
-    threads = str(cpu_budget(quota, len(os.sched_getaffinity(0))))
     for name in NATIVE_THREAD_VARIABLES:
-        environ[name] = threads
+        environ[name] = str(cpus)
 
 
 def _log_level(name: str) -> int | str:
@@ -68,11 +72,12 @@ def serve(config: ServerConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
+        cpus = container_cpus()
+        config = load_config(sys.argv[1:] if argv is None else argv, os.environ, cpus)
     except ConfigError as exc:
         print(f"sageport-server: {exc}", file=sys.stderr)
         return 2
-    limit_native_threads(os.environ)
+    limit_native_threads(os.environ, cpus)
     logging.basicConfig(
         level=_log_level(config.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -60,3 +60,8 @@ def test_sizes(raw: str, expected: int) -> None:
 def test_bad_settings_are_reported(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         load_config([], env)
+
+
+def test_model_threads_follow_the_cpu_quota_unless_set() -> None:
+    assert load_config([], {}, cpus=1).model_threads == 3
+    assert load_config([], {"SAGEPORT_MODEL_THREADS": "8"}, cpus=1).model_threads == 8

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sageport.server.main import NATIVE_THREAD_VARIABLES, cpu_budget, limit_native_threads
+from sageport.server.main import NATIVE_THREAD_VARIABLES, container_cpus, cpu_budget, limit_native_threads
 
 
 @pytest.mark.parametrize(
@@ -23,10 +23,13 @@ def test_cpu_budget(cpu_max: str | None, affinity: int, expected: int) -> None:
 
 def test_native_threads_are_set_unless_the_user_chose() -> None:
     environ: dict[str, str] = {}
-    limit_native_threads(environ)
-    assert set(environ) == set(NATIVE_THREAD_VARIABLES)
-    assert int(environ["OMP_NUM_THREADS"]) >= 1
+    limit_native_threads(environ, 3)
+    assert environ == dict.fromkeys(NATIVE_THREAD_VARIABLES, "3")
 
     chosen = {"OMP_NUM_THREADS": "7"}
-    limit_native_threads(chosen)
+    limit_native_threads(chosen, 3)
     assert chosen == {"OMP_NUM_THREADS": "7"}
+
+
+def test_container_cpus_is_at_least_one() -> None:
+    assert container_cpus() >= 1
