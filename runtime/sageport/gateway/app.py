@@ -59,6 +59,8 @@ class Settings:
     # Idle keep-alive connections to a pod are closed after this long; below the model servers'
     # own keep-alive (uvicorn 65 s, aiohttp 75 s) so we never reuse a socket they are closing.
     keepalive_timeout: float = 15.0
+    # False when /metrics has a port of its own (--metrics-port): endpoint names stay internal.
+    metrics_on_main_port: bool = True
 
 
 class Gateway:
@@ -93,6 +95,18 @@ class Gateway:
     def server_state(self) -> ServerState:
         return ServerState(self.dispatch, self._render_protocol_error, MAX_BODY_BYTES)
 
+    def metrics_server_state(self) -> ServerState:
+        """For a separate metrics listener: /metrics and /ping only, tiny bodies."""
+
+        async def metrics_only(request: Request, sink: StreamSink) -> Response:
+            if request.method == "GET" and request.raw_path == "/metrics":
+                return self.metrics_page()
+            if request.method == "GET" and request.raw_path in ("/ping", "/healthz"):
+                return self.ping()
+            return Response(404, {"Content-Type": "text/plain"}, b"not found\n")
+
+        return ServerState(metrics_only, self._render_protocol_error, 1024)
+
     def _render_protocol_error(self, status: int, message: str) -> Response:
         """For requests the HTTP layer refuses before the handler runs (malformed, too large)."""
         error = errors.validation_error(message) if status < 500 else errors.internal_failure()
@@ -102,7 +116,7 @@ class Gateway:
         if request.method == "GET":
             if request.raw_path in ("/ping", "/healthz"):
                 return self.ping()
-            if request.raw_path == "/metrics":
+            if request.raw_path == "/metrics" and self.settings.metrics_on_main_port:
                 return self.metrics_page()
         return await self.handle(request, sink)
 

@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to keep serving after SIGTERM with /ping failing, so load balancers and "
         "EndpointSlices stop sending first (Kubernetes: about 5; default 0)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve /metrics on this port only (default: on --port with the API)",
+    )
     parser.add_argument("--account", default="sageport", help="account name used in not-found messages")
     parser.add_argument("--access-log", action="store_true", help="log one line per successful invocation")
     parser.add_argument("--log-level", default="INFO")
@@ -161,6 +166,7 @@ async def serve(args: argparse.Namespace) -> None:
         max_in_flight=args.max_in_flight,
         account=args.account,
         access_log=args.access_log,
+        metrics_on_main_port=args.metrics_port is None,
     )
     gateway = Gateway(table, authenticator, GatewayMetrics(CollectorRegistry()), settings)
     # Kubernetes mode listens at once but is not ready (503 on /ping and on invocations, both
@@ -175,6 +181,12 @@ async def serve(args: argparse.Namespace) -> None:
     server = await loop.create_server(
         lambda: HttpProtocol(state), args.host, args.port, reuse_address=True, backlog=2048
     )
+    metrics_state = gateway.metrics_server_state()
+    metrics_server = None
+    if args.metrics_port is not None:
+        metrics_server = await loop.create_server(
+            lambda: HttpProtocol(metrics_state), args.host, args.metrics_port, reuse_address=True
+        )
     log.info(
         "gateway listening on %s:%d (%s mode, auth %s, %d endpoints)",
         args.host,
@@ -200,6 +212,9 @@ async def serve(args: argparse.Namespace) -> None:
     for task in background:
         task.cancel()
     server.close()
+    if metrics_server is not None:
+        metrics_server.close()
+        await metrics_state.drain(1.0)
     await state.drain(args.drain_timeout)
     await gateway.close()
     for close in closers:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.integration.gateway.support import Process, runtime_client, start_gateway
@@ -95,3 +96,24 @@ def test_expect_100_continue(gateway: Process) -> None:
     status, seconds = result.stdout.split()
     assert status == "403"  # unsigned, but the body was read first
     assert float(seconds) < 0.9  # curl waits 1 s for "100 Continue" before sending anyway
+
+
+def test_metrics_port_keeps_metrics_off_the_api_port(gateway_files: dict[str, Path]) -> None:
+    import urllib.error
+    import urllib.request
+
+    from tests.integration.gateway.support import free_port
+
+    metrics_port = free_port()
+    gateway = start_gateway(
+        ["--routes", str(gateway_files["routes"]), "--no-auth", "--metrics-port", str(metrics_port)]
+    )
+    try:
+        runtime_client(gateway.url).invoke_endpoint(EndpointName="echo", Body=b"x")
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as page:
+            assert b"sageport_invocations_total" in page.read()
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(gateway.url + "/metrics")
+        assert caught.value.code == 404
+    finally:
+        gateway.stop()
