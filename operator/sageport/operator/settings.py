@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import Any, cast
 
 import kopf
 
@@ -52,11 +53,20 @@ class OperatorSettings:
         )
 
 
+class _NoDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """The operator registers only event handlers, never kopf's create/update/delete ones, so
+    the diff-base kopf builds on every watch event (a deep copy of the whole object) is never
+    read: profiling 300 Endpoints showed it at a fifth of the operator's CPU. Build nothing."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
     """Our own names for kopf's state, and watch timeouts so a silently dead watch is replaced."""
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = _NoDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.watching.server_timeout = 270
