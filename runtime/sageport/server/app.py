@@ -45,7 +45,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 _JSON = [(b"content-type", b"application/json")]
 _MODEL_PATH = re.compile(r"^/models/([^/]+)(/invoke)?$")
-# Small bodies are decoded and encoded on the event loop: a thread hop costs more than the work.
+# Up to this size the built-in codecs run on the event loop: a thread hop costs more than the work.
 _INLINE_CODEC_BYTES = 64 * 1024
 
 
@@ -183,17 +183,17 @@ class ServerState:
         batcher = self._batcher(handler)
         if batcher is None:
             return await loop.run_in_executor(self.pool, handler.invoke, body, context)
+        # Our own codecs on small bodies run on the loop; user hooks never do (they may be slow).
         small = len(body) <= _INLINE_CODEC_BYTES
-        data = (
-            handler.decode(body, context)
-            if small
-            else await loop.run_in_executor(self.pool, handler.decode, body, context)
-        )
+        if small and handler.hooks.input_fn is None:
+            data = handler.decode(body, context)
+        else:
+            data = await loop.run_in_executor(self.pool, handler.decode, body, context)
         if isinstance(data, np.ndarray) and data.ndim >= 1:
             prediction = await batcher.submit(data)
         else:
             prediction = await loop.run_in_executor(self.pool, handler.predict, data, context)
-        if small:
+        if small and handler.hooks.output_fn is None:
             return handler.encode(prediction, context)
         return await loop.run_in_executor(self.pool, handler.encode, prediction, context)
 
