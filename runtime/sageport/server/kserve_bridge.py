@@ -9,6 +9,7 @@ through these routes go through the same thread pool and batcher as ``/invocatio
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import threading
@@ -117,6 +118,12 @@ def _build_app(kserve: Any) -> tuple[ASGIApp, Any, Any]:
                 return kserve.InferResponse(
                     response_id=payload.id or str(uuid.uuid4()), model_name=self.name, infer_outputs=[output]
                 )
+            if isinstance(payload, bytes | str):
+                # kserve hands over the raw body when the Content-Type is not JSON (curl's default).
+                try:
+                    payload = json.loads(payload)
+                except ValueError as exc:
+                    raise errors.InvalidInput(f"body is not JSON: {exc}") from exc
             instances = payload.get("instances", payload.get("inputs")) if isinstance(payload, dict) else None
             if instances is None:
                 raise errors.InvalidInput('expected a JSON object with "instances"')

@@ -117,6 +117,15 @@ def test_kserve_v1_and_v2_routes_serve_the_same_model(server: Server, sklearn_mo
     output = v2.json()["outputs"][0]
     assert (output["shape"], output["data"]) == ([3], expected)
 
+    # curl's default Content-Type (form-urlencoded) reaches the model as raw bytes; still JSON.
+    untyped = server.request(
+        "POST",
+        "/v1/models/model:predict",
+        json.dumps({"instances": rows}).encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert untyped.json() == {"predictions": expected}
+
     assert server.request("GET", "/v2/models/model/ready").json()["ready"] is True
     assert server.request("GET", "/v1/models/absent").status == 404
 
