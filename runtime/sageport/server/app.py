@@ -271,7 +271,13 @@ class SageportApp:
 
     async def _ping(self, send: Send) -> None:
         state = self.state
-        if state.store is not None or state.handler is not None:
+        if state.store is not None:
+            # Multi-model: healthy once the KServe routes are built, so that no model load is
+            # measured while kserve is being imported in the background.
+            if state.kserve is None or state.kserve.ready:
+                return await _respond(send, 200, b"", [])
+            return await _respond(send, 503, b'{"status":"starting"}', _JSON)
+        if state.handler is not None:
             return await _respond(send, 200, b"", [])
         if state.load_error is not None:
             body = json.dumps({"status": "model failed to load", "message": state.load_error}).encode()
@@ -317,6 +323,8 @@ class SageportApp:
                 url = request.get("url")
                 if url is not None and not isinstance(url, str):
                     raise PayloadError('"url" must be a string')
+                if self.state.kserve is not None:
+                    await self.state.kserve.app()  # see _ping: loads wait for the kserve import
                 resident = await store.load(name, url)
                 body = {
                     "status": f"Model {name} loaded",

@@ -53,6 +53,10 @@ class KServeRoutes:
         self._model_class: Any = None
         self._wanted: set[str] = set()
 
+    @property
+    def ready(self) -> bool:
+        return self._app is not None
+
     def start(self) -> asyncio.Task[ASGIApp]:
         if self._building is None:
             self._building = asyncio.get_running_loop().create_task(self._build())
