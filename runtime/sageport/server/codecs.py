@@ -75,8 +75,9 @@ def _to_array(rows: Any, what: str) -> np.ndarray:
         raise PayloadError(f"{what}: rows are not rectangular or not numeric")
     if array.ndim == 0:
         raise PayloadError(f"{what}: expected an array of rows, got a scalar")
-    if array.ndim == 1:
+    if array.ndim == 1 and array.dtype.kind not in "US":
         array = array.reshape(1, -1)  # one instance given as a flat list of features
+    # A flat list of strings stays 1-D: one document per instance, as text pipelines take them.
     return array
 
 

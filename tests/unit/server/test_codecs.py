@@ -41,6 +41,12 @@ def test_a_flat_list_is_one_instance_and_missing_content_type_means_json() -> No
     assert codecs.decode(b"[1, 2, 3]", None).shape == (1, 3)
 
 
+def test_a_list_of_strings_is_one_document_per_instance() -> None:
+    decoded = codecs.decode(b'{"instances": ["good film", "bad film"]}', "application/json")
+    assert decoded.shape == (2,)
+    assert decoded.tolist() == ["good film", "bad film"]
+
+
 def test_npy_body() -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.arange(6, dtype=np.float32).reshape(2, 3))
