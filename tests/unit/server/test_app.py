@@ -81,3 +81,57 @@ async def test_user_hooks_never_run_on_the_event_loop_even_with_batching(tmp_pat
         assert reply["sums"] == [index + 1.0]
         assert loop_thread not in reply["threads"].values(), reply["threads"]
     assert app.state.batchers["model"].batches_run < 8, "the eight requests were coalesced"
+
+
+async def _serve(model_dir: Path) -> Any:
+    app = build_app(load_config(["--model-dir", str(model_dir)], {"SAGEPORT_KSERVE_ROUTES": "false"}))
+    await app.state.startup()
+    for _ in range(400):
+        if app.state.handler is not None or app.state.load_error is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert app.state.handler is not None, app.state.load_error
+    return app
+
+
+async def _call(app: Any, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]:
+    messages: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    headers = [(b"content-type", content_type.encode()), (b"accept", accept.encode())]
+    await app({"type": "http", "method": "POST", "path": "/invocations", "headers": headers}, receive, send)
+    response_headers = dict(messages[0]["headers"])
+    return messages[0]["status"], messages[1]["body"], response_headers[b"content-type"].decode()
+
+
+CSV_ROWS = b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
+
+
+async def test_xgboost_csv_and_json_round_trips(xgboost_dir: Path) -> None:
+    app = await _serve(xgboost_dir)
+    try:
+        status, body, content_type = await _call(app, CSV_ROWS, "text/csv", "text/csv")
+        assert (status, content_type) == (200, "text/csv")
+        probabilities = [[float(v) for v in line.split(",")] for line in body.decode().splitlines()]
+        assert [row.index(max(row)) for row in probabilities] == [0, 2]
+        status, body, _ = await _call(app, b"[[5.1,3.5,1.4,0.2]]", "application/json", "application/json")
+        assert status == 200
+        assert len(json.loads(body)[0]) == 3
+    finally:
+        await app.state.shutdown()
+
+
+async def test_onnx_csv_and_json_round_trips(onnx_dir: Path) -> None:
+    app = await _serve(onnx_dir)
+    try:
+        status, body, _ = await _call(app, CSV_ROWS, "text/csv", "text/csv")
+        assert (status, body) == (200, b"0\n2\n")
+        status, body, _ = await _call(app, b'{"instances": [[6.7,3.0,5.2,2.3]]}', "application/json", "*/*")
+        assert (status, json.loads(body)) == (200, [2])
+    finally:
+        await app.state.shutdown()
