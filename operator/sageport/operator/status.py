@@ -13,6 +13,7 @@ from datetime import datetime
 from sageport.api.v1alpha1 import Condition, EndpointStatus, ObjectStatus, ProductionVariantSummary
 from sageport.api.v1alpha1.common import ConditionStatus
 from sageport.api.v1alpha1.endpoint import DeployedImage, EndpointStatusValue, VariantStatus
+from sageport.api.v1alpha1.endpoint_config import RoutingConfig, RoutingStrategy
 
 READY = "Ready"
 
@@ -38,6 +39,7 @@ class VariantPlan:
     weight: float
     desired_instances: int | None  # None when an autoscaler owns the count
     image: str
+    routing_strategy: RoutingStrategy | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,9 @@ def _variant_summary(plan: VariantPlan, obs: VariantObservation) -> ProductionVa
         desired_instance_count=_wanted(plan, obs),
         deployed_images=[DeployedImage(specified_image=plan.image)],
         variant_status=variant_status,
+        routing_config=RoutingConfig(routing_strategy=plan.routing_strategy)
+        if plan.routing_strategy
+        else None,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .common import ApiModel, ObjectStatus, Resource, SageMakerName, Tag
-from .endpoint_config import ServerlessConfig
+from .endpoint_config import RoutingConfig, ServerlessConfig
 
 
 class CapacitySize(ApiModel):
@@ -126,6 +126,9 @@ class ProductionVariantSummary(ApiModel):
     variant_status: list[VariantStatus] | None = None
     current_serverless_config: ServerlessConfig | None = None
     desired_serverless_config: ServerlessConfig | None = None
+    routing_config: RoutingConfig | None = Field(
+        default=None, description="How the gateway picks an instance."
+    )
 
 
 class EndpointStatus(ObjectStatus):

@@ -35,10 +35,13 @@ class ManagedInstanceScaling(ApiModel):
     max_instance_count: int | None = Field(default=None, ge=1)
 
 
+RoutingStrategy = Literal["LEAST_OUTSTANDING_REQUESTS", "RANDOM"]
+
+
 class RoutingConfig(ApiModel):
     """How the gateway picks an instance of the variant."""
 
-    routing_strategy: Literal["LEAST_OUTSTANDING_REQUESTS", "RANDOM"]
+    routing_strategy: RoutingStrategy
 
 
 class CoreDumpConfig(ApiModel):

@@ -193,6 +193,9 @@ def resolve_endpoint(
             weight=rv.variant.weight,
             desired_instances=None if rv.autoscaling else rv.variant.initial_instance_count,
             image=image_of(rv, settings),
+            routing_strategy=rv.variant.routing_config.routing_strategy
+            if rv.variant.routing_config
+            else None,
         )
         for rv in resolved
     )
