@@ -124,3 +124,18 @@ def test_object_status_ready_when_valid() -> None:
     assert object_status(previous=ok, generation=1, problem=None, now=T1) is ok
     bad = object_status(previous=ok, generation=2, problem=Problem("InvalidSpec", "x: bad", True), now=T1)
     assert (bad.conditions[0].status, bad.conditions[0].message) == ("False", "x: bad")
+
+
+def test_routing_strategy_reaches_the_status_the_gateway_reads() -> None:
+    plans = (VariantPlan("a", 1.0, 1, "img", routing_strategy="RANDOM"),)
+    status = endpoint_status(
+        previous=None,
+        generation=1,
+        config_name="cfg",
+        plans=plans,
+        observed={"a": VariantObservation(1)},
+        problem=None,
+        deleting=False,
+        now=T0,
+    )
+    assert status_patch(status)["productionVariants"][0]["routingConfig"] == {"routingStrategy": "RANDOM"}
