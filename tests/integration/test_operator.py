@@ -67,7 +67,9 @@ def test_any_creation_order_ends_in_service(
 
     # No finalizer (deletion never waits for the operator) and no operator state in annotations.
     assert not endpoint["metadata"].get("finalizers")
-    assert not [a for a in endpoint["metadata"].get("annotations") or {} if "kopf" in a or "last-handled" in a]
+    assert not [
+        a for a in endpoint["metadata"].get("annotations") or {} if "kopf" in a or "last-handled" in a
+    ]
     status = endpoint["status"]
     assert status["endpointStatus"] == "InService"
     assert status["observedGeneration"] == endpoint["metadata"]["generation"]
