@@ -1,16 +1,13 @@
 """s3:// fetch with real boto3 against a real S3-compatible server (versitygw, posix backend) on loopback.
 
-The binary comes from ``SAGEPORT_VERSITYGW``, PATH, or the cache where
-``GOBIN=~/.cache/sageport/versitygw/bin go install github.com/versity/versitygw/cmd/versitygw@latest``
-puts it; without it the test is skipped with that instruction.
+versitygw is a pinned binary of the local-cluster harness (``tests/cluster/build.py``): built from
+its Go module into ``~/.cache/sageport/`` on first use, like the Kubernetes binaries. No skip.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import os
-import shutil
 import socket
 import subprocess
 import tarfile
@@ -26,23 +23,15 @@ from sageport.storage import FetchError, fetch
 ACCESS, SECRET = "sageportadmin", "sageport-secret-key"
 
 
-def _versitygw() -> str | None:
-    candidates = [
-        os.environ.get("SAGEPORT_VERSITYGW"),
-        shutil.which("versitygw"),
-        str(Path.home() / ".cache/sageport/versitygw/bin/versitygw"),
-    ]
-    return next((c for c in candidates if c and Path(c).is_file()), None)
+def _versitygw() -> str:
+    from tests.cluster.build import ensure_binaries
+
+    return str(ensure_binaries()["versitygw"])
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = _versitygw()
-    if binary is None:
-        pytest.skip(
-            "no versitygw binary: `GOBIN=~/.cache/sageport/versitygw/bin go install "
-            "github.com/versity/versitygw/cmd/versitygw@latest` (or set SAGEPORT_VERSITYGW)"
-        )
     root = tmp_path_factory.mktemp("s3root")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
