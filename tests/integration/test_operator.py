@@ -309,6 +309,19 @@ def test_deleting_an_endpoint_removes_its_children(kube_cluster: KubeCluster, na
     eventually(gone, timeout=60, what="children garbage-collected")
 
 
+def test_a_child_deleted_by_hand_comes_back(kube_cluster: KubeCluster, namespace: str) -> None:
+    apply(kube_cluster, load_documents(EXAMPLES / "realtime-sklearn"), namespace)
+    _in_service(kube_cluster, namespace, "iris")
+    (service,) = _children(kube_cluster, namespace, "iris")["services"]
+    kube_cluster.kubectl("delete", "-n", namespace, "service", service["metadata"]["name"])
+
+    def recreated() -> list[dict[str, Any]]:
+        services = _children(kube_cluster, namespace, "iris")["services"]
+        return [s for s in services if s["metadata"]["uid"] != service["metadata"]["uid"]]
+
+    eventually(recreated, timeout=30, what="the Service re-created")
+
+
 def test_operator_is_still_running_after_everything_above(sageport_operator: RunningOperator) -> None:
     assert sageport_operator.process.poll() is None, sageport_operator.logs()[-4000:]
 

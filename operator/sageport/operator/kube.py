@@ -52,6 +52,10 @@ class KubeApi(Protocol):
         """JSON-merge-patch the status subresource of a custom resource."""
         ...
 
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Manifest]:
+        """Pods matching a label selector (filtered by the API server)."""
+        ...
+
 
 def _collection_path(api_version: str, plural: str, namespace: str) -> str:
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
@@ -136,6 +140,11 @@ class KubernetesApi:
         except KubeError as error:
             if error.status != 404:  # deleted meanwhile: nothing left to report on
                 raise
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Manifest]:
+        path = _collection_path("v1", "pods", namespace)
+        found = await self._call("GET", path, None, "application/json", [("labelSelector", label_selector)])
+        return list(found.get("items") or [])
 
 
 def _reason(error: ApiException) -> str:

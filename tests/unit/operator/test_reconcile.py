@@ -19,6 +19,7 @@ class FakeKube:
         self.applied: list[dict[str, Any]] = []
         self.deleted: list[tuple[str, str]] = []
         self.statuses: list[dict[str, Any]] = []
+        self.pods: list[dict[str, Any]] = []
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self.applied.append(manifest)
@@ -26,6 +27,9 @@ class FakeKube:
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self.deleted.append((kind, name))
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        return self.pods
 
     async def patch_status(
         self, api_version: str, plural: str, namespace: str, name: str, status: dict[str, Any]
@@ -110,3 +114,29 @@ async def test_missing_model_is_reported_and_nothing_applied() -> None:
     status = kube.statuses[-1]
     assert status["conditions"][0]["reason"] == "ModelNotFound"
     assert "iris-sklearn" in status["failureReason"]
+
+
+async def test_pending_pods_report_why_they_cannot_be_scheduled() -> None:
+    kube = FakeKube()
+    reconciler = _reconciler(kube)
+    endpoint, world = _world("realtime-sklearn")
+    await reconciler.reconcile(endpoint, _lookups(world, {}, []))
+    message = "0/9 nodes are available: 9 Insufficient nvidia.com/gpu."
+    kube.pods = [
+        {
+            "metadata": {"labels": {"sageport.io/variant": "AllTraffic"}},
+            "status": {
+                "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+                ]
+            },
+        }
+    ]
+    waiting = {"AllTraffic": VariantObservation(0, desired_instances=1)}
+    await reconciler.check_pending_pods(endpoint, _lookups(world, waiting, []))
+    status = kube.statuses[-1]
+    assert status["conditions"][0]["reason"] == "Unschedulable"
+    assert message in status["failureReason"]
+    # Once the pod runs, the old message is stale and the endpoint is in service.
+    await reconciler.refresh_status(endpoint, _lookups(world, {"AllTraffic": VariantObservation(1)}, []))
+    assert kube.statuses[-1]["endpointStatus"] == "InService"

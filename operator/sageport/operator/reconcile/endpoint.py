@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,14 +21,17 @@ from pydantic import ValidationError
 
 from sageport.api.v1alpha1 import API_VERSION, Endpoint, EndpointStatus
 from sageport.operator.kube import KubeApi, KubeError
+from sageport.operator.reconcile.observe import unschedulable_message
 from sageport.operator.reconcile.resolve import Body, Resolution, resolve_endpoint, validation_message
 from sageport.operator.render import RenderSettings, variant_children
+from sageport.operator.render.names import LABEL_ENDPOINT_OBJECT, LABEL_VARIANT
 from sageport.operator.status import Problem, VariantObservation, VariantPlan, endpoint_status
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, metadata.name)
 DRIFT_REPAIR_TICKS = 10
+PENDING_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class EndpointReconciler:
         self._written: dict[Key, EndpointStatus] = {}
         self._reconciled: dict[Key, int | None] = {}  # generation of the last full run
         self._ticks: defaultdict[Key, int] = defaultdict(int)
+        self._unschedulable: dict[Key, dict[str, str]] = {}  # variant -> scheduler message
+        self._waiting_since: dict[Key, float] = {}  # when the last written status was Creating
 
     def forget(self, key: Key) -> None:
         self._last_plan.pop(key, None)
@@ -75,6 +81,8 @@ class EndpointReconciler:
         self._locks.pop(key, None)
         self._reconciled.pop(key, None)
         self._ticks.pop(key, None)
+        self._unschedulable.pop(key, None)
+        self._waiting_since.pop(key, None)
 
     def invalidate(self, key: Key) -> None:
         """The next :meth:`observe` of this Endpoint runs in full (a reference or child changed)."""
@@ -136,6 +144,27 @@ class EndpointReconciler:
                 return None  # the full run (create/resume) has not happened yet and will write status
             return await self._write(key, body, plan, lookups)
 
+    def waiting_for_instances(self) -> list[Key]:
+        """Endpoints whose instances have been starting for a while, longest first."""
+        cutoff = time.monotonic() - PENDING_GRACE_SECONDS
+        waiting = [(since, key) for key, since in self._waiting_since.items() if since < cutoff]
+        return [key for _, key in sorted(waiting)]
+
+    async def check_pending_pods(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
+        """Why pods of this Endpoint cannot be scheduled (the scheduler's message), into the status."""
+        key = _key(body)
+        pods = await self._kube.list_pods(key[0], f"{LABEL_ENDPOINT_OBJECT}={key[1]}")
+        messages: dict[str, str] = {}
+        for pod in pods:
+            message = unschedulable_message(pod)
+            variant = (pod.get("metadata", {}).get("labels") or {}).get(LABEL_VARIANT)
+            if message and variant:
+                messages.setdefault(variant, message)
+        if messages == self._unschedulable.get(key, {}):
+            return None
+        self._unschedulable[key] = messages
+        return await self.refresh_status(body, lookups)
+
     async def _apply(self, resolution: Resolution, existing: Sequence[ChildRef]) -> Problem | None:
         manifests = [m for rv in resolution.variants for m in variant_children(rv, self._settings)]
         wanted = {ChildRef(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in manifests}
@@ -166,7 +195,12 @@ class EndpointReconciler:
     async def _write(self, key: Key, body: Body, plan: _Plan, lookups: Lookups) -> EndpointStatus | None:
         previous = self._written.get(key) or _previous_status(body)
         metadata = body["metadata"]
-        observed = lookups.observations(*key) if plan.problem is None else {}
+        observed = dict(lookups.observations(*key)) if plan.problem is None else {}
+        for variant, message in self._unschedulable.get(key, {}).items():
+            seen = observed.get(variant, VariantObservation())
+            wanted = seen.desired_instances or 1
+            if seen.ready_instances < wanted:  # a message about pods that have since started is stale
+                observed[variant] = replace(seen, unschedulable=message)
         status = endpoint_status(
             previous=previous,
             generation=metadata.get("generation"),
@@ -181,6 +215,11 @@ class EndpointReconciler:
             return None
         await self._kube.patch_status(API_VERSION, "endpoints", key[0], key[1], status_patch(status))
         self._written[key] = status
+        if status.endpoint_status == "Creating" and plan.problem is None:
+            self._waiting_since.setdefault(key, time.monotonic())
+        else:
+            self._waiting_since.pop(key, None)
+            self._unschedulable.pop(key, None)
         return status
 
 
