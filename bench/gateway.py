@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.cluster.processes import free_port as _free_port
 
 ACCESS_KEY = "AKIDBENCH"
 SECRET_KEY = "bench-secret-key"
@@ -67,13 +68,6 @@ def serve_backend(port_file: Path) -> None:
     import uvloop
 
     uvloop.run(run())
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

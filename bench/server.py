@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.cluster.processes import free_port as _free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_THROUGHPUT_VS_KSERVE = 1.5
@@ -158,11 +159,6 @@ def measure(port: int, request: bytes, concurrency: int, seconds: float) -> Resu
 
 
 # -- orchestration --------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -38,6 +38,7 @@ import yaml
 from sageport.operator.crdgen import KINDS
 from tests.cluster import build
 from tests.cluster.control_plane import Layout, running_state, start, stop_cluster
+from tests.cluster.processes import free_port as _free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "realtime-sklearn"
@@ -96,12 +97,6 @@ class Demo:
                 process.wait(timeout=10)
         if self.started_cluster:
             stop_cluster(self.state_dir)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:

@@ -141,6 +141,11 @@ def tail(log: Path, lines: int = 25) -> str:
     return "\n".join([*errors, "...", *last] if errors else last)
 
 
+def free_port() -> int:
+    """One free loopback port (see :func:`free_ports`)."""
+    return free_ports(1)[0]
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct loopback ports, free a moment ago, below the kernel's ephemeral range.
 

@@ -7,7 +7,6 @@ local cluster, exactly as a user runs it outside a cluster with ``$KUBECONFIG``.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from sageport.operator.crdgen import CATALOG_FILE, CRD_DIR, KINDS
 from tests.cluster.handle import KubeCluster
+from tests.cluster.processes import free_port as _free_port
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,6 @@ class RunningOperator:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

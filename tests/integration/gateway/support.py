@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import boto3
 import botocore.config
+
+from tests.cluster.processes import free_port
 
 BACKEND_SCRIPT = Path(__file__).with_name("backend.py")
 GATEWAY_COMMAND = [str(Path(sys.executable).with_name("sageport-gateway"))]
@@ -51,13 +52,6 @@ def start_backend(name: str, *extra: str) -> Process:
         raise RuntimeError(f"backend {name} did not start: {line!r}")
     host = extra[extra.index("--host") + 1] if "--host" in extra else "127.0.0.1"
     return Process(popen, f"http://{host}:{int(line.split()[1])}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(url: str, timeout: float = 15.0, process: subprocess.Popen[str] | None = None) -> None:

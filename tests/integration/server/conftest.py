@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.cluster.processes import free_port
+
 REPO = Path(__file__).resolve().parents[3]
 SERVER = [sys.executable, "-m", "sageport.server"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
