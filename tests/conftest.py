@@ -18,8 +18,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 
 from tests.cluster import build
@@ -135,3 +136,30 @@ def namespace(kube_api: ApiClient, request: pytest.FixtureRequest) -> Iterator[s
     finally:
         # Not waited for: the namespace controller and kwok's pod-delete stage finish it.
         core.delete_namespace(name=name)
+
+
+# Real small models, trained once per session and saved the way users ship them (server tests).
+
+
+@pytest.fixture(scope="session")
+def iris() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_iris
+
+    features, labels = load_iris(return_X_y=True)
+    return np.asarray(features), np.asarray(labels)
+
+
+@pytest.fixture(scope="session")
+def sklearn_model(iris: tuple[np.ndarray, np.ndarray]) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=1000).fit(*iris)
+
+
+@pytest.fixture(scope="session")
+def sklearn_dir(tmp_path_factory: pytest.TempPathFactory, sklearn_model: Any) -> Path:
+    import joblib
+
+    model_dir = tmp_path_factory.mktemp("sklearn")
+    joblib.dump(sklearn_model, model_dir / "model.joblib")
+    return model_dir

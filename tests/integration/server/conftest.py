@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from tests.cluster.processes import free_port
@@ -126,27 +125,3 @@ def start_module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     servers = Servers(tmp_path_factory.mktemp("logs"))
     yield servers
     servers.stop_all()
-
-
-@pytest.fixture(scope="session")
-def iris() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_iris
-
-    features, labels = load_iris(return_X_y=True)
-    return np.asarray(features), np.asarray(labels)
-
-
-@pytest.fixture(scope="session")
-def sklearn_model(iris: tuple[np.ndarray, np.ndarray]) -> Any:
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(max_iter=1000).fit(*iris)
-
-
-@pytest.fixture(scope="session")
-def sklearn_dir(tmp_path_factory: pytest.TempPathFactory, sklearn_model: Any) -> Path:
-    import joblib
-
-    model_dir = tmp_path_factory.mktemp("sklearn")
-    joblib.dump(sklearn_model, model_dir / "model.joblib")
-    return model_dir

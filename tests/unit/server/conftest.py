@@ -10,30 +10,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def iris() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_iris
-
-    features, labels = load_iris(return_X_y=True)
-    return np.asarray(features), np.asarray(labels)
-
-
-@pytest.fixture(scope="session")
-def sklearn_model(iris: tuple[np.ndarray, np.ndarray]) -> Any:
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(max_iter=1000).fit(*iris)
-
-
-@pytest.fixture(scope="session")
-def sklearn_dir(tmp_path_factory: pytest.TempPathFactory, sklearn_model: Any) -> Path:
-    import joblib
-
-    model_dir = tmp_path_factory.mktemp("sklearn")
-    joblib.dump(sklearn_model, model_dir / "model.joblib")
-    return model_dir
-
-
-@pytest.fixture(scope="session")
 def xgboost_dir(tmp_path_factory: pytest.TempPathFactory, iris: tuple[np.ndarray, np.ndarray]) -> Path:
     import xgboost
 
