@@ -7,6 +7,7 @@ status conditions and SageMaker's status fields.
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import pytest
@@ -48,15 +49,7 @@ def _children(cluster: KubeCluster, namespace: str, endpoint: str) -> dict[str, 
     }
 
 
-@pytest.mark.parametrize(
-    "order",
-    [
-        ("Model", "EndpointConfig", "Endpoint"),
-        ("Endpoint", "EndpointConfig", "Model"),
-        ("EndpointConfig", "Endpoint", "Model"),
-    ],
-    ids="-".join,
-)
+@pytest.mark.parametrize("order", list(itertools.permutations(KIND_ORDER)), ids="-".join)
 def test_any_creation_order_ends_in_service(
     kube_cluster: KubeCluster, namespace: str, order: tuple[str, ...]
 ) -> None:
