@@ -46,10 +46,7 @@ class OperatorSettings:
             image_pull_policy=self.image_pull_policy,
             storage_env=storage_env,
             storage_secret=self.storage_secret,
-            extra_tolerations=tuple(
-                (("key", key), ("operator", "Exists"), ("effect", "NoSchedule"))
-                for key in self.tolerate_taints
-            ),
+            tolerate_taints=self.tolerate_taints,
         )
 
 

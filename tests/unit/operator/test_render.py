@@ -243,3 +243,11 @@ def test_model_sources_mount_what_the_fetcher_reads(
         assert {"name": "model-source", "mountPath": "/mnt/model-source", "readOnly": True} in fetch[
             "volumeMounts"
         ]
+
+
+def test_cluster_wide_taints_are_tolerated() -> None:
+    settings = RenderSettings(tolerate_taints=("dedicated",))
+    resolution = _resolve(load_documents(EXAMPLES / "realtime-sklearn"))
+    assert isinstance(resolution, Resolution)
+    pod = variant_children(resolution.variants[0], settings)[0]["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]

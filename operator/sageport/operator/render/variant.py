@@ -33,7 +33,7 @@ class RenderSettings:
     image_pull_policy: str = "IfNotPresent"
     storage_env: tuple[tuple[str, str], ...] = ()  # e.g. AWS_ENDPOINT_URL for s3:// artifacts
     storage_secret: str | None = None  # Secret with AWS credentials for the model fetcher
-    extra_tolerations: tuple[tuple[tuple[str, str], ...], ...] = ()  # cluster-wide tolerations
+    tolerate_taints: tuple[str, ...] = ()  # taint keys every variant pod tolerates (NoSchedule)
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,9 @@ def _node_placement(rv: ResolvedVariant, settings: RenderSettings) -> dict[str, 
     if it.gpu_product:
         node_selector.setdefault("nvidia.com/gpu.product", it.gpu_product)
     tolerations = [t.to_k8s() for t in it.tolerations or []]
-    tolerations += [dict(t) for t in settings.extra_tolerations]
+    tolerations += [
+        {"key": key, "operator": "Exists", "effect": "NoSchedule"} for key in settings.tolerate_taints
+    ]
     placement: dict[str, Any] = {}
     if node_selector:
         placement["nodeSelector"] = node_selector
