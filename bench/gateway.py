@@ -26,13 +26,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.cluster.processes import free_port as _free_port
+from tests.cluster.processes import wait_http
 
 ACCESS_KEY = "AKIDBENCH"
 SECRET_KEY = "bench-secret-key"
@@ -68,19 +68,6 @@ def serve_backend(port_file: Path) -> None:
     import uvloop
 
     uvloop.run(run())
-
-
-def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(url)
 
 
 @dataclass
@@ -217,8 +204,8 @@ def main() -> None:
             placement += ", nice -10"
         except PermissionError:
             pass
-        _wait(gateway_url + "/ping", gateway)
-        _wait(backend_url + "/ping", backend)
+        wait_http(gateway_url + "/ping", gateway, timeout=20)
+        wait_http(backend_url + "/ping", backend, timeout=20)
 
         body = b'{"instances": [' + b"1," * (args.payload_bytes // 2 - 8) + b"1]}"
         print(f"gateway benchmark: boto3 invoke_endpoint, SigV4-verified, {len(body)} B JSON, loopback")

@@ -31,11 +31,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.cluster.processes import free_port as _free_port
+from tests.cluster.processes import wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_THROUGHPUT_VS_KSERVE = 1.5
@@ -182,21 +182,6 @@ def _pin(process: subprocess.Popen[bytes], cpus: set[int] | None) -> None:
             os.sched_setaffinity(int(task.name), cpus)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
-
-
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -332,7 +317,7 @@ def main() -> int:
         results: dict[str, dict[int, Result]] = {}
         try:
             for name, (_, _, ready_path, _) in plans.items():
-                _wait_ready(processes[name], f"http://127.0.0.1:{ports[name]}{ready_path}")
+                wait_http(f"http://127.0.0.1:{ports[name]}{ready_path}", processes[name], timeout=180)
                 _pin(processes[name], server_cpus)
             print(f"servers ready in {time.monotonic() - phase:.0f} s", flush=True)
             for name, concurrencies in (

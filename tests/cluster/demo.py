@@ -28,7 +28,6 @@ import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -39,6 +38,7 @@ from sageport.operator.crdgen import KINDS
 from tests.cluster import build
 from tests.cluster.control_plane import Layout, running_state, start, stop_cluster
 from tests.cluster.processes import free_port as _free_port
+from tests.cluster.processes import wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "realtime-sklearn"
@@ -99,18 +99,11 @@ class Demo:
             stop_cluster(self.state_dir)
 
 
-def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(
-                f"{url}: process exited {process.returncode}; log {log}:\n{log.read_text()[-3000:]}"
-            )
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready after {timeout:.0f} s; log {log}")
+def _serving(url: str, process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    try:
+        wait_http(url, process, timeout)
+    except RuntimeError as error:
+        raise SystemExit(f"{error}; log {log}:\n{log.read_text()[-3000:]}") from None
 
 
 def _wait_port(port: int, timeout: float) -> None:
@@ -164,10 +157,10 @@ def run(demo: Demo) -> None:
             [python, "-m", "sageport.operator", f"--liveness=http://127.0.0.1:{port}/healthz"],
             {"KUBECONFIG": str(demo.kubeconfig)},
         )
-        _wait_http(f"http://127.0.0.1:{port}/healthz", operator, 60, demo.work / "operator.log")
+        _serving(f"http://127.0.0.1:{port}/healthz", operator, 60, demo.work / "operator.log")
     s3_env: dict[str, str] = {}
     with demo.step(f"model trained and uploaded to s3://{BUCKET}/{KEY} (versitygw on loopback)"):
-        import boto3
+        import boto3  # type: ignore[import-untyped]
 
         versitygw = str(build.ensure_binaries()["versitygw"])
         s3_port = _free_port()
@@ -233,7 +226,7 @@ def run(demo: Demo) -> None:
                 str(server_port),
             ],
         )
-        _wait_http(f"http://127.0.0.1:{server_port}/ping", server, 120, demo.work / "server.log")
+        _serving(f"http://127.0.0.1:{server_port}/ping", server, 120, demo.work / "server.log")
     access_key, secret_key = "AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
     gateway_port = _free_port()
     with demo.step("gateway (SigV4 auth on)"):
@@ -267,7 +260,7 @@ def run(demo: Demo) -> None:
                 str(keys_file),
             ],
         )
-        _wait_http(f"http://127.0.0.1:{gateway_port}/ping", gateway, 60, demo.work / "gateway.log")
+        _serving(f"http://127.0.0.1:{gateway_port}/ping", gateway, 60, demo.work / "gateway.log")
     with demo.step("boto3 sagemaker-runtime invoke_endpoint"):
         import boto3
 

@@ -14,10 +14,12 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 _LOWEST_PORT = 20000  # above the well-known and most registered service ports
@@ -139,6 +141,21 @@ def tail(log: Path, lines: int = 25) -> str:
     last = text[-lines:]
     errors = [line for line in text[:-lines] if _ERROR_LINE.search(line)][:5]
     return "\n".join([*errors, "...", *last] if errors else last)
+
+
+def wait_http(url: str, process: subprocess.Popen[Any] | None = None, timeout: float = 30.0) -> None:
+    """Poll ``url`` until it answers 2xx; fail early if ``process`` (the server) exits.
+
+    Raises RuntimeError naming the URL, and the exit code when the process died.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {process.returncode} before answering")
+        with suppress(OSError), urllib.request.urlopen(url, timeout=2):
+            return  # urlopen raises (an OSError) for anything but 2xx
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer 2xx within {timeout:.0f} s")
 
 
 def free_port() -> int:

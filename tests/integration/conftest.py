@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from sageport.operator.crdgen import CATALOG_FILE, CRD_DIR, KINDS
 from tests.cluster.handle import KubeCluster
 from tests.cluster.processes import free_port as _free_port
+from tests.cluster.processes import wait_http
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,10 @@ def sageport_operator(
         )
     running = RunningOperator(process, log)
     try:
-        _wait_healthy(running, port)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz", process, timeout=60)
+        except RuntimeError as error:
+            raise AssertionError(f"{error}:\n{running.logs()[-4000:]}") from None
         yield running
     finally:
         process.terminate()
@@ -76,18 +79,3 @@ def sageport_operator(
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def _wait_healthy(running: RunningOperator, port: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if running.process.poll() is not None:
-            raise AssertionError(f"operator exited {running.process.returncode}:\n{running.logs()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"operator not healthy after 60 s:\n{running.logs()[-4000:]}")

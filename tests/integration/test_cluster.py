@@ -7,7 +7,6 @@ kwok plays the rest of a pod's life (deletion, Job completion).
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,6 +34,7 @@ from tests.cluster.nodes import (
     ZONE_LABEL,
     load_node_set,
 )
+from tests.support.kube import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -46,14 +46,7 @@ POD_NETWORK = ipaddress.ip_network(f"{POD_CIDR_PREFIX}.0.0/16")  # every node's 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
     """Poll ``probe`` until it returns something truthy and return that, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
+    return eventually(probe, timeout=timeout, interval=0.1, what=what)
 
 
 def deployment(

@@ -6,8 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +13,7 @@ from pathlib import Path
 import boto3
 import botocore.config
 
-from tests.cluster.processes import free_port
+from tests.cluster.processes import free_port, wait_http
 
 BACKEND_SCRIPT = Path(__file__).with_name("backend.py")
 GATEWAY_COMMAND = [str(Path(sys.executable).with_name("sageport-gateway"))]
@@ -54,19 +52,6 @@ def start_backend(name: str, *extra: str) -> Process:
     return Process(popen, f"http://{host}:{int(line.split()[1])}")
 
 
-def wait_for(url: str, timeout: float = 15.0, process: subprocess.Popen[str] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(url)
-
-
 def start_gateway(args: Sequence[str], log_path: Path | None = None, ready_timeout: float = 20.0) -> Process:
     port = free_port()
     log_file = open(log_path, "w") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
@@ -78,7 +63,7 @@ def start_gateway(args: Sequence[str], log_path: Path | None = None, ready_timeo
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     url = f"http://127.0.0.1:{port}"
-    wait_for(url + "/ping", timeout=ready_timeout, process=popen)
+    wait_http(url + "/ping", popen, timeout=ready_timeout)
     return Process(popen, url)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.gateway.support import Process, free_port, runtime_client, start_gateway, wait_for
+from tests.integration.gateway.support import Process, free_port, runtime_client, start_gateway, wait_http
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     )  # fmt: skip
     server = Process(popen, f"http://127.0.0.1:{port}")
     try:
-        wait_for(server.url + "/ping", timeout=90, process=popen)
+        wait_http(server.url + "/ping", popen, timeout=90)
         yield server
     finally:
         server.stop()
