@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -34,6 +34,18 @@ def validation_message(error: ValidationError) -> str:
         message = item["msg"].removeprefix("Value error, ")
         parts.append(f"{location}: {message}" if location else message)
     return "; ".join(parts)
+
+
+ParsedT = TypeVar("ParsedT", EndpointConfig, Model, InstanceType)
+
+
+def _parse(kind: type[ParsedT], body: Body, name: str) -> ParsedT | Problem:
+    """A referenced object as its API type, or InvalidModel / InvalidEndpointConfig / ... saying why not."""
+    try:
+        return kind.model_validate(body)
+    except ValidationError as error:
+        reason = f"Invalid{kind.__name__}"
+        return Problem(reason, f"{kind.__name__} {name!r}: {validation_message(error)}", terminal=True)
 
 
 def _one(bodies: Sequence[Body], kind: str, name: str, namespace: str) -> Body | Problem | None:
@@ -70,14 +82,9 @@ def resolve_endpoint(
         )
     if isinstance(found, Problem):
         return found
-    try:
-        config = EndpointConfig.model_validate(found)
-    except ValidationError as error:
-        return Problem(
-            "InvalidEndpointConfig",
-            f"EndpointConfig {config_name!r}: {validation_message(error)}",
-            terminal=True,
-        )
+    config = _parse(EndpointConfig, found, config_name)
+    if isinstance(config, Problem):
+        return config
     if config.spec.async_inference_config is not None:
         return Problem(
             "NotSupported",
@@ -127,12 +134,9 @@ def resolve_endpoint(
             )
         if isinstance(model_found, Problem):
             return model_found
-        try:
-            model = Model.model_validate(model_found)
-        except ValidationError as error:
-            return Problem(
-                "InvalidModel", f"Model {variant.model_name!r}: {validation_message(error)}", terminal=True
-            )
+        model = _parse(Model, model_found, variant.model_name)
+        if isinstance(model, Problem):
+            return model
         containers = model.spec.all_containers()
         if len(containers) > 1:
             return Problem(
@@ -164,14 +168,9 @@ def resolve_endpoint(
                 "`kubectl get instancetypes.sageport.io`, or add an InstanceType named so.",
                 terminal=True,
             )
-        try:
-            instance_type = InstanceType.model_validate(type_body)
-        except ValidationError as error:
-            return Problem(
-                "InvalidInstanceType",
-                f"InstanceType {type_name!r}: {validation_message(error)}",
-                terminal=True,
-            )
+        instance_type = _parse(InstanceType, type_body, type_name)
+        if isinstance(instance_type, Problem):
+            return instance_type
         resolved.append(
             ResolvedVariant(
                 namespace=namespace,
