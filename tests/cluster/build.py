@@ -26,14 +26,24 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
 VERSITYGW_VERSION = "v1.8.0"  # S3-compatible server (posix backend) for artifact tests and the demo
+HELM_VERSION = "v3.22.0"
+PAUSE_VERSION = "1"  # our own pause (pod sandbox) program: bump when _PAUSE_MAIN changes
 
 # Commands whose modules have no replace directives: `go install module@version` works as is.
 _GO_INSTALLABLE = {
     "kwok": f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
     "versitygw": f"github.com/versity/versitygw/cmd/versitygw@{VERSITYGW_VERSION}",
+    "helm": f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}",
 }
 
-KUBERNETES_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+KUBERNETES_COMPONENTS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "kube-proxy",
+)
 
 CACHE_ROOT = Path(os.environ.get("SAGEPORT_CACHE", Path.home() / ".cache" / "sageport"))
 
@@ -46,6 +56,23 @@ import (
 )
 
 func main() { etcdmain.Main(os.Args) }
+"""
+
+# The pod sandbox process: holds the pod's namespaces and exits on SIGTERM/SIGINT. Built here so
+# that the real node needs no registry pull for its "pause" image.
+_PAUSE_MAIN = """package main
+
+import (
+\t"os"
+\t"os/signal"
+\t"syscall"
+)
+
+func main() {
+\tstop := make(chan os.Signal, 1)
+\tsignal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+\t<-stop
+}
 """
 
 
@@ -72,6 +99,8 @@ def all_binaries() -> list[Binary]:
         Binary("etcd", ETCD_VERSION),
         Binary("kwok", KWOK_VERSION),
         Binary("versitygw", VERSITYGW_VERSION),
+        Binary("helm", HELM_VERSION),
+        Binary("pause", PAUSE_VERSION),
     ]
 
 
@@ -165,6 +194,14 @@ def _build_etcd(binary: Binary, env: dict[str, str]) -> None:
     _install(work / "etcd", binary)
 
 
+def _build_pause(binary: Binary, env: dict[str, str]) -> None:
+    work = _workdir("pause")
+    (work / "go.mod").write_text("module sageport.local/pause\n\ngo 1.26\n")
+    (work / "main.go").write_text(_PAUSE_MAIN)
+    _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", "pause", "."], work, env)
+    _install(work / "pause", binary)
+
+
 def _go_install(binary: Binary, env: dict[str, str]) -> None:
     work = _workdir(binary.name)
     gobin = work / "bin"
@@ -218,6 +255,8 @@ def _build_missing(missing: list[Binary]) -> None:
     for binary in missing:
         if binary.name == "etcd":
             _build_etcd(binary, env)
+        elif binary.name == "pause":
+            _build_pause(binary, env)
         elif binary.name in _GO_INSTALLABLE:
             _go_install(binary, env)
     if kube_missing:
