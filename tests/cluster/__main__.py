@@ -12,12 +12,14 @@ from tests.cluster.layout import Layout, state_dir_from_env
 # so `kubeconfig` answers at once.
 
 
-def _up(state_dir: Path, node_set: Path | None, timeout: float) -> int:
+def _up(state_dir: Path, node_set: Path | None, timeout: float, with_real_node: bool) -> int:
     from tests.cluster.control_plane import ClusterError, start
     from tests.cluster.nodes import DEFAULT_NODE_SET
 
     try:
-        state = start(state_dir, node_set=node_set or DEFAULT_NODE_SET, timeout=timeout)
+        state = start(
+            state_dir, node_set=node_set or DEFAULT_NODE_SET, timeout=timeout, with_real_node=with_real_node
+        )
     except ClusterError as error:
         print(f"cluster failed to start: {error}", file=sys.stderr)
         return 1
@@ -31,7 +33,10 @@ def _up(state_dir: Path, node_set: Path | None, timeout: float) -> int:
             for key, value in timings.items()
             if key.endswith("_ready_seconds")
         )
-        print(f"warm start: ready in {timings['start_seconds']:.1f} s ({len(state.node_names)} kwok nodes)")
+        real = " and the real node" if state.real_node else ""
+        print(
+            f"warm start: ready in {timings['start_seconds']:.1f} s ({len(state.node_names)} kwok nodes{real})"
+        )
         print(f"  seconds from start until each was ready: {steps}")
     print(f"apiserver: {state.apiserver_url}")
     print(f"export KUBECONFIG={Layout(state_dir).kubeconfig}")
@@ -85,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="build what is missing, start the cluster, wait until it is ready")
     up.add_argument("--nodes", type=Path, help="node set YAML (default: tests/cluster/nodes.yaml)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each readiness check")
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also start a real node (kubelet, kube-proxy, containerd) where pods really run; needs root",
+    )
     commands.add_parser("down", help="stop the processes `up` started and delete the state directory")
     commands.add_parser("status", help="health of each component; exit 1 unless all are healthy")
     commands.add_parser("kubeconfig", help="print the admin kubeconfig path, and nothing else")
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     state_dir: Path = args.dir.absolute()
     if args.command == "up":
-        return _up(state_dir, args.nodes, args.timeout)
+        return _up(state_dir, args.nodes, args.timeout, args.real_node)
     if args.command == "down":
         return _down(state_dir)
     if args.command == "status":

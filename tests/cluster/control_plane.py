@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from tests.cluster import build
+from tests.cluster import build, real_node
 from tests.cluster.apiserver import ApiServerClient, insecure_context, probe
 from tests.cluster.layout import Layout as Layout  # re-exported: older callers import it from here
 from tests.cluster.nodes import (
@@ -47,6 +47,12 @@ _ADMIN = ClientIdentity("admin", "sageport-admin", ("system:masters",))
 _CONTROLLER_MANAGER = ClientIdentity("controller-manager", "system:kube-controller-manager")
 _SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
 _KWOK = ClientIdentity("kwok", "kwok-controller", ("system:masters",))
+# The real node's identities: the Node authorizer knows kubelets by this name and group.
+_KUBELET = ClientIdentity("kubelet", f"system:node:{real_node.NODE_NAME}", ("system:nodes",))
+_KUBE_PROXY = ClientIdentity("kube-proxy", "system:kube-proxy")
+_APISERVER_KUBELET_CLIENT = ClientIdentity(
+    "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
+)
 
 Log = Callable[[str], None]
 
@@ -68,6 +74,7 @@ class ClusterState:
     processes: list[ProcessRecord] = field(default_factory=list)
     node_names: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    real_node: bool = False
 
     def save(self, layout: Layout) -> None:
         data = {
@@ -76,6 +83,7 @@ class ClusterState:
             "processes": [record.to_json() for record in self.processes],
             "node_names": self.node_names,
             "timings": self.timings,
+            "real_node": self.real_node,
         }
         tmp = layout.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -93,6 +101,7 @@ class ClusterState:
             processes=[ProcessRecord.from_json(item) for item in data["processes"]],
             node_names=[str(name) for name in data["node_names"]],
             timings={str(k): float(v) for k, v in data["timings"].items()},
+            real_node=bool(data.get("real_node", False)),
         )
 
 
@@ -133,8 +142,10 @@ def _write_kubeconfig(path: Path, *, server: str, ca: Path, cert: Path, key: Pat
 
 
 def _write_kubeconfigs(layout: Layout, pki: ClusterPki, server: str) -> None:
-    for identity in (_ADMIN, _CONTROLLER_MANAGER, _SCHEDULER, _KWOK):
-        pair = pki.clients[identity.file_stem]
+    for identity in (_ADMIN, _CONTROLLER_MANAGER, _SCHEDULER, _KWOK, _KUBELET, _KUBE_PROXY):
+        pair = pki.clients.get(identity.file_stem)
+        if pair is None:
+            continue
         target = layout.kubeconfig if identity is _ADMIN else layout.component_kubeconfig(identity.file_stem)
         _write_kubeconfig(
             target, server=server, ca=pki.ca.cert, cert=pair.cert, key=pair.key, user=identity.user
@@ -174,12 +185,32 @@ def _etcd_argv(binary: Path, layout: Layout, ports: dict[str, int]) -> list[str]
     ]
 
 
-def _apiserver_argv(binary: Path, layout: Layout, pki: ClusterPki, ports: dict[str, int]) -> list[str]:
+def _apiserver_argv(
+    binary: Path, layout: Layout, pki: ClusterPki, ports: dict[str, int], *, with_real_node: bool
+) -> list[str]:
+    if with_real_node:
+        kubelet_client = pki.clients[_APISERVER_KUBELET_CLIENT.file_stem]
+        # Pods reach the apiserver through the `kubernetes` Service, which points at the
+        # bridge address; so it listens there too (all addresses: loopback clients stay).
+        network = [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={real_node.NODE_IP}",
+            f"--kubelet-client-certificate={kubelet_client.cert}",
+            f"--kubelet-client-key={kubelet_client.key}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+    else:
+        # Without pods that run, nothing needs the `kubernetes` Service; otherwise the
+        # apiserver would publish 127.0.0.1 as its endpoint.
+        network = [
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",
+        ]
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        *network,
         f"--secure-port={ports['apiserver']}",
         f"--cert-dir={layout.root / 'apiserver-certs'}",
         f"--tls-cert-file={pki.apiserver.cert}",
@@ -191,8 +222,6 @@ def _apiserver_argv(binary: Path, layout: Layout, pki: ClusterPki, ports: dict[s
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
         "--allow-privileged=true",
-        # Otherwise the apiserver publishes 127.0.0.1 as the `kubernetes` Service endpoint.
-        "--endpoint-reconciler-type=none",
         "--profiling=false",
     ]
 
@@ -282,7 +311,11 @@ def _wait_until(what: str, ready: Callable[[], bool], state: ClusterState, timeo
 
 
 def _ready_node_names(client: ApiServerClient) -> set[str]:
-    selector = urllib.parse.quote(f"{FAKE_NODE_LABEL[0]}={FAKE_NODE_LABEL[1]}")
+    return _ready_nodes(client, f"{FAKE_NODE_LABEL[0]}={FAKE_NODE_LABEL[1]}")
+
+
+def _ready_nodes(client: ApiServerClient, label_selector: str) -> set[str]:
+    selector = urllib.parse.quote(label_selector)
     response = client.get(f"/api/v1/nodes?labelSelector={selector}")
     if response.status != 200:
         return set()
@@ -322,7 +355,7 @@ def _prepare_state_dir(layout: Layout, log: Log) -> None:
         stale = ClusterState.load(layout)
         if stale is not None:
             log(f"clearing an unhealthy cluster in {layout.root}")
-            stop(list(reversed(stale.processes)))
+            _stop_processes(layout, stale)
         shutil.rmtree(layout.root)
     layout.root.mkdir(parents=True)
     layout.marker.touch()
@@ -346,28 +379,39 @@ def start(
     *,
     node_set: Path = DEFAULT_NODE_SET,
     die_with_parent: bool = False,
+    with_real_node: bool = False,
     timeout: float = 120.0,
     log: Log = print,
 ) -> ClusterState:
     """Build (if not cached) and start the cluster in ``state_dir``; return once it is ready.
 
     Ready means: apiserver /readyz, controller manager and scheduler /healthz, kwok /healthz,
-    every node of ``node_set`` Ready, and the ``default`` service account in ``default``.
-    If it is already running there, return its state untouched. On failure every process
-    started here is stopped again and ClusterError tells which part failed, with its log.
+    every node of ``node_set`` Ready, and the ``default`` service account in ``default``;
+    with ``with_real_node`` also containerd, kubelet and kube-proxy, and that node Ready.
+    If it is already running there (with a real node if one is asked for), return its state
+    untouched. On failure every process started here is stopped again and ClusterError tells
+    which part failed, with its log.
     """
     layout = Layout(state_dir)
     existing = running_state(layout)
-    if existing is not None:
+    if existing is not None and (existing.real_node or not with_real_node):
         log(f"cluster already running in {state_dir}")
         return existing
+    if existing is not None:
+        log(f"the cluster in {state_dir} has no real node: starting it again with one")
+    if with_real_node:
+        problems = real_node.missing_prerequisites()
+        if problems:
+            raise ClusterError("a real node needs " + ", ".join(problems))
 
     build_started = time.monotonic()
     binaries = build.ensure_binaries()
     build_seconds = time.monotonic() - build_started
     for attempt in range(1, _START_ATTEMPTS + 1):
         try:
-            return _start_once(layout, binaries, node_set, die_with_parent, timeout, log, build_seconds)
+            return _start_once(
+                layout, binaries, node_set, die_with_parent, with_real_node, timeout, log, build_seconds
+            )
         except PortInUseError as conflict:
             if attempt == _START_ATTEMPTS:
                 raise
@@ -380,6 +424,7 @@ def _start_once(
     binaries: dict[str, Path],
     node_set: Path,
     die_with_parent: bool,
+    with_real_node: bool,
     timeout: float,
     log: Log,
     build_seconds: float,
@@ -388,15 +433,28 @@ def _start_once(
     _prepare_state_dir(layout, log)
     manifests = node_manifests(load_node_set(node_set))
     names = ["etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"]
+    if with_real_node:
+        names += ["kubelet-healthz", "kube-proxy-healthz", "kube-proxy-metrics"]
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     url = f"https://127.0.0.1:{ports['apiserver']}"
     state = ClusterState(
-        apiserver_url=url, ports=ports, node_names=[m["metadata"]["name"] for m in manifests]
+        apiserver_url=url,
+        ports=ports,
+        node_names=[m["metadata"]["name"] for m in manifests],
+        real_node=with_real_node,
     )
     state.timings["build_seconds"] = round(build_seconds, 2)
 
+    clients = [_ADMIN, _CONTROLLER_MANAGER, _SCHEDULER, _KWOK]
+    if with_real_node:
+        clients += [_KUBELET, _KUBE_PROXY, _APISERVER_KUBELET_CLIENT]
+        real_node.claim_host(layout)
+        real_node.prepare_network()
     pki = generate_pki(
-        layout.pki, service_ip=SERVICE_IP, clients=[_ADMIN, _CONTROLLER_MANAGER, _SCHEDULER, _KWOK]
+        layout.pki,
+        service_ip=SERVICE_IP,
+        clients=clients,
+        extra_ips=(real_node.NODE_IP,) if with_real_node else (),
     )
     _write_kubeconfigs(layout, pki, url)
 
@@ -415,7 +473,10 @@ def _start_once(
     try:
         # The apiserver retries etcd while it starts, so both start at once.
         launch("etcd", _etcd_argv(binaries["etcd"], layout, ports))
-        launch("kube-apiserver", _apiserver_argv(binaries["kube-apiserver"], layout, pki, ports))
+        launch(
+            "kube-apiserver",
+            _apiserver_argv(binaries["kube-apiserver"], layout, pki, ports, with_real_node=with_real_node),
+        )
         wait("etcd", "etcd /health", lambda: probe(f"http://127.0.0.1:{ports['etcd']}/health"))
         client = admin_client(layout, state)
         wait("apiserver", "kube-apiserver /readyz", lambda: client.get("/readyz").status == 200)
@@ -449,8 +510,10 @@ def _start_once(
             "service account default/default",
             lambda: client.get("/api/v1/namespaces/default/serviceaccounts/default").status == 200,
         )
+        if with_real_node:
+            _start_real_node(layout, pki, binaries, state, client, launch, wait)
     except BaseException:
-        stop(list(reversed(state.processes)))
+        _stop_processes(layout, state)
         raise
 
     state.timings["start_seconds"] = round(time.monotonic() - started, 2)
@@ -458,12 +521,52 @@ def _start_once(
     return state
 
 
+def _start_real_node(
+    layout: Layout,
+    pki: ClusterPki,
+    binaries: dict[str, Path],
+    state: ClusterState,
+    client: ApiServerClient,
+    launch: Callable[[str, list[str]], None],
+    wait: Callable[[str, str, Callable[[], bool]], None],
+) -> None:
+    """containerd, then kubelet and kube-proxy; ready when the node is Ready and schedulable."""
+    paths = real_node.NodePaths(layout)
+    real_node.write_containerd_config(paths)
+    real_node.write_cni_config(paths)
+    launch("containerd", real_node.containerd_argv(paths))
+    wait("containerd", "containerd answering on its socket", lambda: real_node.containerd_ready(paths))
+    real_node.import_image(paths, real_node.PAUSE_IMAGE, real_node.pause_image_tar(binaries["pause"]))
+
+    real_node.write_kubelet_config(paths, ca=pki.ca.cert, healthz_port=state.ports["kubelet-healthz"])
+    real_node.write_kube_proxy_config(
+        paths,
+        kubeconfig=layout.component_kubeconfig(_KUBE_PROXY.file_stem),
+        healthz_port=state.ports["kube-proxy-healthz"],
+        metrics_port=state.ports["kube-proxy-metrics"],
+    )
+    kubelet_kubeconfig = layout.component_kubeconfig(_KUBELET.file_stem)
+    launch("kubelet", real_node.kubelet_argv(binaries["kubelet"], paths, kubelet_kubeconfig))
+    launch("kube-proxy", real_node.kube_proxy_argv(binaries["kube-proxy"], paths))
+    wait(
+        "real_node",
+        f"the real node {real_node.NODE_NAME} Ready",
+        lambda: real_node.NODE_NAME in _ready_nodes(client, f"kubernetes.io/hostname={real_node.NODE_NAME}"),
+    )
+
+
+def _stop_processes(layout: Layout, state: ClusterState) -> None:
+    stop(list(reversed(state.processes)))
+    if state.real_node:
+        real_node.teardown(layout, log=lambda _: None)
+
+
 def stop_cluster(state_dir: Path) -> bool:
     """Stop exactly the processes recorded in ``state_dir`` and delete it. False if none was there."""
     layout = Layout(state_dir)
     state = ClusterState.load(layout)
     if state is not None:
-        stop(list(reversed(state.processes)))
+        _stop_processes(layout, state)
     if not layout.root.exists():
         return False
     if not layout.marker.exists():

@@ -148,8 +148,13 @@ def _service_account_pair(directory: Path) -> tuple[Path, Path]:
     return private_path, public_path
 
 
-def generate_pki(directory: Path, *, service_ip: str, clients: list[ClientIdentity]) -> ClusterPki:
-    """Write a CA, the apiserver's serving pair, one client pair per identity and the SA keys."""
+def generate_pki(
+    directory: Path, *, service_ip: str, clients: list[ClientIdentity], extra_ips: tuple[str, ...] = ()
+) -> ClusterPki:
+    """Write a CA, the apiserver's serving pair, one client pair per identity and the SA keys.
+
+    ``extra_ips`` are more addresses the apiserver is reached at (the real node's, for pods).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     ca, ca_cert, ca_key = _make_ca(directory)
 
@@ -161,6 +166,7 @@ def generate_pki(directory: Path, *, service_ip: str, clients: list[ClientIdenti
             *(x509.DNSName(name) for name in dns_names),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             x509.IPAddress(ipaddress.ip_address(service_ip)),
+            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips),
         ]
     )
     _issue(
