@@ -8,9 +8,13 @@ InstanceType objects with the same names.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from sageport.api.v1alpha1 import API_VERSION, InstanceTypeSpec, Toleration
+import yaml
+from pydantic import ValidationError
+
+from sageport.api.v1alpha1 import API_VERSION, InstanceType, InstanceTypeSpec, Toleration
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 _REQUEST_SHARE = 0.9
@@ -111,3 +115,71 @@ def catalog_manifests() -> list[dict[str, Any]]:
         }
         for name, spec in default_catalog().items()
     ]
+
+
+# ---- a catalog from files (the Helm chart's ConfigMap) --------------------------------------
+
+CATALOG_LABEL = "sageport.io/catalog"  # "true" on the InstanceTypes a catalog sync owns (and prunes)
+
+
+class CatalogError(ValueError):
+    """A catalog file is not a list of valid InstanceType documents."""
+
+
+def parse_catalog(sources: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """InstanceType manifests by name from YAML texts, given as (source name, text) in order.
+
+    Every document must be a valid InstanceType; a later document overrides an earlier one of
+    the same name (the chart's ``instanceTypes.extra`` come after the defaults). The manifests
+    carry :data:`CATALOG_LABEL`, and their specs are normalised (defaults filled in) so that
+    they compare equal to what the API server returns.
+    """
+    manifests: dict[str, dict[str, Any]] = {}
+    for source, text in sources:
+        try:
+            documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        except yaml.YAMLError as error:
+            raise CatalogError(f"{source}: not YAML: {error}") from None
+        for number, document in enumerate(documents, start=1):
+            try:
+                item = InstanceType.model_validate(document)
+            except ValidationError as error:
+                raise CatalogError(f"{source}, document {number}: not an InstanceType: {error}") from None
+            labels = {**(item.metadata.labels or {}), CATALOG_LABEL: "true"}
+            manifests[item.metadata.name] = {
+                "apiVersion": API_VERSION,
+                "kind": "InstanceType",
+                "metadata": {"name": item.metadata.name, "labels": labels},
+                "spec": item.spec.to_wire(),
+            }
+    return manifests
+
+
+def catalog_changes(
+    desired: Mapping[str, Mapping[str, Any]], existing: Iterable[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """What to apply (missing or different objects) and what to delete (objects this catalog
+    owns that it no longer lists). Objects without :data:`CATALOG_LABEL` are never deleted."""
+    current = {obj["metadata"]["name"]: obj for obj in existing}
+    to_apply = []
+    for name, manifest in sorted(desired.items()):
+        obj = current.get(name)
+        if obj is None or not _same(manifest, obj):
+            to_apply.append(dict(manifest))
+    to_delete = sorted(
+        name
+        for name, obj in current.items()
+        if name not in desired and (obj["metadata"].get("labels") or {}).get(CATALOG_LABEL) == "true"
+    )
+    return to_apply, to_delete
+
+
+def _same(manifest: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    labels = obj["metadata"].get("labels") or {}
+    if any(labels.get(key) != value for key, value in manifest["metadata"]["labels"].items()):
+        return False
+    try:
+        spec = InstanceTypeSpec.model_validate(obj.get("spec") or {}).to_wire()
+    except ValidationError:
+        return False
+    return bool(spec == manifest["spec"])

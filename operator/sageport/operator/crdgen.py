@@ -1,6 +1,7 @@
-"""Generate crds/*.yaml (and the instance-type catalog) from the pydantic API models.
+"""Generate crds/*.yaml (with the chart's copy) and the instance-type catalog from the API models.
 
-The API models are the single source of truth. Their JSON schema is rewritten into a
+The CRDs are written twice, identical: ``crds/`` for ``kubectl apply``, and
+``charts/sageport/files/crds/`` because Helm cannot read files outside the chart. The API models are the single source of truth. Their JSON schema is rewritten into a
 Kubernetes structural schema: refs inlined, ``Optional`` as ``nullable``, no titles, no
 ``additionalProperties: false`` (the API server prunes or, with strict field validation,
 rejects unknown fields), ``propertyNames`` turned into CEL. ``--check`` exits non-zero when
@@ -35,7 +36,10 @@ from sageport.operator.catalog import catalog_manifests
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO_ROOT / "crds"
-CATALOG_FILE = REPO_ROOT / "charts" / "sageport" / "files" / "instance-types.yaml"
+CHART_DIR = REPO_ROOT / "charts" / "sageport"
+# Helm reads no file outside the chart: the chart templates its CRDs from this identical copy.
+CHART_CRD_DIR = CHART_DIR / "files" / "crds"
+CATALOG_FILE = CHART_DIR / "files" / "instance-types.yaml"
 
 Schema = dict[str, Any]
 
@@ -253,9 +257,19 @@ def _dump(documents: list[Schema]) -> str:
 
 def generated_files() -> dict[Path, str]:
     """Every generated file and its content."""
-    files = {CRD_DIR / f"{GROUP}_{k.plural}.yaml": _dump([crd(k)]) for k in KINDS}
+    files: dict[Path, str] = {}
+    for kind in KINDS:
+        text = _dump([crd(kind)])
+        files[CRD_DIR / f"{GROUP}_{kind.plural}.yaml"] = text
+        files[CHART_CRD_DIR / f"{GROUP}_{kind.plural}.yaml"] = text
     files[CATALOG_FILE] = _dump(catalog_manifests())
     return files
+
+
+def leftover_files(files: Mapping[Path, str]) -> list[Path]:
+    """CRD files in the generated directories that no kind generates any more (a removed kind)."""
+    found = [*CRD_DIR.glob(f"{GROUP}_*.yaml"), *CHART_CRD_DIR.glob(f"{GROUP}_*.yaml")]
+    return sorted(path for path in found if path not in files)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,10 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = generated_files()
     stale = [path for path, text in files.items() if not path.exists() or path.read_text() != text]
+    leftovers = leftover_files(files)
     if args.check:
         for path in stale:
             print(f"out of date: {path.relative_to(REPO_ROOT)} (run `make manifests`)", file=sys.stderr)
-        return 1 if stale else 0
+        for path in leftovers:
+            print(f"not generated: {path.relative_to(REPO_ROOT)} (run `make manifests`)", file=sys.stderr)
+        return 1 if stale or leftovers else 0
+    for path in leftovers:
+        path.unlink()
+        print(f"removed {path.relative_to(REPO_ROOT)}")
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(files[path])

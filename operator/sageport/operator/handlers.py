@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 
 from sageport.api.v1alpha1 import API_VERSION, GROUP, VERSION, EndpointConfig, Model, ObjectStatus
 from sageport.operator.reconcile import ChildRef, Lookups, validation_message
+from sageport.operator.reconcile.catalog import keep_catalog
 from sageport.operator.reconcile.observe import observe_deployment
 from sageport.operator.render.names import LABEL_ENDPOINT_OBJECT, LABEL_VARIANT, MANAGED_BY
 from sageport.operator.settings import OperatorSettings, configure_kopf, make_reconciler
@@ -38,18 +40,24 @@ Indexes = Mapping[str, Any]
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_kopf(settings)
-    memo.reconciler, memo.kube = make_reconciler(OperatorSettings.from_env())
+    config = OperatorSettings.from_env()
+    memo.reconciler, memo.kube = make_reconciler(config)
     memo.live = {}
     memo.generations = {}
     memo.children_seen = {}
     memo.resync = asyncio.create_task(resync_forever(memo))
     memo.pending = asyncio.create_task(check_pending_forever(memo))
+    memo.catalog = None
+    if config.catalog_path:  # the Helm chart's InstanceType catalog (a mounted ConfigMap)
+        memo.catalog = asyncio.create_task(keep_catalog(memo.kube, Path(config.catalog_path)))
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo.resync.cancel()
     memo.pending.cancel()
+    if memo.catalog is not None:
+        memo.catalog.cancel()
     memo.kube.close()
 
 

@@ -25,6 +25,7 @@ _PLURALS = {
     ("v1", "Service"): "services",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("sageport.io/v1alpha1", "InstanceType"): "instancetypes",  # cluster-scoped: the catalog sync
 }
 
 
@@ -57,9 +58,9 @@ class KubeApi(Protocol):
         ...
 
 
-def _collection_path(api_version: str, plural: str, namespace: str) -> str:
+def _collection_path(api_version: str, plural: str, namespace: str | None) -> str:
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{prefix}/namespaces/{namespace}/{plural}"
+    return f"{prefix}/{plural}" if namespace is None else f"{prefix}/namespaces/{namespace}/{plural}"
 
 
 def load_api_client() -> client.ApiClient:
@@ -119,11 +120,12 @@ class KubernetesApi:
     async def apply(self, manifest: Manifest) -> Manifest:
         api_version, kind = manifest["apiVersion"], manifest["kind"]
         metadata = manifest["metadata"]
-        path = f"{_collection_path(api_version, _PLURALS[api_version, kind], metadata['namespace'])}/{metadata['name']}"
+        plural = _PLURALS[api_version, kind]
+        path = f"{_collection_path(api_version, plural, metadata.get('namespace'))}/{metadata['name']}"
         query = [("fieldManager", self._field_manager), ("force", "true")]
         return await self._call("PATCH", path, manifest, "application/apply-patch+yaml", query)
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
         path = f"{_collection_path(api_version, _PLURALS[api_version, kind], namespace)}/{name}"
         try:
             await self._call("DELETE", path, None, "application/json", [])
@@ -144,6 +146,13 @@ class KubernetesApi:
     async def list_pods(self, namespace: str, label_selector: str) -> list[Manifest]:
         path = _collection_path("v1", "pods", namespace)
         found = await self._call("GET", path, None, "application/json", [("labelSelector", label_selector)])
+        return list(found.get("items") or [])
+
+    async def list_cluster_objects(self, api_version: str, plural: str) -> list[Manifest]:
+        """Every object of a cluster-scoped kind."""
+        found = await self._call(
+            "GET", _collection_path(api_version, plural, None), None, "application/json", []
+        )
         return list(found.get("items") or [])
 
 

@@ -26,6 +26,7 @@ class OperatorSettings:
     storage_endpoint_url: str | None = None  # S3-compatible endpoint for s3:// artifacts
     storage_secret: str | None = None  # Secret (in each Endpoint's namespace) with AWS_* credentials
     tolerate_taints: tuple[str, ...] = ()  # extra taint keys every variant pod tolerates
+    catalog_path: str | None = None  # InstanceType YAML file or directory to keep applied (the chart's)
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -37,6 +38,7 @@ class OperatorSettings:
             storage_endpoint_url=env.get("SAGEPORT_STORAGE_ENDPOINT_URL") or None,
             storage_secret=env.get("SAGEPORT_STORAGE_SECRET") or None,
             tolerate_taints=taints,
+            catalog_path=env.get("SAGEPORT_CATALOG_PATH") or None,
         )
 
     def render_settings(self) -> RenderSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,3 +93,29 @@ def test_catalog_covers_common_families() -> None:
     assert catalog["ml.inf2.xlarge"].gpu_resource_name == "aws.amazon.com/neuron"
     assert catalog["ml.m5.large"].gpu_count == 0
     assert catalog["ml.m5.large"].tolerations is None
+
+
+def test_the_chart_carries_the_same_crds() -> None:
+    files = crdgen.generated_files()
+    for kind in crdgen.KINDS:
+        name = f"sageport.io_{kind.plural}.yaml"
+        assert files[crdgen.CHART_CRD_DIR / name] == files[crdgen.CRD_DIR / name]
+    assert crdgen.CHART_CRD_DIR.is_relative_to(crdgen.CHART_DIR)  # Helm reads only the chart
+
+
+def test_check_fails_on_a_crd_no_kind_generates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Write mode into a scratch copy of the layout, then leave a CRD of a removed kind behind.
+    monkeypatch.setattr(crdgen, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(crdgen, "CRD_DIR", tmp_path / "crds")
+    monkeypatch.setattr(crdgen, "CHART_CRD_DIR", tmp_path / "chart" / "files" / "crds")
+    monkeypatch.setattr(crdgen, "CATALOG_FILE", tmp_path / "chart" / "files" / "instance-types.yaml")
+    assert crdgen.main([]) == 0
+    assert crdgen.main(["--check"]) == 0
+    leftover = tmp_path / "chart" / "files" / "crds" / "sageport.io_widgets.yaml"
+    leftover.write_text("kind: CustomResourceDefinition\n")
+    assert crdgen.main(["--check"]) == 1
+    assert "not generated: chart/files/crds/sageport.io_widgets.yaml" in capsys.readouterr().err
+    assert crdgen.main([]) == 0
+    assert not leftover.exists()

@@ -1,0 +1,80 @@
+{{/*
+The permissions of the operator and the gateway, as rule lists. rbac.yaml puts them in one
+ClusterRole per component (watchNamespaces empty) or splits them: the cluster-scoped rules in
+a ClusterRole, the namespaced ones in a Role in each watched namespace.
+*/}}
+
+{{/* Operator, in the namespaces it watches: read the sageport.io kinds it reconciles, write
+their status, own the children (server-side apply = patch; create/delete), list the pods of
+an Endpoint whose instances do not start (why unschedulable), post kopf's events. */}}
+{{- define "sageport.operator.namespacedRules" -}}
+- apiGroups: ["sageport.io"]
+  resources: ["models", "endpointconfigs", "endpoints"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["sageport.io"]
+  resources: ["models/status", "endpointconfigs/status", "endpoints/status"]
+  verbs: ["patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}
+
+{{/* Operator, cluster-scoped: the InstanceType catalog (read, and written by the catalog
+sync), and kopf's discovery of custom resources. In namespaced mode kopf also lists the
+namespaces it serves (without that permission it logs a warning and assumes they exist). No
+peering rules: the operator runs standalone (one replica, no kopf peering objects). */}}
+{{- define "sageport.operator.clusterRules" -}}
+- apiGroups: ["sageport.io"]
+  resources: ["instancetypes"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if .Values.watchNamespaces }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- end -}}
+
+{{/* Gateway, in the namespaces it serves: Endpoints (status: variants, weights), their
+EndpointSlices (ready pod addresses), and access-key Secrets. RBAC cannot filter by label:
+the gateway itself lists Secrets with the selector sageport.io/access-key=true. */}}
+{{- define "sageport.gateway.namespacedRules" -}}
+- apiGroups: ["sageport.io"]
+  resources: ["endpoints"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list", "watch"]
+{{- end -}}
+
+{{/* Gateway, cluster-scoped: bearer-token checks, only with auth on. */}}
+{{- define "sageport.gateway.clusterRules" -}}
+{{- if .Values.gateway.auth.enabled -}}
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
+{{- end -}}
+{{- end -}}
