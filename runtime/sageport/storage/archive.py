@@ -47,11 +47,32 @@ def unsafe_member_reason(member: tarfile.TarInfo) -> str | None:
     return None
 
 
+def _through_symlink(path: str, symlinks: set[str]) -> str | None:
+    """The archive symlink that ``path`` would be written through, if any."""
+    parts = posixpath.normpath(path).split("/")
+    for depth in range(1, len(parts)):
+        parent = "/".join(parts[:depth])
+        if parent in symlinks:
+            return parent
+    return None
+
+
 def check_members(members: Iterable[tarfile.TarInfo]) -> None:
+    """Reject the archive if any member is unsafe on its own, or is written (or hard-linked)
+    through a symlink of the same archive: the per-member checks are lexical, and a symlink
+    pointing upwards (``a/b -> ..``) would make a lexically safe path resolve outside."""
+    symlinks: set[str] = set()
     for member in members:
         reason = unsafe_member_reason(member)
+        via = _through_symlink(member.name, symlinks)
+        if via is None and member.islnk():
+            via = _through_symlink(member.linkname + "/", symlinks)
+        if reason is None and via is not None:
+            reason = f"member {member.name!r} goes through the archive's symlink {via!r}"
         if reason is not None:
             raise UnsafeArchiveError(reason)
+        if member.issym():
+            symlinks.add(posixpath.normpath(member.name))
 
 
 def unpack(archive: Path, destination: Path) -> None:
@@ -60,6 +81,11 @@ def unpack(archive: Path, destination: Path) -> None:
     with tarfile.open(archive, mode="r:*") as tar:
         members = tar.getmembers()
         check_members(members)
-        # The stdlib "data" filter is a second, independent line of defence (it also drops
-        # setuid bits and refuses links that resolve outside through earlier symlinks).
-        tar.extractall(destination, members=members, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            # The stdlib "data" filter (3.11.4+; Debian bookworm's 3.11.2 lacks it) is a
+            # second, independent line of defence; it also drops setuid bits.
+            tar.extractall(destination, members=members, filter="data")
+        else:
+            for member in members:
+                member.mode &= 0o755  # no setuid/setgid, nothing writable by others
+            tar.extractall(destination, members=members)

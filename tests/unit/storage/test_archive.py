@@ -93,3 +93,33 @@ def test_a_name_is_accepted_only_if_it_resolves_inside(parts: list[str]) -> None
 )
 def test_archive_names(name: str, expected: bool) -> None:
     assert is_archive_name(name) is expected
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        # a/up -> .. is lexically inside; a/up/x -> ../escape would then land outside.
+        [(_link("a/up", ".."), None), (_link("a/up/x", "../escape"), None)],
+        [(_link("a/up", ".."), None), (_file("a/up/../escape"), b"x")],
+        [(_link("dir", "."), None), (_file("dir/file"), b"x")],
+        [(_link("d", "sub"), None), (_link("hard", "d/file", tarfile.LNKTYPE), None)],
+    ],
+)
+def test_rejects_members_written_through_an_archive_symlink(
+    tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]
+) -> None:
+    archive = _tar(tmp_path / "bad.tar.gz", members)
+    with pytest.raises(UnsafeArchiveError):
+        unpack(archive, tmp_path / "out")
+    assert not (tmp_path / "escape").exists()
+
+
+def test_unpacks_without_the_stdlib_data_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian bookworm's Python 3.11.2 (the images' base) predates tarfile's filters."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    setuid = _file("tool")
+    setuid.mode = 0o4777
+    archive = _tar(tmp_path / "m.tar.gz", [(_file("model.joblib"), b"w"), (setuid, b"#!")])
+    unpack(archive, tmp_path / "out")
+    assert (tmp_path / "out/model.joblib").read_bytes() == b"w"
+    assert (tmp_path / "out/tool").stat().st_mode & 0o7777 == 0o755
