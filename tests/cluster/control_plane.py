@@ -412,6 +412,8 @@ def start(
             return _start_once(
                 layout, binaries, node_set, die_with_parent, with_real_node, timeout, log, build_seconds
             )
+        except real_node.RealNodeError as error:
+            raise ClusterError(str(error)) from None
         except PortInUseError as conflict:
             if attempt == _START_ATTEMPTS:
                 raise

@@ -14,15 +14,14 @@ the host's. ``teardown`` removes all of them again, also after a crash.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import io
 import ipaddress
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
-import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -32,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from tests.cluster import build
+from tests.cluster import build, oci
 from tests.cluster.layout import Layout
 
 NODE_NAME = "sageport-local"
@@ -462,81 +461,24 @@ def teardown(layout: Layout, log: Log = print) -> None:
 # the sandbox image
 
 
-def _tar_bytes(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for info, data in members:
-            archive.addfile(info, io.BytesIO(data) if data else None)
-    return buffer.getvalue()
-
-
-def _file_info(name: str, size: int, mode: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, mode, 0
-    return info
-
-
 def pause_image_tar(pause_binary: Path) -> Path:
     """An OCI archive holding only our pause program, named PAUSE_IMAGE; built once, cached."""
     target = build.CACHE_ROOT / "images" / f"pause-{build.PAUSE_VERSION}.tar"
     if target.is_file():
         return target
-    program = pause_binary.read_bytes()
-    layer = _tar_bytes([(_file_info("pause", len(program), 0o755), program)])
-    layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-        }
-    ).encode()
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer_digest,
-                    "size": len(layer),
-                }
-            ],
-        }
-    ).encode()
-    manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-    blobs = ((layer_digest, layer), (config_digest, config), (manifest_digest, manifest))
-    index = json.dumps(
-        {
-            "schemaVersion": 2,
-            "manifests": [
-                {
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "digest": manifest_digest,
-                    "size": len(manifest),
-                    "annotations": {
-                        "io.containerd.image.name": PAUSE_IMAGE,
-                        "org.opencontainers.image.ref.name": PAUSE_IMAGE.rsplit(":", 1)[1],
-                    },
-                }
-            ],
-        }
-    ).encode()
-    files = {
-        "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
-        "index.json": index,
-        **{f"blobs/sha256/{d.removeprefix('sha256:')}": data for d, data in blobs},
-    }
-    members = [(_file_info(name, len(data), 0o644), data) for name, data in files.items()]
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_bytes(_tar_bytes(members))
-    tmp.replace(target)
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+        root = Path(work, "root")
+        root.mkdir()
+        shutil.copy2(pause_binary, root / "pause")
+        layer_path = Path(work, "layer.tar")
+        with layer_path.open("wb") as out:
+            layer = oci.Layer(layer_path, oci.write_layer(root, out), "sageport pause")
+        config = oci.image_config(
+            [layer], env={}, cmd=["/pause"], user="65535:65535", working_dir="/", labels={}
+        )
+        tmp = Path(work, "image.tar")
+        with tmp.open("wb") as out:
+            oci.write_image_layout(out, PAUSE_IMAGE, config, [layer])
+        tmp.replace(target)
     return target

@@ -1,0 +1,318 @@
+"""sageport installed for real on the local cluster: what ``make demo`` and tests/e2e share.
+
+The pieces, each a function so the demo can time them one by one:
+- the cluster with its real node (``start`` from control_plane, ``with_real_node=True``);
+- the runtime and operator images, built without Docker and imported into the node's containerd;
+- an S3-compatible server (versitygw) on the node's bridge address, where pods can reach it;
+- ``helm upgrade --install`` of charts/sageport with the values for this machine: images
+  from containerd (never pulled), the chart's pods and the ``local`` instance type on the
+  real node;
+- a namespace for endpoints with the model fetcher's S3 credentials and a SigV4 access key;
+- the gateway's address and a boto3 ``sagemaker-runtime`` client pointed at it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import secrets
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.cluster import build, images, real_node
+from tests.cluster.layout import Layout
+from tests.cluster.processes import ProcessRecord, spawn
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "sageport"
+RELEASE = "sageport"
+SYSTEM_NAMESPACE = "sageport-system"
+GATEWAY_SERVICE = "sageport-gateway"
+S3_PORT = 9000  # on the bridge address, which only this machine's real node uses
+REGION = "us-east-1"
+
+# SageMaker's SDK runs `instance_type="local"` on the caller's machine; here it means the real
+# node. Requests are small so that a few variants fit on a 2-core machine.
+LOCAL_INSTANCE_TYPE: dict[str, Any] = {
+    "name": "local",
+    "cpu": "250m",
+    "memory": "1Gi",
+    "nodeSelector": {real_node.LOCAL_NODE_LABEL[0]: real_node.LOCAL_NODE_LABEL[1]},
+    "tolerations": [{"key": real_node.LOCAL_NODE_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+class StackError(RuntimeError):
+    """A step of the install failed; the message says which, with the tool's own output."""
+
+
+def _binary(name: str) -> str:
+    return str(build.ensure_binaries()[name])
+
+
+def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True) -> str:
+    result = subprocess.run(
+        [_binary("kubectl"), f"--kubeconfig={kubeconfig}", *args], input=stdin, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise StackError(f"kubectl {' '.join(args)} failed:\n{result.stderr.strip()}")
+    return result.stdout
+
+
+def apply_objects(kubeconfig: Path, namespace: str, objects: Iterable[dict[str, Any]]) -> None:
+    text = yaml.safe_dump_all(list(objects), sort_keys=False)
+    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", "-", stdin=text)
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+
+
+def load_images(layout: Layout, log: real_node.Log = print) -> dict[str, str]:
+    """Build what is missing (cached by content) and import it into the node's containerd."""
+    refs = images.ensure_images(log=log)
+    images.import_images(real_node.NodePaths(layout).containerd_socket, refs.values(), log=log)
+    return refs
+
+
+# ---------------------------------------------------------------------------------------------
+# S3
+
+
+@dataclass
+class S3Server:
+    """versitygw (posix backend) on the bridge address: reachable from pods and from here."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    process: ProcessRecord | None
+
+    def client(self) -> Any:
+        import boto3  # type: ignore[import-untyped]
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=REGION,
+        )
+
+    def put(self, bucket: str, key: str, body: bytes) -> str:
+        s3 = self.client()
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        return f"s3://{bucket}/{key}"
+
+
+def _listening(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
+        return True
+    return False
+
+
+def start_s3(root: Path, *, die_with_parent: bool, timeout: float = 30.0) -> S3Server:
+    """Start versitygw, or reuse the one a kept run left (its details are in ``root``)."""
+    host = real_node.NODE_IP
+    record_file = root / "s3.json"
+    with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
+        saved = json.loads(record_file.read_text())
+        process = ProcessRecord.from_json(saved["process"])
+        if process.alive() and _listening(host, S3_PORT):
+            return S3Server(saved["endpoint_url"], saved["access_key"], saved["secret_key"], process)
+    if _listening(host, S3_PORT):
+        raise StackError(f"{host}:{S3_PORT} is taken by a process this run did not start: stop it first")
+    access, secret = "sageport" + secrets.token_hex(4), secrets.token_urlsafe(24)
+    (root / "buckets").mkdir(parents=True, exist_ok=True)
+    argv = [
+        _binary("versitygw"),
+        "--access",
+        access,
+        "--secret",
+        secret,
+        "--port",
+        f"{host}:{S3_PORT}",
+        "posix",
+        str(root / "buckets"),
+    ]
+    # The credentials are on versitygw's command line: readable by root on this machine only.
+    record = spawn("versitygw", argv, root / "versitygw.log", die_with_parent=die_with_parent)
+    deadline = time.monotonic() + timeout
+    while not _listening(host, S3_PORT):
+        if not record.alive() or time.monotonic() > deadline:
+            raise StackError(f"versitygw did not start; log {root / 'versitygw.log'}")
+        time.sleep(0.1)
+    server = S3Server(f"http://{host}:{S3_PORT}", access, secret, record)
+    saved = {"endpoint_url": server.endpoint_url, "access_key": access, "secret_key": secret}
+    record_file.write_text(json.dumps({**saved, "process": record.to_json()}))
+    record_file.chmod(0o600)
+    return server
+
+
+# ---------------------------------------------------------------------------------------------
+# the chart
+
+
+STORAGE_SECRET = "sageport-model-storage"
+
+
+def local_values(refs: dict[str, str], s3: S3Server) -> dict[str, Any]:
+    """Chart values for this machine: local images, chart pods and `local` variants on the real node."""
+
+    def image(ref: str) -> dict[str, str]:
+        repository, tag = ref.rsplit(":", 1)
+        return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+
+    on_real_node = {
+        "nodeSelector": LOCAL_INSTANCE_TYPE["nodeSelector"],
+        "tolerations": LOCAL_INSTANCE_TYPE["tolerations"],
+    }
+    return {
+        "runtime": {"image": image(refs["runtime"])},
+        "operator": {
+            "image": image(refs["operator"]),
+            "storage": {"endpointURL": s3.endpoint_url, "secretName": STORAGE_SECRET},
+            **on_real_node,
+        },
+        "gateway": {"replicas": 1, **on_real_node},
+        "instanceTypes": {"extra": [LOCAL_INSTANCE_TYPE]},
+    }
+
+
+def helm_install(kubeconfig: Path, values: dict[str, Any], work: Path, timeout: str = "180s") -> None:
+    """``helm upgrade --install`` and wait until the operator and gateway are available."""
+    values_file = work / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values, sort_keys=False))
+    argv = [
+        _binary("helm"),
+        f"--kubeconfig={kubeconfig}",
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        SYSTEM_NAMESPACE,
+        "--create-namespace",
+        "--values",
+        str(values_file),
+        "--wait",
+        f"--timeout={timeout}",
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        pods = kubectl(kubeconfig, "get", "pods", "-n", SYSTEM_NAMESPACE, "-o", "wide", check=False)
+        raise StackError(f"helm install failed:\n{result.stderr.strip()}\n{pods}")
+
+
+def gateway_url(kubeconfig: Path) -> str:
+    """The gateway Service's cluster IP: kube-proxy routes it from this machine too."""
+    service = json.loads(
+        kubectl(kubeconfig, "get", "service", "-n", SYSTEM_NAMESPACE, GATEWAY_SERVICE, "-o", "json")
+    )
+    port = service["spec"]["ports"][0]["port"]
+    return f"http://{service['spec']['clusterIP']}:{port}"
+
+
+# ---------------------------------------------------------------------------------------------
+# a namespace for endpoints
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    access_key_id: str
+    secret_access_key: str
+
+
+def _secret(name: str, data: dict[str, str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": labels or {}},
+        "type": "Opaque",
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+    }
+
+
+def prepare_namespace(kubeconfig: Path, namespace: str, s3: S3Server) -> AccessKey:
+    """The namespace (restricted Pod Security enforced), the fetcher's S3 credentials, and a
+    SigV4 access key for the gateway scoped to it."""
+    key = AccessKey("AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
+    namespace_object = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+    }
+    kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(namespace_object))
+    storage = _secret(
+        STORAGE_SECRET,
+        {
+            "AWS_ACCESS_KEY_ID": s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+            "AWS_DEFAULT_REGION": REGION,
+        },
+    )
+    invoke = _secret(
+        "invoke-key",
+        {"accessKeyId": key.access_key_id, "secretAccessKey": key.secret_access_key},
+        labels={"sageport.io/access-key": "true"},
+    )
+    apply_objects(kubeconfig, namespace, [storage, invoke])
+    return key
+
+
+def example_objects(directory: Path, *, instance_type: str = "local") -> list[dict[str, Any]]:
+    """An example's objects with every variant's instance type set to ``instance_type``."""
+    objects: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*.yaml")):
+        objects.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    for obj in objects:
+        if obj["kind"] == "EndpointConfig":
+            for variant in obj["spec"]["productionVariants"]:
+                variant["instanceType"] = instance_type
+    return objects
+
+
+def runtime_client(url: str, key: AccessKey, *, retries: int | None = None) -> Any:
+    """boto3's ``sagemaker-runtime`` client, signing with ``key``; ``retries`` overrides botocore's."""
+    import boto3
+    from botocore.config import Config  # type: ignore[import-untyped]
+
+    config = Config(retries={"total_max_attempts": retries, "mode": "standard"}) if retries else None
+    return boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=key.access_key_id,
+        aws_secret_access_key=key.secret_access_key,
+        config=config,
+    )
+
+
+def iris_model_tarball() -> bytes:
+    """model.tar.gz of a logistic regression trained on iris, as SageMaker's sklearn jobs write it."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(features, labels)
+    pickled = io.BytesIO()
+    joblib.dump(model, pickled)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo("model.joblib")
+        info.size = len(pickled.getvalue())
+        tar.addfile(info, io.BytesIO(pickled.getvalue()))
+    return archive.getvalue()
