@@ -75,9 +75,16 @@ def endpoint_status(
     """The whole Endpoint status, SageMaker's face and Kubernetes' face, from plan and observation."""
     conditions = list(previous.conditions or []) if previous else []
     created = previous.creation_time if previous and previous.creation_time else now
-    state, ready = _summarise(plans, observed, problem, deleting, generation)
+    # SageMaker keeps an endpoint InService while it replaces failed instances; only a new
+    # generation (a spec change) starts over from Creating.
+    was_in_service = (
+        previous is not None
+        and previous.endpoint_status == "InService"
+        and previous.observed_generation == generation
+    )
+    state, ready = _summarise(plans, observed, problem, deleting, generation, was_in_service)
     variants = [_variant_summary(plan, observed.get(plan.name, VariantObservation())) for plan in plans]
-    failure = ready.message if ready.status == "False" or (problem and state != "InService") else None
+    failure = ready.message if state != "InService" and (ready.status == "False" or problem) else None
     new = EndpointStatus(
         observed_generation=generation,
         conditions=set_condition(conditions, ready, now),
@@ -99,6 +106,7 @@ def _summarise(
     problem: Problem | None,
     deleting: bool,
     generation: int | None,
+    was_in_service: bool,
 ) -> tuple[EndpointStatusValue, Condition]:
     if deleting:
         return "Deleting", ready_condition("False", "Deleting", "The endpoint is being deleted.", generation)
@@ -115,6 +123,14 @@ def _summarise(
         if _obs(observed, p).unschedulable
     ]
     waiting = [p for p in plans if not _variant_ready(p, _obs(observed, p))]
+    if was_in_service and (unschedulable or waiting):
+        detail = "; ".join(unschedulable) or ", ".join(
+            f"{p.name} {_obs(observed, p).ready_instances}/{_wanted(p, _obs(observed, p))} ready"
+            for p in waiting
+        )
+        return "InService", ready_condition(
+            "False", "InstancesUnavailable", f"In service, replacing instances: {detail}.", generation
+        )
     if unschedulable:
         return "Creating", ready_condition("False", "Unschedulable", "; ".join(unschedulable), generation)
     if waiting:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import select
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -107,6 +108,20 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._keep_alive = True
+
+    def dropped_by_peer(self) -> bool:
+        """An idle connection with something to read has been closed or reset by the model
+        (a crashed pod's kernel does so at once), even if the loop has not noticed yet. A
+        request written to it would fail, and as InvokeEndpoint is not idempotent, could not
+        be sent again: so check before reuse (one poll, no wait), as urllib3 does."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -239,6 +254,9 @@ class UpstreamPool:
         while idle:
             connection = idle.pop()
             if connection.closed:
+                continue
+            if connection.dropped_by_peer():
+                connection.close()
                 continue
             if now - connection.idle_since > self.keepalive_timeout:
                 connection.close()

@@ -139,3 +139,32 @@ def test_routing_strategy_reaches_the_status_the_gateway_reads() -> None:
         now=T0,
     )
     assert status_patch(status)["productionVariants"][0]["routingConfig"] == {"routingStrategy": "RANDOM"}
+
+
+def test_an_endpoint_in_service_stays_in_service_while_instances_are_replaced() -> None:
+    """As SageMaker: a crashed instance is replaced under InService; invocations meanwhile
+    get 503 from the gateway, not "endpoint not found"."""
+    serving = _status({"a": VariantObservation(2), "b": VariantObservation(1)})
+    degraded = _status({"a": VariantObservation(1), "b": VariantObservation(0)}, previous=serving)
+    assert degraded.endpoint_status == "InService"
+    assert (_ready(degraded).status, _ready(degraded).reason) == ("False", "InstancesUnavailable")
+    assert "b 0/1 ready" in _ready(degraded).message
+    assert degraded.failure_reason is None
+    assert degraded.production_variants[1].current_weight == 0.0
+    recovered = _status({"a": VariantObservation(2), "b": VariantObservation(1)}, previous=degraded)
+    assert (recovered.endpoint_status, _ready(recovered).status) == ("InService", "True")
+
+
+def test_a_new_generation_starts_over_from_creating() -> None:
+    serving = _status({"a": VariantObservation(2), "b": VariantObservation(1)})
+    updated = endpoint_status(
+        previous=serving,
+        generation=4,
+        config_name="cfg",
+        plans=PLANS,
+        observed={"a": VariantObservation(1)},
+        problem=None,
+        deleting=False,
+        now=T1,
+    )
+    assert updated.endpoint_status == "Creating"
