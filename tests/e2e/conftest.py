@@ -1,0 +1,136 @@
+"""The real thing: sageport installed by its Helm chart on a cluster whose node runs pods.
+
+One session fixture (``deployed``) starts its own cluster with a real node (kubelet,
+kube-proxy, containerd), imports the images, starts the S3 server and installs the chart,
+exactly as ``make demo`` does (tests/cluster/stack.py). It needs root and the Debian
+packages that ``.ci/run`` installs; without them every test here fails with what is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster import real_node, stack
+from tests.cluster.control_plane import ClusterError, start, stop_cluster
+from tests.cluster.layout import Layout
+from tests.cluster.processes import stop
+
+_report = pytest.StashKey[str]()
+
+# A model whose behaviour tests can steer: it sleeps when asked, says which pod answered, and
+# writes every request id to /tmp/seen (the pod's emptyDir), so a test can tell whether a
+# request reached a pod at all.
+PROBE_INFERENCE = """
+import json, os, time
+
+def model_fn(model_dir):
+    return None
+
+def input_fn(body, content_type):
+    return json.loads(body)
+
+def predict_fn(data, model):
+    with open("/tmp/seen", "a") as seen:
+        seen.write(str(data.get("id", "")) + "\\n")
+    time.sleep(float(data.get("sleep", 0)))
+    return {"pod": os.environ.get("HOSTNAME", ""), "id": data.get("id")}
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction)
+"""
+
+
+def probe_model_tarball() -> bytes:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        data = PROBE_INFERENCE.encode()
+        info = tarfile.TarInfo("code/inference.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return archive.getvalue()
+
+
+@dataclass
+class Deployed:
+    """The installed stack, and what a test needs to use it."""
+
+    layout: Layout
+    s3: stack.S3Server
+    gateway_url: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.layout.kubeconfig
+
+    def kubectl(self, *args: str, check: bool = True) -> str:
+        return stack.kubectl(self.kubeconfig, *args, check=check)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        out = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", "--ignore-not-found")
+        return json.loads(out) if out.strip() else None
+
+    def ctr(self, *args: str) -> str:
+        paths = real_node.NodePaths(self.layout)
+        return subprocess.run(real_node.ctr(paths, *args), capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="session")
+def deployed(pytestconfig: pytest.Config) -> Iterator[Deployed]:
+    problems = real_node.missing_prerequisites()
+    if problems:
+        pytest.fail(
+            "the end-to-end tests need a real node, which needs " + ", ".join(problems), pytrace=False
+        )
+    state_dir = Path(tempfile.mkdtemp(prefix="sageport-e2e-"))
+    layout = Layout(state_dir)
+    timings: dict[str, float] = {}
+
+    def timed(what: str, started: float) -> None:
+        timings[what] = round(time.monotonic() - started, 1)
+
+    s3: stack.S3Server | None = None
+    try:
+        started = time.monotonic()
+        start(state_dir, with_real_node=True, die_with_parent=True, log=lambda _: None)
+        timed("cluster", started)
+        started = time.monotonic()
+        refs = stack.load_images(layout, log=lambda _: None)
+        timed("images", started)
+        s3 = stack.start_s3(state_dir / "s3", die_with_parent=True)
+        s3.put("models", "probe/model.tar.gz", probe_model_tarball())
+        s3.put("sageport-models", "iris/model.tar.gz", stack.iris_model_tarball())
+        started = time.monotonic()
+        stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3), state_dir)
+        timed("helm install", started)
+        gateway = stack.gateway_url(layout.kubeconfig)
+    except (ClusterError, stack.StackError) as error:
+        pytest.fail(
+            f"installing sageport on the local cluster failed (state in {state_dir}):\n{error}", pytrace=False
+        )
+    pytestconfig.stash[_report] = "end-to-end stack: " + ", ".join(f"{k} {v} s" for k, v in timings.items())
+    try:
+        yield Deployed(layout, s3, gateway, timings)
+    finally:
+        if s3 is not None and s3.process is not None:
+            stop([s3.process])
+        stop_cluster(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    report = config.stash.get(_report, None)
+    if report is not None:
+        terminalreporter.write_line(report)
