@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR := $(CACHE)/uv-cache
 
-.PHONY: setup lock test test-unit test-integration lint manifests check-manifests bench demo \
+.PHONY: setup host-deps lock test test-unit test-integration test-e2e lint manifests check-manifests bench demo \
         cluster-up cluster-down cluster-kubeconfig cluster-status clean
 
 $(UV):
@@ -24,7 +24,12 @@ lock: | $(UV)   # after editing dependencies in pyproject.toml
 
 setup: $(VENV)/.installed
 
-test: setup
+# Debian packages of the real node and the image builder (containerd, runc, CNI plugins,
+# iptables, conntrack, debootstrap): installed with apt-get when missing.
+host-deps: setup
+	$(PY) -m tests.cluster.hostdeps
+
+test: setup host-deps
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 test-unit: setup
@@ -32,6 +37,9 @@ test-unit: setup
 
 test-integration: setup
 	$(PY) -m pytest tests/integration -q
+
+test-e2e: setup host-deps
+	$(PY) -m pytest tests/e2e -q
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -48,7 +56,7 @@ check-manifests: setup
 bench: setup
 	$(PY) -m bench
 
-demo: setup
+demo: setup host-deps
 	$(PY) -m tests.cluster.demo
 
 cluster-up: setup

@@ -1,0 +1,48 @@
+"""Install the Debian packages the real node and the image builder need, if any is missing.
+
+``make demo`` and ``make test`` run this first, so a fresh machine needs nothing by hand:
+containerd, runc and the CNI plugins run pods; iptables, iproute2 and conntrack carry
+kube-proxy's and CNI's networking; debootstrap builds the images' root file system.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from tests.cluster.real_node import DEBIAN_PACKAGES
+
+PACKAGES = (*DEBIAN_PACKAGES, "debootstrap")
+
+
+def missing(packages: tuple[str, ...] = PACKAGES) -> list[str]:
+    if shutil.which("dpkg-query") is None:
+        return []  # not Debian: real_node.missing_prerequisites() names what is absent
+    absent = []
+    for package in packages:
+        result = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False
+        )
+        if "install ok installed" not in result.stdout:
+            absent.append(package)
+    return absent
+
+
+def main() -> int:
+    absent = missing()
+    if not absent:
+        return 0
+    prefix = [] if os.geteuid() == 0 else ["sudo"]
+    print(f"installing Debian packages: {' '.join(absent)}", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*prefix, "apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        [*prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *absent], check=True, env=env
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
