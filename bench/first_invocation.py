@@ -1,0 +1,183 @@
+"""From ``helm install`` to the first successful boto3 invocation, on the real node.
+
+Measured (issue 6's target: under 60 s on a warm machine): ``helm upgrade --install`` of the
+chart, a namespace with its Secrets, ``examples/realtime-sklearn`` on the ``local`` instance
+type, the Endpoint ``Ready``, and boto3's ``invoke_endpoint`` through the gateway answering.
+
+Baseline, in the same run on the same node with the same image and model: what it takes
+without sageport, a hand-written Deployment whose init container fetches the same
+``model.tar.gz`` from the same S3 server and whose container is the same model server, from
+``kubectl apply`` until a POST to the pod's ``/invocations`` answers. The ratio is the cost of
+the whole control plane (chart, operator, gateway) on top of just running the container.
+
+    python -m bench.first_invocation
+
+Needs root (the real node); starts its own cluster and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.cluster import real_node, stack
+from tests.cluster.control_plane import start, stop_cluster
+from tests.cluster.layout import Layout
+from tests.cluster.processes import stop
+
+MODEL_URL = "s3://sageport-models/iris/model.tar.gz"
+ROW = b"5.1,3.5,1.4,0.2\n"
+
+
+def _wait(check: Any, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out")
+        time.sleep(0.1)
+
+
+def _plain_deployment(image: str, s3: stack.S3Server) -> list[dict[str, Any]]:
+    """The model served without sageport: init container fetches, server serves."""
+    security = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    resources = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+    env = [
+        {"name": "AWS_ENDPOINT_URL", "value": s3.endpoint_url},
+        {"name": "AWS_ACCESS_KEY_ID", "value": s3.access_key},
+        {"name": "AWS_SECRET_ACCESS_KEY", "value": s3.secret_key},
+        {"name": "AWS_DEFAULT_REGION", "value": stack.REGION},
+    ]
+    mounts = [{"name": "model", "mountPath": "/opt/ml/model"}]
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "plain"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "plain"}},
+                "template": {
+                    "metadata": {"labels": {"app": "plain"}},
+                    "spec": {
+                        **{k: stack.LOCAL_INSTANCE_TYPE[k] for k in ("nodeSelector", "tolerations")},
+                        "initContainers": [
+                            {
+                                "name": "fetch",
+                                "image": image,
+                                "imagePullPolicy": "Never",
+                                "command": [
+                                    "python",
+                                    "-m",
+                                    "sageport.storage",
+                                    "fetch",
+                                    MODEL_URL,
+                                    "/opt/ml/model",
+                                ],
+                                "env": env,
+                                "volumeMounts": mounts,
+                                "securityContext": security,
+                                "resources": resources,
+                            }
+                        ],
+                        "containers": [
+                            {
+                                "name": "server",
+                                "image": image,
+                                "imagePullPolicy": "Never",
+                                "args": ["serve"],
+                                "volumeMounts": mounts,
+                                "securityContext": security,
+                                "resources": resources,
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/ping", "port": 8080},
+                                    "periodSeconds": 1,
+                                },
+                            }
+                        ],
+                        "volumes": [{"name": "model", "emptyDir": {}}],
+                    },
+                },
+            },
+        }
+    ]
+
+
+def _post(url: str) -> bool:
+    request = urllib.request.Request(url, data=ROW, headers={"Content-Type": "text/csv"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def main() -> None:
+    problems = real_node.missing_prerequisites()
+    if problems:
+        raise SystemExit("needs " + ", ".join(problems))
+    state_dir = Path(tempfile.mkdtemp(prefix="sageport-bench-"))
+    layout = Layout(state_dir)
+    kubeconfig = layout.kubeconfig
+    s3: stack.S3Server | None = None
+    try:
+        start(state_dir, with_real_node=True, die_with_parent=True, log=lambda _: None)
+        refs = stack.load_images(layout, log=lambda _: None)
+        s3 = stack.start_s3(state_dir / "s3", die_with_parent=True)
+        s3.put("sageport-models", "iris/model.tar.gz", stack.iris_model_tarball())
+
+        stack.kubectl(kubeconfig, "create", "namespace", "plain")
+        started = time.monotonic()
+        stack.apply_objects(kubeconfig, "plain", _plain_deployment(refs["runtime"], s3))
+
+        def pod_ip() -> str:
+            pods = json.loads(stack.kubectl(kubeconfig, "get", "pods", "-n", "plain", "-o", "json"))["items"]
+            return str(pods[0]["status"].get("podIP", "")) if pods else ""
+
+        _wait(pod_ip)
+        url = f"http://{pod_ip()}:8080/invocations"
+        _wait(lambda: _post(url))
+        baseline = time.monotonic() - started
+        stack.kubectl(kubeconfig, "delete", "namespace", "plain", "--wait=true")
+
+        started = time.monotonic()
+        stack.helm_install(kubeconfig, stack.local_values(refs, s3), state_dir)
+        key = stack.prepare_namespace(kubeconfig, "bench", s3)
+        stack.apply_objects(
+            kubeconfig, "bench", stack.example_objects(stack.REPO / "examples" / "realtime-sklearn")
+        )
+        stack.kubectl(
+            kubeconfig,
+            "wait",
+            "-n",
+            "bench",
+            "--for=condition=Ready",
+            "--timeout=300s",
+            "endpoints.sageport.io/iris",
+        )
+        runtime = stack.runtime_client(stack.gateway_url(kubeconfig), key)
+        answer = runtime.invoke_endpoint(EndpointName="iris", ContentType="text/csv", Body=ROW)["Body"].read()
+        measured = time.monotonic() - started
+        print(f"plain Deployment, kubectl apply to first answer from the pod:  {baseline:6.1f} s  (baseline)")
+        print(
+            f"sageport, helm install to first boto3 answer via the gateway:  {measured:6.1f} s  "
+            f"x{measured / baseline:.2f}  (target: under 60 s)  answer {answer.decode().strip()}"
+        )
+    finally:
+        if s3 is not None and s3.process is not None:
+            stop([s3.process])
+        stop_cluster(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
