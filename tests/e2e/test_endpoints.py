@@ -254,7 +254,10 @@ def test_a_pod_killed_under_traffic(deployed: Deployed, namespace: tuple[str, st
             break
         time.sleep(0.1)
     kinds = Counter(o for _, o in outcomes)
-    assert set(kinds) <= {"ok", "ServiceUnavailable", "ModelNotReadyException"}, (outcomes[:3], _messages[-30:])
+    assert set(kinds) <= {"ok", "ServiceUnavailable", "ModelNotReadyException"}, (
+        outcomes[:3],
+        _messages[-30:],
+    )
     assert kinds["ServiceUnavailable"] > 0, "a dead only instance must be answered 503 at some point"
     assert all(o == "ok" for _, o in outcomes[-10:]), f"did not recover within 120 s: {kinds}"
     recovered = next(t for t, o in outcomes if o == "ok")
