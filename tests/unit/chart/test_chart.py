@@ -486,3 +486,18 @@ def test_the_readme_values_table_documents_every_key() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     missing = {p for p in _leaf_paths(values) if not any(p == d or p.startswith(f"{d}.") for d in documented)}
     assert not missing, f"README's values table lacks {sorted(missing)}"
+
+
+def test_the_kind_values_file_renders_the_local_setup() -> None:
+    """examples/kind-values.yaml (the documented kind path) stays valid against the schema."""
+    rendered = render("--values", str(REPO / "examples" / "kind-values.yaml"))
+    service = rendered.get("Service", "sageport-gateway")
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["ports"][0]["nodePort"] == 30080
+    config_map = next(d for d in rendered.kind("ConfigMap") if "02-extra.yaml" in d.get("data", {}))
+    [local] = [d for d in yaml.safe_load_all(config_map["data"]["02-extra.yaml"]) if d]
+    assert InstanceType.model_validate(local).spec.node_selector == {"sageport.io/local-node": "true"}
+    kind_config = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    worker = next(n for n in kind_config["nodes"] if n["role"] == "worker")
+    assert worker["labels"] == {"sageport.io/local-node": "true"}
+    assert any(m["containerPort"] == 30080 for m in worker["extraPortMappings"])
