@@ -18,19 +18,9 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from tests.cluster import stack
 from tests.e2e.conftest import Deployed
+from tests.support.kube import eventually
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def _eventually(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture
@@ -125,7 +115,7 @@ def _kill_model_server(deployed: Deployed, pod: dict[str, Any]) -> None:
     pid = int(tasks[container_id])
     os.kill(pid, signal.SIGKILL)
     # Requests sent before it is really gone may be in flight when it dies, and fail.
-    _eventually(lambda: _dead(pid), 10, f"process {pid} to die", interval=0.01)
+    eventually(lambda: _dead(pid), 10, what=f"process {pid} to die", interval=0.01)
 
 
 def _dead(pid: int) -> bool:
@@ -227,10 +217,10 @@ def test_a_pod_killed_under_traffic(deployed: Deployed, namespace: tuple[str, st
     )
     slow.start()
     pods = _pods(deployed, ns, "pair")
-    holder = _eventually(
+    holder = eventually(
         lambda: next((p for p in pods if "victim" in _seen_by(deployed, ns, p)), None),
         5,
-        "the slow request to arrive",
+        what="the slow request to arrive",
     )
     _kill_model_server(deployed, holder)
     others = [_outcome(lambda i=i: _invoke(runtime, "pair", {"id": f"during-{i}"})) for i in range(30)]
@@ -282,7 +272,7 @@ def test_deleting_the_endpoint_removes_everything(
     def leftovers() -> str:
         return deployed.kubectl("get", kinds, "-n", ns, "-l", selector, "-o", "name").strip()
 
-    _eventually(lambda: leftovers() == "", 90, "every child of the Endpoint to be deleted")
+    eventually(lambda: leftovers() == "", 90, what="every child of the Endpoint to be deleted")
     with pytest.raises(ClientError) as missing:
         _invoke(runtime, "gone", {"id": 2})
     assert missing.value.response["Error"]["Code"] == "ValidationError"

@@ -123,23 +123,19 @@ def _summarise(
         if _obs(observed, p).unschedulable
     ]
     waiting = [p for p in plans if not _variant_ready(p, _obs(observed, p))]
+    counts = ", ".join(
+        f"{p.name} {_obs(observed, p).ready_instances}/{_wanted(p, _obs(observed, p))} ready" for p in waiting
+    )
     if was_in_service and (unschedulable or waiting):
-        detail = "; ".join(unschedulable) or ", ".join(
-            f"{p.name} {_obs(observed, p).ready_instances}/{_wanted(p, _obs(observed, p))} ready"
-            for p in waiting
-        )
+        detail = "; ".join(unschedulable) or counts
         return "InService", ready_condition(
             "False", "InstancesUnavailable", f"In service, replacing instances: {detail}.", generation
         )
     if unschedulable:
         return "Creating", ready_condition("False", "Unschedulable", "; ".join(unschedulable), generation)
     if waiting:
-        detail = ", ".join(
-            f"{p.name} {_obs(observed, p).ready_instances}/{_wanted(p, _obs(observed, p))} ready"
-            for p in waiting
-        )
         return "Creating", ready_condition(
-            "Unknown", "InstancesStarting", f"Waiting for instances: {detail}.", generation
+            "Unknown", "InstancesStarting", f"Waiting for instances: {counts}.", generation
         )
     total = sum(_obs(observed, p).ready_instances for p in plans)
     return "InService", ready_condition(

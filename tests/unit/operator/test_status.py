@@ -31,10 +31,12 @@ def test_set_condition_keeps_transition_time_when_status_is_unchanged() -> None:
     assert [c.type for c in other] == ["Ready", "Other"]
 
 
-def _status(observed: dict[str, VariantObservation], problem: Problem | None = None, previous=None):  # type: ignore[no-untyped-def]
+def _status(
+    observed: dict[str, VariantObservation], problem: Problem | None = None, previous=None, generation=3
+):  # type: ignore[no-untyped-def]
     return endpoint_status(
         previous=previous,
-        generation=3,
+        generation=generation,
         config_name="cfg",
         plans=PLANS,
         observed=observed,
@@ -157,14 +159,5 @@ def test_an_endpoint_in_service_stays_in_service_while_instances_are_replaced() 
 
 def test_a_new_generation_starts_over_from_creating() -> None:
     serving = _status({"a": VariantObservation(2), "b": VariantObservation(1)})
-    updated = endpoint_status(
-        previous=serving,
-        generation=4,
-        config_name="cfg",
-        plans=PLANS,
-        observed={"a": VariantObservation(1)},
-        problem=None,
-        deleting=False,
-        now=T1,
-    )
+    updated = _status({"a": VariantObservation(1)}, previous=serving, generation=4)
     assert updated.endpoint_status == "Creating"
