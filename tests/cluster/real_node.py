@@ -33,6 +33,7 @@ import yaml
 
 from tests.cluster import build, oci
 from tests.cluster.layout import Layout
+from tests.cluster.processes import ProcessRecord
 
 NODE_NAME = "sageport-local"
 BRIDGE = "sageport0"
@@ -144,17 +145,27 @@ def _owner_lock() -> Iterator[None]:
         yield
 
 
+def _cluster_alive(root: Path) -> bool:
+    """Is any process recorded in that cluster's state.json still running?"""
+    try:
+        state = json.loads((root / "state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(ProcessRecord.from_json(item).alive() for item in state.get("processes", []))
+
+
 def claim_host(layout: Layout) -> None:
-    """Record this cluster as the machine's one real node; refuse if a live cluster holds it."""
+    """Record this cluster as the machine's one real node; refuse if a live cluster holds it,
+    and clear what a dead one left behind (a killed test run: pods, shims, bridge, rules)."""
     with _owner_lock():
         owner = _OWNER_FILE.read_text().strip() if _OWNER_FILE.exists() else ""
-        if owner and owner != str(layout.root) and Path(owner, "state.json").exists():
-            raise RealNodeError(
-                f"the real node is in use by the cluster in {owner}; stop it first "
-                f"(python -m tests.cluster --dir {owner} down)"
-            )
         if owner and owner != str(layout.root):
-            teardown(Layout(Path(owner)), log=lambda _: None)  # left behind by a crashed run
+            if _cluster_alive(Path(owner)):
+                raise RealNodeError(
+                    f"the real node is in use by the cluster in {owner}; stop it first "
+                    f"(python -m tests.cluster --dir {owner} down)"
+                )
+            _clear_host(Layout(Path(owner)))
         _OWNER_FILE.write_text(f"{layout.root}\n")
 
 
@@ -437,6 +448,14 @@ def teardown(layout: Layout, log: Log = print) -> None:
     Called after kubelet, kube-proxy and containerd have been stopped (or have died).
     Safe to call twice, and on a machine where none of it exists.
     """
+    _clear_host(layout)
+    with _owner_lock():
+        if _OWNER_FILE.exists() and _OWNER_FILE.read_text().strip() == str(layout.root):
+            _OWNER_FILE.unlink()
+    log("real node torn down")
+
+
+def _clear_host(layout: Layout) -> None:
     paths = NodePaths(layout)
     for _ in range(3):  # pods may fork while we kill them
         pids = _pids_in_pod_cgroups() | _pids_matching(f"{paths.root}/")
@@ -451,10 +470,6 @@ def teardown(layout: Layout, log: Log = print) -> None:
             _run(["ip", "netns", "delete", name], check=False)
     _run(["ip", "link", "delete", BRIDGE], check=False)
     _remove_iptables_chains(("KUBE-", "CNI-"))
-    with _owner_lock():
-        if _OWNER_FILE.exists() and _OWNER_FILE.read_text().strip() == str(layout.root):
-            _OWNER_FILE.unlink()
-    log("real node torn down")
 
 
 # ---------------------------------------------------------------------------------------------
