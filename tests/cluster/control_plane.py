@@ -601,12 +601,22 @@ def health(state_dir: Path) -> list[ComponentStatus]:
         "kube-scheduler": (f"https://127.0.0.1:{state.ports['scheduler']}/healthz", insecure),
         "kwok": (f"http://127.0.0.1:{state.ports['kwok']}/healthz", None),
     }
+    if state.real_node:
+        endpoints["kubelet"] = (f"http://127.0.0.1:{state.ports['kubelet-healthz']}/healthz", None)
+        endpoints["kube-proxy"] = (f"http://127.0.0.1:{state.ports['kube-proxy-healthz']}/healthz", None)
     client = admin_client(layout, state)
     result: list[ComponentStatus] = []
     for record in state.processes:
         alive = record.alive()
         if not alive:
             result.append(ComponentStatus(record.name, record.pid, False, "not running"))
+        elif record.name == "containerd":
+            ok = real_node.containerd_ready(real_node.NodePaths(layout))
+            result.append(
+                ComponentStatus(
+                    record.name, record.pid, ok, str(real_node.NodePaths(layout).containerd_socket)
+                )
+            )
         elif record.name == "kube-apiserver":
             try:
                 ok = client.get("/readyz").status == 200
@@ -616,6 +626,12 @@ def health(state_dir: Path) -> list[ComponentStatus]:
         else:
             url, context = endpoints[record.name]
             result.append(ComponentStatus(record.name, record.pid, probe(url, context=context), url))
+    if state.real_node:
+        try:
+            ok = real_node.NODE_NAME in _ready_nodes(client, f"kubernetes.io/hostname={real_node.NODE_NAME}")
+        except OSError:
+            ok = False
+        result.append(ComponentStatus("real node", None, ok, real_node.NODE_NAME))
     try:
         ready = _ready_node_names(client)
         expected = set(state.node_names)

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -277,3 +279,16 @@ def test_deleting_the_endpoint_removes_everything(
         _invoke(runtime, "gone", {"id": 2})
     assert missing.value.response["Error"]["Code"] == "ValidationError"
     assert "gone" in missing.value.response["Error"]["Message"]
+
+
+def test_cluster_status_reports_the_real_node(deployed: Deployed) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.cluster", "--dir", str(deployed.layout.root), "status"],
+        capture_output=True,
+        text=True,
+        cwd=stack.REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    healthy = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok")}
+    assert {"containerd", "kubelet", "kube-proxy", "real"} <= healthy, result.stdout
