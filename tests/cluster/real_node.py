@@ -23,7 +23,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,6 +358,18 @@ def containerd_ready(paths: NodePaths) -> bool:
 def image_present(paths: NodePaths, ref: str) -> bool:
     listed = _run(ctr(paths, "images", "list", "--quiet"), check=False).split()
     return ref in listed
+
+
+def remove_images_except(paths: NodePaths, *, prefixes: Iterable[str], keep: Iterable[str]) -> list[str]:
+    """Untag older builds of our images, so containerd's content (kept across clusters in the
+    cache) does not grow with every code change; containerd collects the unreferenced layers.
+    Containers still running from them keep their snapshots."""
+    keep, prefixes = set(keep), tuple(prefixes)
+    listed = _run(ctr(paths, "images", "list", "--quiet"), check=False).split()
+    stale = [ref for ref in listed if ref.startswith(prefixes) and ref not in keep]
+    if stale:
+        _run(ctr(paths, "images", "remove", *stale), check=False)
+    return stale
 
 
 def import_image(paths: NodePaths, ref: str, tar: Path) -> bool:

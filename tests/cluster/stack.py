@@ -81,7 +81,11 @@ def apply_objects(kubeconfig: Path, namespace: str, objects: Iterable[dict[str, 
 def load_images(layout: Layout, log: real_node.Log = print) -> dict[str, str]:
     """Build what is missing (cached by content) and import it into the node's containerd."""
     refs = images.ensure_images(log=log)
-    images.import_images(real_node.NodePaths(layout).containerd_socket, refs.values(), log=log)
+    paths = real_node.NodePaths(layout)
+    images.import_images(paths.containerd_socket, refs.values(), log=log)
+    real_node.remove_images_except(
+        paths, prefixes=[ref.rsplit(":", 1)[0] + ":" for ref in refs.values()], keep=refs.values()
+    )
     return refs
 
 
@@ -192,7 +196,16 @@ def local_values(refs: dict[str, str], s3: S3Server) -> dict[str, Any]:
 
 
 def helm_install(kubeconfig: Path, values: dict[str, Any], work: Path, timeout: str = "180s") -> None:
-    """``helm upgrade --install`` and wait until the operator and gateway are available."""
+    """``helm upgrade --install`` and wait until the operator and gateway are available, in a
+    namespace that enforces the restricted Pod Security Standard (the chart's pods pass it)."""
+    kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(_restricted_namespace(SYSTEM_NAMESPACE)),
+    )
     values_file = work / "values.yaml"
     values_file.write_text(yaml.safe_dump(values, sort_keys=False))
     argv = [
@@ -235,6 +248,11 @@ class AccessKey:
     secret_access_key: str
 
 
+def _restricted_namespace(name: str) -> dict[str, Any]:
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
 def _secret(name: str, data: dict[str, str], labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -249,12 +267,14 @@ def prepare_namespace(kubeconfig: Path, namespace: str, s3: S3Server) -> AccessK
     """The namespace (restricted Pod Security enforced), the fetcher's S3 credentials, and a
     SigV4 access key for the gateway scoped to it."""
     key = AccessKey("AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
-    namespace_object = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": namespace, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
-    }
-    kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(namespace_object))
+    kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(_restricted_namespace(namespace)),
+    )
     storage = _secret(
         STORAGE_SECRET,
         {

@@ -281,6 +281,18 @@ def test_deleting_the_endpoint_removes_everything(
     assert "gone" in missing.value.response["Error"]["Message"]
 
 
+def test_the_chart_pods_run_under_restricted_pod_security(deployed: Deployed) -> None:
+    system = json.loads(deployed.kubectl("get", "namespace", stack.SYSTEM_NAMESPACE, "-o", "json"))
+    assert system["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    pods = json.loads(deployed.kubectl("get", "pods", "-n", stack.SYSTEM_NAMESPACE, "-o", "json"))["items"]
+    running = sorted(
+        p["metadata"]["labels"]["app.kubernetes.io/component"]
+        for p in pods
+        if p["status"]["phase"] == "Running"
+    )
+    assert running == ["gateway", "operator"]
+
+
 def test_cluster_status_reports_the_real_node(deployed: Deployed) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tests.cluster", "--dir", str(deployed.layout.root), "status"],
