@@ -198,14 +198,7 @@ def local_values(refs: dict[str, str], s3: S3Server) -> dict[str, Any]:
 def helm_install(kubeconfig: Path, values: dict[str, Any], work: Path, timeout: str = "180s") -> None:
     """``helm upgrade --install`` and wait until the operator and gateway are available, in a
     namespace that enforces the restricted Pod Security Standard (the chart's pods pass it)."""
-    kubectl(
-        kubeconfig,
-        "apply",
-        "--server-side",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump(_restricted_namespace(SYSTEM_NAMESPACE)),
-    )
+    create_restricted_namespace(kubeconfig, SYSTEM_NAMESPACE)
     values_file = work / "values.yaml"
     values_file.write_text(yaml.safe_dump(values, sort_keys=False))
     argv = [
@@ -248,9 +241,11 @@ class AccessKey:
     secret_access_key: str
 
 
-def _restricted_namespace(name: str) -> dict[str, Any]:
+def create_restricted_namespace(kubeconfig: Path, name: str) -> None:
+    """The namespace, enforcing the restricted Pod Security Standard (applied: idempotent)."""
     labels = {"pod-security.kubernetes.io/enforce": "restricted"}
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+    kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(namespace))
 
 
 def _secret(name: str, data: dict[str, str], labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -267,14 +262,7 @@ def prepare_namespace(kubeconfig: Path, namespace: str, s3: S3Server) -> AccessK
     """The namespace (restricted Pod Security enforced), the fetcher's S3 credentials, and a
     SigV4 access key for the gateway scoped to it."""
     key = AccessKey("AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
-    kubectl(
-        kubeconfig,
-        "apply",
-        "--server-side",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump(_restricted_namespace(namespace)),
-    )
+    create_restricted_namespace(kubeconfig, namespace)
     storage = _secret(
         STORAGE_SECRET,
         {
