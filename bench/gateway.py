@@ -6,7 +6,11 @@ answers the Runtime API path, so the direct calls are exactly the calls a user m
 gateway. Printed: p50/p99 latency and requests/s at concurrency 1 and 32, the gateway's added
 latency and the throughput ratio, against the targets.
 
-    python -m bench.gateway [--calls 200] [--rounds 8] [--payload-bytes 256] [--pin]
+    python -m bench.gateway [--calls 200] [--rounds 8] [--payload-bytes 256] [--pin] [--model-ms 0]
+
+``--model-ms N`` makes the backend answer after N ms without using CPU, like a model whose time
+is spent on an accelerator: with it, concurrency 32 no longer saturates the two CPUs with the
+backend's own work, and the added latency is the gateway's, not queueing behind it.
 
 By default the OS places the processes. ``--pin`` puts the load generator on CPU 0 and the
 servers (backend, gateway) on the others: the gateway-to-backend hop then never crosses CPUs,
@@ -41,12 +45,15 @@ TARGET_ADDED_P99_MS = 3.0
 TARGET_THROUGHPUT_RATIO = 0.70
 
 
-def serve_backend(port_file: Path) -> None:
-    """A minimal model container: echo on /invocations and on the Runtime API path."""
+def serve_backend(port_file: Path, model_ms: float) -> None:
+    """A minimal model container: echo on /invocations and on the Runtime API path, after
+    ``model_ms`` of waiting (no CPU) when asked."""
     from aiohttp import web
 
     async def invocations(request: web.Request) -> web.Response:
         body = await request.read()
+        if model_ms:
+            await asyncio.sleep(model_ms / 1e3)
         return web.Response(body=body, content_type="application/json")
 
     async def ping(request: web.Request) -> web.Response:
@@ -157,15 +164,28 @@ def main() -> None:
         help="alternating direct/gateway rounds (short rounds even out background load)",
     )
     parser.add_argument("--payload-bytes", type=int, default=256)
+    parser.add_argument(
+        "--model-ms", type=float, default=0.0, help="backend answers after this many ms, without CPU"
+    )
     parser.add_argument("--serve-backend", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_backend is not None:
-        serve_backend(args.serve_backend)
+        serve_backend(args.serve_backend, args.model_ms)
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     port_file = workdir / "backend.port"
-    backend = subprocess.Popen([sys.executable, "-m", "bench.gateway", "--serve-backend", str(port_file)])
+    backend = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.gateway",
+            "--serve-backend",
+            str(port_file),
+            "--model-ms",
+            str(args.model_ms),
+        ]
+    )
     processes = [backend]
     try:
         deadline = time.monotonic() + 20
@@ -208,7 +228,10 @@ def main() -> None:
         wait_http(backend_url + "/ping", backend, timeout=20)
 
         body = b'{"instances": [' + b"1," * (args.payload_bytes // 2 - 8) + b"1]}"
-        print(f"gateway benchmark: boto3 invoke_endpoint, SigV4-verified, {len(body)} B JSON, loopback")
+        model = f", backend model time {args.model_ms:g} ms (no CPU)" if args.model_ms else ", echo backend"
+        print(
+            f"gateway benchmark: boto3 invoke_endpoint, SigV4-verified, {len(body)} B JSON, loopback{model}"
+        )
         print(f"{len(cpus)} CPUs, {placement}")
         all_ok = True
         for concurrency in (1, 32):

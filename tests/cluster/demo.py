@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from tests.cluster import stack
 from tests.cluster.control_plane import ClusterError, running_state, start, stop_cluster
@@ -102,12 +101,8 @@ def run(demo: Demo) -> None:
     with demo.step("boto3 sagemaker-runtime invoke_endpoint through the gateway"):
         url = stack.gateway_url(kubeconfig)
         runtime = stack.runtime_client(url, key)
-        response: dict[str, Any] = runtime.invoke_endpoint(
-            EndpointName=ENDPOINT,
-            ContentType="text/csv",
-            Accept="application/json",
-            Body=b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n",
-        )
+        body = b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
+        response = stack.invoke_when_served(runtime, ENDPOINT, body, "text/csv")
         print(
             f"   prediction: {response['Body'].read().decode().strip()}  "
             f"(variant {response['InvokedProductionVariant']}, gateway {url})"

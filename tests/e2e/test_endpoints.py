@@ -70,15 +70,21 @@ def _probe_endpoint(
     return [model, config, endpoint]
 
 
-def _wait_ready(deployed: Deployed, namespace: str, endpoint: str, timeout: str = "180s") -> None:
+def _wait_ready(
+    deployed: Deployed, namespace: str, endpoint: str, key: stack.AccessKey, body: bytes = b'{"id": "ready"}'
+) -> None:
+    """Ready as the Endpoint says, and served by the gateway (which follows that status)."""
     deployed.kubectl(
         "wait",
         "-n",
         namespace,
         "--for=condition=Ready",
-        f"--timeout={timeout}",
+        "--timeout=180s",
         f"endpoints.sageport.io/{endpoint}",
     )
+    client = stack.runtime_client(deployed.gateway_url, key, retries=1)
+    content_type = "text/csv" if body[:1].isdigit() else "application/json"
+    stack.invoke_when_served(client, endpoint, body, content_type)
 
 
 def _invoke(client: Any, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +146,7 @@ def test_the_example_endpoint_answers_boto3_from_a_real_pod(
     stack.apply_objects(
         deployed.kubeconfig, ns, stack.example_objects(stack.REPO / "examples" / "realtime-sklearn")
     )
-    _wait_ready(deployed, ns, "iris")
+    _wait_ready(deployed, ns, "iris", key, body=b"5.1,3.5,1.4,0.2\n")
 
     runtime = stack.runtime_client(deployed.gateway_url, key)
     response = runtime.invoke_endpoint(
@@ -174,7 +180,7 @@ def test_two_weighted_variants_receive_traffic_in_proportion(
     stack.apply_objects(
         deployed.kubeconfig, ns, _probe_endpoint("ab", [("Heavy", 3.0, 1), ("Light", 1.0, 1)])
     )
-    _wait_ready(deployed, ns, "ab")
+    _wait_ready(deployed, ns, "ab", key)
     runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
 
     calls = 400
@@ -206,8 +212,8 @@ def test_a_pod_killed_under_traffic(deployed: Deployed, namespace: tuple[str, st
             *_probe_endpoint("solo", [("AllTraffic", 1.0, 1)]),
         ],
     )
-    _wait_ready(deployed, ns, "pair")
-    _wait_ready(deployed, ns, "solo")
+    _wait_ready(deployed, ns, "pair", key)
+    _wait_ready(deployed, ns, "solo", key)
     runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
 
     # -- two instances: a slow request in flight on the pod we kill
@@ -263,7 +269,7 @@ def test_deleting_the_endpoint_removes_everything(
 ) -> None:
     ns, key = namespace
     stack.apply_objects(deployed.kubeconfig, ns, _probe_endpoint("gone", [("AllTraffic", 1.0, 1)]))
-    _wait_ready(deployed, ns, "gone")
+    _wait_ready(deployed, ns, "gone", key)
     runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
     assert _invoke(runtime, "gone", {"id": 1})["variant"] == "AllTraffic"
 
