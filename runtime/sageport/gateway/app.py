@@ -11,7 +11,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,7 +21,7 @@ from sageport.gateway.auth import Authenticator, RequestParts
 from sageport.gateway.httpserver import Request, Response, ServerState, StreamSink
 from sageport.gateway.invocation import MAX_BODY_BYTES, Invocation, Operation, parse_invocation
 from sageport.gateway.metrics import GatewayMetrics, VariantMetrics
-from sageport.gateway.routing import Instance, Route, RouteTable, Variant, route
+from sageport.gateway.routing import SERVING_STATUSES, Instance, Route, RouteTable, Variant, route
 from sageport.gateway.upstream import (
     ConnectFailedError,
     Target,
@@ -81,6 +81,8 @@ class Gateway:
         self.ready = True
         self.draining = False
         self._pool: UpstreamPool | None = None
+        # Kubernetes mode: re-read a namespace's Endpoints when one is not in service yet.
+        self.refresh_endpoints: Callable[[str], Awaitable[None]] | None = None
         self._request_ids = RequestIds()
         self._targets: dict[str, Target] = {}
 
@@ -190,6 +192,9 @@ class Gateway:
                 f"Endpoint {name} is not configured for asynchronous inference: "
                 "InvokeEndpointAsync is not supported by this gateway yet."
             )
+        if endpoint.status not in SERVING_STATUSES and self.refresh_endpoints and endpoint.namespace:
+            await self.refresh_endpoints(endpoint.namespace)
+            endpoint = self.table.lookup(name) or endpoint
         chosen = route(endpoint, invocation.target_variant, invocation.target_container, self.rng)
         if invocation.operation is Operation.INVOKE_STREAM:
             await self._invoke_stream(sink, invocation, chosen, body, request_id, started)

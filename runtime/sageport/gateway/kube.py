@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kubernetes.client
 import kubernetes.config
@@ -31,6 +31,8 @@ log = logging.getLogger("sageport.gateway.kube")
 
 _WATCH_SECONDS = 300
 _RETRY_SECONDS = 2.0
+_REFRESH_SECONDS = 1.0
+_REFRESH_TIMEOUT = 5.0
 _TOKEN_CACHE_SECONDS = 60.0
 _DECISION_CACHE_SECONDS = 30.0
 
@@ -153,6 +155,8 @@ class KubernetesSource:
         self._tokens: dict[str, tuple[float, TokenPrincipal | None]] = {}
         self._decisions: dict[tuple[str, str, str], tuple[float, bool]] = {}
         self._reported_clashes: tuple[str, ...] = ()
+        self._endpoint_events: dict[str, Callable[[str, Mapping[str, Any]], None]] = {}
+        self._refreshed: dict[str, float] = {}
         self.api: Any = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -208,6 +212,38 @@ class KubernetesSource:
     def stop(self) -> None:
         self._stop.set()
 
+    async def refresh_endpoints(self, namespace: str) -> None:
+        """Read the namespace's Endpoints now, instead of waiting for the watch.
+
+        For a request to an endpoint the table says is not in service: the client may have just
+        seen it InService (``kubectl wait``) while our watch lags. At most once a second per
+        namespace, so a caller hammering a really unready endpoint costs one LIST a second.
+        """
+        now = time.monotonic()
+        if now - self._refreshed.get(namespace, 0.0) < _REFRESH_SECONDS or self.api is None:
+            return
+        self._refreshed[namespace] = now
+        watcher = "endpoints" if not self.namespaces else f"endpoints/{namespace}"
+        on_event = self._endpoint_events.get(watcher)
+        if on_event is None:
+            return
+        custom = kubernetes.client.CustomObjectsApi(self.api)
+        try:
+            listed = await asyncio.to_thread(
+                custom.list_namespaced_custom_object,
+                kubestate.GROUP,
+                kubestate.VERSION,
+                namespace,
+                kubestate.PLURAL,
+                _request_timeout=_REFRESH_TIMEOUT,
+            )
+        except Exception as error:  # the watch will still catch up
+            log.debug("read-through of endpoints in %s failed: %s", namespace, error)
+            return
+        for obj in cast(dict[str, Any], listed).get("items", []):
+            on_event("MODIFIED", obj)
+        self._rebuild()
+
     def _add_watcher(
         self, name: str, list_function: ListFunction, kwargs: Mapping[str, Any], store: dict[Any, Any]
     ) -> None:
@@ -234,11 +270,22 @@ class KubernetesSource:
             key = (name, kubestate.object_key(obj))
             with self._lock:
                 parsed = None if event_type == "DELETED" else parse(obj)
+                current = store.get(key)
+                stale = (
+                    isinstance(parsed, kubestate.EndpointObject)
+                    and isinstance(current, kubestate.EndpointObject)
+                    and parsed.is_older_than(current)
+                )
+                if stale:
+                    return  # a read-through already brought something newer
                 if parsed is None:
                     store.pop(key, None)
                 else:
                     store[key] = parsed
             self._schedule_rebuild()
+
+        if kind == "endpoints":
+            self._endpoint_events[name] = on_event
 
         self._watchers.append(Watcher(name, list_function, kwargs, on_sync, on_event, self._stop))
 

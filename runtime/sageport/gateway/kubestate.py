@@ -41,6 +41,12 @@ class EndpointObject:
     status: str
     # (variant name, weight, routing strategy, container hostnames or None), in status order
     variants: tuple[tuple[str, float, RoutingStrategy, frozenset[str] | None], ...]
+    # metadata.resourceVersion as a number (0 if absent): a read-through GET may be newer than
+    # the watch's next event, which must then not take the table back.
+    resource_version: int = 0
+
+    def is_older_than(self, other: EndpointObject) -> bool:
+        return 0 < self.resource_version < other.resource_version
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,15 @@ def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
         created=str(_metadata(obj).get("creationTimestamp", "")),
         status=str(status.get("endpointStatus") or "Creating"),
         variants=tuple(variants),
+        resource_version=_resource_version(obj),
     )
+
+
+def _resource_version(obj: Mapping[str, Any]) -> int:
+    try:
+        return int(str(_metadata(obj).get("resourceVersion", "0")))
+    except ValueError:
+        return 0
 
 
 def _serving_port(slice_obj: Mapping[str, Any]) -> int:

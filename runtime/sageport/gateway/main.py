@@ -172,6 +172,8 @@ async def serve(args: argparse.Namespace) -> None:
     # Kubernetes mode listens at once but is not ready (503 on /ping and on invocations, both
     # retried by clients) until the first list of Endpoints, EndpointSlices and keys is in.
     gateway.ready = source is None
+    if source is not None:
+        gateway.refresh_endpoints = source.refresh_endpoints
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -7,6 +7,7 @@ machine), and an access-key Secret. The gateway runs as a process with the clust
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import socket
@@ -262,3 +263,44 @@ def test_bearer_tokens_are_checked_with_token_and_access_reviews(
         assert call("not-a-token") == (403, "UnrecognizedClientException")
     finally:
         gateway.stop()
+
+
+async def test_a_lagging_watch_is_overtaken_by_a_read_through(
+    kube_cluster: Any, kube_api: Any, namespace: str, crd_applied: None
+) -> None:
+    """A client saw the Endpoint InService (``kubectl wait``) before our watch delivered it:
+    the gateway re-reads the namespace instead of answering "not in service", and a late,
+    older event from the watch does not take the table back."""
+    from sageport.gateway.auth import KeyStore
+    from sageport.gateway.kube import KubernetesSource
+    from sageport.gateway.routing import RouteTable
+
+    operator = Operator(kube_api, namespace)
+    name = "lag-" + secrets.token_hex(3)
+    operator.endpoint(name, "Creating", [("AllTraffic", 1.0)])
+    table = RouteTable()
+    source = KubernetesSource(table, KeyStore(), [namespace], namespace, kube_cluster.kubeconfig)
+    await source.start()
+    try:
+        creating = table.lookup(name)
+        assert creating is not None
+        assert creating.status == "Creating"
+        older = operator.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+        late: list[tuple[str, Any]] = []
+        for watcher in source._watchers:
+            if watcher.name.startswith("endpoints"):
+                watcher.on_event = lambda kind, raw: late.append((kind, raw))  # the watch lags
+        operator.endpoint(name, "InService", [("AllTraffic", 1.0)])
+        await asyncio.sleep(1.0)
+        assert late, "the watch saw the change (and held it back)"
+        assert table.lookup(name).status == "Creating", "the lagging watch must not have delivered it"
+
+        await source.refresh_endpoints(namespace)
+        assert table.lookup(name).status == "InService"
+
+        source._endpoint_events[f"endpoints/{namespace}"]("MODIFIED", older)  # arrives late
+        source._rebuild()
+        assert table.lookup(name).status == "InService"
+    finally:
+        source.stop()

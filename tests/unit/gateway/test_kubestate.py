@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 
 from sageport.gateway.kubestate import (
+    EndpointObject,
     build_routes,
     merge_keys,
     parse_access_key_secret,
@@ -163,3 +164,16 @@ def test_incomplete_secrets_and_duplicate_ids_are_refused() -> None:
     keys, duplicated = merge_keys([(("a", "k"), one), (("b", "k"), two), (("b", "k2"), other)])
     assert [key.access_key_id for key in keys] == ["BK"]
     assert duplicated == ["AK"]
+
+
+def test_endpoint_resource_versions_order_events() -> None:
+    def endpoint(resource_version: str | None) -> EndpointObject:
+        metadata = {"name": "e", "namespace": "ns"}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        return parse_endpoint({"metadata": metadata, "status": {"endpointStatus": "InService"}})
+
+    assert endpoint("41").is_older_than(endpoint("42"))
+    assert not endpoint("42").is_older_than(endpoint("41"))
+    assert not endpoint(None).is_older_than(endpoint("42")), "unknown versions never count as older"
+    assert endpoint("not-a-number").resource_version == 0
