@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import io
 import json
 import secrets
@@ -30,6 +31,7 @@ from typing import Any
 import yaml
 
 from tests.cluster import build, images, real_node
+from tests.cluster.handle import KubeCluster
 from tests.cluster.layout import Layout
 from tests.cluster.processes import ProcessRecord, spawn
 
@@ -56,14 +58,19 @@ class StackError(RuntimeError):
     """A step of the install failed; the message says which, with the tool's own output."""
 
 
+@functools.cache
+def _binaries() -> dict[str, Path]:
+    return build.ensure_binaries()  # checked (or built) once per process, not per command
+
+
 def _binary(name: str) -> str:
-    return str(build.ensure_binaries()[name])
+    return str(_binaries()[name])
 
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True) -> str:
-    result = subprocess.run(
-        [_binary("kubectl"), f"--kubeconfig={kubeconfig}", *args], input=stdin, capture_output=True, text=True
-    )
+    """kubectl's stdout; a failure is a StackError with kubectl's stderr."""
+    cluster = KubeCluster(kubeconfig=kubeconfig, kubectl_binary=_binaries()["kubectl"])
+    result = cluster.kubectl(*args, stdin=stdin, check=False, timeout=600)
     if check and result.returncode != 0:
         raise StackError(f"kubectl {' '.join(args)} failed:\n{result.stderr.strip()}")
     return result.stdout
