@@ -29,17 +29,10 @@ from tests.cluster import real_node, stack
 from tests.cluster.control_plane import start, stop_cluster
 from tests.cluster.layout import Layout
 from tests.cluster.processes import stop
+from tests.support.kube import eventually
 
 MODEL_URL = "s3://sageport-models/iris/model.tar.gz"
 ROW = b"5.1,3.5,1.4,0.2\n"
-
-
-def _wait(check: Any, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("timed out")
-        time.sleep(0.1)
 
 
 def _plain_deployment(image: str, s3: stack.S3Server) -> list[dict[str, Any]]:
@@ -143,9 +136,9 @@ def main() -> None:
             pods = json.loads(stack.kubectl(kubeconfig, "get", "pods", "-n", "plain", "-o", "json"))["items"]
             return str(pods[0]["status"].get("podIP", "")) if pods else ""
 
-        _wait(pod_ip)
+        eventually(pod_ip, 300, interval=0.1, what="the plain pod's IP")
         url = f"http://{pod_ip()}:8080/invocations"
-        _wait(lambda: _post(url))
+        eventually(lambda: _post(url), 300, interval=0.1, what="the plain pod to answer")
         baseline = time.monotonic() - started
         stack.kubectl(kubeconfig, "delete", "namespace", "plain", "--wait=true")
 
