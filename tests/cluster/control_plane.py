@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from tests.cluster import build, real_node
+from tests.cluster import build, images, real_node
 from tests.cluster.apiserver import ApiServerClient, insecure_context, probe
 from tests.cluster.layout import Layout as Layout  # re-exported: older callers import it from here
 from tests.cluster.nodes import (
@@ -412,7 +412,7 @@ def start(
             return _start_once(
                 layout, binaries, node_set, die_with_parent, with_real_node, timeout, log, build_seconds
             )
-        except real_node.RealNodeError as error:
+        except (real_node.RealNodeError, images.ImageError) as error:
             raise ClusterError(str(error)) from None
         except PortInUseError as conflict:
             if attempt == _START_ATTEMPTS:
@@ -538,7 +538,12 @@ def _start_real_node(
     real_node.write_cni_config(paths)
     launch("containerd", real_node.containerd_argv(paths))
     wait("containerd", "containerd answering on its socket", lambda: real_node.containerd_ready(paths))
-    real_node.import_image(paths, real_node.PAUSE_IMAGE, real_node.pause_image_tar(binaries["pause"]))
+    images.import_image(
+        paths.containerd_socket,
+        real_node.PAUSE_IMAGE,
+        real_node.pause_image_tar(binaries["pause"]),
+        log=lambda _: None,
+    )
 
     real_node.write_kubelet_config(paths, ca=pki.ca.cert, healthz_port=state.ports["kubelet-healthz"])
     real_node.write_kube_proxy_config(

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from tests.cluster import oci
 from tests.cluster.build import CACHE_ROOT, _build_lock
+from tests.cluster.mounts import unmount_below
 
 Log = Callable[[str], None]
 
@@ -180,23 +181,34 @@ def import_images(
     namespace: str = "k8s.io",
     snapshotter: str | None = None,
 ) -> None:
-    """``ctr images import`` each image into containerd at ``address``, unless it is already there.
-
-    ``snapshotter`` is the one to unpack into (ctr's default is overlayfs; pass the snapshotter
-    the CRI plugin uses).
-    """
-    ctr = ["ctr", "--address", str(address), "--namespace", namespace]
-    listed = set(_run([*ctr, "images", "ls", "-q"]).split())
+    """``ctr images import`` each of our built images into containerd at ``address``."""
     for ref in refs:
-        if ref in listed:
-            log(f"{ref}: already in containerd ({namespace})")
-            continue
-        started = time.monotonic()
-        unpack = ["--snapshotter", snapshotter] if snapshotter else []
-        _run([*ctr, "images", "import", *unpack, str(image_tar(ref))])
-        if ref not in _run([*ctr, "images", "ls", "-q"]).split():
-            raise ImageError(f"ctr images import did not create {ref}")
-        log(f"{ref}: imported in {time.monotonic() - started:.1f} s")
+        import_image(address, ref, image_tar(ref), log, namespace=namespace, snapshotter=snapshotter)
+
+
+def import_image(
+    address: Path,
+    ref: str,
+    tar: Path,
+    log: Log = print,
+    *,
+    namespace: str = "k8s.io",
+    snapshotter: str | None = None,
+) -> bool:
+    """Import the OCI archive ``tar`` (naming ``ref``) unless containerd lists ``ref`` already;
+    True if it imported. ``snapshotter`` is the one to unpack into (ctr's default is overlayfs;
+    pass the snapshotter the CRI plugin uses)."""
+    ctr = ["ctr", "--address", str(address), "--namespace", namespace]
+    if ref in _run([*ctr, "images", "ls", "-q"]).split():
+        log(f"{ref}: already in containerd ({namespace})")
+        return False
+    started = time.monotonic()
+    unpack = ["--snapshotter", snapshotter] if snapshotter else []
+    _run([*ctr, "images", "import", *unpack, str(tar)])
+    if ref not in _run([*ctr, "images", "ls", "-q"]).split():
+        raise ImageError(f"ctr images import did not create {ref}")
+    log(f"{ref}: imported in {time.monotonic() - started:.1f} s")
+    return True
 
 
 # -- base: root file system and its layer -------------------------------------------------------
@@ -571,13 +583,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _mounts_below(path: Path) -> list[str]:
-    prefix = str(path.resolve()) + "/"
-    with open("/proc/self/mountinfo") as mountinfo:
-        points = [line.split()[4] for line in mountinfo]
-    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
-
-
 def _remove_path(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         _remove_tree(path)
@@ -589,8 +594,7 @@ def _remove_tree(path: Path) -> None:
     """rm -rf, after unmounting anything below (an interrupted debootstrap leaves /proc mounted)."""
     if not path.exists():
         return
-    for point in _mounts_below(path):
-        subprocess.run(["umount", "--lazy", point], check=True)
+    unmount_below(path)
     shutil.rmtree(path)
 
 

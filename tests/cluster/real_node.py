@@ -33,6 +33,7 @@ import yaml
 
 from tests.cluster import build, oci
 from tests.cluster.layout import Layout
+from tests.cluster.mounts import unmount_below
 from tests.cluster.processes import ProcessRecord
 
 NODE_NAME = "sageport-local"
@@ -355,11 +356,6 @@ def containerd_ready(paths: NodePaths) -> bool:
     return subprocess.run(ctr(paths, "version"), capture_output=True).returncode == 0
 
 
-def image_present(paths: NodePaths, ref: str) -> bool:
-    listed = _run(ctr(paths, "images", "list", "--quiet"), check=False).split()
-    return ref in listed
-
-
 def remove_images_except(paths: NodePaths, *, prefixes: Iterable[str], keep: Iterable[str]) -> list[str]:
     """Untag older builds of our images, so containerd's content (kept across clusters in the
     cache) does not grow with every code change; containerd collects the unreferenced layers.
@@ -370,16 +366,6 @@ def remove_images_except(paths: NodePaths, *, prefixes: Iterable[str], keep: Ite
     if stale:
         _run(ctr(paths, "images", "remove", *stale), check=False)
     return stale
-
-
-def import_image(paths: NodePaths, ref: str, tar: Path) -> bool:
-    """Import ``tar`` unless ``ref`` is there already; True if it imported."""
-    if image_present(paths, ref):
-        return False
-    _run(ctr(paths, "images", "import", "--no-unpack", str(tar)))
-    if not image_present(paths, ref):
-        raise RealNodeError(f"{tar} imported, but containerd does not list {ref}")
-    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,16 +400,6 @@ def _kill(pids: set[int]) -> None:
     for pid in pids:
         with suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _unmount_under(*roots: Path) -> None:
-    """Unmount everything at or below ``roots`` (kubelet bind-mounts its own root dir too)."""
-    prefixes = tuple(str(r) + "/" for r in roots)
-    exact = {str(r) for r in roots}
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    ours = [m for m in mounts if m.startswith(prefixes) or m in exact]
-    for target in sorted(ours, key=len, reverse=True):
-        _run(["umount", "-l", target], check=False)
 
 
 def _remove_cgroups() -> None:
@@ -475,7 +451,7 @@ def _clear_host(layout: Layout) -> None:
             break
         _kill(pids)
         time.sleep(0.2)
-    _unmount_under(paths.kubelet_root, paths.containerd_state, CONTAINERD_ROOT)
+    unmount_below(paths.kubelet_root, paths.containerd_state, CONTAINERD_ROOT)
     _remove_cgroups()
     for name in _run(["ip", "netns", "list"], check=False).split():
         if name.startswith("cni-"):
