@@ -18,17 +18,11 @@ Needs root (the real node); starts its own cluster and stops it at the end.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-from tests.cluster import real_node, stack
-from tests.cluster.control_plane import start, stop_cluster
-from tests.cluster.layout import Layout
-from tests.cluster.processes import stop
+from tests.cluster import stack
 from tests.support.kube import eventually
 
 MODEL_URL = "s3://sageport-models/iris/model.tar.gz"
@@ -115,17 +109,8 @@ def _post(url: str) -> bool:
 
 
 def main() -> None:
-    problems = real_node.missing_prerequisites()
-    if problems:
-        raise SystemExit("needs " + ", ".join(problems))
-    state_dir = Path(tempfile.mkdtemp(prefix="sageport-bench-"))
-    layout = Layout(state_dir)
-    kubeconfig = layout.kubeconfig
-    s3: stack.S3Server | None = None
-    try:
-        start(state_dir, with_real_node=True, die_with_parent=True, log=lambda _: None)
-        refs = stack.load_images(layout, log=lambda _: None)
-        s3 = stack.start_s3(state_dir / "s3", die_with_parent=True)
+    with stack.throwaway_stack("sageport-bench-") as (layout, refs, s3):
+        kubeconfig = layout.kubeconfig
         s3.put("sageport-models", "iris/model.tar.gz", stack.iris_model_tarball())
 
         stack.kubectl(kubeconfig, "create", "namespace", "plain")
@@ -143,7 +128,7 @@ def main() -> None:
         stack.kubectl(kubeconfig, "delete", "namespace", "plain", "--wait=true")
 
         started = time.monotonic()
-        stack.helm_install(kubeconfig, stack.local_values(refs, s3), state_dir)
+        stack.helm_install(kubeconfig, stack.local_values(refs, s3), layout.root)
         key = stack.prepare_namespace(kubeconfig, "bench", s3)
         stack.apply_objects(
             kubeconfig, "bench", stack.example_objects(stack.REPO / "examples" / "realtime-sklearn")
@@ -165,12 +150,10 @@ def main() -> None:
             f"sageport, helm install to first boto3 answer via the gateway:  {measured:6.1f} s  "
             f"x{measured / baseline:.2f}  (target: under 60 s)  answer {answer.decode().strip()}"
         )
-    finally:
-        if s3 is not None and s3.process is not None:
-            stop([s3.process])
-        stop_cluster(state_dir)
-        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except stack.StackError as error:
+        raise SystemExit(str(error)) from None

@@ -19,11 +19,13 @@ import functools
 import io
 import json
 import secrets
+import shutil
 import socket
 import subprocess
 import tarfile
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +33,10 @@ from typing import Any
 import yaml
 
 from tests.cluster import build, images, real_node
+from tests.cluster.control_plane import start, stop_cluster
 from tests.cluster.handle import KubeCluster
 from tests.cluster.layout import Layout
-from tests.cluster.processes import ProcessRecord, spawn
+from tests.cluster.processes import ProcessRecord, spawn, stop
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "sageport"
@@ -94,6 +97,36 @@ def load_images(layout: Layout, log: real_node.Log = print) -> dict[str, str]:
         paths, prefixes=[ref.rsplit(":", 1)[0] + ":" for ref in refs.values()], keep=refs.values()
     )
     return refs
+
+
+@contextlib.contextmanager
+def throwaway_stack(
+    prefix: str, timings: dict[str, float] | None = None
+) -> Iterator[tuple[Layout, dict[str, str], S3Server]]:
+    """A cluster with a real node in a new temporary directory, the images imported and the S3
+    server started, all tied to this process; stopped and deleted on exit. ``timings`` gets
+    the seconds of the cluster and images steps."""
+    problems = real_node.missing_prerequisites()
+    if problems:
+        raise StackError("a real node needs " + ", ".join(problems))
+    state_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    layout = Layout(state_dir)
+    timings = {} if timings is None else timings
+    s3: S3Server | None = None
+    try:
+        started = time.monotonic()
+        start(state_dir, with_real_node=True, die_with_parent=True, log=lambda _: None)
+        timings["cluster"] = round(time.monotonic() - started, 1)
+        started = time.monotonic()
+        refs = load_images(layout, log=lambda _: None)
+        timings["images"] = round(time.monotonic() - started, 1)
+        s3 = start_s3(state_dir / "s3", die_with_parent=True)
+        yield layout, refs, s3
+    finally:
+        if s3 is not None and s3.process is not None:
+            stop([s3.process])
+        stop_cluster(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,9 +21,8 @@ from typing import Any
 import pytest
 
 from tests.cluster import real_node, stack
-from tests.cluster.control_plane import ClusterError, start, stop_cluster
+from tests.cluster.control_plane import ClusterError
 from tests.cluster.layout import Layout
-from tests.cluster.processes import stop
 
 _report = pytest.StashKey[str]()
 
@@ -89,45 +86,19 @@ class Deployed:
 
 @pytest.fixture(scope="session")
 def deployed(pytestconfig: pytest.Config) -> Iterator[Deployed]:
-    problems = real_node.missing_prerequisites()
-    if problems:
-        pytest.fail(
-            "the end-to-end tests need a real node, which needs " + ", ".join(problems), pytrace=False
-        )
-    state_dir = Path(tempfile.mkdtemp(prefix="sageport-e2e-"))
-    layout = Layout(state_dir)
     timings: dict[str, float] = {}
-
-    def timed(what: str, started: float) -> None:
-        timings[what] = round(time.monotonic() - started, 1)
-
-    s3: stack.S3Server | None = None
     try:
-        started = time.monotonic()
-        start(state_dir, with_real_node=True, die_with_parent=True, log=lambda _: None)
-        timed("cluster", started)
-        started = time.monotonic()
-        refs = stack.load_images(layout, log=lambda _: None)
-        timed("images", started)
-        s3 = stack.start_s3(state_dir / "s3", die_with_parent=True)
-        s3.put("models", "probe/model.tar.gz", probe_model_tarball())
-        s3.put("sageport-models", "iris/model.tar.gz", stack.iris_model_tarball())
-        started = time.monotonic()
-        stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3), state_dir)
-        timed("helm install", started)
-        gateway = stack.gateway_url(layout.kubeconfig)
+        with stack.throwaway_stack("sageport-e2e-", timings) as (layout, refs, s3):
+            s3.put("models", "probe/model.tar.gz", probe_model_tarball())
+            s3.put("sageport-models", "iris/model.tar.gz", stack.iris_model_tarball())
+            started = time.monotonic()
+            stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3), layout.root)
+            timings["helm install"] = round(time.monotonic() - started, 1)
+            report = ", ".join(f"{k} {v} s" for k, v in timings.items())
+            pytestconfig.stash[_report] = f"end-to-end stack: {report}"
+            yield Deployed(layout, s3, stack.gateway_url(layout.kubeconfig), timings)
     except (ClusterError, stack.StackError) as error:
-        pytest.fail(
-            f"installing sageport on the local cluster failed (state in {state_dir}):\n{error}", pytrace=False
-        )
-    pytestconfig.stash[_report] = "end-to-end stack: " + ", ".join(f"{k} {v} s" for k, v in timings.items())
-    try:
-        yield Deployed(layout, s3, gateway, timings)
-    finally:
-        if s3 is not None and s3.process is not None:
-            stop([s3.process])
-        stop_cluster(state_dir)
-        shutil.rmtree(state_dir, ignore_errors=True)
+        pytest.fail(f"installing sageport on the local cluster failed:\n{error}", pytrace=False)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
