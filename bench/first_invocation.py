@@ -143,7 +143,7 @@ def main() -> None:
             "endpoints.sageport.io/iris",
         )
         runtime = stack.runtime_client(stack.gateway_url(kubeconfig), key)
-        answer = stack.invoke_when_served(runtime, "iris", ROW, "text/csv")["Body"].read()
+        answer = runtime.invoke_endpoint(EndpointName="iris", ContentType="text/csv", Body=ROW)["Body"].read()
         measured = time.monotonic() - started
         print(f"plain Deployment, kubectl apply to first answer from the pod:  {baseline:6.1f} s  (baseline)")
         print(

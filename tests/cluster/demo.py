@@ -102,7 +102,7 @@ def run(demo: Demo) -> None:
         url = stack.gateway_url(kubeconfig)
         runtime = stack.runtime_client(url, key)
         body = b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
-        response = stack.invoke_when_served(runtime, ENDPOINT, body, "text/csv")
+        response = runtime.invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=body)
         print(
             f"   prediction: {response['Body'].read().decode().strip()}  "
             f"(variant {response['InvokedProductionVariant']}, gateway {url})"

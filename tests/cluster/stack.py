@@ -348,28 +348,6 @@ def runtime_client(url: str, key: AccessKey, *, retries: int | None = None) -> A
     )
 
 
-def invoke_when_served(
-    client: Any, endpoint: str, body: bytes, content_type: str, timeout: float = 30.0
-) -> dict[str, Any]:
-    """Invoke once the gateway serves ``endpoint``. The gateway follows the Endpoint's status
-    by watching it, like ``kubectl wait`` does: right after that returns, the gateway may still
-    hold the previous status for a moment and answer "not in service"; retry only that."""
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped]
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response: dict[str, Any] = client.invoke_endpoint(
-                EndpointName=endpoint, ContentType=content_type, Body=body
-            )
-            return response
-        except ClientError as error:
-            not_yet = "is not in service" in str(error.response.get("Error", {}).get("Message", ""))
-            if not not_yet or time.monotonic() > deadline:
-                raise
-        time.sleep(0.1)
-
-
 def iris_model_tarball() -> bytes:
     """model.tar.gz of a logistic regression trained on iris, as SageMaker's sklearn jobs write it."""
     import joblib

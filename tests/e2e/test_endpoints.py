@@ -84,7 +84,7 @@ def _wait_ready(
     )
     client = stack.runtime_client(deployed.gateway_url, key, retries=1)
     content_type = "text/csv" if body[:1].isdigit() else "application/json"
-    stack.invoke_when_served(client, endpoint, body, content_type)
+    client.invoke_endpoint(EndpointName=endpoint, ContentType=content_type, Body=body)
 
 
 def _invoke(client: Any, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:

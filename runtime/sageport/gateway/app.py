@@ -81,8 +81,8 @@ class Gateway:
         self.ready = True
         self.draining = False
         self._pool: UpstreamPool | None = None
-        # Kubernetes mode: re-read a namespace's Endpoints when one is not in service yet.
-        self.refresh_endpoints: Callable[[str], Awaitable[None]] | None = None
+        # Kubernetes mode: re-read an Endpoint (namespace, name) the table has not in service yet.
+        self.refresh_endpoint: Callable[[str, str], Awaitable[None]] | None = None
         self._request_ids = RequestIds()
         self._targets: dict[str, Target] = {}
 
@@ -192,8 +192,8 @@ class Gateway:
                 f"Endpoint {name} is not configured for asynchronous inference: "
                 "InvokeEndpointAsync is not supported by this gateway yet."
             )
-        if endpoint.status not in SERVING_STATUSES and self.refresh_endpoints and endpoint.namespace:
-            await self.refresh_endpoints(endpoint.namespace)
+        if endpoint.status not in SERVING_STATUSES and self.refresh_endpoint and endpoint.namespace:
+            await self.refresh_endpoint(endpoint.namespace, name)
             endpoint = self.table.lookup(name) or endpoint
         chosen = route(endpoint, invocation.target_variant, invocation.target_container, self.rng)
         if invocation.operation is Operation.INVOKE_STREAM:

@@ -31,7 +31,7 @@ log = logging.getLogger("sageport.gateway.kube")
 
 _WATCH_SECONDS = 300
 _RETRY_SECONDS = 2.0
-_REFRESH_SECONDS = 1.0
+_REFRESH_SECONDS = 0.25
 _REFRESH_TIMEOUT = 5.0
 _TOKEN_CACHE_SECONDS = 60.0
 _DECISION_CACHE_SECONDS = 30.0
@@ -156,7 +156,8 @@ class KubernetesSource:
         self._decisions: dict[tuple[str, str, str], tuple[float, bool]] = {}
         self._reported_clashes: tuple[str, ...] = ()
         self._endpoint_events: dict[str, Callable[[str, Mapping[str, Any]], None]] = {}
-        self._refreshed: dict[str, float] = {}
+        self._refreshed: dict[tuple[str, str], float] = {}
+        self._refreshing: dict[tuple[str, str], asyncio.Future[None]] = {}
         self.api: Any = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -212,36 +213,49 @@ class KubernetesSource:
     def stop(self) -> None:
         self._stop.set()
 
-    async def refresh_endpoints(self, namespace: str) -> None:
-        """Read the namespace's Endpoints now, instead of waiting for the watch.
+    async def refresh_endpoint(self, namespace: str, name: str) -> None:
+        """Read one Endpoint now, instead of waiting for the watch.
 
         For a request to an endpoint the table says is not in service: the client may have just
-        seen it InService (``kubectl wait``) while our watch lags. At most once a second per
-        namespace, so a caller hammering a really unready endpoint costs one LIST a second.
+        seen it InService (``kubectl wait``) while our watch lags. Callers arriving while a read
+        is under way share it; a new read starts at most every ``_REFRESH_SECONDS`` per
+        endpoint, so a client hammering a really unready endpoint costs a few GETs a second.
         """
-        now = time.monotonic()
-        if now - self._refreshed.get(namespace, 0.0) < _REFRESH_SECONDS or self.api is None:
+        key = (namespace, name)
+        running = self._refreshing.get(key)
+        if running is not None:
+            await asyncio.shield(running)
             return
-        self._refreshed[namespace] = now
+        now = time.monotonic()
+        if now - self._refreshed.get(key, 0.0) < _REFRESH_SECONDS or self.api is None:
+            return
+        if len(self._refreshed) > 4096:  # endpoints come and go; don't grow forever
+            self._refreshed.clear()
+        self._refreshed[key] = now
+        read = self._refreshing[key] = asyncio.ensure_future(self._read_endpoint(namespace, name))
+        read.add_done_callback(lambda _: self._refreshing.pop(key, None))
+        await asyncio.shield(read)
+
+    async def _read_endpoint(self, namespace: str, name: str) -> None:
         watcher = "endpoints" if not self.namespaces else f"endpoints/{namespace}"
         on_event = self._endpoint_events.get(watcher)
         if on_event is None:
             return
         custom = kubernetes.client.CustomObjectsApi(self.api)
         try:
-            listed = await asyncio.to_thread(
-                custom.list_namespaced_custom_object,
+            obj = await asyncio.to_thread(
+                custom.get_namespaced_custom_object,
                 kubestate.GROUP,
                 kubestate.VERSION,
                 namespace,
                 kubestate.PLURAL,
+                name,
                 _request_timeout=_REFRESH_TIMEOUT,
             )
-        except Exception as error:  # the watch will still catch up
-            log.debug("read-through of endpoints in %s failed: %s", namespace, error)
+        except Exception as error:  # gone, or the API is away: the watch will still catch up
+            log.debug("read-through of endpoint %s/%s failed: %s", namespace, name, error)
             return
-        for obj in cast(dict[str, Any], listed).get("items", []):
-            on_event("MODIFIED", obj)
+        on_event("MODIFIED", cast(dict[str, Any], obj))
         self._rebuild()
 
     def _add_watcher(

@@ -173,7 +173,7 @@ async def serve(args: argparse.Namespace) -> None:
     # retried by clients) until the first list of Endpoints, EndpointSlices and keys is in.
     gateway.ready = source is None
     if source is not None:
-        gateway.refresh_endpoints = source.refresh_endpoints
+        gateway.refresh_endpoint = source.refresh_endpoint
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -268,39 +268,51 @@ def test_bearer_tokens_are_checked_with_token_and_access_reviews(
 async def test_a_lagging_watch_is_overtaken_by_a_read_through(
     kube_cluster: Any, kube_api: Any, namespace: str, crd_applied: None
 ) -> None:
-    """A client saw the Endpoint InService (``kubectl wait``) before our watch delivered it:
-    the gateway re-reads the namespace instead of answering "not in service", and a late,
-    older event from the watch does not take the table back."""
+    """A client saw an Endpoint InService (``kubectl wait``) before our watch delivered it:
+    the gateway re-reads that Endpoint instead of answering "not in service" (a second endpoint
+    of the same namespace right after it too; callers at the same moment share one read), and a
+    late, older event from the watch does not take the table back."""
     from sageport.gateway.auth import KeyStore
     from sageport.gateway.kube import KubernetesSource
     from sageport.gateway.routing import RouteTable
 
     operator = Operator(kube_api, namespace)
-    name = "lag-" + secrets.token_hex(3)
-    operator.endpoint(name, "Creating", [("AllTraffic", 1.0)])
+    first, second = ("lag-" + secrets.token_hex(3) for _ in range(2))
+    for name in (first, second):
+        operator.endpoint(name, "Creating", [("AllTraffic", 1.0)])
     table = RouteTable()
     source = KubernetesSource(table, KeyStore(), [namespace], namespace, kube_cluster.kubeconfig)
     await source.start()
     try:
-        creating = table.lookup(name)
-        assert creating is not None
-        assert creating.status == "Creating"
-        older = operator.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        assert {table.lookup(first).status, table.lookup(second).status} == {"Creating"}
+        older = operator.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, first)
 
         late: list[tuple[str, Any]] = []
         for watcher in source._watchers:
             if watcher.name.startswith("endpoints"):
                 watcher.on_event = lambda kind, raw: late.append((kind, raw))  # the watch lags
-        operator.endpoint(name, "InService", [("AllTraffic", 1.0)])
+        for name in (first, second):
+            operator.endpoint(name, "InService", [("AllTraffic", 1.0)])
         await asyncio.sleep(1.0)
-        assert late, "the watch saw the change (and held it back)"
-        assert table.lookup(name).status == "Creating", "the lagging watch must not have delivered it"
+        assert len(late) >= 2, "the watch saw both changes (and held them back)"
+        assert table.lookup(first).status == "Creating", "the lagging watch must not have delivered it"
 
-        await source.refresh_endpoints(namespace)
-        assert table.lookup(name).status == "InService"
+        reads: list[str] = []
+        original = source._read_endpoint
+
+        async def counted(namespace: str, name: str) -> None:
+            reads.append(name)
+            await original(namespace, name)
+
+        source._read_endpoint = counted  # type: ignore[method-assign]
+        await asyncio.gather(*(source.refresh_endpoint(namespace, first) for _ in range(5)))
+        assert table.lookup(first).status == "InService"
+        assert reads == [first], "concurrent callers share one read"
+        await source.refresh_endpoint(namespace, second)
+        assert table.lookup(second).status == "InService", "not held back by the first one's read"
 
         source._endpoint_events[f"endpoints/{namespace}"]("MODIFIED", older)  # arrives late
         source._rebuild()
-        assert table.lookup(name).status == "InService"
+        assert table.lookup(first).status == "InService"
     finally:
         source.stop()
