@@ -1,42 +1,54 @@
-"""Gateway benchmark: boto3 sagemaker-runtime calls through the gateway vs straight to the backend.
+"""Gateway benchmark: boto3-shaped invoke_endpoint calls through the gateway vs straight to the model server.
 
-One run, loopback only, bounded to tens of seconds. Both paths use the same real boto3 client
-code (signed with SigV4), the same payload and the same backend process; the backend also
-answers the Runtime API path, so the direct calls are exactly the calls a user makes, minus the
-gateway. Printed: p50/p99 latency and requests/s at concurrency 1 and 32, the gateway's added
-latency and the throughput ratio, against the targets.
+One run, loopback only, about a minute. The requests are boto3's own: a real boto3
+sagemaker-runtime client serialises and SigV4-signs each ``invoke_endpoint`` call, and the
+bytes it would put on the wire are captured and replayed by the shared raw-socket load
+generator (bench/_load.py). The gateway verifies every signature in full on every call (SigV4
+has no nonce: a signed request stays valid for the 15-minute skew window). Replaying instead of
+calling boto3 in the loop matters on two CPUs: boto3 spends about 2 ms of CPU per call, so a
+boto3 load generator saturates a CPU at about 450 calls/s and what is measured at
+concurrency 32 is the client (``--client boto3`` shows it).
 
-    python -m bench.gateway [--calls 200] [--rounds 8] [--payload-bytes 256] [--pin] [--model-ms 0]
+The backend is sageport-server serving a small scikit-learn model (logistic regression on
+iris, one row per call); the direct path sends the same request to its ``/invocations``.
+Rounds alternate direct and gateway so background load hits both alike. Printed: p50/p99 and
+requests/s at concurrency 1 and 32, the gateway's added latency, the throughput ratio, the
+gateway's CPU per call, against the targets.
 
-``--model-ms N`` makes the backend answer after N ms without using CPU, like a model whose time
-is spent on an accelerator: with it, concurrency 32 no longer saturates the two CPUs with the
-backend's own work, and the added latency is the gateway's, not queueing behind it.
+    python -m bench.gateway [--seconds 1] [--rounds 6] [--placement model-cpu|client-cpu|os]
+                            [--backend model|echo] [--model-ms 0] [--client replay|boto3]
 
-By default the OS places the processes. ``--pin`` puts the load generator on CPU 0 and the
-servers (backend, gateway) on the others: the gateway-to-backend hop then never crosses CPUs,
-which lowers the added latency at concurrency 1 but crowds the servers at concurrency 32.
-Both paths always get the same placement.
+Placement (both paths always get the same): ``model-cpu`` (default, two or more CPUs) gives
+the model server a CPU of its own, as its pod has in a cluster, and runs the load generator
+and the gateway on the other CPU(s); ``client-cpu`` gives the load generator a CPU of its own
+and puts the gateway beside the model (the gateway-model hops then stay on one CPU, which
+suits concurrency 1 and crowds the model at 32); ``os`` lets the OS place all three.
+``--backend echo`` answers with the body, after ``--model-ms`` of waiting without CPU (like a
+model on an accelerator); it also answers the Runtime API path, so ``--client boto3`` needs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from tests.cluster.processes import free_port as _free_port
-from tests.cluster.processes import wait_http
+import uvloop
+
+from bench._load import Result, fetch, measure, merge
+from bench.server import ROW, train_logistic
+from tests.cluster.processes import free_port, wait_http
 
 ACCESS_KEY = "AKIDBENCH"
 SECRET_KEY = "bench-secret-key"
@@ -45,9 +57,11 @@ TARGET_ADDED_P99_MS = 3.0
 TARGET_THROUGHPUT_RATIO = 0.70
 
 
-def serve_backend(port_file: Path, model_ms: float) -> None:
-    """A minimal model container: echo on /invocations and on the Runtime API path, after
-    ``model_ms`` of waiting (no CPU) when asked."""
+def serve_echo(port: int, model_ms: float) -> None:
+    """A minimal model container: echo on /invocations, after ``model_ms`` of waiting (no CPU).
+
+    It also answers the Runtime API path, so boto3 itself can call it directly (``--client boto3``).
+    """
     from aiohttp import web
 
     async def invocations(request: web.Request) -> web.Response:
@@ -63,37 +77,13 @@ def serve_backend(port_file: Path, model_ms: float) -> None:
         app = web.Application()
         app.router.add_get("/ping", ping)
         app.router.add_post("/invocations", invocations)
-        app.router.add_post("/endpoints/{name}/invocations", invocations)
+        app.router.add_post("/endpoints/{name}/invocations", invocations)  # for --client boto3
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        await asyncio.to_thread(port_file.write_text, str(port))
+        await web.TCPSite(runner, "127.0.0.1", port).start()
         await asyncio.Event().wait()
 
-    import uvloop
-
     uvloop.run(run())
-
-
-@dataclass
-class Result:
-    latencies_ms: list[float]
-    seconds: float
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.latencies_ms)
-
-    @property
-    def p99(self) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(int(len(ordered) * 0.99), len(ordered) - 1)]
-
-    @property
-    def rate(self) -> float:
-        return len(self.latencies_ms) / self.seconds
 
 
 def _client(url: str, pool: int) -> Any:
@@ -110,16 +100,57 @@ def _client(url: str, pool: int) -> Any:
     )
 
 
-def run_load(client: Any, body: bytes, concurrency: int, calls: int) -> Result:
-    per_thread = max(calls // concurrency, 1)
+class _CapturedRequestError(Exception):
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
+def signed_requests(url: str, body: bytes, count: int, path: str | None = None) -> list[bytes]:
+    """The bytes boto3 puts on the wire for ``count`` invoke_endpoint calls to ``url``.
+
+    boto3 builds and signs each (its serialiser, SigV4 signer and headers); the request is
+    captured just before sending. ``path`` replaces the request path (the model server's
+    ``/invocations`` for the direct calls), leaving everything else as boto3 made it.
+    """
+
+    def capture(request: Any, **_: Any) -> None:
+        raise _CapturedRequestError(request)
+
+    client = _client(url, 1)
+    client.meta.events.register("before-send.sagemaker-runtime.InvokeEndpoint", capture)
+    captured = []
+    for _ in range(count):
+        try:
+            client.invoke_endpoint(EndpointName="bench", Body=body, ContentType="application/json")
+        except _CapturedRequestError as done:
+            request = done.request
+        else:
+            raise RuntimeError("boto3 sent the request instead of handing it over")
+        split = urlsplit(request.url)
+        # http.client adds these two when botocore sends.
+        lines = [f"POST {path or split.path} HTTP/1.1", f"Host: {split.netloc}", "Accept-Encoding: identity"]
+        lines += [
+            f"{name}: {value.decode() if isinstance(value, bytes) else value}"
+            for name, value in request.headers.items()
+        ]
+        captured.append(("\r\n".join(lines) + "\r\n\r\n").encode() + request.body)
+    return captured
+
+
+def boto3_load(url: str, body: bytes, concurrency: int, seconds: float) -> Result:
+    """``concurrency`` threads calling boto3's invoke_endpoint in a loop (``--client boto3``)."""
+    client = _client(url, concurrency)
     latencies: list[float] = []
     lock = threading.Lock()
     start_gate = threading.Barrier(concurrency)
+    until = 0.0
 
     def worker() -> None:
+        nonlocal until
         mine = []
-        start_gate.wait()
-        for _ in range(per_thread):
+        if start_gate.wait() == 0:
+            until = time.perf_counter() + seconds
+        while not until or time.perf_counter() < until:
             started = time.perf_counter()
             response = client.invoke_endpoint(EndpointName="bench", Body=body, ContentType="application/json")
             response["Body"].read()
@@ -143,135 +174,177 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def merge(results: list[Result]) -> Result:
-    return Result(
-        [value for result in results for value in result.latencies_ms], sum(r.seconds for r in results)
-    )
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of a process (affinity is per thread; pools already exist)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.sched_setaffinity(int(task.name), cpus)
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m bench.gateway",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of one measured round")
     parser.add_argument(
-        "--pin", action="store_true", help="pin the client to CPU 0 and the servers to the rest"
+        "--rounds", type=int, default=6, help="alternating direct/gateway rounds per concurrency"
     )
-    parser.add_argument("--calls", type=int, default=200, help="calls per path per round at concurrency 1")
+    parser.add_argument("--placement", choices=("model-cpu", "client-cpu", "os"), default="model-cpu")
+    parser.add_argument("--backend", choices=("model", "echo"), default="model")
     parser.add_argument(
-        "--rounds",
-        type=int,
-        default=8,
-        help="alternating direct/gateway rounds (short rounds even out background load)",
+        "--model-ms", type=float, default=0.0, help="echo backend: answer after this many ms, without CPU"
     )
-    parser.add_argument("--payload-bytes", type=int, default=256)
-    parser.add_argument(
-        "--model-ms", type=float, default=0.0, help="backend answers after this many ms, without CPU"
-    )
-    parser.add_argument("--serve-backend", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=("replay", "boto3"), default="replay")
+    parser.add_argument("--payload-bytes", type=int, default=256, help="echo backend: request body size")
+    parser.add_argument("--serve-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_backend is not None:
-        serve_backend(args.serve_backend, args.model_ms)
-        return
+    if args.serve_echo is None and args.backend != "echo":
+        if args.model_ms:
+            parser.error("--model-ms needs --backend echo")
+        if args.client == "boto3":
+            parser.error(
+                "--client boto3 needs --backend echo (boto3 cannot call the model server's /invocations)"
+            )
+    return args
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    port_file = workdir / "backend.port"
-    backend = subprocess.Popen(
-        [
+
+def _start_backend(
+    args: argparse.Namespace, workdir: Path, port: int
+) -> tuple[subprocess.Popen[bytes], bytes]:
+    """The backend process and the body each call sends it."""
+    if args.backend == "echo":
+        command = [
             sys.executable,
             "-m",
             "bench.gateway",
-            "--serve-backend",
-            str(port_file),
+            "--serve-echo",
+            str(port),
             "--model-ms",
             str(args.model_ms),
         ]
+        body = b'{"instances": [' + b"1," * (args.payload_bytes // 2 - 8) + b"1]}"
+        return subprocess.Popen(command), body
+    model_dir = train_logistic(workdir / "model")
+    env = {**os.environ, "SAGEPORT_BIND_HOST": "127.0.0.1", "SAGEPORT_KSERVE_ROUTES": "false",
+           "SAGEPORT_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "sageport.server",
+        "serve",
+        "--model-dir",
+        str(model_dir),
+        "--port",
+        str(port),
+    ]
+    return subprocess.Popen(command, env=env), f"[{', '.join(map(str, ROW))}]".encode()
+
+
+def _start_gateway(workdir: Path, port: int, backend_url: str) -> subprocess.Popen[bytes]:
+    (workdir / "routes.yaml").write_text(
+        "endpoints:\n  bench:\n    variants:\n      - name: AllTraffic\n        weight: 1.0\n"
+        f'        backends: ["{backend_url}"]\n'
     )
+    (workdir / "keys.yaml").write_text(
+        f'keys:\n  - accessKeyId: {ACCESS_KEY}\n    secretAccessKey: "{SECRET_KEY}"\n    endpoints: ["*"]\n'
+    )
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("sageport-gateway")), "--host", "127.0.0.1",
+         "--port", str(port), "--routes", str(workdir / "routes.yaml"),
+         "--keys", str(workdir / "keys.yaml"), "--log-level", "WARNING"]
+    )  # fmt: skip
+
+
+def _place(args: argparse.Namespace, backend: int, gateway: int) -> str:
+    cpus = sorted(os.sched_getaffinity(0))
+    placement = "placed by the OS"
+    if args.placement == "model-cpu" and len(cpus) >= 2:
+        model_cpu, others = {cpus[-1]}, set(cpus[:-1])
+        _pin(backend, model_cpu)
+        for pid in (gateway, os.getpid()):
+            _pin(pid, others)
+        placement = f"model server on CPU {cpus[-1]}, load generator and gateway on CPU {','.join(map(str, cpus[:-1]))}"
+    elif args.placement == "client-cpu" and len(cpus) >= 2:
+        _pin(os.getpid(), {cpus[0]})
+        for pid in (backend, gateway):
+            _pin(pid, set(cpus[1:]))
+        placement = (
+            f"load generator on CPU {cpus[0]}, model server and gateway on CPU {','.join(map(str, cpus[1:]))}"
+        )
+    # Background work on a shared machine skews both paths; raise our priority where allowed.
+    try:
+        for pid in (0, backend, gateway):
+            os.setpriority(os.PRIO_PROCESS, pid, -10)
+        placement += ", nice -10"
+    except PermissionError:
+        pass
+    return f"{len(cpus)} CPUs, {placement}"
+
+
+def main() -> None:
+    args = _parse_args()
+    if args.serve_echo is not None:
+        serve_echo(args.serve_echo, args.model_ms)
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    backend_port, gateway_port = free_port(), free_port()
+    backend, body = _start_backend(args, workdir, backend_port)
     processes = [backend]
     try:
-        deadline = time.monotonic() + 20
-        while not port_file.exists() or not port_file.read_text():
-            if time.monotonic() > deadline or backend.poll() is not None:
-                raise RuntimeError("backend did not start")
-            time.sleep(0.05)
-        backend_url = f"http://127.0.0.1:{port_file.read_text()}"
-        (workdir / "routes.yaml").write_text(
-            f"endpoints:\n  bench:\n    variants:\n      - name: AllTraffic\n        weight: 1.0\n"
-            f'        backends: ["{backend_url}"]\n'
-        )
-        (workdir / "keys.yaml").write_text(
-            f'keys:\n  - accessKeyId: {ACCESS_KEY}\n    secretAccessKey: "{SECRET_KEY}"\n    endpoints: ["*"]\n'
-        )
-        gateway_port = _free_port()
-        gateway = subprocess.Popen(
-            [str(Path(sys.executable).with_name("sageport-gateway")), "--host", "127.0.0.1",
-             "--port", str(gateway_port), "--routes", str(workdir / "routes.yaml"),
-             "--keys", str(workdir / "keys.yaml"), "--log-level", "WARNING"],
-            env={**os.environ},
-        )  # fmt: skip
+        backend_url, gateway_url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{gateway_port}"
+        gateway = _start_gateway(workdir, gateway_port, backend_url)
         processes.append(gateway)
-        gateway_url = f"http://127.0.0.1:{gateway_port}"
-        cpus = sorted(os.sched_getaffinity(0))
-        placement = "not pinned"
-        if args.pin and len(cpus) >= 2:
-            for process in processes:
-                os.sched_setaffinity(process.pid, set(cpus[1:]))
-            os.sched_setaffinity(0, {cpus[0]})
-            placement = f"client on CPU {cpus[0]}, backend and gateway on CPU {','.join(map(str, cpus[1:]))}"
-        # Background work on a shared machine skews both paths; raise our priority where allowed.
-        try:
-            for pid in (0, *(process.pid for process in processes)):
-                os.setpriority(os.PRIO_PROCESS, pid, -10)
-            placement += ", nice -10"
-        except PermissionError:
-            pass
-        wait_http(gateway_url + "/ping", gateway, timeout=20)
-        wait_http(backend_url + "/ping", backend, timeout=20)
+        wait_http(backend_url + "/ping", backend, timeout=120)
+        wait_http(gateway_url + "/ping", gateway, timeout=60)
+        placement = _place(args, backend.pid, gateway.pid)
 
-        body = b'{"instances": [' + b"1," * (args.payload_bytes // 2 - 8) + b"1]}"
-        model = f", backend model time {args.model_ms:g} ms (no CPU)" if args.model_ms else ", echo backend"
-        print(
-            f"gateway benchmark: boto3 invoke_endpoint, SigV4-verified, {len(body)} B JSON, loopback{model}"
+        direct_requests = signed_requests(backend_url, body, 64, path="/invocations")
+        gateway_requests = signed_requests(gateway_url, body, 64)
+        direct_address, gateway_address = ("127.0.0.1", backend_port), ("127.0.0.1", gateway_port)
+        _, expected = fetch(direct_address, direct_requests[0])
+        head, through_body = fetch(gateway_address, gateway_requests[0])
+        if not head.startswith(b"HTTP/1.1 200 ") or through_body != expected:
+            raise RuntimeError(
+                f"the gateway answered {head[:300]!r} {through_body[:200]!r}, not {expected!r}"
+            )
+
+        backend_name = (
+            f"echo backend answering after {args.model_ms:g} ms (no CPU)"
+            if args.backend == "echo"
+            else "sageport-server, scikit-learn logistic regression, one row"
         )
-        print(f"{len(cpus)} CPUs, {placement}")
+        client = (
+            "boto3 invoke_endpoint from threads"
+            if args.client == "boto3"
+            else "boto3-signed invoke_endpoint requests replayed on raw sockets"
+        )
+        print(f"gateway benchmark: {client}, SigV4-verified, {len(body)} B JSON, loopback; {backend_name}")
+        print(placement)
         all_ok = True
         for concurrency in (1, 32):
-            calls = args.calls if concurrency == 1 else args.calls * 3
-            direct_client = _client(backend_url, concurrency)
-            gateway_client = _client(gateway_url, concurrency)
-            run_load(direct_client, body, concurrency, min(calls, 300))  # warm up both paths
-            run_load(gateway_client, body, concurrency, min(calls, 300))
+
+            def direct(seconds: float, concurrency: int = concurrency) -> Result:
+                if args.client == "boto3":
+                    return boto3_load(backend_url, body, concurrency, seconds)
+                return measure(direct_address, direct_requests, concurrency, seconds, expected)
+
+            def through(seconds: float, concurrency: int = concurrency) -> Result:
+                if args.client == "boto3":
+                    return boto3_load(gateway_url, body, concurrency, seconds)
+                return measure(gateway_address, gateway_requests, concurrency, seconds, expected)
+
+            direct(0.5)  # warm up both paths
+            through(0.5)
             direct_runs, gateway_runs = [], []
             gateway_cpu = 0.0
             for _ in range(args.rounds):
-                direct_runs.append(run_load(direct_client, body, concurrency, calls))
+                direct_runs.append(direct(args.seconds))
                 before = cpu_seconds(gateway.pid)
-                gateway_runs.append(run_load(gateway_client, body, concurrency, calls))
+                gateway_runs.append(through(args.seconds))
                 gateway_cpu += cpu_seconds(gateway.pid) - before
-            direct, through = merge(direct_runs), merge(gateway_runs)
-            added_p50 = through.p50 - direct.p50
-            added_p99 = through.p99 - direct.p99
-            ratio = through.rate / direct.rate
-            print(f"\nconcurrency {concurrency} ({len(direct.latencies_ms)} calls per path)")
-            print(f"  direct : p50 {direct.p50:7.3f} ms  p99 {direct.p99:7.3f} ms  {direct.rate:8.0f} req/s")
-            print(
-                f"  gateway: p50 {through.p50:7.3f} ms  p99 {through.p99:7.3f} ms  {through.rate:8.0f} req/s"
-            )
-            checks = [
-                ("added p50", added_p50, f"{added_p50:.3f} ms", added_p50 < TARGET_ADDED_P50_MS,
-                 f"< {TARGET_ADDED_P50_MS} ms"),
-                ("added p99", added_p99, f"{added_p99:.3f} ms", added_p99 < TARGET_ADDED_P99_MS,
-                 f"< {TARGET_ADDED_P99_MS} ms"),
-                ("throughput gateway/direct", ratio, f"{ratio:.2f}", ratio >= TARGET_THROUGHPUT_RATIO,
-                 f">= {TARGET_THROUGHPUT_RATIO}"),
-            ]  # fmt: skip
-            cpu_per_call = gateway_cpu / len(through.latencies_ms) * 1e3
-            print(f"  gateway process CPU per call: {cpu_per_call:.3f} ms (SigV4 check, routing, proxying)")
-            print(
-                f"  latency ratio gateway/direct: p50 {through.p50 / direct.p50:.2f}  p99 {through.p99 / direct.p99:.2f}"
-            )
-            for label, _, shown, ok, target in checks:
-                all_ok &= ok
-                print(f"  {label:27s} {shown:>10s}  target {target:9s} {'ok' if ok else 'MISSED'}")
+            all_ok &= _report(concurrency, merge(direct_runs), merge(gateway_runs), gateway_cpu)
         print("\nall targets met" if all_ok else "\nsome targets missed")
     finally:
         for process in reversed(processes):
@@ -281,6 +354,30 @@ def main() -> None:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _report(concurrency: int, direct: Result, through: Result, gateway_cpu: float) -> bool:
+    if direct.errors or through.errors:
+        raise RuntimeError(f"failed calls: direct {direct.errors}, gateway {through.errors}")
+    added_p50 = through.p50 - direct.p50
+    added_p99 = through.p99 - direct.p99
+    ratio = through.rate / direct.rate
+    print(
+        f"\nconcurrency {concurrency} ({len(direct.latencies_ms)} direct, {len(through.latencies_ms)} gateway calls)"
+    )
+    print(f"  direct : p50 {direct.p50:7.3f} ms  p99 {direct.p99:7.3f} ms  {direct.rate:8.0f} req/s")
+    print(f"  gateway: p50 {through.p50:7.3f} ms  p99 {through.p99:7.3f} ms  {through.rate:8.0f} req/s")
+    cpu_per_call = gateway_cpu / len(through.latencies_ms) * 1e3
+    print(f"  gateway process CPU per call: {cpu_per_call:.3f} ms (SigV4 check, routing, proxying)")
+    checks = [
+        ("added p50", f"{added_p50:.3f} ms", added_p50 < TARGET_ADDED_P50_MS, f"< {TARGET_ADDED_P50_MS} ms"),
+        ("added p99", f"{added_p99:.3f} ms", added_p99 < TARGET_ADDED_P99_MS, f"< {TARGET_ADDED_P99_MS} ms"),
+        ("throughput gateway/direct", f"{ratio:.2f}", ratio >= TARGET_THROUGHPUT_RATIO,
+         f">= {TARGET_THROUGHPUT_RATIO}"),
+    ]  # fmt: skip
+    for label, shown, ok, target in checks:
+        print(f"  {label:27s} {shown:>10s}  target {target:9s} {'ok' if ok else 'MISSED'}")
+    return all(ok for _, _, ok, _ in checks)
 
 
 if __name__ == "__main__":

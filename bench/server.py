@@ -15,14 +15,13 @@ row count) behind sageport-server with batching off and on, at 64 concurrent cli
 
 On machines with two or more CPUs the load generator is pinned to CPU 0 and every server to
 CPU 1, so client and server do not steal each other's time slices; all servers get the same
-placement. The load generator is a minimal keep-alive HTTP/1.1 client on raw sockets, so its
-own cost stays far below any server's.
+placement. The load generator (bench/_load.py) is a minimal keep-alive HTTP/1.1 client on raw sockets,
+so its own cost stays far below any server's.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -31,9 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from bench._load import Result, measure
+from bench._load import request_bytes as _request
 from tests.cluster.processes import free_port as _free_port
 from tests.cluster.processes import wait_http
 
@@ -97,67 +97,6 @@ def run_kserve(model_dir: str, port: int) -> None:
     kserve.ModelServer(http_port=port, grpc_port=_free_port()).start([model])
 
 
-# -- the load generator ---------------------------------------------------------------------------
-@dataclass
-class Result:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-def _request(path: str, body: bytes, content_type: str = "application/json") -> bytes:
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-async def _client(port: int, request: bytes, until: float, latencies: list[float], errors: list[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    clock = time.perf_counter
-    try:
-        while clock() < until:
-            started = clock()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            lowered = head.lower()
-            at = lowered.find(b"content-length:")
-            if at < 0:
-                raise RuntimeError(f"response without content-length: {head[:200]!r}")
-            length = int(lowered[at + 15 : lowered.find(b"\r\n", at)])
-            await reader.readexactly(length)
-            latencies.append(clock() - started)
-            if head[9:12] != b"200":
-                errors.append(1)
-    finally:
-        writer.close()
-
-
-async def _measure(port: int, request: bytes, concurrency: int, seconds: float) -> Result:
-    warm_until = time.perf_counter() + min(0.5, seconds / 4)
-    await asyncio.gather(*(_client(port, request, warm_until, [], []) for _ in range(concurrency)))
-    latencies: list[float] = []
-    errors: list[int] = []
-    started = time.perf_counter()
-    until = started + seconds
-    await asyncio.gather(*(_client(port, request, until, latencies, errors) for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
-    return Result(len(latencies) / elapsed, quantiles[49] * 1000, quantiles[98] * 1000, len(errors))
-
-
-def measure(port: int, request: bytes, concurrency: int, seconds: float) -> Result:
-    try:
-        import uvloop
-
-        return uvloop.run(_measure(port, request, concurrency, seconds))
-    except ImportError:
-        return asyncio.run(_measure(port, request, concurrency, seconds))
-
-
 # -- orchestration --------------------------------------------------------------------------------
 
 
@@ -219,16 +158,25 @@ def _model_call_p50_ms(model_dir: Path, calls: int = 2000) -> float:
     return statistics.median(timings[calls // 10 :]) * 1000
 
 
+def train_logistic(directory: Path) -> Path:
+    """The small model of both server benchmarks: logistic regression on iris, as model.joblib."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = load_iris(return_X_y=True)
+    directory.mkdir()
+    joblib.dump(LogisticRegression(max_iter=1000).fit(features, labels), directory / "model.joblib")
+    return directory
+
+
 def _train(directory: Path) -> tuple[Path, Path, Path]:
     import joblib
     from sklearn.datasets import load_iris
     from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
 
     features, labels = load_iris(return_X_y=True)
-    small = directory / "logistic"
-    small.mkdir()
-    joblib.dump(LogisticRegression(max_iter=1000).fit(features, labels), small / "model.joblib")
+    small = train_logistic(directory / "logistic")
     forest = directory / "forest"
     forest.mkdir()
     joblib.dump(
@@ -243,8 +191,8 @@ def _train(directory: Path) -> tuple[Path, Path, Path]:
 
 def _line(name: str, result: Result) -> str:
     return (
-        f"  {name:<34} {result.requests_per_second:>8.0f} req/s   p50 {result.p50_ms:6.3f} ms   "
-        f"p99 {result.p99_ms:7.3f} ms   errors {result.errors}"
+        f"  {name:<34} {result.rate:>8.0f} req/s   p50 {result.p50:6.3f} ms   "
+        f"p99 {result.p99:7.3f} ms   errors {result.errors}"
     )
 
 
@@ -329,7 +277,12 @@ def main() -> int:
                 ("batching on", (64,)),
             ):
                 request = plans[name][3]
-                results[name] = {c: measure(ports[name], request, c, seconds) for c in concurrencies}
+                results[name] = {
+                    c: measure(
+                        ("127.0.0.1", ports[name]), [request], c, seconds, warm_up=min(0.5, seconds / 4)
+                    )
+                    for c in concurrencies
+                }
         finally:
             for process in processes.values():
                 _stop(process)
@@ -344,12 +297,12 @@ def main() -> int:
         print(_line("sageport /invocations", ours[concurrency]))
         if concurrency == 1:
             print(_line("sageport /invocations, identity model", results["identity"][1]))
-    throughput_ratio = ours[16].requests_per_second / stock[16].requests_per_second
-    p50_ratio = ours[1].p50_ms / echo[1].p50_ms
+    throughput_ratio = ours[16].rate / stock[16].rate
+    p50_ratio = ours[1].p50 / echo[1].p50
     print(" random forest (100 trees), 64 concurrent clients")
     print(_line("sageport, batching off", batching["false"]))
     print(_line("sageport, batching on (max 64, 2 ms)", batching["true"]))
-    batching_gain = batching["true"].requests_per_second / batching["false"].requests_per_second
+    batching_gain = batching["true"].rate / batching["false"].rate
 
     def verdict(ok: bool) -> str:
         return "ok" if ok else "MISSED"
@@ -368,15 +321,15 @@ def main() -> int:
         f"target >= {TARGET_BATCHING_GAIN}x  {verdict(batching_gain >= TARGET_BATCHING_GAIN)}"
     )
     print(
-        f"  also: p50 vs stock kserve (c=1) {ours[1].p50_ms / stock[1].p50_ms:.2f}x; "
-        f"throughput vs echo (c=16) {ours[16].requests_per_second / echo[16].requests_per_second:.2f}x"
+        f"  also: p50 vs stock kserve (c=1) {ours[1].p50 / stock[1].p50:.2f}x; "
+        f"throughput vs echo (c=16) {ours[16].rate / echo[16].rate:.2f}x"
     )
-    identity_ratio = results["identity"][1].p50_ms / echo[1].p50_ms
+    identity_ratio = results["identity"][1].p50 / echo[1].p50
     print(
         f"  where the sklearn p50 goes: model.predict() on one row alone takes {model_call_ms:.3f} ms in-process "
         f"(scikit-learn's input validation);\n  the server path without it (identity model) is "
         f"{identity_ratio:.2f}x the echo's p50, and sageport p50 minus the predict call is "
-        f"{max(ours[1].p50_ms - model_call_ms, 0) / echo[1].p50_ms:.2f}x"
+        f"{max(ours[1].p50 - model_call_ms, 0) / echo[1].p50:.2f}x"
     )
     return 0
 
