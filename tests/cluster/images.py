@@ -43,6 +43,7 @@ from pathlib import Path
 from tests.cluster import oci
 from tests.cluster.build import CACHE_ROOT, _build_lock
 from tests.cluster.mounts import unmount_below
+from tests.cluster.processes import run_checked
 
 Log = Callable[[str], None]
 
@@ -548,11 +549,7 @@ def _step(log: Log, what: str) -> Iterator[None]:
 
 
 def _run(cmd: list[str], cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
-        raise ImageError(f"{' '.join(cmd)} exited {result.returncode}:\n{tail}")
-    return result.stdout
+    return run_checked(cmd, ImageError, cwd=cwd, env=env)
 
 
 def _uv() -> Path:

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +141,26 @@ def tail(log: Path, lines: int = 25) -> str:
     last = text[-lines:]
     errors = [line for line in text[:-lines] if _ERROR_LINE.search(line)][:5]
     return "\n".join([*errors, "...", *last] if errors else last)
+
+
+def run_checked(
+    argv: Sequence[str],
+    error: type[Exception] = RuntimeError,
+    *,
+    check: bool = True,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    input_text: str | None = None,
+) -> str:
+    """Run a command to its end and return its stdout; when it fails (and ``check``), raise
+    ``error`` naming the command, its exit status and the last lines of what it printed."""
+    result = subprocess.run(
+        list(argv), cwd=cwd, env=env, input=input_text, capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        said = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
+        raise error(f"{' '.join(argv)} exited {result.returncode}:\n{said}")
+    return result.stdout
 
 
 def wait_http(url: str, process: subprocess.Popen[Any] | None = None, timeout: float = 30.0) -> None:

@@ -34,7 +34,7 @@ import yaml
 from tests.cluster import build, oci
 from tests.cluster.layout import Layout
 from tests.cluster.mounts import unmount_below
-from tests.cluster.processes import ProcessRecord
+from tests.cluster.processes import ProcessRecord, run_checked
 
 NODE_NAME = "sageport-local"
 BRIDGE = "sageport0"
@@ -129,10 +129,7 @@ def missing_prerequisites() -> list[str]:
 
 
 def _run(argv: list[str], *, check: bool = True, input_text: str | None = None) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, input=input_text)
-    if check and result.returncode != 0:
-        raise RealNodeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
-    return result.stdout
+    return run_checked(argv, RealNodeError, check=check, input_text=input_text)
 
 
 # ---------------------------------------------------------------------------------------------
