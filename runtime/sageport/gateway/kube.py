@@ -241,6 +241,16 @@ class KubernetesSource:
         on_event = self._endpoint_events.get(watcher)
         if on_event is None:
             return
+        # Clients invoke spec.endpointName when it is set; the object may be named otherwise.
+        with self._lock:
+            object_name = next(
+                (
+                    known.object_name
+                    for (_, (known_namespace, _)), known in self._endpoints.items()
+                    if known_namespace == namespace and known.name == name
+                ),
+                name,
+            )
         custom = kubernetes.client.CustomObjectsApi(self.api)
         try:
             obj = await asyncio.to_thread(
@@ -249,11 +259,11 @@ class KubernetesSource:
                 kubestate.VERSION,
                 namespace,
                 kubestate.PLURAL,
-                name,
+                object_name,
                 _request_timeout=_REFRESH_TIMEOUT,
             )
         except Exception as error:  # gone, or the API is away: the watch will still catch up
-            log.debug("read-through of endpoint %s/%s failed: %s", namespace, name, error)
+            log.debug("read-through of endpoint %s/%s failed: %s", namespace, object_name, error)
             return
         on_event("MODIFIED", cast(dict[str, Any], obj))
         self._rebuild()

@@ -64,12 +64,15 @@ class Operator:
         self.discovery = DiscoveryV1Api(api)
         self.core = CoreV1Api(api)
 
-    def endpoint(self, name: str, status: str, variants: list[tuple[str, float]]) -> None:
+    def endpoint(
+        self, name: str, status: str, variants: list[tuple[str, float]], endpoint_name: str | None = None
+    ) -> None:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Endpoint",
             "metadata": {"name": name, "namespace": self.namespace},
-            "spec": {"endpointConfigName": f"{name}-config"},
+            "spec": {"endpointConfigName": f"{name}-config"}
+            | ({"endpointName": endpoint_name} if endpoint_name else {}),
         }
         try:
             self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
@@ -270,16 +273,19 @@ async def test_a_lagging_watch_is_overtaken_by_a_read_through(
 ) -> None:
     """A client saw an Endpoint InService (``kubectl wait``) before our watch delivered it:
     the gateway re-reads that Endpoint instead of answering "not in service" (a second endpoint
-    of the same namespace right after it too; callers at the same moment share one read), and a
-    late, older event from the watch does not take the table back."""
+    of the same namespace right after it too, found by its spec.endpointName; callers at the
+    same moment share one read), and a late, older event from the watch does not take the
+    table back."""
     from sageport.gateway.auth import KeyStore
     from sageport.gateway.kube import KubernetesSource
     from sageport.gateway.routing import RouteTable
 
     operator = Operator(kube_api, namespace)
-    first, second = ("lag-" + secrets.token_hex(3) for _ in range(2))
-    for name in (first, second):
-        operator.endpoint(name, "Creating", [("AllTraffic", 1.0)])
+    first, second, second_object = ("lag-" + secrets.token_hex(3) for _ in range(3))
+    # The second is invoked by its spec.endpointName, which is not its object's name.
+    objects = {first: (first, None), second: (second_object, second)}
+    for object_name, endpoint_name in objects.values():
+        operator.endpoint(object_name, "Creating", [("AllTraffic", 1.0)], endpoint_name)
     table = RouteTable()
     source = KubernetesSource(table, KeyStore(), [namespace], namespace, kube_cluster.kubeconfig)
     await source.start()
@@ -291,8 +297,8 @@ async def test_a_lagging_watch_is_overtaken_by_a_read_through(
         for watcher in source._watchers:
             if watcher.name.startswith("endpoints"):
                 watcher.on_event = lambda kind, raw: late.append((kind, raw))  # the watch lags
-        for name in (first, second):
-            operator.endpoint(name, "InService", [("AllTraffic", 1.0)])
+        for object_name, endpoint_name in objects.values():
+            operator.endpoint(object_name, "InService", [("AllTraffic", 1.0)], endpoint_name)
         await asyncio.sleep(1.0)
         assert len(late) >= 2, "the watch saw both changes (and held them back)"
         assert table.lookup(first).status == "Creating", "the lagging watch must not have delivered it"
@@ -310,6 +316,7 @@ async def test_a_lagging_watch_is_overtaken_by_a_read_through(
         assert reads == [first], "concurrent callers share one read"
         await source.refresh_endpoint(namespace, second)
         assert table.lookup(second).status == "InService", "not held back by the first one's read"
+        assert reads == [first, second]
 
         source._endpoint_events[f"endpoints/{namespace}"]("MODIFIED", older)  # arrives late
         source._rebuild()
