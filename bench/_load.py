@@ -34,6 +34,10 @@ class Result:
         return ordered[min(int(len(ordered) * 0.99), len(ordered) - 1)]
 
     @property
+    def mean(self) -> float:
+        return statistics.fmean(self.latencies_ms)
+
+    @property
     def rate(self) -> float:
         return len(self.latencies_ms) / self.seconds
 
