@@ -5,15 +5,19 @@ next, until the window closes (a closed loop, like ``concurrency`` callers each 
 its previous call). Its own cost per call is a few tens of microseconds, far below any server
 measured with it, so the figures are the servers', not the client's. Requests are replayed as
 given (a list is cycled through), answers are checked by status and, when asked, by body.
+Also here: pinning a server's threads to CPUs, which both benchmarks do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvloop
 
@@ -144,3 +148,10 @@ def fetch(address: tuple[str, int], request: bytes) -> tuple[bytes, bytes]:
             writer.close()
 
     return uvloop.run(once())
+
+
+def pin_threads(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of a running process (affinity is per thread, and pools already exist)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.sched_setaffinity(int(task.name), cpus)

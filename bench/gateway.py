@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -47,7 +46,7 @@ from urllib.parse import urlsplit
 
 import uvloop
 
-from bench._load import Result, fetch, measure, merge
+from bench._load import Result, fetch, measure, merge, pin_threads
 from bench.server import ROW, train_logistic
 from tests.cluster.processes import free_port, wait_http
 
@@ -175,13 +174,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _pin(pid: int, cpus: set[int]) -> None:
-    """Pin every thread of a process (affinity is per thread; pools already exist)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.sched_setaffinity(int(task.name), cpus)
-
-
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.gateway",
@@ -265,21 +257,21 @@ def _place(args: argparse.Namespace, backend: int, gateway: int) -> str:
     placement = "placed by the OS"
     if args.placement == "model-cpu" and len(cpus) >= 2:
         model_cpu, others = {cpus[-1]}, set(cpus[:-1])
-        _pin(backend, model_cpu)
+        pin_threads(backend, model_cpu)
         for pid in (gateway, os.getpid()):
-            _pin(pid, others)
+            pin_threads(pid, others)
         placement = f"model server on CPU {cpus[-1]}, load generator and gateway on CPU {','.join(map(str, cpus[:-1]))}"
     elif args.placement == "gateway-cpu" and len(cpus) >= 2:
-        _pin(gateway, {cpus[0]})
+        pin_threads(gateway, {cpus[0]})
         for pid in (backend, os.getpid()):
-            _pin(pid, set(cpus[1:]))
+            pin_threads(pid, set(cpus[1:]))
         placement = (
             f"gateway on CPU {cpus[0]}, load generator and model server on CPU {','.join(map(str, cpus[1:]))}"
         )
     elif args.placement == "client-cpu" and len(cpus) >= 2:
-        _pin(os.getpid(), {cpus[0]})
+        pin_threads(os.getpid(), {cpus[0]})
         for pid in (backend, gateway):
-            _pin(pid, set(cpus[1:]))
+            pin_threads(pid, set(cpus[1:]))
         placement = (
             f"load generator on CPU {cpus[0]}, model server and gateway on CPU {','.join(map(str, cpus[1:]))}"
         )

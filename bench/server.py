@@ -22,7 +22,6 @@ so its own cost stays far below any server's.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -32,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._load import Result, measure
+from bench._load import Result, measure, pin_threads
 from bench._load import request_bytes as _request
 from tests.cluster.processes import free_port as _free_port
 from tests.cluster.processes import wait_http
@@ -110,15 +109,6 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _pin(process: subprocess.Popen[bytes], cpus: set[int] | None) -> None:
-    """Pin every thread of a ready server (affinity is per thread, and pools already exist)."""
-    if cpus is None:
-        return
-    for task in Path(f"/proc/{process.pid}/task").iterdir():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.sched_setaffinity(int(task.name), cpus)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -266,7 +256,8 @@ def main() -> int:
         try:
             for name, (_, _, ready_path, _) in plans.items():
                 wait_http(f"http://127.0.0.1:{ports[name]}{ready_path}", processes[name], timeout=180)
-                _pin(processes[name], server_cpus)
+                if server_cpus is not None:
+                    pin_threads(processes[name].pid, server_cpus)
             print(f"servers ready in {time.monotonic() - phase:.0f} s", flush=True)
             for name, concurrencies in (
                 ("echo", (1, 16)),
