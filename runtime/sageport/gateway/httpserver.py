@@ -145,6 +145,8 @@ class HttpProtocol(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
         self._client_done = False
+        # The 400 for unparsable bytes that followed complete requests still being answered.
+        self._rejection: Response | None = None
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -289,7 +291,9 @@ class HttpProtocol(asyncio.Protocol):
                     return
         finally:
             self.worker = None
-        if self._client_done:
+        if self._rejection is not None:
+            self._write_rejection(self._rejection)
+        elif self._client_done:
             self.close()
         else:
             self._arm_idle_timer()
@@ -328,10 +332,20 @@ class HttpProtocol(asyncio.Protocol):
             await self._writable
 
     def _reject(self, status: int, message: str) -> None:
-        """Answer a request that cannot be parsed or accepted, then close the connection."""
+        """Answer a request that cannot be parsed or accepted, then close the connection.
+
+        Complete requests received before the bad bytes are answered first, in order (a client
+        pipelining one good request and garbage still gets its answer); nothing more is read.
+        """
         self._rejected = True
         response = self.state.render_error(status, message)
-        if self.transport is not None and not self.transport.is_closing() and self.worker is None:
+        if self.worker is not None or self.pending:
+            self._rejection = response  # written by _serve once the requests before it are answered
+            return
+        self._write_rejection(response)
+
+    def _write_rejection(self, response: Response) -> None:
+        if self.transport is not None and not self.transport.is_closing():
             head = _status_line(response.status) + _header_lines(response.headers)
             head += b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(response.body)
             self.transport.write(head + response.body)

@@ -47,6 +47,8 @@ def _send(url: str, raw: bytes, half_close: bool = False) -> tuple[int, dict[str
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
+    if headers.get("content-length", "").isdigit():  # a second answer may follow the first
+        body = body[: int(headers["content-length"])]
     return status, headers, body
 
 
@@ -96,11 +98,14 @@ def test_malformed_requests_never_get_a_gateway_5xx(
     path = "/" + "/".join([*prefix, "endpoints", endpoint, operation])
     lines = [method + b" " + path.encode() + b" HTTP/1.1", b"Host: fuzz", b"Connection: close"]
     lines += [name.encode() + b": " + value for name, value in headers]
-    if not any(name in ("Content-Length", "Transfer-Encoding") for name, _ in headers):
+    framing_fuzzed = any(name in ("Content-Length", "Transfer-Encoding") for name, _ in headers)
+    if not framing_fuzzed:
         lines.append(b"Content-Length: " + str(len(body)).encode())
-    status, response_headers, response_body = _send(
-        open_gateway.url, b"\r\n".join(lines) + b"\r\n\r\n" + body
-    )
+    answer = _send(open_gateway.url, b"\r\n".join(lines) + b"\r\n\r\n" + body, half_close=framing_fuzzed)
+    assert open_gateway.popen.poll() is None
+    if answer is None:  # the declared body never came, and the client is gone
+        return
+    status, response_headers, response_body = answer
     assert status < 500, (status, response_body[:300])
     if status >= 400 and "x-amzn-errortype" in response_headers:
         assert json.loads(response_body)["message"]

@@ -89,6 +89,25 @@ async def test_refused_requests_get_400_and_close(server: tuple[ServerState, int
     assert b"Connection: close" in data
 
 
+@pytest.mark.parametrize("first", ["/ok", "/slow"])
+async def test_requests_before_unparsable_bytes_are_still_answered(
+    server: tuple[ServerState, int], first: str
+) -> None:
+    """A complete request followed by garbage on the same connection (one packet): the request
+    is answered, then the garbage gets its 400, then the connection closes."""
+    _, port = server
+    raw = (
+        f"POST {first} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n".encode()
+        + b"\xd1\x919+ garbage\r\n\r\n"
+    )
+    data = await exchange(port, raw)
+    assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+    assert f"POST {first}? 1".encode() in data
+    second = data.index(b"HTTP/1.1 400 ")
+    assert second > data.index(f"POST {first}? 1".encode())
+    assert b"Connection: close" in data[second:]
+
+
 async def test_upgrade_requests_are_answered_as_plain_http(server: tuple[ServerState, int]) -> None:
     _, port = server
     data = await exchange(
