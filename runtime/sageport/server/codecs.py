@@ -122,7 +122,11 @@ def _decode_csv(body: bytes) -> np.ndarray:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PayloadError(f"CSV is not UTF-8: {exc}") from exc
-    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    try:
+        # newline="": the csv module does its own line splitting (bare \r, quoted newlines).
+        rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
+    except csv.Error as exc:
+        raise PayloadError(f"invalid CSV: {exc}") from exc
     if not rows:
         raise PayloadError("no CSV rows in the body")
     width = len(rows[0])

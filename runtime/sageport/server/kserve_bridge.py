@@ -113,7 +113,10 @@ def _build_app(kserve: Any) -> tuple[ASGIApp, Any, Any]:
             if isinstance(payload, kserve.InferRequest):
                 if not payload.inputs:
                     raise errors.InvalidInput("the request has no inputs")
-                data = payload.inputs[0].as_numpy()
+                try:
+                    data = payload.inputs[0].as_numpy()
+                except (ValueError, TypeError) as exc:  # data that does not fit its shape or datatype
+                    raise errors.InvalidInput(f"input {payload.inputs[0].name!r}: {exc}") from exc
                 prediction = np.asarray(await self._shared_predict(self.name, data))
                 output = kserve.InferOutput(
                     name="output-0", shape=list(prediction.shape), datatype=from_np_dtype(prediction.dtype)

@@ -130,5 +130,19 @@ def test_kserve_v1_and_v2_routes_serve_the_same_model(server: Server, sklearn_mo
     assert server.request("GET", "/v1/models/absent").status == 404
 
 
+@pytest.mark.parametrize(
+    "data",
+    [[1.0, 2.0], [[1.0], 2.0, 3.0, 4.0], [{"a": 1}, 2.0, 3.0, 4.0]],
+    ids=["size", "ragged", "type"],
+)
+def test_kserve_v2_data_that_does_not_fit_its_shape_is_400(server: Server, data: list[Any]) -> None:
+    request = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": data}]}
+    reply = server.request(
+        "POST", "/v2/models/model/infer", json.dumps(request).encode(), {"Content-Type": "application/json"}
+    )
+    assert reply.status == 400, reply.body
+    assert "input 'x'" in reply.json()["error"]
+
+
 def test_execution_parameters_for_batch_transform(server: Server) -> None:
     assert server.request("GET", "/execution-parameters").json()["BatchStrategy"] == "MULTI_RECORD"

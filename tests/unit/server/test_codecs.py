@@ -47,6 +47,10 @@ def test_a_list_of_strings_is_one_document_per_instance() -> None:
     assert decoded.tolist() == ["good film", "bad film"]
 
 
+def test_csv_with_bare_carriage_returns() -> None:
+    assert codecs.decode(b"1,2\r3,4\r", "text/csv").tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
 def test_npy_body() -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.arange(6, dtype=np.float32).reshape(2, 3))
@@ -64,6 +68,9 @@ def test_npy_body() -> None:
         (b"[[1, 2], [3]]", "application/json", "rectangular"),
         (b"1,2\n3\n", "text/csv", "CSV row 2 has 1 fields"),
         (b"1,abc\n", "text/csv", "non-numeric"),
+        (b"\r\x00", "text/csv", "non-numeric"),
+        (b'"1,2\n', "text/csv", "non-numeric"),
+        (b"1," + b"9" * 200_000, "text/csv", "invalid CSV: field larger than field limit"),
         (b"[1, 2]\n{oops\n", "application/jsonlines", "line 2"),
         (b"not npy", "application/x-npy", "invalid .npy"),
     ],
