@@ -42,13 +42,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import uvloop
 
 from bench._load import Result, fetch, measure, merge, pin_threads
 from bench.server import ROW, train_logistic
 from tests.cluster.processes import free_port, wait_http
+from tests.support.wire import invoke_endpoint_bytes
 
 ACCESS_KEY = "AKIDBENCH"
 SECRET_KEY = "bench-secret-key"
@@ -100,41 +100,12 @@ def _client(url: str, pool: int) -> Any:
     )
 
 
-class _CapturedRequestError(Exception):
-    def __init__(self, request: Any) -> None:
-        self.request = request
-
-
 def signed_requests(url: str, body: bytes, count: int, path: str | None = None) -> list[bytes]:
-    """The bytes boto3 puts on the wire for ``count`` invoke_endpoint calls to ``url``.
-
-    boto3 builds and signs each (its serialiser, SigV4 signer and headers); the request is
-    captured just before sending. ``path`` replaces the request path (the model server's
-    ``/invocations`` for the direct calls), leaving everything else as boto3 made it.
-    """
-
-    def capture(request: Any, **_: Any) -> None:
-        raise _CapturedRequestError(request)
-
-    client = _client(url, 1)
-    client.meta.events.register("before-send.sagemaker-runtime.InvokeEndpoint", capture)
-    captured = []
-    for _ in range(count):
-        try:
-            client.invoke_endpoint(EndpointName="bench", Body=body, ContentType="application/json")
-        except _CapturedRequestError as done:
-            request = done.request
-        else:
-            raise RuntimeError("boto3 sent the request instead of handing it over")
-        split = urlsplit(request.url)
-        # http.client adds these two when botocore sends.
-        lines = [f"POST {path or split.path} HTTP/1.1", f"Host: {split.netloc}", "Accept-Encoding: identity"]
-        lines += [
-            f"{name}: {value.decode() if isinstance(value, bytes) else value}"
-            for name, value in request.headers.items()
-        ]
-        captured.append(("\r\n".join(lines) + "\r\n\r\n").encode() + request.body)
-    return captured
+    """The bytes boto3 puts on the wire for ``count`` invoke_endpoint calls to ``url``
+    (``path`` replaces the request path: the model server's ``/invocations`` for direct calls)."""
+    return invoke_endpoint_bytes(
+        _client(url, 1), count, path, EndpointName="bench", Body=body, ContentType="application/json"
+    )
 
 
 def boto3_load(url: str, body: bytes, concurrency: int, seconds: float) -> Result:

@@ -1,0 +1,55 @@
+"""The exact bytes boto3 would send for a call, captured instead of sent.
+
+boto3 builds and signs the request (serialiser, SigV4 signer, its own headers); a handler on
+``before-send`` takes it just before it would go on the wire. For replaying real boto3 requests
+without boto3's CPU cost (benchmarks) and for tampering with signed requests byte by byte (tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class _CapturedRequestError(Exception):
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
+def invoke_endpoint_bytes(client: Any, count: int = 1, path: str | None = None, **call: Any) -> list[bytes]:
+    """``count`` invoke_endpoint requests (each with its own invocation id), as HTTP/1.1 bytes.
+
+    ``call`` are invoke_endpoint's arguments; ``path`` replaces the request path and leaves
+    everything else as boto3 made it (the signature then no longer matches: for servers that do
+    not check it). ``client`` must not retry (``total_max_attempts=1``).
+    """
+
+    def capture(request: Any, **_: Any) -> None:
+        raise _CapturedRequestError(request)
+
+    event = "before-send.sagemaker-runtime.InvokeEndpoint"
+    client.meta.events.register(event, capture)
+    try:
+        captured = []
+        for _ in range(count):
+            try:
+                client.invoke_endpoint(**call)
+            except _CapturedRequestError as done:
+                request = done.request
+            else:
+                raise RuntimeError("boto3 sent the request instead of handing it over")
+            split = urlsplit(request.url)
+            # http.client adds these two when botocore sends.
+            lines = [
+                f"POST {path or split.path} HTTP/1.1",
+                f"Host: {split.netloc}",
+                "Accept-Encoding: identity",
+            ]
+            lines += [
+                f"{name}: {value.decode() if isinstance(value, bytes) else value}"
+                for name, value in request.headers.items()
+            ]
+            captured.append(("\r\n".join(lines) + "\r\n\r\n").encode() + request.body)
+        return captured
+    finally:
+        client.meta.events.unregister(event, capture)
