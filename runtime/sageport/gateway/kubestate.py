@@ -10,7 +10,6 @@ newcomer can therefore never take traffic away from an endpoint that already ser
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,9 +56,18 @@ class SliceObject:
     backends: tuple[str, ...]
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is an object, else an empty one: what the API server hands us is JSON, and
+    a malformed field must not take a watch down."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = obj.get("metadata")
-    return metadata if isinstance(metadata, Mapping) else {}
+    return _mapping(obj.get("metadata"))
 
 
 def object_key(obj: Mapping[str, Any]) -> ObjectKey:
@@ -86,10 +94,9 @@ def _strategy(variant: Mapping[str, Any]) -> RoutingStrategy:
 
 def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
     namespace, name = object_key(obj)
-    status = obj.get("status")
-    status = status if isinstance(status, Mapping) else {}
+    status = _mapping(obj.get("status"))
     variants = []
-    for variant in status.get("productionVariants") or ():
+    for variant in _items(status.get("productionVariants")):
         if not isinstance(variant, Mapping) or not isinstance(variant.get("variantName"), str):
             continue
         hostnames = variant.get("containerHostnames")
@@ -122,7 +129,7 @@ def _resource_version(obj: Mapping[str, Any]) -> int:
 
 
 def _serving_port(slice_obj: Mapping[str, Any]) -> int:
-    ports = [port for port in slice_obj.get("ports") or () if isinstance(port, Mapping)]
+    ports = [port for port in _items(slice_obj.get("ports")) if isinstance(port, Mapping)]
     for port in ports:
         if port.get("name") == SERVING_PORT_NAME and isinstance(port.get("port"), int):
             return int(port["port"])
@@ -133,21 +140,20 @@ def _serving_port(slice_obj: Mapping[str, Any]) -> int:
 
 
 def parse_endpoint_slice(obj: Mapping[str, Any]) -> SliceObject | None:
-    labels = _metadata(obj).get("labels") or {}
+    labels = _mapping(_metadata(obj).get("labels"))
     endpoint, variant = labels.get(ENDPOINT_LABEL), labels.get(VARIANT_LABEL)
     if not endpoint or not variant:
         return None
     port = _serving_port(obj)
     ipv6 = obj.get("addressType") == "IPv6"
     backends = []
-    for member in obj.get("endpoints") or ():
+    for member in _items(obj.get("endpoints")):
         if not isinstance(member, Mapping):
             continue
-        conditions = member.get("conditions") or {}
         # An unset "ready" means ready (EndpointSlice API semantics).
-        if conditions.get("ready") is False:
+        if _mapping(member.get("conditions")).get("ready") is False:
             continue
-        for address in member.get("addresses") or ():
+        for address in _items(member.get("addresses")):
             host = f"[{address}]" if ipv6 else str(address)
             backends.append(f"http://{host}:{port}")
     return SliceObject(object_key(obj)[0], str(endpoint), str(variant), tuple(backends))
@@ -198,7 +204,7 @@ def _decode(data: Mapping[str, Any], field: str) -> str | None:
         return None
     try:
         return base64.b64decode(value, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64, not ASCII, not UTF-8 (binascii.Error is a ValueError)
         return None
 
 

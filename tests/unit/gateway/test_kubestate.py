@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sageport.gateway import kubestate
 from sageport.gateway.kubestate import (
     EndpointObject,
     build_routes,
@@ -177,3 +182,26 @@ def test_endpoint_resource_versions_order_events() -> None:
     assert not endpoint("42").is_older_than(endpoint("41"))
     assert not endpoint(None).is_older_than(endpoint("42")), "unknown versions never count as older"
     assert endpoint("not-a-number").resource_version == 0
+
+
+_FIELDS = st.sampled_from(
+    ["metadata", "name", "namespace", "labels", "status", "spec", "endpointStatus", "productionVariants",
+     "variantName", "currentWeight", "routingConfig", "routingStrategy", "containerHostnames", "endpointName",
+     "resourceVersion", "ports", "port", "endpoints", "addresses", "conditions", "ready", "addressType",
+     "data", "accessKeyId", "secretAccessKey", "namespaces", kubestate.ENDPOINT_LABEL, kubestate.VARIANT_LABEL]
+)  # fmt: skip
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_FIELDS, children, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(obj=st.dictionaries(_FIELDS, _JSON, max_size=5))
+def test_malformed_objects_are_skipped_not_raised(obj: dict[str, Any]) -> None:
+    """Whatever JSON a watch delivers, parsing never raises: one bad object must not stop the
+    watch (it would relist forever and routes would stop following the cluster)."""
+    kubestate.parse_endpoint(obj)
+    kubestate.parse_endpoint_slice(obj)
+    kubestate.parse_access_key_secret(obj, "sageport-system")
