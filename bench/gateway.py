@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,7 @@ import uvloop
 
 from bench._load import Result, fetch, measure, merge, pin_threads
 from bench.server import ROW, train_logistic
-from tests.cluster.processes import free_port, wait_http
+from tests.cluster.processes import free_port, terminate, wait_http
 from tests.support.wire import invoke_endpoint_bytes
 
 ACCESS_KEY = "AKIDBENCH"
@@ -325,12 +324,7 @@ def main() -> None:
         print("\nall targets met" if all_ok else "\nsome targets missed")
     finally:
         for process in reversed(processes):
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            terminate(process)
 
 
 def _report(concurrency: int, direct: Result, through: Result, cpu: dict[str, float]) -> bool:

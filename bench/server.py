@@ -34,7 +34,7 @@ from pathlib import Path
 from bench._load import Result, measure, pin_threads
 from bench._load import request_bytes as _request
 from tests.cluster.processes import free_port as _free_port
-from tests.cluster.processes import wait_http
+from tests.cluster.processes import terminate, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_THROUGHPUT_VS_KSERVE = 1.5
@@ -109,15 +109,6 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 IDENTITY_INFERENCE_PY = """
@@ -276,7 +267,7 @@ def main() -> int:
                 }
         finally:
             for process in processes.values():
-                _stop(process)
+                terminate(process, 30)
         batching = {"false": results["batching off"][64], "true": results["batching on"][64]}
 
     ours, stock, echo = results["sageport"], results["kserve"], results["echo"]

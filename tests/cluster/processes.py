@@ -143,6 +143,16 @@ def tail(log: Path, lines: int = 25) -> str:
     return "\n".join([*errors, "...", *last] if errors else last)
 
 
+def terminate(process: subprocess.Popen[Any], grace_seconds: float = 10.0) -> None:
+    """SIGTERM a child we started, SIGKILL it if it is still there after ``grace_seconds``."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def run_checked(
     argv: Sequence[str],
     error: type[Exception] = RuntimeError,

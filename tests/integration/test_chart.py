@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.cluster.handle import KubeCluster
-from tests.cluster.processes import free_ports, wait_http
+from tests.cluster.processes import free_ports, terminate, wait_http
 from tests.support.helm import CHART, helm
 from tests.support.kube import apply, condition, eventually, get
 from tests.support.manifests import EXAMPLES, load_documents
@@ -62,14 +62,6 @@ def _container(cluster: KubeCluster, namespace: str, deployment: str) -> dict[st
 def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as sink:
         return subprocess.Popen(argv, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 @pytest.fixture
@@ -253,8 +245,8 @@ def test_operator_and_gateway_work_with_exactly_the_charts_rbac(
         assert refused.value.code == 403
         assert "is not authorized to invoke endpoint" in body
     finally:
-        _stop(operator_process)
-        _stop(gateway_process)
+        terminate(operator_process, 15)
+        terminate(gateway_process, 15)
         logs = operator_log.read_text(errors="replace") + gateway_log.read_text(errors="replace")
     for refusal in ("orbidden", "status 403", "403:"):  # kopf's, the gateway's, the adapter's
         assert refusal not in logs, logs[-4000:]
