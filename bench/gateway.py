@@ -47,7 +47,7 @@ import uvloop
 from bench._load import Result, fetch, measure, merge, pin_threads
 from bench.server import ROW, train_logistic
 from tests.cluster.processes import free_port, terminate, wait_http
-from tests.support.wire import invoke_endpoint_bytes
+from tests.support.wire import invoke_endpoint_bytes, runtime_client
 
 ACCESS_KEY = "AKIDBENCH"
 SECRET_KEY = "bench-secret-key"
@@ -86,17 +86,7 @@ def serve_echo(port: int, model_ms: float) -> None:
 
 
 def _client(url: str, pool: int) -> Any:
-    import boto3
-    import botocore.config
-
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=botocore.config.Config(max_pool_connections=pool, retries={"total_max_attempts": 1}),
-    )
+    return runtime_client(url, ACCESS_KEY, SECRET_KEY, attempts=1, pool=pool)
 
 
 def signed_requests(url: str, body: bytes, count: int, path: str | None = None) -> list[bytes]:

@@ -37,6 +37,7 @@ from tests.cluster.control_plane import start, stop_cluster
 from tests.cluster.handle import KubeCluster
 from tests.cluster.layout import Layout
 from tests.cluster.processes import ProcessRecord, spawn, stop
+from tests.support import wire
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "sageport"
@@ -44,7 +45,7 @@ RELEASE = "sageport"
 SYSTEM_NAMESPACE = "sageport-system"
 GATEWAY_SERVICE = "sageport-gateway"
 S3_PORT = 9000  # on the bridge address, which only this machine's real node uses
-REGION = "us-east-1"
+REGION = wire.REGION
 
 # SageMaker's SDK runs `instance_type="local"` on the caller's machine; here it means the real
 # node. Requests are small so that a few variants fit on a 2-core machine.
@@ -333,19 +334,8 @@ def example_objects(directory: Path, *, instance_type: str = "local") -> list[di
 
 
 def runtime_client(url: str, key: AccessKey, *, retries: int | None = None) -> Any:
-    """boto3's ``sagemaker-runtime`` client, signing with ``key``; ``retries`` overrides botocore's."""
-    import boto3
-    from botocore.config import Config  # type: ignore[import-untyped]
-
-    config = Config(retries={"total_max_attempts": retries, "mode": "standard"}) if retries else None
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id=key.access_key_id,
-        aws_secret_access_key=key.secret_access_key,
-        config=config,
-    )
+    """boto3's ``sagemaker-runtime`` client, signing with ``key``; ``retries`` caps its attempts."""
+    return wire.runtime_client(url, key.access_key_id, key.secret_access_key, attempts=retries)
 
 
 def iris_model_tarball() -> bytes:

@@ -1,14 +1,49 @@
-"""The exact bytes boto3 would send for a call, captured instead of sent.
+"""boto3's sagemaker-runtime client as tests and benchmarks make it, and the exact bytes it
+would send for a call, captured instead of sent.
 
-boto3 builds and signs the request (serialiser, SigV4 signer, its own headers); a handler on
-``before-send`` takes it just before it would go on the wire. For replaying real boto3 requests
-without boto3's CPU cost (benchmarks) and for tampering with signed requests byte by byte (tests).
+For the bytes, boto3 builds and signs the request (serialiser, SigV4 signer, its own headers);
+a handler on ``before-send`` takes it just before it would go on the wire. For replaying real
+boto3 requests without boto3's CPU cost (benchmarks) and for tampering with signed requests byte
+by byte (tests).
 """
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
+
+REGION = "us-east-1"
+
+
+def runtime_client(
+    url: str,
+    access_key_id: str,
+    secret_access_key: str,
+    *,
+    attempts: int | None = None,
+    read_timeout: float | None = None,
+    pool: int | None = None,
+) -> Any:
+    """A ``sagemaker-runtime`` client for ``url`` signing with the key. ``attempts`` caps the
+    tries (1: no retry), ``pool`` the connections; None leaves botocore's default."""
+    import boto3  # type: ignore[import-untyped]
+    from botocore.config import Config  # type: ignore[import-untyped]
+
+    options: dict[str, Any] = {}
+    if attempts is not None:
+        options["retries"] = {"total_max_attempts": attempts, "mode": "standard"}
+    if read_timeout is not None:
+        options["read_timeout"] = read_timeout
+    if pool is not None:
+        options["max_pool_connections"] = pool
+    return boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        config=Config(**options) if options else None,
+    )
 
 
 class _CapturedRequestError(Exception):

@@ -10,10 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
-import botocore.config
-
 from tests.cluster.processes import free_port, wait_http
+from tests.support import wire
 
 BACKEND_SCRIPT = Path(__file__).with_name("backend.py")
 GATEWAY_COMMAND = [str(Path(sys.executable).with_name("sageport-gateway"))]
@@ -71,17 +69,7 @@ def runtime_client(
     endpoint_url: str,
     access_key: str = ACCESS_KEY,
     secret_key: str = SECRET_KEY,
-    retries: int = 0,
     read_timeout: float = 70.0,
 ):  # type: ignore[no-untyped-def]
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        config=botocore.config.Config(
-            retries={"max_attempts": retries, "mode": "legacy"} if retries else {"total_max_attempts": 1},
-            read_timeout=read_timeout,
-        ),
-    )
+    """No retries: every test sees the gateway's first answer."""
+    return wire.runtime_client(endpoint_url, access_key, secret_key, attempts=1, read_timeout=read_timeout)
