@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sageport.contract import SERVING_STATUSES
 from sageport.gateway import errors, eventstream
 from sageport.gateway.auth import Authenticator, RequestParts
 from sageport.gateway.httpserver import Request, Response, ServerState, StreamSink
 from sageport.gateway.invocation import MAX_BODY_BYTES, Invocation, Operation, parse_invocation
 from sageport.gateway.metrics import GatewayMetrics, VariantMetrics
-from sageport.gateway.routing import SERVING_STATUSES, Instance, Route, RouteTable, Variant, route
+from sageport.gateway.routing import Instance, Route, RouteTable, Variant, route
 from sageport.gateway.upstream import (
     ConnectFailedError,
     Target,

@@ -11,9 +11,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sageport.contract import RoutingStrategy
 from sageport.gateway.auth import AccessKey
 from sageport.gateway.invocation import ENDPOINT_NAME_PATTERN
-from sageport.gateway.routing import EndpointSpec, RoutingStrategy, VariantSpec
+from sageport.gateway.routing import EndpointSpec, VariantSpec
 
 
 class ConfigError(ValueError):

@@ -23,6 +23,7 @@ import kubernetes.config
 import kubernetes.watch
 from kubernetes.client.exceptions import ApiException
 
+from sageport import contract
 from sageport.gateway import errors, kubestate
 from sageport.gateway.auth import AccessKey, KeyStore, Principal
 from sageport.gateway.routing import RouteTable
@@ -167,9 +168,13 @@ class KubernetesSource:
         custom = kubernetes.client.CustomObjectsApi(self.api)
         discovery = kubernetes.client.DiscoveryV1Api(self.api)
         core = kubernetes.client.CoreV1Api(self.api)
-        slice_selector = {"label_selector": kubestate.ENDPOINT_LABEL}
-        secret_selector = {"label_selector": f"{kubestate.ACCESS_KEY_LABEL}=true"}
-        crd = {"group": kubestate.GROUP, "version": kubestate.VERSION, "plural": kubestate.PLURAL}
+        slice_selector = {"label_selector": contract.LABEL_ENDPOINT_OBJECT}
+        secret_selector = {"label_selector": f"{contract.LABEL_ACCESS_KEY}=true"}
+        crd = {
+            "group": contract.API_GROUP,
+            "version": contract.API_VERSION_NAME,
+            "plural": contract.Plural.ENDPOINTS,
+        }
         if not self.namespaces:
             self._add_watcher("endpoints", custom.list_cluster_custom_object, crd, self._endpoints)
             self._add_watcher(
@@ -255,10 +260,10 @@ class KubernetesSource:
         try:
             obj = await asyncio.to_thread(
                 custom.get_namespaced_custom_object,
-                kubestate.GROUP,
-                kubestate.VERSION,
+                contract.API_GROUP,
+                contract.API_VERSION_NAME,
                 namespace,
-                kubestate.PLURAL,
+                contract.Plural.ENDPOINTS,
                 object_name,
                 _request_timeout=_REFRESH_TIMEOUT,
             )
@@ -392,8 +397,8 @@ class KubernetesSource:
                 groups=list(principal.groups) or None,
                 extra=dict(principal.extra) or None,
                 resource_attributes=client.V1ResourceAttributes(
-                    group=kubestate.GROUP,
-                    resource=kubestate.PLURAL,
+                    group=contract.API_GROUP,
+                    resource=contract.Plural.ENDPOINTS,
                     subresource="invocations",
                     verb="create",
                     name=endpoint_name,

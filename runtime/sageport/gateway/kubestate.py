@@ -14,17 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sageport import contract
+from sageport.contract import RoutingStrategy
 from sageport.gateway.auth import AccessKey
-from sageport.gateway.routing import EndpointSpec, RoutingStrategy, VariantSpec
-
-GROUP = "sageport.io"
-VERSION = "v1alpha1"
-PLURAL = "endpoints"
-ENDPOINT_LABEL = "sageport.io/endpoint"
-VARIANT_LABEL = "sageport.io/variant"
-ACCESS_KEY_LABEL = "sageport.io/access-key"
-SERVING_PORT_NAME = "http"
-DEFAULT_PORT = 8080
+from sageport.gateway.routing import EndpointSpec, VariantSpec
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 
@@ -34,7 +27,8 @@ class EndpointObject:
     namespace: str
     # The name clients invoke: spec.endpointName (ACK's SageMaker-side name) or metadata.name.
     name: str
-    # metadata.name, which the operator's Services (and so EndpointSlices) carry as a label.
+    # metadata.name: the object's identity in its namespace, which the operator writes on its
+    # Services (and so on their EndpointSlices) as LABEL_ENDPOINT_OBJECT.
     object_name: str
     created: str
     status: str
@@ -51,7 +45,7 @@ class EndpointObject:
 @dataclass(frozen=True)
 class SliceObject:
     namespace: str
-    endpoint: str
+    endpoint_object: str
     variant: str
     backends: tuple[str, ...]
 
@@ -115,7 +109,7 @@ def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
         name=invoke_name if isinstance(invoke_name, str) and invoke_name else name,
         object_name=name,
         created=str(_metadata(obj).get("creationTimestamp", "")),
-        status=str(status.get("endpointStatus") or "Creating"),
+        status=str(status.get("endpointStatus") or contract.EndpointStatus.CREATING),
         variants=tuple(variants),
         resource_version=_resource_version(obj),
     )
@@ -131,17 +125,17 @@ def _resource_version(obj: Mapping[str, Any]) -> int:
 def _serving_port(slice_obj: Mapping[str, Any]) -> int:
     ports = [port for port in _items(slice_obj.get("ports")) if isinstance(port, Mapping)]
     for port in ports:
-        if port.get("name") == SERVING_PORT_NAME and isinstance(port.get("port"), int):
+        if port.get("name") == contract.CONTAINER_PORT_NAME and isinstance(port.get("port"), int):
             return int(port["port"])
     for port in ports:
         if isinstance(port.get("port"), int):
             return int(port["port"])
-    return DEFAULT_PORT
+    return contract.CONTAINER_PORT
 
 
 def parse_endpoint_slice(obj: Mapping[str, Any]) -> SliceObject | None:
     labels = _mapping(_metadata(obj).get("labels"))
-    endpoint, variant = labels.get(ENDPOINT_LABEL), labels.get(VARIANT_LABEL)
+    endpoint, variant = labels.get(contract.LABEL_ENDPOINT_OBJECT), labels.get(contract.LABEL_VARIANT)
     if not endpoint or not variant:
         return None
     port = _serving_port(obj)
@@ -165,7 +159,7 @@ def build_routes(
     """Endpoint specs to install, and the names that clash across namespaces (for a warning)."""
     backends: dict[tuple[str, str, str], list[str]] = {}
     for slice_obj in slices:
-        backends.setdefault((slice_obj.namespace, slice_obj.endpoint, slice_obj.variant), []).extend(
+        backends.setdefault((slice_obj.namespace, slice_obj.endpoint_object, slice_obj.variant), []).extend(
             slice_obj.backends
         )
     owners: dict[str, EndpointObject] = {}
@@ -177,17 +171,13 @@ def build_routes(
         owners[endpoint.name] = endpoint
     specs = []
     for endpoint in owners.values():
-        # Slices are labelled with the object's name; accept the invoke name too, in case the
-        # two differ and the labels follow the SageMaker name.
-        labels = dict.fromkeys((endpoint.object_name, endpoint.name))
+        # By object identity only: the invoke name may be another object's name in the namespace.
         variants = tuple(
             VariantSpec(
                 name=name,
                 weight=weight,
                 backends=tuple(
-                    dict.fromkeys(
-                        url for label in labels for url in backends.get((endpoint.namespace, label, name), ())
-                    )
+                    dict.fromkeys(backends.get((endpoint.namespace, endpoint.object_name, name), ()))
                 ),
                 strategy=strategy,
                 container_hostnames=hostnames,

@@ -10,23 +10,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+from sageport.contract import INVOCATIONS_PATH, SERVING_STATUSES, EndpointStatus, RoutingStrategy
 from sageport.gateway import errors
-
-
-class RoutingStrategy(StrEnum):
-    """SageMaker's ProductionVariant RoutingConfig.RoutingStrategy values."""
-
-    LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
-    RANDOM = "RANDOM"
-
-
-# Endpoint statuses in which SageMaker keeps serving traffic: an update or a rollback runs
-# alongside the fleet that is already in service.
-SERVING_STATUSES = frozenset(
-    {"InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"}
-)
 
 
 class Instance:
@@ -36,7 +22,7 @@ class Instance:
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
-        self.invocations_url = self.base_url + "/invocations"
+        self.invocations_url = self.base_url + INVOCATIONS_PATH
         self.outstanding = 0
 
     def __repr__(self) -> str:
@@ -58,7 +44,7 @@ class VariantSpec:
 class EndpointSpec:
     name: str
     variants: tuple[VariantSpec, ...]
-    status: str = "InService"
+    status: str = EndpointStatus.IN_SERVICE
     # Where the endpoint lives (Kubernetes namespace); None in standalone mode.
     namespace: str | None = None
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from sageport import contract
 from tests.integration.gateway.support import Process, runtime_client, start_backend, start_gateway
 
 REPO = Path(__file__).resolve().parents[3]
@@ -106,8 +107,8 @@ class Operator:
                 "name": f"{service}-abcde",
                 "namespace": self.namespace,
                 "labels": {
-                    "sageport.io/endpoint": endpoint,
-                    "sageport.io/variant": variant,
+                    contract.LABEL_ENDPOINT_OBJECT: endpoint,
+                    contract.LABEL_VARIANT: variant,
                     "kubernetes.io/service-name": service,
                 },
             },

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from sageport.contract import RoutingStrategy
 from sageport.gateway.config import ConfigError, parse_keys, parse_routes
-from sageport.gateway.routing import RoutingStrategy
 
 
 def test_routes_file_from_the_docs() -> None:

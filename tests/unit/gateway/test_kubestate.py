@@ -6,6 +6,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sageport import contract
+from sageport.contract import RoutingStrategy
 from sageport.gateway import kubestate
 from sageport.gateway.kubestate import (
     EndpointObject,
@@ -15,7 +17,6 @@ from sageport.gateway.kubestate import (
     parse_endpoint,
     parse_endpoint_slice,
 )
-from sageport.gateway.routing import RoutingStrategy
 
 
 def endpoint(
@@ -35,7 +36,7 @@ def endpoint_slice(
         "metadata": {
             "namespace": namespace,
             "name": f"{endpoint_name}-{variant}-x",
-            "labels": {"sageport.io/endpoint": endpoint_name, "sageport.io/variant": variant},
+            "labels": {contract.LABEL_ENDPOINT_OBJECT: endpoint_name, contract.LABEL_VARIANT: variant},
         },
         "addressType": "IPv4",
         "ports": [{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}],
@@ -188,7 +189,7 @@ _FIELDS = st.sampled_from(
     ["metadata", "name", "namespace", "labels", "status", "spec", "endpointStatus", "productionVariants",
      "variantName", "currentWeight", "routingConfig", "routingStrategy", "containerHostnames", "endpointName",
      "resourceVersion", "ports", "port", "endpoints", "addresses", "conditions", "ready", "addressType",
-     "data", "accessKeyId", "secretAccessKey", "namespaces", kubestate.ENDPOINT_LABEL, kubestate.VARIANT_LABEL]
+     "data", "accessKeyId", "secretAccessKey", "namespaces", contract.LABEL_ENDPOINT_OBJECT, contract.LABEL_VARIANT]
 )  # fmt: skip
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
@@ -205,3 +206,30 @@ def test_malformed_objects_are_skipped_not_raised(obj: dict[str, Any]) -> None:
     kubestate.parse_endpoint(obj)
     kubestate.parse_endpoint_slice(obj)
     kubestate.parse_access_key_secret(obj, "sageport-system")
+
+
+def test_routes_follow_the_object_identity_not_the_invoke_name() -> None:
+    """A (object x, invoked as y) and C (object z, invoked as x): each name reaches only its own
+    object's pods, though C's Service carries the invoke-name label ``x`` that is A's object name."""
+    a = endpoint("ns", "x", endpointStatus="InService", productionVariants=[{"variantName": "AllTraffic"}])
+    a["spec"] = {"endpointConfigName": "cfg-a", "endpointName": "y"}
+    c = endpoint("ns", "z", endpointStatus="InService", productionVariants=[{"variantName": "AllTraffic"}])
+    c["spec"] = {"endpointConfigName": "cfg-c", "endpointName": "x"}
+
+    def slice_of(object_name: str, invoke_name: str, address: str) -> dict[str, Any]:
+        obj: dict[str, Any] = endpoint_slice("ns", object_name, "AllTraffic", (address, True))
+        obj["metadata"]["labels"] = {
+            "sageport.io/endpoint-object": object_name,
+            "sageport.io/endpoint": invoke_name,
+            "sageport.io/variant": "AllTraffic",
+        }
+        return obj
+
+    slices = [
+        parse_endpoint_slice(slice_of("x", "y", "10.0.0.1")),
+        parse_endpoint_slice(slice_of("z", "x", "10.0.0.2")),
+    ]
+    specs, clashes = build_routes([parse_endpoint(a), parse_endpoint(c)], [s for s in slices if s])
+    backends = {spec.name: spec.variants[0].backends for spec in specs}
+    assert clashes == []
+    assert backends == {"y": ("http://10.0.0.1:8080",), "x": ("http://10.0.0.2:8080",)}

@@ -1,0 +1,101 @@
+"""The names every sageport component shares, defined once (stdlib only).
+
+The operator writes these labels, ports and environment variables; the gateway, the model
+server and every component that comes next read them. Two copies of one name are how two
+components come to disagree, so a unit test (tests/unit/test_contract.py) fails when a second
+literal of any value here appears in product code.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+# --- the API --------------------------------------------------------------------------------
+API_GROUP: Final = "sageport.io"
+API_VERSION_NAME: Final = "v1alpha1"
+API_VERSION: Final = f"{API_GROUP}/{API_VERSION_NAME}"
+
+
+class Plural(StrEnum):
+    """Resource names of the sageport.io kinds (the URL path segment)."""
+
+    MODELS = "models"
+    ENDPOINT_CONFIGS = "endpointconfigs"
+    ENDPOINTS = "endpoints"
+    TRANSFORM_JOBS = "transformjobs"
+    INSTANCE_TYPES = "instancetypes"
+
+
+# --- labels and annotations -----------------------------------------------------------------
+# On every child of an Endpoint. The object's own name is its identity within a namespace;
+# the SageMaker name (spec.endpointName) is what clients invoke and may name another object.
+LABEL_ENDPOINT_OBJECT: Final = f"{API_GROUP}/endpoint-object"
+LABEL_ENDPOINT: Final = f"{API_GROUP}/endpoint"
+LABEL_VARIANT: Final = f"{API_GROUP}/variant"
+# "true" on a Secret holding a SigV4 access key for invocations.
+LABEL_ACCESS_KEY: Final = f"{API_GROUP}/access-key"
+# "true" on the InstanceTypes a catalog sync owns (and prunes).
+LABEL_CATALOG: Final = f"{API_GROUP}/catalog"
+# The pod template's hash, so a rollout happens exactly when the template changes.
+ANNOTATION_TEMPLATE_HASH: Final = f"{API_GROUP}/template-hash"
+MANAGED_BY: Final = "sageport-operator"
+
+# --- the SageMaker container contract -------------------------------------------------------
+CONTAINER_PORT: Final = 8080
+CONTAINER_PORT_NAME: Final = "http"
+PING_PATH: Final = "/ping"
+INVOCATIONS_PATH: Final = "/invocations"
+MODEL_DIR: Final = "/opt/ml/model"
+CODE_DIR: Final = "/opt/ml/code"
+MULTI_MODEL_ROOT: Final = "/opt/ml/models"
+
+
+class SageMakerEnv(StrEnum):
+    """Environment variables of SageMaker's hosting contract that sageport sets or reads."""
+
+    BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"
+    SAFE_PORT_RANGE = "SAGEMAKER_SAFE_PORT_RANGE"
+    PROGRAM = "SAGEMAKER_PROGRAM"
+    SUBMIT_DIRECTORY = "SAGEMAKER_SUBMIT_DIRECTORY"
+    MULTI_MODEL = "SAGEMAKER_MULTI_MODEL"
+    DEFAULT_INVOCATIONS_ACCEPT = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
+    CONTAINER_LOG_LEVEL = "SAGEMAKER_CONTAINER_LOG_LEVEL"
+    MODEL_SERVER_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
+    MODEL_SERVER_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+    MODEL_DIR = "SM_MODEL_DIR"
+
+
+# --- statuses and strategies ----------------------------------------------------------------
+class EndpointStatus(StrEnum):
+    """SageMaker's EndpointStatus values."""
+
+    OUT_OF_SERVICE = "OutOfService"
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    SYSTEM_UPDATING = "SystemUpdating"
+    ROLLING_BACK = "RollingBack"
+    IN_SERVICE = "InService"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+    UPDATE_ROLLBACK_FAILED = "UpdateRollbackFailed"
+
+
+# The statuses in which SageMaker keeps serving traffic: an update or a rollback runs alongside
+# the fleet that is already in service.
+SERVING_STATUSES: Final = frozenset(
+    {
+        EndpointStatus.IN_SERVICE,
+        EndpointStatus.UPDATING,
+        EndpointStatus.SYSTEM_UPDATING,
+        EndpointStatus.ROLLING_BACK,
+        EndpointStatus.UPDATE_ROLLBACK_FAILED,
+    }
+)
+
+
+class RoutingStrategy(StrEnum):
+    """SageMaker's ProductionVariant RoutingConfig.RoutingStrategy values."""
+
+    LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
+    RANDOM = "RANDOM"
