@@ -9,14 +9,14 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR := $(CACHE)/uv-cache
 
 .PHONY: setup host-deps lock test test-unit test-integration test-e2e lint manifests check-manifests bench demo \
-        cluster-up cluster-down cluster-kubeconfig cluster-status clean
+        up down status cluster-up cluster-down cluster-kubeconfig cluster-status clean
 
 $(UV):
 	python3 -m venv $(CACHE)/uv-$(UV_VERSION)
-	$(CACHE)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(CACHE)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION) >&2
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked --all-extras --python python3.11
+	$(UV) sync --locked --all-extras --python python3.11 >&2
 	touch $@
 
 lock: | $(UV)   # after editing dependencies in pyproject.toml
@@ -27,7 +27,7 @@ setup: $(VENV)/.installed
 # Debian packages of the real node and the image builder (containerd, runc, CNI plugins,
 # iptables, conntrack, debootstrap): installed with apt-get when missing.
 host-deps: setup
-	$(PY) -m tests.cluster.hostdeps
+	$(PY) -m sageport_dev.hostdeps
 
 test: setup host-deps
 	$(PY) -m pytest tests -q -p no:cacheprovider
@@ -57,19 +57,31 @@ bench: setup
 	$(PY) -m bench
 
 demo: setup host-deps
-	$(PY) -m tests.cluster.demo
+	$(PY) -m sageport_dev demo
+
+# The whole local stack, left running. Its last lines are `export` lines (progress goes to
+# stderr), so `eval "$(make -s up)"` prepares a shell for plain boto3 and kubectl.
+up: setup
+	@$(PY) -m sageport_dev.hostdeps >&2
+	@$(PY) -m sageport_dev up
+
+down: setup
+	@$(PY) -m sageport_dev down
+
+status: setup
+	@$(PY) -m sageport_dev status
 
 cluster-up: setup
-	$(PY) -m tests.cluster up
+	$(PY) -m sageport_dev cluster up
 
 cluster-down: setup
-	$(PY) -m tests.cluster down
+	$(PY) -m sageport_dev cluster down
 
 cluster-status: setup
-	$(PY) -m tests.cluster status
+	$(PY) -m sageport_dev cluster status
 
 cluster-kubeconfig: setup
-	@$(PY) -m tests.cluster kubeconfig
+	@$(PY) -m sageport_dev cluster kubeconfig
 
 clean:
 	rm -rf $(VENV)

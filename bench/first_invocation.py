@@ -22,8 +22,8 @@ import time
 import urllib.request
 from typing import Any
 
-from tests.cluster import stack
-from tests.support.kube import eventually
+from sageport_dev import stack
+from sageport_dev.processes import eventually
 
 MODEL_URL = "s3://sageport-models/iris/model.tar.gz"
 ROW = b"5.1,3.5,1.4,0.2\n"

@@ -46,8 +46,8 @@ import uvloop
 
 from bench._load import Result, fetch, measure, merge, pin_threads
 from bench.server import ROW, train_logistic
-from tests.cluster.processes import free_port, terminate, wait_http
-from tests.support.wire import invoke_endpoint_bytes, runtime_client
+from sageport_dev.processes import free_port, terminate, wait_http
+from sageport_dev.wire import invoke_endpoint_bytes, runtime_client
 
 ACCESS_KEY = "AKIDBENCH"
 SECRET_KEY = "bench-secret-key"

@@ -83,7 +83,7 @@ def _create_custom(
 
 
 def _kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> None:
-    from tests.cluster.build import ensure_binaries
+    from sageport_dev.build import ensure_binaries
 
     kubectl = str(ensure_binaries()["kubectl"])
     subprocess.run(
@@ -232,7 +232,7 @@ def main() -> None:
     if reuse:
         run(Path(reuse), args.sizes)
         return
-    from tests.cluster.control_plane import Layout, start, stop_cluster
+    from sageport_dev.control_plane import Layout, start, stop_cluster
 
     state_dir = Path(tempfile.mkdtemp(prefix="sageport-bench-"))
     start(state_dir, die_with_parent=True, log=lambda _: None)

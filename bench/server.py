@@ -33,8 +33,8 @@ from pathlib import Path
 
 from bench._load import Result, measure, pin_threads
 from bench._load import request_bytes as _request
-from tests.cluster.processes import free_port as _free_port
-from tests.cluster.processes import terminate, wait_http
+from sageport_dev.processes import free_port as _free_port
+from sageport_dev.processes import terminate, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_THROUGHPUT_VS_KSERVE = 1.5

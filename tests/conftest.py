@@ -1,6 +1,6 @@
 """Shared fixtures. ``kube_cluster`` and ``namespace`` give tests a real Kubernetes API.
 
-The cluster is the local harness (``tests/cluster``): upstream etcd, kube-apiserver,
+The cluster is the local harness (``dev/sageport_dev``): upstream etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler and kwok with fake nodes, started once per session.
 Set ``SAGEPORT_KUBECONFIG`` to the kubeconfig of a running cluster (``make cluster-up``,
 then ``export SAGEPORT_KUBECONFIG=$(make -s cluster-kubeconfig)``) to reuse it instead.
@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from tests.cluster import build
-from tests.cluster.control_plane import ClusterError, start, stop_cluster
-from tests.cluster.handle import KubeCluster
-from tests.cluster.layout import Layout
+from sageport_dev import build
+from sageport_dev.control_plane import ClusterError, start, stop_cluster
+from sageport_dev.handle import KubeCluster
+from sageport_dev.layout import Layout
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

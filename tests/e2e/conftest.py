@@ -1,9 +1,11 @@
 """The real thing: sageport installed by its Helm chart on a cluster whose node runs pods.
 
-One session fixture (``deployed``) starts its own cluster with a real node (kubelet,
-kube-proxy, containerd), imports the images, starts the S3 server and installs the chart,
-exactly as ``make demo`` does (tests/cluster/stack.py). It needs root and the Debian
-packages that ``.ci/run`` installs; without them every test here fails with what is missing.
+One session fixture (``deployed``) is ``make up``'s stack (sageport_dev.local_stack), shared by
+every test of the run: the cluster with a real node (kubelet, kube-proxy, containerd), the
+images, the S3 server, the chart and the ``sagemaker`` namespace. A stack already up (in
+$SAGEPORT_STACK_DIR) is used and left running; one this run started is stopped at the end. It
+needs root and the Debian packages that ``make host-deps`` installs; without them every test
+here fails with what is missing.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import io
 import json
 import subprocess
 import tarfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import real_node, stack
-from tests.cluster.control_plane import ClusterError
-from tests.cluster.layout import Layout
+from sageport_dev import local_stack, real_node, stack
+from sageport_dev.control_plane import ClusterError
+from sageport_dev.layout import Layout
 
 _report = pytest.StashKey[str]()
 
@@ -65,8 +66,12 @@ class Deployed:
 
     layout: Layout
     s3: stack.S3Server
-    gateway_url: str
+    env: local_stack.StackEnv
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return self.env.runtime_url
 
     @property
     def kubeconfig(self) -> Path:
@@ -86,19 +91,25 @@ class Deployed:
 
 @pytest.fixture(scope="session")
 def deployed(pytestconfig: pytest.Config) -> Iterator[Deployed]:
+    state_dir = local_stack.stack_dir_from_env().absolute()
+    was_up, _ = local_stack.status(state_dir)
     timings: dict[str, float] = {}
     try:
-        with stack.throwaway_stack("sageport-e2e-", timings) as (layout, refs, s3):
-            s3.put("models", "probe/model.tar.gz", probe_model_tarball())
-            s3.put("sageport-models", "iris/model.tar.gz", stack.iris_model_tarball())
-            started = time.monotonic()
-            stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3), layout.root)
-            timings["helm install"] = round(time.monotonic() - started, 1)
-            report = ", ".join(f"{k} {v} s" for k, v in timings.items())
-            pytestconfig.stash[_report] = f"end-to-end stack: {report}"
-            yield Deployed(layout, s3, stack.gateway_url(layout.kubeconfig), timings)
+        env = local_stack.up(state_dir, log=lambda _: None, timings=timings)
+        s3 = stack.running_s3(state_dir / "s3")
+        if s3 is None:
+            raise stack.StackError("the S3 server of the stack is not running after `up`")
+        s3.put("models", "probe/model.tar.gz", probe_model_tarball())
+        s3.put("sageport-models", "iris/model.tar.gz", stack.iris_model_tarball())
     except (ClusterError, stack.StackError) as error:
-        pytest.fail(f"installing sageport on the local cluster failed:\n{error}", pytrace=False)
+        pytest.fail(f"`make up` of the local stack failed:\n{error}", pytrace=False)
+    report = ", ".join(f"{k} {v} s" for k, v in timings.items())
+    pytestconfig.stash[_report] = f"end-to-end stack ({'already up' if was_up else 'started'}): {report}"
+    try:
+        yield Deployed(Layout(state_dir), s3, env, timings)
+    finally:
+        if not was_up:
+            local_stack.down(state_dir, log=lambda _: None)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from tests.cluster import stack
+from sageport_dev import stack
+from sageport_dev.processes import eventually
 from tests.e2e.conftest import Deployed
-from tests.support.kube import eventually
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -301,7 +301,7 @@ def test_the_chart_pods_run_under_restricted_pod_security(deployed: Deployed) ->
 
 def test_cluster_status_reports_the_real_node(deployed: Deployed) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tests.cluster", "--dir", str(deployed.layout.root), "status"],
+        [sys.executable, "-m", "sageport_dev", "cluster", "--dir", str(deployed.layout.root), "status"],
         capture_output=True,
         text=True,
         cwd=stack.REPO,

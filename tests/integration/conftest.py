@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from sageport.operator.crdgen import CATALOG_FILE, CRD_DIR, KINDS
-from tests.cluster.handle import KubeCluster
-from tests.cluster.processes import free_port as _free_port
-from tests.cluster.processes import wait_http
+from sageport_dev.handle import KubeCluster
+from sageport_dev.processes import free_port as _free_port
+from sageport_dev.processes import wait_http
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.handle import KubeCluster
-from tests.cluster.processes import free_ports, terminate, wait_http
+from sageport_dev.handle import KubeCluster
+from sageport_dev.processes import eventually, free_ports, terminate, wait_http
 from tests.support.helm import CHART, helm
-from tests.support.kube import apply, condition, eventually, get
+from tests.support.kube import apply, condition, get
 from tests.support.manifests import EXAMPLES, load_documents
 
 pytestmark = pytest.mark.usefixtures("sageport_crds")

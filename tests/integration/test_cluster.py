@@ -24,7 +24,7 @@ from kubernetes.client import (
 )
 from pydantic import BaseModel
 
-from tests.cluster.nodes import (
+from sageport_dev.nodes import (
     FAKE_NODE_LABEL,
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
@@ -34,7 +34,7 @@ from tests.cluster.nodes import (
     ZONE_LABEL,
     load_node_set,
 )
-from tests.support.kube import eventually
+from sageport_dev.processes import eventually
 
 pytestmark = pytest.mark.cluster
 

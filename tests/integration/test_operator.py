@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.handle import KubeCluster
+from sageport_dev.handle import KubeCluster
+from sageport_dev.processes import eventually
 from tests.integration.conftest import RunningOperator
-from tests.support.kube import apply, condition, eventually, get
+from tests.support.kube import apply, condition, get
 from tests.support.manifests import ACK_SAMPLES, EXAMPLES, load_documents
 
 pytestmark = pytest.mark.usefixtures("sageport_operator")

@@ -1,4 +1,4 @@
-"""The real helm binary (built and cached by tests/cluster/build.py) and the chart it renders."""
+"""The real helm binary (built and cached by dev/sageport_dev/build.py) and the chart it renders."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ NAMESPACE = "sageport-system"
 @functools.cache
 def helm_binary() -> Path:
     """The cached helm; built (with whatever else is missing) only when it is not there yet."""
-    from tests.cluster import build
+    from sageport_dev import build
 
     cached = [b.path for b in build.all_binaries() if b.name == "helm" and b.cached]
     return cached[0] if cached else build.ensure_binaries()["helm"]

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
 
-from tests.cluster.handle import KubeCluster
-
-T = TypeVar("T")
-
-
-def eventually(
-    check: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2, what: str = ""
-) -> T:
-    """Poll ``check`` until it returns something truthy; fail with the last value after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(
-        f"timed out after {timeout:.0f} s waiting for {what or check.__name__}; last: {last!r}"
-    )
+from sageport_dev.handle import KubeCluster
 
 
 def apply(cluster: KubeCluster, docs: Iterable[dict[str, Any]], namespace: str, check: bool = True) -> str:

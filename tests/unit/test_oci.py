@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import oci
-from tests.cluster.images import IMAGES_DIR, image_tar
+from sageport_dev import oci
+from sageport_dev.images import IMAGES_DIR, image_tar
 
 
 def _tree(root: Path, mtime: int) -> Path:

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.cluster.processes import free_port, wait_http
-from tests.support import wire
+from sageport_dev import wire
+from sageport_dev.processes import free_port, wait_http
 
 BACKEND_SCRIPT = Path(__file__).with_name("backend.py")
 GATEWAY_COMMAND = [str(Path(sys.executable).with_name("sageport-gateway"))]

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sageport_dev.wire import invoke_endpoint_bytes
 from tests.integration.gateway.support import Process, runtime_client, start_gateway
-from tests.support.wire import invoke_endpoint_bytes
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.processes import free_port
+from sageport_dev.processes import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 SERVER = [sys.executable, "-m", "sageport.server"]

@@ -1,6 +1,6 @@
 """s3:// fetch with real boto3 against a real S3-compatible server (versitygw, posix backend) on loopback.
 
-versitygw is a pinned binary of the local-cluster harness (``tests/cluster/build.py``): built from
+versitygw is a pinned binary of the local-cluster harness (``dev/sageport_dev/build.py``): built from
 its Go module into ``~/.cache/sageport/`` on first use, like the Kubernetes binaries. No skip.
 """
 
@@ -24,7 +24,7 @@ ACCESS, SECRET = "sageportadmin", "sageport-secret-key"
 
 
 def _versitygw() -> str:
-    from tests.cluster.build import ensure_binaries
+    from sageport_dev.build import ensure_binaries
 
     return str(ensure_binaries()["versitygw"])
 

@@ -31,10 +31,10 @@ from typing import Any
 
 import yaml
 
-from tests.cluster import build, oci
-from tests.cluster.layout import Layout
-from tests.cluster.mounts import unmount_below
-from tests.cluster.processes import ProcessRecord, run_checked
+from sageport_dev import build, oci
+from sageport_dev.layout import Layout
+from sageport_dev.mounts import unmount_below
+from sageport_dev.processes import ProcessRecord, run_checked
 
 NODE_NAME = "sageport-local"
 BRIDGE = "sageport0"
@@ -161,7 +161,7 @@ def claim_host(layout: Layout) -> None:
             if _cluster_alive(Path(owner)):
                 raise RealNodeError(
                     f"the real node is in use by the cluster in {owner}; stop it first "
-                    f"(python -m tests.cluster --dir {owner} down)"
+                    f"(python -m sageport_dev --dir {owner} down)"
                 )
             _clear_host(Layout(Path(owner)))
         _OWNER_FILE.write_text(f"{layout.root}\n")

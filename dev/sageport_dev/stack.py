@@ -32,12 +32,12 @@ from typing import Any
 
 import yaml
 
-from tests.cluster import build, images, real_node
-from tests.cluster.control_plane import start, stop_cluster
-from tests.cluster.handle import KubeCluster
-from tests.cluster.layout import Layout
-from tests.cluster.processes import ProcessRecord, spawn, stop
-from tests.support import wire
+from sageport import contract
+from sageport_dev import build, images, real_node, wire
+from sageport_dev.control_plane import start, stop_cluster
+from sageport_dev.handle import KubeCluster
+from sageport_dev.layout import Layout
+from sageport_dev.processes import ProcessRecord, spawn, stop
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "sageport"
@@ -154,11 +154,14 @@ class S3Server:
             region_name=REGION,
         )
 
-    def put(self, bucket: str, key: str, body: bytes) -> str:
+    def ensure_bucket(self, bucket: str) -> None:
         s3 = self.client()
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
             s3.create_bucket(Bucket=bucket)
-        s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    def put(self, bucket: str, key: str, body: bytes) -> str:
+        self.ensure_bucket(bucket)
+        self.client().put_object(Bucket=bucket, Key=key, Body=body)
         return f"s3://{bucket}/{key}"
 
 
@@ -168,15 +171,23 @@ def _listening(host: str, port: int) -> bool:
     return False
 
 
+def running_s3(root: Path) -> S3Server | None:
+    """The versitygw an earlier run started with its details in ``root``, if it still serves."""
+    with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
+        saved = json.loads((root / "s3.json").read_text())
+        process = ProcessRecord.from_json(saved["process"])
+        if process.alive() and _listening(real_node.NODE_IP, S3_PORT):
+            return S3Server(saved["endpoint_url"], saved["access_key"], saved["secret_key"], process)
+    return None
+
+
 def start_s3(root: Path, *, die_with_parent: bool, timeout: float = 30.0) -> S3Server:
     """Start versitygw, or reuse the one a kept run left (its details are in ``root``)."""
     host = real_node.NODE_IP
     record_file = root / "s3.json"
-    with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
-        saved = json.loads(record_file.read_text())
-        process = ProcessRecord.from_json(saved["process"])
-        if process.alive() and _listening(host, S3_PORT):
-            return S3Server(saved["endpoint_url"], saved["access_key"], saved["secret_key"], process)
+    running = running_s3(root)
+    if running is not None:
+        return running
     if _listening(host, S3_PORT):
         raise StackError(f"{host}:{S3_PORT} is taken by a process this run did not start: stop it first")
     access, secret = "sageport" + secrets.token_hex(4), secrets.token_urlsafe(24)
@@ -299,10 +310,12 @@ def _secret(name: str, data: dict[str, str], labels: dict[str, str] | None = Non
     }
 
 
-def prepare_namespace(kubeconfig: Path, namespace: str, s3: S3Server) -> AccessKey:
+def prepare_namespace(
+    kubeconfig: Path, namespace: str, s3: S3Server, key: AccessKey | None = None
+) -> AccessKey:
     """The namespace (restricted Pod Security enforced), the fetcher's S3 credentials, and a
-    SigV4 access key for the gateway scoped to it."""
-    key = AccessKey("AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
+    SigV4 access key for the gateway scoped to it (``key``, else a new one)."""
+    key = key or AccessKey("AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
     create_restricted_namespace(kubeconfig, namespace)
     storage = _secret(
         STORAGE_SECRET,
@@ -315,7 +328,7 @@ def prepare_namespace(kubeconfig: Path, namespace: str, s3: S3Server) -> AccessK
     invoke = _secret(
         "invoke-key",
         {"accessKeyId": key.access_key_id, "secretAccessKey": key.secret_access_key},
-        labels={"sageport.io/access-key": "true"},
+        labels={contract.LABEL_ACCESS_KEY: "true"},
     )
     apply_objects(kubeconfig, namespace, [storage, invoke])
     return key

@@ -1,4 +1,5 @@
-"""``python -m tests.cluster up | down | status | kubeconfig`` (state in $SAGEPORT_CLUSTER_DIR)."""
+"""``python -m sageport_dev cluster up | down | status | kubeconfig``: a bare cluster (state in
+$SAGEPORT_CLUSTER_DIR), for tests and for running the operator by hand."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from tests.cluster.layout import Layout, state_dir_from_env
+from sageport_dev.layout import Layout, state_dir_from_env
 
 # The control-plane modules (cryptography, pydantic) load only in the commands that need them,
 # so `kubeconfig` answers at once.
 
 
 def _up(state_dir: Path, node_set: Path | None, timeout: float, with_real_node: bool) -> int:
-    from tests.cluster.control_plane import ClusterError, start
-    from tests.cluster.nodes import DEFAULT_NODE_SET
+    from sageport_dev.control_plane import ClusterError, start
+    from sageport_dev.nodes import DEFAULT_NODE_SET
 
     try:
         state = start(
@@ -44,7 +45,7 @@ def _up(state_dir: Path, node_set: Path | None, timeout: float, with_real_node: 
 
 
 def _down(state_dir: Path) -> int:
-    from tests.cluster.control_plane import ClusterError, stop_cluster
+    from sageport_dev.control_plane import ClusterError, stop_cluster
 
     try:
         removed = stop_cluster(state_dir)
@@ -56,7 +57,7 @@ def _down(state_dir: Path) -> int:
 
 
 def _status(state_dir: Path) -> int:
-    from tests.cluster.control_plane import health
+    from sageport_dev.control_plane import health
 
     components = health(state_dir)
     if not components:
@@ -79,7 +80,7 @@ def _kubeconfig(state_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.cluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sageport_dev cluster", description=__doc__)
     parser.add_argument(
         "--dir",
         type=Path,
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="build what is missing, start the cluster, wait until it is ready")
-    up.add_argument("--nodes", type=Path, help="node set YAML (default: tests/cluster/nodes.yaml)")
+    up.add_argument("--nodes", type=Path, help="node set YAML (default: dev/sageport_dev/nodes.yaml)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each readiness check")
     up.add_argument(
         "--real-node",
@@ -108,7 +109,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return _status(state_dir)
     return _kubeconfig(state_dir)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,18 +19,18 @@ from typing import Any
 
 import yaml
 
-from tests.cluster import build, images, real_node
-from tests.cluster.apiserver import ApiServerClient, insecure_context, probe
-from tests.cluster.layout import Layout as Layout  # re-exported: older callers import it from here
-from tests.cluster.nodes import (
+from sageport_dev import build, images, real_node
+from sageport_dev.apiserver import ApiServerClient, insecure_context, probe
+from sageport_dev.layout import Layout as Layout  # re-exported: older callers import it from here
+from sageport_dev.nodes import (
     DEFAULT_NODE_SET,
     FAKE_NODE_LABEL,
     KWOK_ANNOTATION,
     load_node_set,
     node_manifests,
 )
-from tests.cluster.pki import ClientIdentity, ClusterPki, generate_pki
-from tests.cluster.processes import ProcessRecord, free_ports, spawn, stop, tail
+from sageport_dev.pki import ClientIdentity, ClusterPki, generate_pki
+from sageport_dev.processes import ProcessRecord, free_ports, spawn, stop, tail
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: first address of the service range

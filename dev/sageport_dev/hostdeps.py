@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 
-from tests.cluster.real_node import DEBIAN_PACKAGES
+from sageport_dev.real_node import DEBIAN_PACKAGES
 
 PACKAGES = (*DEBIAN_PACKAGES, "debootstrap")
 

@@ -1,9 +1,9 @@
 """Build sageport's runtime and operator images without Docker, and import them into containerd.
 
-``python -m tests.cluster.images build``: build whatever is missing, print the refs.
-``python -m tests.cluster.images import --address SOCKET``: the same, then ``ctr images import``.
+``python -m sageport_dev.images build``: build whatever is missing, print the refs.
+``python -m sageport_dev.images import --address SOCKET``: the same, then ``ctr images import``.
 
-Each image is three uncompressed layers written by :mod:`tests.cluster.oci`:
+Each image is three uncompressed layers written by :mod:`sageport_dev.oci`:
 
 1. base: a Debian bookworm root file system made by ``debootstrap --variant=minbase`` with
    python3 (3.11), ca-certificates and libgomp1, stripped of docs, man pages, locales, apt
@@ -18,7 +18,7 @@ in ``rootfs-bookworm-<ROOTFS_VERSION>/``, layers in ``images/blobs/<sha256>`` (f
 ``images/layers/<key>.json``) and each image as an OCI layout tar in
 ``images/<name>-<hash12>.tar``. The hash in the tag covers every input (base layer digest,
 exported requirements from uv.lock, the wheel's files, the image recipe), so an unchanged tree
-rebuilds nothing. Builds hold the same file lock as ``tests/cluster/build.py``.
+rebuilds nothing. Builds hold the same file lock as ``dev/sageport_dev/build.py``.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.cluster import oci
-from tests.cluster.build import CACHE_ROOT, _build_lock
-from tests.cluster.mounts import unmount_below
-from tests.cluster.processes import run_checked
+from sageport_dev import oci
+from sageport_dev.build import CACHE_ROOT, _build_lock
+from sageport_dev.mounts import unmount_below
+from sageport_dev.processes import run_checked
 
 Log = Callable[[str], None]
 
@@ -602,9 +602,7 @@ def _empty_dir(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.cluster.images", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m sageport_dev images", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("build", help="build the images that are not cached; print their refs and tars")
     importer = commands.add_parser("import", help="build, then ctr images import into containerd")

@@ -1,6 +1,6 @@
 """The local Kubernetes harness: upstream control-plane binaries as processes, KWOK fake nodes.
 
-``python -m tests.cluster up | down | status | kubeconfig`` drives it by hand; the pytest
+``python -m sageport_dev up | down | status | kubeconfig`` drives it by hand; the pytest
 fixtures in ``tests/conftest.py`` drive it for a test session. Modules:
 
 - ``build``: builds and caches the pinned binaries (Go module proxy, never rebuilt once cached)

@@ -1,6 +1,6 @@
 """Deterministic layer tars and OCI image layouts, written without a container engine.
 
-Pure file-format code (no debootstrap, no uv, no containerd): ``tests/cluster/images.py``
+Pure file-format code (no debootstrap, no uv, no containerd): ``dev/sageport_dev/images.py``
 decides what goes into an image, this module writes it. The same input always gives the same
 bytes: entries sorted by path, one fixed mtime, numeric owners without names, no xattrs, and
 JSON with sorted keys. Layers are uncompressed tars, so a layer's digest is also its diff_id.

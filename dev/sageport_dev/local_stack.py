@@ -1,0 +1,198 @@
+"""The whole local stack as one command: ``make up`` / ``make down`` (``python -m sageport_dev up``).
+
+``up`` starts what ``make demo`` starts and leaves it running: the cluster with its real node,
+the images, the S3 server, the Helm chart, and a namespace ready for Endpoints (restricted Pod
+Security enforced, the model fetcher's S3 credentials, an invoke key). It ends by printing
+``export NAME=value`` lines, so ``eval "$(make -s up)"`` prepares a shell where plain boto3 code
+needs no endpoint or credential arguments (boto3 reads ``AWS_ENDPOINT_URL_<SERVICE>``). One key
+pair serves both S3 and invocations. Idempotent: when the stack already runs and the images
+are unchanged, a second ``up`` only checks it and prints the same lines; after a code change it
+imports the new images and upgrades the release.
+
+``down`` stops every process ``up`` started and removes its directory (mounts included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sageport_dev import stack
+from sageport_dev.control_plane import health, running_state, start, stop_cluster
+from sageport_dev.layout import Layout
+from sageport_dev.processes import stop
+from sageport_dev.real_node import Log
+
+DEFAULT_STACK_DIR = Path("/tmp/sageport-stack")
+NAMESPACE = "sagemaker"
+BUCKET = "sageport-models"  # the bucket the examples name
+_ENV_FILE = "stack-env.json"
+
+
+def stack_dir_from_env() -> Path:
+    return Path(os.environ.get("SAGEPORT_STACK_DIR", str(DEFAULT_STACK_DIR)))
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class StackEnv:
+    """What a shell needs to use the running stack; ``exports`` are the lines ``up`` prints."""
+
+    kubeconfig: str
+    runtime_url: str
+    s3_url: str
+    access_key_id: str
+    secret_access_key: str
+    region: str
+    namespace: str
+    bucket: str
+    images: tuple[str, ...]
+
+    def environ(self) -> dict[str, str]:
+        return {
+            "KUBECONFIG": self.kubeconfig,
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.runtime_url,
+            "AWS_ENDPOINT_URL_S3": self.s3_url,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "SAGEPORT_NAMESPACE": self.namespace,
+            "SAGEPORT_BUCKET": self.bucket,
+        }
+
+    def exports(self) -> str:
+        return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in self.environ().items())
+
+    def access_key(self) -> stack.AccessKey:
+        return stack.AccessKey(self.access_key_id, self.secret_access_key)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+        path.chmod(0o600)  # holds the key pair
+
+    @classmethod
+    def load(cls, path: Path) -> StackEnv | None:
+        with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
+            saved = json.loads(path.read_text())
+            return cls(**{**saved, "images": tuple(saved["images"])})
+        return None
+
+
+@dataclass
+class Timings:
+    steps: dict[str, float]
+
+    @contextlib.contextmanager
+    def step(self, what: str, log: Log) -> Iterator[None]:
+        log(f"-> {what} ...")
+        started = time.monotonic()
+        yield
+        self.steps[what] = round(time.monotonic() - started, 1)
+        log(f"   {self.steps[what]} s")
+
+
+def _gateway_answers(url: str) -> bool:
+    with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+        return bool(response.status == 200)
+    return False
+
+
+def _running(state_dir: Path, env: StackEnv) -> bool:
+    """Every cluster component healthy, the S3 server and the gateway answering."""
+    components = health(state_dir)
+    s3 = stack.running_s3(state_dir / "s3")
+    return (
+        bool(components)
+        and all(c.healthy for c in components)
+        and s3 is not None
+        and _gateway_answers(env.runtime_url)
+    )
+
+
+def up(
+    state_dir: Path | None = None, log: Log = _stderr, timings: dict[str, float] | None = None
+) -> StackEnv:
+    """Start (or check) the stack in ``state_dir``; return what a shell needs to use it."""
+    state_dir = (state_dir or stack_dir_from_env()).absolute()
+    layout = Layout(state_dir)
+    clock = Timings({} if timings is None else timings)
+    saved = StackEnv.load(state_dir / _ENV_FILE)
+    if saved is not None and _running(state_dir, saved):
+        with clock.step("images (cached by content)", log):
+            refs = stack.load_images(layout, log=lambda _: None)
+        if tuple(sorted(refs.values())) == saved.images:
+            log(f"the stack in {state_dir} is up")
+            return saved
+
+    with clock.step("local cluster: control plane, KWOK nodes, 1 real node (kubelet, containerd)", log):
+        existing = running_state(layout)
+        if existing is None or not existing.real_node:
+            start(state_dir, with_real_node=True, die_with_parent=False, log=lambda _: None)
+    with clock.step("images (runtime, operator) built without Docker and imported into containerd", log):
+        refs = stack.load_images(layout, log=lambda line: log(f"   {line}"))
+    with clock.step(f"S3 server (versitygw), bucket {BUCKET}", log):
+        s3 = stack.start_s3(state_dir / "s3", die_with_parent=False)
+        s3.ensure_bucket(BUCKET)
+    with clock.step("helm upgrade --install charts/sageport (CRDs, catalog, operator, gateway)", log):
+        stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3), state_dir)
+    with clock.step(f"namespace {NAMESPACE}: restricted Pod Security, S3 credentials, invoke key", log):
+        # One key pair for S3 and for invoking: the S3 server's own.
+        key = stack.AccessKey(s3.access_key, s3.secret_key)
+        stack.prepare_namespace(layout.kubeconfig, NAMESPACE, s3, key=key)
+    env = StackEnv(
+        kubeconfig=str(layout.kubeconfig),
+        runtime_url=stack.gateway_url(layout.kubeconfig),
+        s3_url=s3.endpoint_url,
+        access_key_id=key.access_key_id,
+        secret_access_key=key.secret_access_key,
+        region=stack.REGION,
+        namespace=NAMESPACE,
+        bucket=BUCKET,
+        images=tuple(sorted(refs.values())),
+    )
+    env.save(state_dir / _ENV_FILE)
+    log(f"the stack in {state_dir} is up; stop it with `make down`")
+    return env
+
+
+def down(state_dir: Path | None = None, log: Log = _stderr) -> bool:
+    """Stop what ``up`` started and remove its directory; False if nothing was there."""
+    state_dir = (state_dir or stack_dir_from_env()).absolute()
+    s3 = stack.running_s3(state_dir / "s3")
+    if s3 is not None and s3.process is not None:
+        stop([s3.process])
+    removed = stop_cluster(state_dir)
+    log(f"stopped the stack in {state_dir}" if removed else f"no stack in {state_dir}")
+    return removed
+
+
+def status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
+    """Whether the stack is up, and a line per part."""
+    state_dir = (state_dir or stack_dir_from_env()).absolute()
+    lines = []
+    components = health(state_dir)
+    for component in components:
+        pid = "" if component.pid is None else f"pid {component.pid}"
+        mark = "ok  " if component.healthy else "DOWN"
+        lines.append(f"{mark} {component.name:<24} {pid:<11} {component.detail}")
+    s3 = stack.running_s3(state_dir / "s3")
+    s3_pid = "" if s3 is None or s3.process is None else f"pid {s3.process.pid}"
+    lines.append(
+        f"{'ok  ' if s3 else 'DOWN'} {'versitygw (S3)':<24} {s3_pid:<11} {s3.endpoint_url if s3 else ''}"
+    )
+    env = StackEnv.load(state_dir / _ENV_FILE)
+    gateway = env is not None and _gateway_answers(env.runtime_url)
+    lines.append(f"{'ok  ' if gateway else 'DOWN'} {'gateway':<24} {'':<11} {env.runtime_url if env else ''}")
+    healthy = bool(components) and all(c.healthy for c in components) and s3 is not None and gateway
+    return healthy, lines
