@@ -213,6 +213,33 @@ def test_serverless_variant_reports_not_supported(kube_cluster: KubeCluster, nam
     assert "not supported yet" in endpoint["status"]["failureReason"]
 
 
+def test_fields_not_acted_on_are_warned_and_named_in_ready(kube_cluster: KubeCluster, namespace: str) -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    for doc in docs:
+        if doc["kind"] == "EndpointConfig":
+            doc["spec"]["dataCaptureConfig"] = {
+                "initialSamplingPercentage": 10,
+                "destinationS3URI": "s3://capture/iris",
+                "captureOptions": [{"captureMode": "Input"}],
+            }
+    apply(kube_cluster, docs, namespace)
+    endpoint = _in_service(kube_cluster, namespace, "iris")
+    sentence = "Accepted but not acted on yet: EndpointConfig.dataCaptureConfig."
+    assert condition(endpoint)["message"].endswith(sentence)
+
+    def warnings() -> list[dict[str, Any]]:
+        events = get(kube_cluster, "events", namespace)
+        return [
+            e
+            for e in events
+            if e["involvedObject"].get("uid") == endpoint["metadata"]["uid"] and e["type"] == "Warning"
+        ]
+
+    (event,) = eventually(warnings, what="a Warning event on the Endpoint")
+    assert (event["reason"], event["message"]) == ("AcceptedNotActedOn", sentence)
+    assert event["involvedObject"]["kind"] == "Endpoint"
+
+
 def test_model_spec_is_immutable(kube_cluster: KubeCluster, namespace: str) -> None:
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     apply(kube_cluster, docs, namespace)

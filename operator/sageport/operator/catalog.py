@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
+from sageport import contract
 from sageport.api.v1alpha1 import API_VERSION, InstanceType, InstanceTypeSpec, Toleration
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -119,7 +120,7 @@ def catalog_manifests() -> list[dict[str, Any]]:
 
 # ---- a catalog from files (the Helm chart's ConfigMap) --------------------------------------
 
-CATALOG_LABEL = "sageport.io/catalog"  # "true" on the InstanceTypes a catalog sync owns (and prunes)
+CATALOG_LABEL = contract.LABEL_CATALOG  # "true" on the InstanceTypes a catalog sync owns (and prunes)
 
 
 class CatalogError(ValueError):

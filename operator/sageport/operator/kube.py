@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from sageport.contract import API_VERSION, Plural
+
 Manifest = dict[str, Any]
 
 _CONCURRENCY = 16
@@ -25,7 +27,7 @@ _PLURALS = {
     ("v1", "Service"): "services",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
-    ("sageport.io/v1alpha1", "InstanceType"): "instancetypes",  # cluster-scoped: the catalog sync
+    (API_VERSION, "InstanceType"): Plural.INSTANCE_TYPES,  # cluster-scoped: the catalog sync
 }
 
 
@@ -45,6 +47,10 @@ class KubeApi(Protocol):
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         """Delete a child if it exists."""
+        ...
+
+    async def create_event(self, event: Manifest) -> None:
+        """Create a core/v1 Event (in the namespace of its metadata)."""
         ...
 
     async def patch_status(
@@ -124,6 +130,10 @@ class KubernetesApi:
         path = f"{_collection_path(api_version, plural, metadata.get('namespace'))}/{metadata['name']}"
         query = [("fieldManager", self._field_manager), ("force", "true")]
         return await self._call("PATCH", path, manifest, "application/apply-patch+yaml", query)
+
+    async def create_event(self, event: Manifest) -> None:
+        path = _collection_path("v1", "events", event["metadata"]["namespace"])
+        await self._call("POST", path, event, "application/json", [])
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
         path = f"{_collection_path(api_version, _PLURALS[api_version, kind], namespace)}/{name}"

@@ -12,11 +12,11 @@ import logging
 
 import kopf
 
+from sageport.contract import MANAGED_BY
+
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="sageport-operator", description=__doc__.splitlines()[0] if __doc__ else ""
-    )
+    parser = argparse.ArgumentParser(prog=MANAGED_BY, description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument(
         "-n", "--namespace", action="append", default=[], help="watch only these (repeatable)"
     )

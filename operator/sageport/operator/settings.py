@@ -9,12 +9,12 @@ from typing import Any, cast
 
 import kopf
 
+from sageport import contract
 from sageport.operator.kube import KubernetesApi, load_api_client
-from sageport.operator.reconcile import EndpointReconciler
+from sageport.operator.reconcile.endpoint import EndpointReconciler
 from sageport.operator.render import RenderSettings
-from sageport.operator.render.variant import FIELD_MANAGER
 
-PREFIX = "sageport.io"
+PREFIX = contract.API_GROUP  # of kopf's finalizer and annotations
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 
 
 def make_reconciler(config: OperatorSettings) -> tuple[EndpointReconciler, KubernetesApi]:
-    kube = KubernetesApi(load_api_client(), FIELD_MANAGER)
+    kube = KubernetesApi(load_api_client(), contract.MANAGED_BY)
     reconciler = EndpointReconciler(
         kube, config.render_settings(), lambda: datetime.datetime.now(datetime.UTC)
     )

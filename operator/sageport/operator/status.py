@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sageport.api.v1alpha1 import Condition, EndpointStatus, ObjectStatus, ProductionVariantSummary
 from sageport.api.v1alpha1.common import ConditionStatus
-from sageport.api.v1alpha1.endpoint import DeployedImage, EndpointStatusValue, VariantStatus
-from sageport.api.v1alpha1.endpoint_config import RoutingConfig, RoutingStrategy
+from sageport.api.v1alpha1.endpoint import DeployedImage, VariantStatus
+from sageport.api.v1alpha1.endpoint_config import RoutingConfig
+from sageport.contract import EndpointStatus as State
+from sageport.contract import RoutingStrategy
 
 READY = "Ready"
 
@@ -33,7 +36,7 @@ def ready_condition(status: ConditionStatus, reason: str, message: str, generati
 
 @dataclass(frozen=True)
 class VariantPlan:
-    """What the operator asked for, per variant."""
+    """What the operator asked for, per variant, as the status reports it."""
 
     name: str
     weight: float
@@ -71,20 +74,26 @@ def endpoint_status(
     problem: Problem | None,
     deleting: bool,
     now: datetime,
+    not_acted_on: Sequence[str] = (),
 ) -> EndpointStatus:
-    """The whole Endpoint status, SageMaker's face and Kubernetes' face, from plan and observation."""
+    """The whole Endpoint status, SageMaker's face and Kubernetes' face, from plan and observation.
+
+    ``not_acted_on`` are the fields admitted but not acted on yet: the Ready message lists them.
+    """
     conditions = list(previous.conditions or []) if previous else []
     created = previous.creation_time if previous and previous.creation_time else now
     # SageMaker keeps an endpoint InService while it replaces failed instances; only a new
     # generation (a spec change) starts over from Creating.
     was_in_service = (
         previous is not None
-        and previous.endpoint_status == "InService"
+        and previous.endpoint_status == State.IN_SERVICE
         and previous.observed_generation == generation
     )
     state, ready = _summarise(plans, observed, problem, deleting, generation, was_in_service)
     variants = [_variant_summary(plan, observed.get(plan.name, VariantObservation())) for plan in plans]
-    failure = ready.message if state != "InService" and (ready.status == "False" or problem) else None
+    failure = ready.message if state != State.IN_SERVICE and (ready.status == "False" or problem) else None
+    if not_acted_on and not deleting:
+        ready = ready.model_copy(update={"message": f"{ready.message} {not_acted_on_sentence(not_acted_on)}"})
     new = EndpointStatus(
         observed_generation=generation,
         conditions=set_condition(conditions, ready, now),
@@ -100,6 +109,11 @@ def endpoint_status(
     return new
 
 
+def not_acted_on_sentence(fields: Sequence[str]) -> str:
+    """The sentence that reports fields accepted but not acted on (Ready message, Warning event)."""
+    return f"Accepted but not acted on yet: {', '.join(fields)}."
+
+
 def _summarise(
     plans: Sequence[VariantPlan],
     observed: Mapping[str, VariantObservation],
@@ -107,16 +121,18 @@ def _summarise(
     deleting: bool,
     generation: int | None,
     was_in_service: bool,
-) -> tuple[EndpointStatusValue, Condition]:
+) -> tuple[State, Condition]:
     if deleting:
-        return "Deleting", ready_condition("False", "Deleting", "The endpoint is being deleted.", generation)
+        return State.DELETING, ready_condition(
+            "False", State.DELETING, "The endpoint is being deleted.", generation
+        )
     if problem is not None:
         if problem.terminal:
-            return "Failed", ready_condition("False", problem.reason, problem.message, generation)
-        return "Creating", ready_condition("Unknown", problem.reason, problem.message, generation)
+            return State.FAILED, ready_condition("False", problem.reason, problem.message, generation)
+        return State.CREATING, ready_condition("Unknown", problem.reason, problem.message, generation)
     failures = [f"variant {p.name}: {observed[p.name].failure}" for p in plans if _obs(observed, p).failure]
     if failures:
-        return "Failed", ready_condition("False", "VariantFailed", "; ".join(failures), generation)
+        return State.FAILED, ready_condition("False", "VariantFailed", "; ".join(failures), generation)
     unschedulable = [
         f"variant {p.name} cannot be scheduled: {_obs(observed, p).unschedulable}"
         for p in plans
@@ -128,18 +144,18 @@ def _summarise(
     )
     if was_in_service and (unschedulable or waiting):
         detail = "; ".join(unschedulable) or counts
-        return "InService", ready_condition(
+        return State.IN_SERVICE, ready_condition(
             "False", "InstancesUnavailable", f"In service, replacing instances: {detail}.", generation
         )
     if unschedulable:
-        return "Creating", ready_condition("False", "Unschedulable", "; ".join(unschedulable), generation)
+        return State.CREATING, ready_condition("False", "Unschedulable", "; ".join(unschedulable), generation)
     if waiting:
-        return "Creating", ready_condition(
+        return State.CREATING, ready_condition(
             "Unknown", "InstancesStarting", f"Waiting for instances: {counts}.", generation
         )
     total = sum(_obs(observed, p).ready_instances for p in plans)
-    return "InService", ready_condition(
-        "True", "InService", f"All {len(plans)} variant(s) serving on {total} instance(s).", generation
+    return State.IN_SERVICE, ready_condition(
+        "True", State.IN_SERVICE, f"All {len(plans)} variant(s) serving on {total} instance(s).", generation
     )
 
 
@@ -164,7 +180,7 @@ def _variant_summary(plan: VariantPlan, obs: VariantObservation) -> ProductionVa
         message = (
             obs.unschedulable or obs.failure or f"{obs.ready_instances}/{_wanted(plan, obs)} instances ready"
         )
-        variant_status = [VariantStatus(status="Creating", status_message=message)]
+        variant_status = [VariantStatus(status=State.CREATING, status_message=message)]
     return ProductionVariantSummary(
         variant_name=plan.name,
         current_weight=plan.weight if obs.ready_instances > 0 else 0.0,
@@ -197,3 +213,11 @@ def object_status(
     conditions = set_condition(list(previous.conditions or []) if previous else [], ready, now)
     new = ObjectStatus(observed_generation=generation, conditions=conditions)
     return previous if previous == new else new
+
+
+def status_patch(status: EndpointStatus) -> dict[str, Any]:
+    """A merge patch that sets every status field, and clears (null) the ones now unset."""
+    cleared: dict[str, Any] = {
+        (info.alias or name): None for name, info in EndpointStatus.model_fields.items()
+    }
+    return {**cleared, **status.to_wire()}

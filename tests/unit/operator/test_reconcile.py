@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sageport.operator.catalog import catalog_manifests
-from sageport.operator.reconcile import ChildRef, EndpointReconciler, Lookups
+from sageport.operator.reconcile.endpoint import EndpointReconciler
+from sageport.operator.reconcile.lookups import ChildRef, Lookups
 from sageport.operator.render import RenderSettings
 from sageport.operator.status import VariantObservation
 from tests.support.manifests import EXAMPLES, load_documents
@@ -20,10 +21,14 @@ class FakeKube:
         self.deleted: list[tuple[str, str]] = []
         self.statuses: list[dict[str, Any]] = []
         self.pods: list[dict[str, Any]] = []
+        self.created: list[dict[str, Any]] = []
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self.applied.append(manifest)
         return manifest
+
+    async def create_event(self, event: dict[str, Any]) -> None:
+        self.created.append(event)
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self.deleted.append((kind, name))
@@ -140,3 +145,31 @@ async def test_pending_pods_report_why_they_cannot_be_scheduled() -> None:
     # Once the pod runs, the old message is stale and the endpoint is in service.
     await reconciler.refresh_status(endpoint, _lookups(world, {"AllTraffic": VariantObservation(1)}, []))
     assert kube.statuses[-1]["endpointStatus"] == "InService"
+
+
+async def test_fields_not_acted_on_warn_once_and_are_in_the_ready_message() -> None:
+    kube = FakeKube()
+    reconciler = _reconciler(kube)
+    endpoint, world = _world("realtime-sklearn")
+    world["EndpointConfig"][0]["spec"]["dataCaptureConfig"] = {
+        "initialSamplingPercentage": 10,
+        "destinationS3URI": "s3://capture/",
+        "captureOptions": [{"captureMode": "Input"}],
+    }
+    lookups = _lookups(world, {"AllTraffic": VariantObservation(1)}, [])
+    await reconciler.reconcile(endpoint, lookups)
+    await reconciler.resync(endpoint, lookups)
+    await reconciler.reconcile(endpoint, lookups)
+    (event,) = kube.created
+    sentence = "Accepted but not acted on yet: EndpointConfig.dataCaptureConfig."
+    assert (event["type"], event["reason"], event["message"]) == ("Warning", "AcceptedNotActedOn", sentence)
+    assert event["involvedObject"] == {
+        "apiVersion": "sageport.io/v1alpha1",
+        "kind": "Endpoint",
+        "name": "iris",
+        "namespace": "ml",
+        "uid": "u1",
+    }
+    ready = kube.statuses[-1]["conditions"][0]
+    assert (ready["status"], kube.statuses[-1]["endpointStatus"]) == ("True", "InService")
+    assert ready["message"].endswith(sentence)

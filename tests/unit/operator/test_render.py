@@ -14,45 +14,29 @@ from typing import Any
 import pytest
 import yaml
 
-from sageport.api.v1alpha1 import Endpoint
-from sageport.operator.catalog import catalog_manifests
-from sageport.operator.reconcile.resolve import Resolution, resolve_endpoint
+from sageport.operator.reconcile.admit import admit
+from sageport.operator.reconcile.plan import EndpointPlan, plan_endpoint
 from sageport.operator.render import RenderSettings, child_name, variant_children
 from sageport.operator.status import Problem
+from tests.support.endpoints import resolve_documents
 from tests.support.manifests import EXAMPLES, REPO, load_documents
 
 GOLDEN = REPO / "tests" / "data" / "golden"
 SETTINGS = RenderSettings(
     runtime_image="sageport/runtime:test", storage_env=(("AWS_ENDPOINT_URL", "http://s3:9000"),)
 )
-CATALOG = {m["metadata"]["name"]: m for m in catalog_manifests()}
 
 
-def _resolve(docs: Sequence[dict[str, Any]], *, namespace: str = "ml") -> Resolution | Problem:
-    for doc in docs:
-        doc["metadata"].setdefault("namespace", namespace)
-        doc["metadata"].setdefault("uid", f"uid-{doc['metadata']['name']}")
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for doc in docs:
-        by_kind.setdefault(doc["kind"], []).append(doc)
-
-    def named(kind: str, field: str) -> Any:
-        return lambda name: [
-            d for d in by_kind.get(kind, []) if (d["spec"].get(field) or d["metadata"]["name"]) == name
-        ]
-
-    endpoint = Endpoint.model_validate(by_kind["Endpoint"][0])
-    return resolve_endpoint(
-        endpoint,
-        configs=named("EndpointConfig", "endpointConfigName"),
-        models=named("Model", "modelName"),
-        instance_types=CATALOG.get,
-        settings=SETTINGS,
-    )
+def _resolve(docs: Sequence[dict[str, Any]], *, namespace: str = "ml") -> EndpointPlan | Problem:
+    """Resolve, admit and plan the Endpoint among ``docs``, as the reconciler does."""
+    resolved = resolve_documents(docs, namespace=namespace)
+    if isinstance(resolved, Problem):
+        return resolved
+    return admit(resolved).problem or plan_endpoint(resolved, SETTINGS)
 
 
-def _children(resolution: Resolution | Problem) -> list[dict[str, Any]]:
-    assert isinstance(resolution, Resolution), resolution
+def _children(resolution: EndpointPlan | Problem) -> list[dict[str, Any]]:
+    assert isinstance(resolution, EndpointPlan), resolution
     return [m for rv in resolution.variants for m in variant_children(rv, SETTINGS)]
 
 
@@ -201,7 +185,7 @@ def test_ack_sample_resolves() -> None:
     from tests.support.manifests import ACK_SAMPLES
 
     resolution = _resolve(load_documents(ACK_SAMPLES))
-    assert isinstance(resolution, Resolution)
+    assert isinstance(resolution, EndpointPlan)
     assert [p.name for p in resolution.plans] == ["variant-1", "variant-2"]
 
 
@@ -248,6 +232,6 @@ def test_model_sources_mount_what_the_fetcher_reads(
 def test_cluster_wide_taints_are_tolerated() -> None:
     settings = RenderSettings(tolerate_taints=("dedicated",))
     resolution = _resolve(load_documents(EXAMPLES / "realtime-sklearn"))
-    assert isinstance(resolution, Resolution)
+    assert isinstance(resolution, EndpointPlan)
     pod = variant_children(resolution.variants[0], settings)[0]["spec"]["template"]["spec"]
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]

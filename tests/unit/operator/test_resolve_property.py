@@ -2,7 +2,7 @@
 
 The examples' specs are mutated (a value replaced by any JSON value, a key dropped, a key
 added) and pushed through what the operator does with them: parse, resolve every reference,
-render the children. Each step may refuse (pydantic's ValidationError on the Endpoint itself,
+admit what is supported, plan and render the children. Each step may refuse (pydantic's ValidationError on the Endpoint itself,
 a Problem naming what to fix for the rest); nothing may raise anything else.
 """
 
@@ -17,7 +17,9 @@ from pydantic import ValidationError
 
 from sageport.api.v1alpha1 import Endpoint
 from sageport.operator.catalog import catalog_manifests
-from sageport.operator.reconcile.resolve import Resolution, resolve_endpoint
+from sageport.operator.reconcile.admit import admit
+from sageport.operator.reconcile.plan import plan_endpoint
+from sageport.operator.reconcile.resolve import resolve_endpoint
 from sageport.operator.render import RenderSettings, variant_children
 from sageport.operator.status import Problem
 from tests.support.manifests import EXAMPLES, load_documents
@@ -93,17 +95,17 @@ def test_a_mutated_spec_is_rendered_or_refused_with_a_reason(docs: list[dict[str
         endpoint = Endpoint.model_validate(endpoint_doc)
     except ValidationError:
         return  # the operator reports it on the Endpoint (tested in test_reconcile)
-    resolution = resolve_endpoint(
+    resolved = resolve_endpoint(
         endpoint,
         configs=_lookup(docs, "EndpointConfig", "endpointConfigName"),
         models=_lookup(docs, "Model", "modelName"),
         instance_types=CATALOG.get,
-        settings=SETTINGS,
     )
+    resolution = resolved if isinstance(resolved, Problem) else admit(resolved).problem
     if isinstance(resolution, Problem):
         assert resolution.reason
         assert resolution.message
         return
-    assert isinstance(resolution, Resolution)
-    for variant in resolution.variants:
+    assert not isinstance(resolved, Problem)
+    for variant in plan_endpoint(resolved, SETTINGS).variants:
         assert variant_children(variant, SETTINGS)

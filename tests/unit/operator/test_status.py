@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sageport.api.v1alpha1 import Condition
-from sageport.operator.reconcile import status_patch
 from sageport.operator.status import (
     Problem,
     VariantObservation,
@@ -13,6 +12,7 @@ from sageport.operator.status import (
     endpoint_status,
     object_status,
     set_condition,
+    status_patch,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -8,13 +8,23 @@ are snake_case; :func:`ack_alias` derives the wire name, capitalising initialism
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-GROUP = "sageport.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from sageport import contract
+
+GROUP = contract.API_GROUP
+VERSION = contract.API_VERSION_NAME
+API_VERSION = contract.API_VERSION
+
+
+def enum_schema(values: type[StrEnum]) -> dict[str, Any]:
+    """The schema of a contract enum used as a field type: its values, as a Literal's would be
+    (without it pydantic adds the enum's docstring, and the CRDs would change)."""
+    return {"enum": [member.value for member in values], "type": "string"}
+
 
 # Words ACK writes as capitalised initialisms when they are not the first word.
 _INITIALISMS = {

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
-from .common import ApiModel, ObjectStatus, Resource, SageMakerName, Tag
+from sageport import contract
+
+from .common import ApiModel, ObjectStatus, Resource, SageMakerName, Tag, enum_schema
 from .endpoint_config import RoutingConfig, ServerlessConfig
 
 
@@ -89,21 +91,17 @@ class EndpointSpec(ApiModel):
     )
 
 
-EndpointStatusValue = Literal[
-    "OutOfService",
-    "Creating",
-    "Updating",
-    "SystemUpdating",
-    "RollingBack",
-    "InService",
-    "Deleting",
-    "Failed",
-    "UpdateRollbackFailed",
-]
+EndpointStatusValue = Annotated[contract.EndpointStatus, WithJsonSchema(enum_schema(contract.EndpointStatus))]
 
 
 class VariantStatus(ApiModel):
-    status: Literal["Creating", "Updating", "Deleting", "ActivatingTraffic", "Baking"]
+    status: Literal[
+        contract.EndpointStatus.CREATING,
+        contract.EndpointStatus.UPDATING,
+        contract.EndpointStatus.DELETING,
+        "ActivatingTraffic",
+        "Baking",
+    ]
     status_message: str | None = None
     start_time: datetime | None = None
 

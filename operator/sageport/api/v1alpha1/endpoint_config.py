@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
-from .common import ApiModel, ObjectStatus, Resource, SageMakerName, Tag, VpcConfig
+from sageport import contract
+
+from .common import ApiModel, ObjectStatus, Resource, SageMakerName, Tag, VpcConfig, enum_schema
 
 
 class ServerlessConfig(ApiModel):
@@ -35,7 +37,7 @@ class ManagedInstanceScaling(ApiModel):
     max_instance_count: int | None = Field(default=None, ge=1)
 
 
-RoutingStrategy = Literal["LEAST_OUTSTANDING_REQUESTS", "RANDOM"]
+RoutingStrategy = Annotated[contract.RoutingStrategy, WithJsonSchema(enum_schema(contract.RoutingStrategy))]
 
 
 class RoutingConfig(ApiModel):

@@ -1,14 +1,5 @@
-"""Reconcilers: resolve references, render, apply through the client adapter, compute status."""
+"""The Endpoint path, in stages: resolve -> admit -> plan -> render -> apply (see endpoint.py).
 
-from .endpoint import ChildRef, EndpointReconciler, Lookups, status_patch
-from .resolve import Resolution, resolve_endpoint, validation_message
-
-__all__ = [
-    "ChildRef",
-    "EndpointReconciler",
-    "Lookups",
-    "Resolution",
-    "resolve_endpoint",
-    "status_patch",
-    "validation_message",
-]
+Import the stage modules themselves: this package re-exports nothing, so importing a pure
+stage never loads the Kubernetes client.
+"""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sageport.api.v1alpha1 import API_VERSION
+from sageport.contract import Plural
 from sageport.operator.catalog import CatalogError, catalog_changes, parse_catalog
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def read_catalog(path: Path) -> list[tuple[str, str]]:
 async def sync_catalog(api: CatalogApi, path: Path) -> CatalogSync:
     """Apply the catalog at ``path`` once."""
     desired = parse_catalog(read_catalog(path))
-    existing = await api.list_cluster_objects(API_VERSION, "instancetypes")
+    existing = await api.list_cluster_objects(API_VERSION, Plural.INSTANCE_TYPES)
     to_apply, to_delete = catalog_changes(desired, existing)
     await asyncio.gather(*(api.apply(manifest) for manifest in to_apply))
     await asyncio.gather(*(api.delete(API_VERSION, "InstanceType", None, name) for name in to_delete))

@@ -1,17 +1,19 @@
-"""Deterministic, length-safe names and labels for the children of an Endpoint."""
+"""Deterministic, length-safe names and the labels and metadata every child of an Endpoint carries."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING, Any
+
+from sageport.contract import LABEL_ENDPOINT, LABEL_ENDPOINT_OBJECT, LABEL_VARIANT, MANAGED_BY
+
+if TYPE_CHECKING:
+    from .shape import VariantShape
 
 MAX_NAME = 63  # Services are DNS-1035 labels
 _HASH_LEN = 8
-
-LABEL_ENDPOINT = "sageport.io/endpoint"
-LABEL_VARIANT = "sageport.io/variant"
-LABEL_ENDPOINT_OBJECT = "sageport.io/endpoint-object"
-MANAGED_BY = "sageport-operator"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 
 
 def dns_label(text: str) -> str:
@@ -41,8 +43,26 @@ def common_labels(endpoint_object: str, endpoint_name: str, variant: str) -> dic
         "app.kubernetes.io/name": "sageport-variant",
         "app.kubernetes.io/instance": endpoint_object,
         "app.kubernetes.io/component": "inference",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MANAGED_BY_LABEL: MANAGED_BY,
         "app.kubernetes.io/part-of": "sageport",
         LABEL_ENDPOINT: endpoint_name,
         **selector_labels(endpoint_object, variant),
+    }
+
+
+def variant_selector(shape: VariantShape) -> dict[str, str]:
+    return selector_labels(shape.endpoint_object, shape.variant_name)
+
+
+def variant_labels(shape: VariantShape) -> dict[str, str]:
+    return common_labels(shape.endpoint_object, shape.endpoint_name, shape.variant_name)
+
+
+def variant_metadata(shape: VariantShape, name: str | None = None) -> dict[str, Any]:
+    """Name, namespace, labels and the controller ownerReference of a child of the variant."""
+    return {
+        "name": name or shape.name,
+        "namespace": shape.namespace,
+        "labels": variant_labels(shape),
+        "ownerReferences": [shape.owner.to_k8s()],
     }

@@ -1,19 +1,15 @@
-"""Pure reading of child objects: what a Deployment or a Pod says about a variant."""
+"""Pure reading of child objects: how ready a variant's Deployment is, and why a Pod cannot be scheduled."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from sageport.operator.reconcile.lookups import Body
 from sageport.operator.status import VariantObservation
-
-Body = Mapping[str, Any]
 
 # Deployment conditions that waiting will not fix.
 _FATAL_DEPLOYMENT_REASONS = {"ProgressDeadlineExceeded", "FailedCreate"}
 
 
-def observe_deployment(body: Body) -> VariantObservation:
+def deployment_readiness(body: Body) -> VariantObservation:
     """Ready and desired replicas, and a failure the user must act on, from a Deployment."""
     spec = body.get("spec") or {}
     status = body.get("status") or {}

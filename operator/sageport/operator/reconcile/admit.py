@@ -1,0 +1,210 @@
+"""Admit: one table of what sageport does with every field of an Endpoint and what it references.
+
+Each row names a field and one verdict:
+
+- ``ACTED``: the operator (or the gateway) does what SageMaker does with it.
+- ``NOT_SUPPORTED``: refused: ``Ready=False``, reason ``NotSupported``, the message names the field.
+- ``NOT_ACTED_YET``: accepted, but nothing happens yet. Never silently: the Endpoint gets a
+  Warning event and its Ready message lists the field.
+- ``NO_EFFECT``: accepted for ACK compatibility and without effect by design (the row says
+  why); not warned, since every ACK manifest would warn.
+
+A unit test checks that every field of the API models below has a row, so a new field cannot
+be ignored without a decision. Shipping a feature is moving its row to ``ACTED`` (and giving
+the plan its shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel
+
+from sageport.api.v1alpha1 import (
+    ContainerDefinition,
+    EndpointConfigSpec,
+    EndpointSpec,
+    ModelSpec,
+    ProductionVariant,
+)
+from sageport.operator.reconcile.resolve import ResolvedEndpoint
+from sageport.operator.status import Problem
+
+NOT_SUPPORTED = "NotSupported"
+
+
+class Verdict(Enum):
+    ACTED = "acted on"
+    NOT_SUPPORTED = "not supported"
+    NOT_ACTED_YET = "accepted, not acted on yet"
+    NO_EFFECT = "no effect by design"
+
+
+class Scope(Enum):
+    """Where a field lives."""
+
+    ENDPOINT = "Endpoint spec"
+    ENDPOINT_CONFIG = "EndpointConfig spec"
+    VARIANT = "EndpointConfig productionVariants[]"
+    MODEL = "Model spec"
+    CONTAINER = "Model primaryContainer / containers[]"
+
+
+# The API model of each scope: a row's field is one of its attributes.
+SPEC_MODELS: dict[Scope, type[BaseModel]] = {
+    Scope.ENDPOINT: EndpointSpec,
+    Scope.ENDPOINT_CONFIG: EndpointConfigSpec,
+    Scope.VARIANT: ProductionVariant,
+    Scope.MODEL: ModelSpec,
+    Scope.CONTAINER: ContainerDefinition,
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    scope: Scope
+    field: str  # the Python attribute of the scope's model; messages use its wire (ACK) name
+    verdict: Verdict
+    note: str = ""  # NOT_SUPPORTED: what to do instead; NO_EFFECT: why it has none
+    applies: Callable[[Any], bool] | None = None  # the verdict holds only when this is true of the value
+
+    @property
+    def wire_name(self) -> str:
+        info = SPEC_MODELS[self.scope].model_fields[self.field]
+        return info.alias or self.field
+
+
+def _many(containers: Any) -> bool:
+    return containers is not None and len(containers) > 1
+
+
+S, V = Scope, Verdict
+TABLE: tuple[Row, ...] = (
+    # Endpoint
+    Row(S.ENDPOINT, "endpoint_name", V.ACTED),
+    Row(S.ENDPOINT, "endpoint_config_name", V.ACTED),
+    Row(S.ENDPOINT, "auto_scaling", V.ACTED),
+    Row(S.ENDPOINT, "deployment_config", V.NOT_ACTED_YET),  # blue/green and rolling updates come next
+    Row(S.ENDPOINT, "tags", V.NO_EFFECT, "tags are AWS resource metadata; copied to no child"),
+    # EndpointConfig
+    Row(S.ENDPOINT_CONFIG, "endpoint_config_name", V.ACTED),
+    Row(S.ENDPOINT_CONFIG, "production_variants", V.ACTED),
+    Row(S.ENDPOINT_CONFIG, "async_inference_config", V.NOT_SUPPORTED, "async inference comes later"),
+    Row(S.ENDPOINT_CONFIG, "data_capture_config", V.NOT_ACTED_YET),
+    Row(S.ENDPOINT_CONFIG, "kms_key_id", V.NOT_ACTED_YET),  # volumes are not encrypted with it
+    Row(S.ENDPOINT_CONFIG, "enable_network_isolation", V.NOT_ACTED_YET),  # no NetworkPolicy yet
+    Row(S.ENDPOINT_CONFIG, "execution_role_arn", V.NO_EFFECT, "pods act as their service account"),
+    Row(S.ENDPOINT_CONFIG, "vpc_config", V.NO_EFFECT, "pods use the cluster network"),
+    Row(S.ENDPOINT_CONFIG, "tags", V.NO_EFFECT, "tags are AWS resource metadata; copied to no child"),
+    # EndpointConfig productionVariants[]
+    Row(S.VARIANT, "variant_name", V.ACTED),
+    Row(S.VARIANT, "model_name", V.ACTED),
+    Row(S.VARIANT, "initial_instance_count", V.ACTED),
+    Row(S.VARIANT, "instance_type", V.ACTED),
+    Row(S.VARIANT, "initial_variant_weight", V.ACTED),
+    Row(S.VARIANT, "container_startup_health_check_timeout_in_seconds", V.ACTED),
+    Row(S.VARIANT, "routing_config", V.ACTED),  # by the gateway
+    Row(S.VARIANT, "serverless_config", V.NOT_SUPPORTED, "use instanceType and initialInstanceCount"),
+    Row(S.VARIANT, "managed_instance_scaling", V.NOT_ACTED_YET),  # use the Endpoint's spec.autoScaling
+    Row(S.VARIANT, "volume_size_in_gb", V.NOT_ACTED_YET),  # the model volume has no size limit
+    Row(S.VARIANT, "model_data_download_timeout_in_seconds", V.NOT_ACTED_YET),
+    Row(S.VARIANT, "core_dump_config", V.NOT_ACTED_YET),
+    Row(
+        S.VARIANT, "accelerator_type", V.NO_EFFECT, "Elastic Inference is deprecated; use a GPU instance type"
+    ),
+    Row(S.VARIANT, "enable_ssm_access", V.NO_EFFECT, "kubectl exec is the cluster's equivalent"),
+    Row(S.VARIANT, "capacity_reservation_config", V.NO_EFFECT, "AWS capacity reservations do not apply"),
+    # Model
+    Row(S.MODEL, "model_name", V.ACTED),
+    Row(S.MODEL, "primary_container", V.ACTED),
+    Row(
+        S.MODEL,
+        "containers",
+        V.NOT_SUPPORTED,
+        "multi-container models (serial pipelines, Direct mode) come later; use one container",
+        applies=_many,
+    ),
+    Row(S.MODEL, "containers", V.ACTED),  # one container
+    Row(S.MODEL, "inference_execution_config", V.NO_EFFECT, "it only concerns multi-container models"),
+    Row(S.MODEL, "enable_network_isolation", V.NOT_ACTED_YET),  # no NetworkPolicy yet
+    Row(S.MODEL, "execution_role_arn", V.NO_EFFECT, "pods act as their service account"),
+    Row(S.MODEL, "vpc_config", V.NO_EFFECT, "pods use the cluster network"),
+    Row(S.MODEL, "tags", V.NO_EFFECT, "tags are AWS resource metadata; copied to no child"),
+    # Model containers[] / primaryContainer
+    Row(S.CONTAINER, "image", V.ACTED),
+    Row(S.CONTAINER, "model_data_url", V.ACTED),
+    Row(S.CONTAINER, "model_data_source", V.ACTED),
+    Row(S.CONTAINER, "environment", V.ACTED),
+    Row(
+        S.CONTAINER,
+        "mode",
+        V.NOT_SUPPORTED,
+        "multi-model endpoints come later; use SingleModel",
+        applies=lambda mode: mode == "MultiModel",
+    ),
+    Row(S.CONTAINER, "mode", V.ACTED),  # SingleModel
+    Row(
+        S.CONTAINER,
+        "model_package_name",
+        V.NOT_SUPPORTED,
+        "the model registry is not supported; set image and modelDataURL",
+    ),
+    Row(S.CONTAINER, "inference_specification_name", V.NOT_ACTED_YET),
+    Row(S.CONTAINER, "container_hostname", V.NO_EFFECT, "it only names containers of multi-container models"),
+    Row(S.CONTAINER, "image_config", V.NO_EFFECT, "images are pulled by the kubelet; use imagePullSecrets"),
+    Row(S.CONTAINER, "multi_model_config", V.NO_EFFECT, "it only concerns MultiModel mode"),
+)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The verdict on an Endpoint: the first unsupported field as a problem, and the fields
+    accepted but not acted on yet (paths such as ``EndpointConfig.productionVariants[AllTraffic].managedInstanceScaling``)."""
+
+    problem: Problem | None
+    not_acted_on: tuple[str, ...]
+
+
+def _subjects(resolved: ResolvedEndpoint) -> Iterator[tuple[Scope, str, BaseModel]]:
+    """Every (scope, path prefix, spec object) of the Endpoint and what it references, in order."""
+    yield Scope.ENDPOINT, "Endpoint", resolved.endpoint.spec
+    yield Scope.ENDPOINT_CONFIG, "EndpointConfig", resolved.config.spec
+    for variant in resolved.config.spec.production_variants:
+        yield Scope.VARIANT, f"EndpointConfig.productionVariants[{variant.variant_name}]", variant
+    seen: set[str] = set()
+    for rv in resolved.variants:
+        model = f"Model[{rv.model.sagemaker_name}]"
+        if model in seen:
+            continue
+        seen.add(model)
+        yield Scope.MODEL, model, rv.model.spec
+        if rv.model.spec.primary_container is not None:
+            yield Scope.CONTAINER, f"{model}.primaryContainer", rv.model.spec.primary_container
+        for index, container in enumerate(rv.model.spec.containers or []):
+            yield Scope.CONTAINER, f"{model}.containers[{index}]", container
+
+
+def verdict(row: Row, value: Any) -> bool:
+    """True when ``row`` decides about ``value``: the field is set and the row's condition holds."""
+    return value is not None and (row.applies is None or row.applies(value))
+
+
+def admit(resolved: ResolvedEndpoint) -> Admission:
+    problem: Problem | None = None
+    not_acted_on: list[str] = []
+    for scope, prefix, spec in _subjects(resolved):
+        decided: set[str] = set()
+        for row in (r for r in TABLE if r.scope is scope and r.field not in decided):
+            value = getattr(spec, row.field)
+            if not verdict(row, value):
+                continue
+            decided.add(row.field)  # the first row that holds decides
+            path = f"{prefix}.{row.wire_name}"
+            if row.verdict is Verdict.NOT_SUPPORTED and problem is None:
+                problem = Problem(NOT_SUPPORTED, f"{path} is not supported yet: {row.note}.", terminal=True)
+            elif row.verdict is Verdict.NOT_ACTED_YET:
+                not_acted_on.append(path)
+    return Admission(problem, tuple(not_acted_on))

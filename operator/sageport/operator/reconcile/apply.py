@@ -1,0 +1,59 @@
+"""Apply: the Endpoint path's only I/O. Children by server-side apply, stale children deleted,
+the status patched, Warning events created, all through the :class:`KubeApi` adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from sageport.contract import API_VERSION, Plural
+from sageport.operator.kube import KubeApi, KubeError, Manifest
+from sageport.operator.reconcile.lookups import ChildRef, Key
+from sageport.operator.status import Problem
+
+log = logging.getLogger(__name__)
+
+
+async def apply_children(
+    kube: KubeApi, namespace: str, manifests: Sequence[Manifest], existing: Sequence[ChildRef]
+) -> Problem | None:
+    """Apply every manifest and delete the children no longer wanted; a problem when the API refused."""
+    wanted = {ChildRef(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in manifests}
+    # Children of variants (or autoscalers) no longer in the spec must not linger.
+    stale = [c for c in existing if c not in wanted]
+    calls: list[Awaitable[Any]] = [kube.apply(m) for m in manifests]
+    calls += [kube.delete(c.api_version, c.kind, namespace, c.name) for c in stale]
+    labels = [f"{m['kind']} {m['metadata']['name']}" for m in manifests] + [
+        f"{c.kind} {c.name}" for c in stale
+    ]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    errors = [
+        f"{label}: {r}" for label, r in zip(labels, results, strict=True) if isinstance(r, BaseException)
+    ]
+    if not errors:
+        return None
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, KubeError):
+            raise result  # a bug, not the cluster talking: let kopf log and retry it
+    rejected = [r for r in results if isinstance(r, KubeError) and r.status in (400, 403, 422)]
+    return Problem(
+        "ApplyRejected" if rejected else "ApplyFailed",
+        "Could not apply children: " + "; ".join(errors),
+        terminal=bool(rejected),
+    )
+
+
+async def patch_endpoint_status(kube: KubeApi, key: Key, patch: Manifest) -> None:
+    await kube.patch_status(API_VERSION, Plural.ENDPOINTS, key[0], key[1], patch)
+
+
+async def post_event(kube: KubeApi, event: Manifest) -> bool:
+    """Create the event; a failure is logged, never fatal (the status says the same)."""
+    try:
+        await kube.create_event(event)
+    except KubeError as error:
+        log.warning("event %s not posted: %s", event.get("reason"), error)
+        return False
+    return True

@@ -1,0 +1,172 @@
+"""The pod of a variant: model containers on the SageMaker container contract, sidecars, the
+model fetch, resources and placement from the instance type, restricted security."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sageport import contract
+from sageport.api.v1alpha1 import InstanceTypeSpec
+from sageport.contract import SageMakerEnv
+
+from .names import variant_selector
+from .shape import ModelContainer, RenderSettings, Sidecar, VariantShape
+
+_PROBE_PERIOD = 2
+SOURCE_DIR = "/mnt/model-source"
+_FETCH_VOLUME = "model"
+_SOURCE_VOLUME = "model-source"
+
+
+def restricted_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _resources(it: InstanceTypeSpec) -> dict[str, Any]:
+    requests = {"cpu": it.cpu, "memory": it.memory}
+    limits: dict[str, str] = {"memory": it.memory}  # no CPU limit: throttling hurts tail latency
+    if it.gpu_count:
+        requests[it.gpu_resource_name] = str(it.gpu_count)
+        limits[it.gpu_resource_name] = str(it.gpu_count)
+    return {"requests": requests, "limits": limits}
+
+
+def _node_placement(it: InstanceTypeSpec, settings: RenderSettings) -> dict[str, Any]:
+    node_selector = dict(it.node_selector or {})
+    if it.gpu_product:
+        node_selector.setdefault("nvidia.com/gpu.product", it.gpu_product)
+    tolerations = [t.to_k8s() for t in it.tolerations or []]
+    tolerations += [
+        {"key": key, "operator": "Exists", "effect": "NoSchedule"} for key in settings.tolerate_taints
+    ]
+    placement: dict[str, Any] = {}
+    if node_selector:
+        placement["nodeSelector"] = node_selector
+    if tolerations:
+        placement["tolerations"] = tolerations
+    return placement
+
+
+def _model_source(url: str) -> tuple[str, dict[str, Any] | None]:
+    """The URL the fetcher reads, and the volume it needs to read it (for pvc:// and file://).
+
+    ``pvc://claim/path`` mounts the claim read-only; ``file:///path`` mounts the node's path
+    (hostPath: fine for local clusters, refused where restricted Pod Security is enforced).
+    """
+    if url.startswith("pvc://"):
+        claim, _, path = url.removeprefix("pvc://").partition("/")
+        volume = {"name": _SOURCE_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        return f"file://{SOURCE_DIR}/{path}", volume
+    if url.startswith("file://"):
+        path = url.removeprefix("file://")
+        directory, _, leaf = path.rstrip("/").rpartition("/")
+        volume = {"name": _SOURCE_VOLUME, "hostPath": {"path": directory or "/", "type": "Directory"}}
+        return f"file://{SOURCE_DIR}/{leaf}", volume
+    return url, None
+
+
+def _model_fetch_container(url: str, mounts_source: bool, settings: RenderSettings) -> dict[str, Any]:
+    mounts: list[dict[str, Any]] = [{"name": _FETCH_VOLUME, "mountPath": contract.MODEL_DIR}]
+    if mounts_source:
+        mounts.append({"name": _SOURCE_VOLUME, "mountPath": SOURCE_DIR, "readOnly": True})
+    container: dict[str, Any] = {
+        "name": "model-fetch",
+        "image": settings.runtime_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "sageport.storage", "fetch", url, contract.MODEL_DIR],
+        "env": [{"name": k, "value": v} for k, v in settings.storage_env],
+        "volumeMounts": mounts,
+        "securityContext": restricted_security_context(),
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+    }
+    if settings.storage_secret:
+        container["envFrom"] = [{"secretRef": {"name": settings.storage_secret}}]
+    return container
+
+
+def _model_container(model: ModelContainer, shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
+    env = [{"name": k, "value": v} for k, v in model.environment]
+    env += [
+        {"name": SageMakerEnv.BIND_TO_PORT, "value": str(contract.CONTAINER_PORT)},
+        {"name": SageMakerEnv.MODEL_DIR, "value": contract.MODEL_DIR},
+    ]
+    ping = {
+        "httpGet": {"path": contract.PING_PATH, "port": contract.CONTAINER_PORT_NAME},
+        "timeoutSeconds": 2,
+    }
+    return {
+        "name": model.name,
+        "image": model.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": ["serve"],
+        "ports": [
+            {
+                "name": contract.CONTAINER_PORT_NAME,
+                "containerPort": contract.CONTAINER_PORT,
+                "protocol": "TCP",
+            }
+        ],
+        "env": env,
+        "resources": _resources(shape.instance_type),
+        "volumeMounts": [
+            {"name": _FETCH_VOLUME, "mountPath": contract.MODEL_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "startupProbe": {
+            **ping,
+            "periodSeconds": _PROBE_PERIOD,
+            "failureThreshold": shape.startup_seconds // _PROBE_PERIOD,
+        },
+        "readinessProbe": {**ping, "periodSeconds": _PROBE_PERIOD, "failureThreshold": 2},
+        "livenessProbe": {**ping, "periodSeconds": 10, "failureThreshold": 6},
+        "securityContext": restricted_security_context(),
+    }
+
+
+def _sidecar_container(sidecar: Sidecar, settings: RenderSettings) -> dict[str, Any]:
+    return {
+        "name": sidecar.name,
+        "image": sidecar.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": list(sidecar.args),
+        "env": [{"name": k, "value": v} for k, v in sidecar.environment],
+        "securityContext": restricted_security_context(),
+    }
+
+
+def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
+    """The pod template's spec. One model container today: multi-container models will give
+    each container its own model volume and fetch."""
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": variant_selector(shape)},
+        }
+        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+    ]
+    containers = [_model_container(c, shape, settings) for c in shape.containers]
+    containers += [_sidecar_container(s, settings) for s in shape.sidecars]
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,  # SageMaker sends SIGKILL 30 s after SIGTERM
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": containers,
+        "volumes": [{"name": _FETCH_VOLUME, "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        "topologySpreadConstraints": spread,
+        **_node_placement(shape.instance_type, settings),
+    }
+    url = shape.containers[0].model_url if shape.containers else None
+    if url is not None:
+        fetched, volume = _model_source(url)
+        spec["initContainers"] = [_model_fetch_container(fetched, volume is not None, settings)]
+        if volume is not None:
+            spec["volumes"].append(volume)
+    return spec

@@ -1,0 +1,107 @@
+"""What render builds from: the planned shape of one production variant (see reconcile/plan.py).
+
+Each field is a decision the plan made; render turns decisions into manifests and decides
+nothing. A new feature adds a field or an :class:`Autoscaler` kind here, a rule in the plan
+and a builder module in render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sageport import contract
+from sageport.api.v1alpha1 import InstanceTypeSpec, VariantAutoScaling
+
+from .names import child_name
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Operator-wide settings that shape every variant."""
+
+    runtime_image: str = "sageport/runtime:latest"
+    image_pull_policy: str = "IfNotPresent"
+    storage_env: tuple[tuple[str, str], ...] = ()  # e.g. AWS_ENDPOINT_URL for s3:// artifacts
+    storage_secret: str | None = None  # Secret with AWS credentials for the model fetcher
+    tolerate_taints: tuple[str, ...] = ()  # taint keys every variant pod tolerates (NoSchedule)
+
+
+@dataclass(frozen=True)
+class OwnerRef:
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+    def to_k8s(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+class Autoscaler(StrEnum):
+    """What owns a variant's instance count. Serverless variants will add a KEDA ScaledObject."""
+
+    NONE = "none"  # the Deployment's replicas, from initialInstanceCount
+    HPA = "HorizontalPodAutoscaler"  # CPU utilisation, from the Endpoint's spec.autoScaling
+
+
+@dataclass(frozen=True)
+class ModelContainer:
+    """A container that serves a model on the SageMaker container contract."""
+
+    name: str
+    image: str
+    environment: tuple[tuple[str, str], ...]  # the Model's environment, sorted
+    model_url: str | None  # fetched into /opt/ml/model before the container starts
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """A helper container next to the model containers (the multi-container router, the async agent)."""
+
+    name: str
+    image: str
+    args: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceShape:
+    """A Service in front of the variant's pods."""
+
+    name: str
+    port: int = contract.CONTAINER_PORT
+    target_port: str = contract.CONTAINER_PORT_NAME
+
+
+@dataclass(frozen=True)
+class VariantShape:
+    """Everything one variant's children are built from."""
+
+    namespace: str
+    endpoint_object: str  # metadata.name of the Endpoint
+    endpoint_name: str  # the SageMaker name invocations use
+    owner: OwnerRef
+    variant_name: str
+    instance_type: InstanceTypeSpec
+    containers: tuple[ModelContainer, ...]
+    startup_seconds: int  # the time the model has to pass GET /ping
+    replicas: int | None  # None when the autoscaler owns the count
+    autoscaler: Autoscaler = Autoscaler.NONE
+    autoscaling: VariantAutoScaling | None = None  # the HPA's bounds and target
+    sidecars: tuple[Sidecar, ...] = ()
+    services: tuple[ServiceShape, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return child_name(self.endpoint_object, self.variant_name)

@@ -1,0 +1,108 @@
+"""The admit table: every API field has a verdict; unsupported fields are refused by name,
+fields accepted but not acted on yet are listed (for the Warning event and the Ready message)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sageport.operator.reconcile.admit import SPEC_MODELS, TABLE, Admission, Scope, Verdict, admit
+from sageport.operator.status import Problem
+from tests.support.endpoints import kind, resolve_documents
+from tests.support.manifests import ACK_SAMPLES, EXAMPLES, load_documents
+
+
+def _admit(docs: list[dict[str, Any]]) -> Admission:
+    resolved = resolve_documents(docs)
+    assert not isinstance(resolved, Problem), resolved
+    return admit(resolved)
+
+
+def _refusal(docs: list[dict[str, Any]]) -> Problem:
+    problem = _admit(docs).problem
+    assert problem is not None
+    assert (problem.reason, problem.terminal) == ("NotSupported", True)
+    return problem
+
+
+@pytest.mark.parametrize("scope", list(Scope))
+def test_every_field_of_the_api_has_a_row(scope: Scope) -> None:
+    rows = {row.field for row in TABLE if row.scope is scope}
+    assert rows == set(SPEC_MODELS[scope].model_fields)
+
+
+def test_rows_that_need_a_reason_give_one() -> None:
+    for row in TABLE:
+        if row.verdict in (Verdict.NOT_SUPPORTED, Verdict.NO_EFFECT):
+            assert row.note, row
+
+
+@pytest.mark.parametrize("example", ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling"])
+def test_examples_are_admitted_with_nothing_to_warn_about(example: str) -> None:
+    assert _admit(load_documents(EXAMPLES / example)) == Admission(None, ())
+
+
+def test_serverless_variant_is_refused_naming_the_field() -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    variant = kind(docs, "EndpointConfig")["spec"]["productionVariants"][0]
+    del variant["instanceType"], variant["initialInstanceCount"]
+    variant["serverlessConfig"] = {"memorySizeInMB": 2048, "maxConcurrency": 10}
+    problem = _refusal(docs)
+    assert problem.message.startswith(
+        "EndpointConfig.productionVariants[AllTraffic].serverlessConfig is not supported yet"
+    )
+
+
+def test_async_inference_is_refused_naming_the_field() -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    kind(docs, "EndpointConfig")["spec"]["asyncInferenceConfig"] = {
+        "outputConfig": {"s3OutputPath": "s3://b/o"}
+    }
+    assert "EndpointConfig.asyncInferenceConfig is not supported yet" in _refusal(docs).message
+
+
+def test_multi_container_and_multi_model_are_refused_naming_the_field() -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    model = kind(docs, "Model")["spec"]
+    container = model.pop("primaryContainer")
+    model["containers"] = [container, {**container, "image": "other:1"}]
+    assert "Model[iris-sklearn].containers is not supported yet" in _refusal(docs).message
+
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    kind(docs, "Model")["spec"]["primaryContainer"]["mode"] = "MultiModel"
+    assert "Model[iris-sklearn].primaryContainer.mode is not supported yet" in _refusal(docs).message
+
+
+def test_one_container_in_the_list_and_single_model_mode_are_admitted() -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    model = kind(docs, "Model")["spec"]
+    model["containers"] = [{**model.pop("primaryContainer"), "mode": "SingleModel"}]
+    assert _admit(docs).problem is None
+
+
+def test_fields_not_acted_on_are_listed_and_fields_without_effect_are_not() -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    config = kind(docs, "EndpointConfig")["spec"]
+    config["dataCaptureConfig"] = {
+        "initialSamplingPercentage": 10,
+        "destinationS3URI": "s3://capture/",
+        "captureOptions": [{"captureMode": "Input"}],
+    }
+    config["tags"] = [{"key": "team", "value": "ml"}]
+    config["productionVariants"][0]["managedInstanceScaling"] = {"status": "ENABLED", "maxInstanceCount": 3}
+    kind(docs, "Endpoint")["spec"]["deploymentConfig"] = {}
+    kind(docs, "Model")["spec"]["executionRoleARN"] = "arn:aws:iam::1:role/x"
+    admission = _admit(docs)
+    assert admission.problem is None
+    assert admission.not_acted_on == (
+        "Endpoint.deploymentConfig",
+        "EndpointConfig.dataCaptureConfig",
+        "EndpointConfig.productionVariants[AllTraffic].managedInstanceScaling",
+    )
+
+
+def test_ack_samples_are_admitted_and_their_data_capture_reported() -> None:
+    admission = _admit(load_documents(ACK_SAMPLES))
+    assert admission.problem is None
+    assert "EndpointConfig.dataCaptureConfig" in admission.not_acted_on

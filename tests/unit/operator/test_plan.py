@@ -1,0 +1,73 @@
+"""Plan: the shape of each variant, and how a feature extends it (a rule, not a branch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sageport.operator.reconcile import plan
+from sageport.operator.reconcile.plan import EndpointPlan, plan_endpoint
+from sageport.operator.reconcile.resolve import ResolvedVariant
+from sageport.operator.render import variant_children
+from sageport.operator.render.shape import Autoscaler, RenderSettings, ServiceShape, Sidecar
+from sageport.operator.status import Problem
+from tests.support.endpoints import kind, resolve_documents
+from tests.support.manifests import EXAMPLES, load_documents
+
+SETTINGS = RenderSettings(runtime_image="sageport/runtime:test")
+
+
+def _plan(docs: list[dict[str, Any]]) -> EndpointPlan:
+    resolved = resolve_documents(docs)
+    assert not isinstance(resolved, Problem), resolved
+    return plan_endpoint(resolved, SETTINGS)
+
+
+def test_a_realtime_variant_is_one_model_container_a_service_and_fixed_replicas() -> None:
+    (shape,) = _plan(load_documents(EXAMPLES / "realtime-sklearn")).variants
+    (container,) = shape.containers
+    assert (container.name, container.image) == ("model", "sageport/runtime:test")
+    assert container.model_url == "s3://sageport-models/iris/model.tar.gz"
+    assert shape.sidecars == ()
+    assert (shape.autoscaler, shape.replicas) == (Autoscaler.NONE, 1)
+    assert shape.services == (ServiceShape(shape.name),)
+    assert shape.startup_seconds == 240
+
+
+def test_an_autoscaled_variant_leaves_the_count_to_an_hpa() -> None:
+    result = _plan(load_documents(EXAMPLES / "autoscaling"))
+    (shape,) = result.variants
+    assert (shape.autoscaler, shape.replicas) == (Autoscaler.HPA, None)
+    assert [p.desired_instances for p in result.plans] == [None]
+
+
+def test_status_plans_follow_the_variants() -> None:
+    result = _plan(load_documents(EXAMPLES / "ab-test-two-variants"))
+    assert [(p.name, p.weight) for p in result.plans] == [("variant-a", 0.8), ("variant-b", 0.2)]
+    assert result.config_name == "churn-ab"
+
+
+def test_model_data_source_is_the_url_fetched() -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    container = kind(docs, "Model")["spec"]["primaryContainer"]
+    del container["modelDataURL"]
+    container["modelDataSource"] = {
+        "s3DataSource": {"s3URI": "s3://b/prefix/", "s3DataType": "S3Prefix", "compressionType": "None"}
+    }
+    (shape,) = _plan(docs).variants
+    assert shape.containers[0].model_url == "s3://b/prefix/"
+
+
+def test_a_sidecar_rule_adds_a_container_without_touching_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    def agent(rv: ResolvedVariant, settings: RenderSettings) -> Sidecar:
+        return Sidecar("agent", settings.runtime_image, ("agent",))
+
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    before = variant_children(_plan(docs).variants[0], SETTINGS)
+    monkeypatch.setattr(plan, "SIDECARS", (agent,))
+    after = variant_children(_plan(docs).variants[0], SETTINGS)
+    containers = after[0]["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["model", "agent"]
+    assert containers[0] == before[0]["spec"]["template"]["spec"]["containers"][0]
+    assert after[1:] == before[1:]
