@@ -34,7 +34,9 @@ class FinalStage:
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
-    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    )
     return [
         (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
         for line in joined.splitlines()
@@ -62,7 +64,9 @@ def parse(dockerfile: Path) -> FinalStage:
                     stage.made_dirs |= set(words[2:])
                 if words[:1] == ["chown"]:
                     stage.owned_dirs |= set(words[2:])
-            if script := re.search(r"printf '#!/bin/sh\\nexec (.+?) \"\$@\"\\n' > /usr/local/bin/(\S+)", argument):
+            if script := re.search(
+                r"printf '#!/bin/sh\\nexec (.+?) \"\$@\"\\n' > /usr/local/bin/(\S+)", argument
+            ):
                 stage.scripts[script.group(2)] = script.group(1)
         elif instruction == "USER":
             stage.user = argument.strip()
@@ -104,4 +108,6 @@ def test_the_dockerfile_defines_the_image_the_builder_makes(spec: images.ImageSp
             assert spec.wrappers[script[0]].split()[0] == module.split()[0], command
             assert script[1:] == module.split()[1:], command
         else:
-            assert f'{command} = "{module.replace(" ", ".")}.main:main"' in (REPO / "pyproject.toml").read_text()
+            assert (
+                f'{command} = "{module.replace(" ", ".")}.main:main"' in (REPO / "pyproject.toml").read_text()
+            )

@@ -32,6 +32,7 @@ from sageport.api.v1alpha1 import (
     TransformJobSpec,
     TransformJobStatus,
 )
+from sageport.contract import Plural
 from sageport.operator.catalog import catalog_manifests
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -69,7 +70,7 @@ class Kind:
 KINDS = (
     Kind(
         kind="Model",
-        plural="models",
+        plural=Plural.MODELS.value,
         short_names=("spm", "spmodel"),
         spec=ModelSpec,
         status=ObjectStatus,
@@ -83,7 +84,7 @@ KINDS = (
     ),
     Kind(
         kind="EndpointConfig",
-        plural="endpointconfigs",
+        plural=Plural.ENDPOINT_CONFIGS.value,
         short_names=("spepc",),
         spec=EndpointConfigSpec,
         status=ObjectStatus,
@@ -93,7 +94,7 @@ KINDS = (
     ),
     Kind(
         kind="Endpoint",
-        plural="endpoints",
+        plural=Plural.ENDPOINTS.value,
         short_names=("spep",),
         spec=EndpointSpec,
         status=EndpointStatus,
@@ -108,7 +109,7 @@ KINDS = (
     ),
     Kind(
         kind="TransformJob",
-        plural="transformjobs",
+        plural=Plural.TRANSFORM_JOBS.value,
         short_names=("sptj",),
         spec=TransformJobSpec,
         status=TransformJobStatus,
@@ -122,7 +123,7 @@ KINDS = (
     ),
     Kind(
         kind="InstanceType",
-        plural="instancetypes",
+        plural=Plural.INSTANCE_TYPES.value,
         short_names=("spit",),
         spec=InstanceTypeSpec,
         status=None,
