@@ -1,18 +1,18 @@
-"""From ``helm install`` to the first successful boto3 invocation, on the real node.
+"""From ``kubectl apply`` of an Endpoint to the first successful boto3 invocation, on the real node.
 
-Measured (issue 6's target: under 60 s on a warm machine): ``helm upgrade --install`` of the
-chart, a namespace with its Secrets, ``examples/realtime-sklearn`` on the ``local`` instance
-type, the Endpoint ``Ready``, and boto3's ``invoke_endpoint`` through the gateway answering.
+Measured, on ``make up``'s stack (started if it is not running, and left running):
+``examples/realtime-sklearn`` on the ``local`` instance type applied in a fresh namespace, the
+Endpoint ``Ready``, and boto3's ``invoke_endpoint`` through the gateway answering.
 
 Baseline, in the same run on the same node with the same image and model: what it takes
 without sageport, a hand-written Deployment whose init container fetches the same
 ``model.tar.gz`` from the same S3 server and whose container is the same model server, from
 ``kubectl apply`` until a POST to the pod's ``/invocations`` answers. The ratio is the cost of
-the whole control plane (chart, operator, gateway) on top of just running the container.
+the control plane (operator, status, gateway routing) on top of just running the container.
 
     python -m bench.first_invocation
 
-Needs root (the real node); starts its own cluster and stops it at the end.
+Needs root (the real node).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
-from sageport_dev import stack
+from sageport_dev import local_stack, stack
 from sageport_dev.processes import eventually
 
 MODEL_URL = "s3://sageport-models/iris/model.tar.gz"
@@ -109,47 +110,55 @@ def _post(url: str) -> bool:
 
 
 def main() -> None:
-    with stack.throwaway_stack("sageport-bench-") as (layout, refs, s3):
-        kubeconfig = layout.kubeconfig
-        s3.put("sageport-models", "iris/model.tar.gz", stack.iris_model_tarball())
+    env = local_stack.up(log=lambda _: None)  # `make up`'s stack: started if it is not running
+    kubeconfig = Path(env.kubeconfig)
+    s3 = stack.running_s3(local_stack.stack_dir_from_env().absolute() / "s3")
+    if s3 is None:
+        raise stack.StackError("the stack's S3 server is not running")
+    s3.put("sageport-models", "iris/model.tar.gz", stack.iris_model_tarball())
+    runtime_image = next(ref for ref in env.images if "/runtime:" in ref)
+    for namespace in ("bench-plain", "bench-endpoint"):
+        stack.kubectl(kubeconfig, "delete", "namespace", namespace, "--ignore-not-found", "--wait=true")
 
-        stack.kubectl(kubeconfig, "create", "namespace", "plain")
-        started = time.monotonic()
-        stack.apply_objects(kubeconfig, "plain", _plain_deployment(refs["runtime"], s3))
+    stack.kubectl(kubeconfig, "create", "namespace", "bench-plain")
+    started = time.monotonic()
+    stack.apply_objects(kubeconfig, "bench-plain", _plain_deployment(runtime_image, s3))
 
-        def pod_ip() -> str:
-            pods = json.loads(stack.kubectl(kubeconfig, "get", "pods", "-n", "plain", "-o", "json"))["items"]
-            return str(pods[0]["status"].get("podIP", "")) if pods else ""
+    def pod_ip() -> str:
+        pods = json.loads(stack.kubectl(kubeconfig, "get", "pods", "-n", "bench-plain", "-o", "json"))[
+            "items"
+        ]
+        return str(pods[0]["status"].get("podIP", "")) if pods else ""
 
-        eventually(pod_ip, 300, interval=0.1, what="the plain pod's IP")
-        url = f"http://{pod_ip()}:8080/invocations"
-        eventually(lambda: _post(url), 300, interval=0.1, what="the plain pod to answer")
-        baseline = time.monotonic() - started
-        stack.kubectl(kubeconfig, "delete", "namespace", "plain", "--wait=true")
+    eventually(pod_ip, 300, interval=0.1, what="the plain pod's IP")
+    url = f"http://{pod_ip()}:8080/invocations"
+    eventually(lambda: _post(url), 300, interval=0.1, what="the plain pod to answer")
+    baseline = time.monotonic() - started
+    stack.kubectl(kubeconfig, "delete", "namespace", "bench-plain", "--wait=true")
 
-        started = time.monotonic()
-        stack.helm_install(kubeconfig, stack.local_values(refs, s3), layout.root)
-        key = stack.prepare_namespace(kubeconfig, "bench", s3)
-        stack.apply_objects(
-            kubeconfig, "bench", stack.example_objects(stack.REPO / "examples" / "realtime-sklearn")
-        )
-        stack.kubectl(
-            kubeconfig,
-            "wait",
-            "-n",
-            "bench",
-            "--for=condition=Ready",
-            "--timeout=300s",
-            "endpoints.sageport.io/iris",
-        )
-        runtime = stack.runtime_client(stack.gateway_url(kubeconfig), key)
-        answer = runtime.invoke_endpoint(EndpointName="iris", ContentType="text/csv", Body=ROW)["Body"].read()
-        measured = time.monotonic() - started
-        print(f"plain Deployment, kubectl apply to first answer from the pod:  {baseline:6.1f} s  (baseline)")
-        print(
-            f"sageport, helm install to first boto3 answer via the gateway:  {measured:6.1f} s  "
-            f"x{measured / baseline:.2f}  (target: under 60 s)  answer {answer.decode().strip()}"
-        )
+    key = stack.prepare_namespace(kubeconfig, "bench-endpoint", s3)
+    started = time.monotonic()
+    stack.apply_objects(
+        kubeconfig, "bench-endpoint", stack.example_objects(stack.REPO / "examples" / "realtime-sklearn")
+    )
+    stack.kubectl(
+        kubeconfig,
+        "wait",
+        "-n",
+        "bench-endpoint",
+        "--for=condition=Ready",
+        "--timeout=300s",
+        "endpoints.sageport.io/iris",
+    )
+    runtime = stack.runtime_client(env.runtime_url, key)
+    answer = runtime.invoke_endpoint(EndpointName="iris", ContentType="text/csv", Body=ROW)["Body"].read()
+    measured = time.monotonic() - started
+    stack.kubectl(kubeconfig, "delete", "namespace", "bench-endpoint", "--wait=false")
+    print(f"plain Deployment, kubectl apply to first answer from the pod:      {baseline:6.1f} s  (baseline)")
+    print(
+        f"sageport Endpoint, kubectl apply to first boto3 answer via gateway: {measured:6.1f} s  "
+        f"x{measured / baseline:.2f}  answer {answer.decode().strip()}"
+    )
 
 
 if __name__ == "__main__":

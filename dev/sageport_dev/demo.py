@@ -74,6 +74,19 @@ def run(state_dir: Path, timings: dict[str, float]) -> None:
     _print(f"demo done in {time.monotonic() - started:.1f} s")
 
 
+def _remove_example(state_dir: Path) -> None:
+    env = local_stack.StackEnv.load(state_dir / local_stack.ENV_FILE)
+    if env is None:
+        return
+    names = [
+        f"{obj['kind'].lower()}s.sageport.io/{obj['metadata']['name']}"
+        for obj in stack.example_objects(EXAMPLE)
+    ]
+    stack.kubectl(
+        Path(env.kubeconfig), "delete", "-n", env.namespace, *names, "--ignore-not-found", check=False
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sageport_dev demo", description=(__doc__ or "").splitlines()[0]

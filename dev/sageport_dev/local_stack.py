@@ -34,7 +34,7 @@ from sageport_dev.real_node import Log
 DEFAULT_STACK_DIR = Path("/tmp/sageport-stack")
 NAMESPACE = "sagemaker"
 BUCKET = "sageport-models"  # the bucket the examples name
-_ENV_FILE = "stack-env.json"
+ENV_FILE = "stack-env.json"
 
 
 def stack_dir_from_env() -> Path:
@@ -127,7 +127,7 @@ def up(
     state_dir = (state_dir or stack_dir_from_env()).absolute()
     layout = Layout(state_dir)
     clock = Timings({} if timings is None else timings)
-    saved = StackEnv.load(state_dir / _ENV_FILE)
+    saved = StackEnv.load(state_dir / ENV_FILE)
     if saved is not None and _running(state_dir, saved):
         with clock.step("images (cached by content)", log):
             refs = stack.load_images(layout, log=lambda _: None)
@@ -161,7 +161,7 @@ def up(
         bucket=BUCKET,
         images=tuple(sorted(refs.values())),
     )
-    env.save(state_dir / _ENV_FILE)
+    env.save(state_dir / ENV_FILE)
     log(f"the stack in {state_dir} is up; stop it with `make down`")
     return env
 
@@ -191,7 +191,7 @@ def status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
     lines.append(
         f"{'ok  ' if s3 else 'DOWN'} {'versitygw (S3)':<24} {s3_pid:<11} {s3.endpoint_url if s3 else ''}"
     )
-    env = StackEnv.load(state_dir / _ENV_FILE)
+    env = StackEnv.load(state_dir / ENV_FILE)
     gateway = env is not None and _gateway_answers(env.runtime_url)
     lines.append(f"{'ok  ' if gateway else 'DOWN'} {'gateway':<24} {'':<11} {env.runtime_url if env else ''}")
     healthy = bool(components) and all(c.healthy for c in components) and s3 is not None and gateway

@@ -1,7 +1,4 @@
-"""sageport installed for real on the local cluster: what ``make demo`` and tests/e2e share.
-
-The pieces, each a function so the demo can time them one by one:
-- the cluster with its real node (``start`` from control_plane, ``with_real_node=True``);
+"""The pieces of the local stack, each a function so ``make up`` (local_stack.py) can time them:
 - the runtime and operator images, built without Docker and imported into the node's containerd;
 - an S3-compatible server (versitygw) on the node's bridge address, where pods can reach it;
 - ``helm upgrade --install`` of charts/sageport with the values for this machine: images
@@ -19,13 +16,11 @@ import functools
 import io
 import json
 import secrets
-import shutil
 import socket
 import subprocess
 import tarfile
-import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +29,9 @@ import yaml
 
 from sageport import contract
 from sageport_dev import build, images, real_node, wire
-from sageport_dev.control_plane import start, stop_cluster
 from sageport_dev.handle import KubeCluster
 from sageport_dev.layout import Layout
-from sageport_dev.processes import ProcessRecord, spawn, stop
+from sageport_dev.processes import ProcessRecord, spawn
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "sageport"
@@ -81,7 +75,9 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool 
 
 
 def apply_objects(kubeconfig: Path, namespace: str, objects: Iterable[dict[str, Any]]) -> None:
-    text = yaml.safe_dump_all(list(objects), sort_keys=False)
+    # JSON, not YAML: kubectl reads YAML 1.1, where a bare `y` or `on` that PyYAML leaves
+    # unquoted is a boolean.
+    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
     kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", "-", stdin=text)
 
 
@@ -98,36 +94,6 @@ def load_images(layout: Layout, log: real_node.Log = print) -> dict[str, str]:
         paths, prefixes=[ref.rsplit(":", 1)[0] + ":" for ref in refs.values()], keep=refs.values()
     )
     return refs
-
-
-@contextlib.contextmanager
-def throwaway_stack(
-    prefix: str, timings: dict[str, float] | None = None
-) -> Iterator[tuple[Layout, dict[str, str], S3Server]]:
-    """A cluster with a real node in a new temporary directory, the images imported and the S3
-    server started, all tied to this process; stopped and deleted on exit. ``timings`` gets
-    the seconds of the cluster and images steps."""
-    problems = real_node.missing_prerequisites()
-    if problems:
-        raise StackError("a real node needs " + ", ".join(problems))
-    state_dir = Path(tempfile.mkdtemp(prefix=prefix))
-    layout = Layout(state_dir)
-    timings = {} if timings is None else timings
-    s3: S3Server | None = None
-    try:
-        started = time.monotonic()
-        start(state_dir, with_real_node=True, die_with_parent=True, log=lambda _: None)
-        timings["cluster"] = round(time.monotonic() - started, 1)
-        started = time.monotonic()
-        refs = load_images(layout, log=lambda _: None)
-        timings["images"] = round(time.monotonic() - started, 1)
-        s3 = start_s3(state_dir / "s3", die_with_parent=True)
-        yield layout, refs, s3
-    finally:
-        if s3 is not None and s3.process is not None:
-            stop([s3.process])
-        stop_cluster(state_dir)
-        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,34 +48,38 @@ def _clean_environ() -> dict[str, str]:
 def test_plain_boto3_in_a_shell_prepared_by_make_up(deployed: Deployed) -> None:
     env = deployed.env
     ns = env.namespace
-    stack.apply_objects(
-        deployed.kubeconfig, ns, stack.example_objects(stack.REPO / "examples" / "realtime-sklearn")
-    )
-    deployed.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "--timeout=180s", "endpoints.sageport.io/iris"
-    )
+    example = stack.example_objects(stack.REPO / "examples" / "realtime-sklearn")
+    try:
+        stack.apply_objects(deployed.kubeconfig, ns, example)
+        deployed.kubectl(
+            "wait", "-n", ns, "--for=condition=Ready", "--timeout=180s", "endpoints.sageport.io/iris"
+        )
 
-    started = time.monotonic()
-    again = subprocess.run(
-        ["make", "-s", "up"], capture_output=True, text=True, cwd=stack.REPO, check=False,
-        env={**_clean_environ(), "SAGEPORT_STACK_DIR": str(deployed.layout.root)},
-    )  # fmt: skip
-    seconds = time.monotonic() - started
-    assert again.returncode == 0, again.stderr
-    assert again.stdout == env.exports(), "a second `make -s up` prints exactly the same export lines"
-    assert seconds < 30, f"a second `make up` took {seconds:.1f} s"
+        started = time.monotonic()
+        again = subprocess.run(
+            ["make", "-s", "up"], capture_output=True, text=True, cwd=stack.REPO, check=False,
+            env={**_clean_environ(), "SAGEPORT_STACK_DIR": str(deployed.layout.root)},
+        )  # fmt: skip
+        seconds = time.monotonic() - started
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == env.exports(), "a second `make -s up` prints exactly the same export lines"
+        assert seconds < 30, f"a second `make up` took {seconds:.1f} s"
 
-    shell = subprocess.run(
-        ["bash", "-c", f'eval "$(cat)" && exec {sys.executable} -c \'{PLAIN_BOTO3}\' iris'],
-        input=again.stdout, capture_output=True, text=True, env=_clean_environ(), check=False,
-    )  # fmt: skip
-    assert shell.returncode == 0, shell.stderr
-    answer = json.loads(shell.stdout)
-    assert answer["listed"] == ["plain/hello.txt"]
-    assert answer["variant"] == "AllTraffic"
-    assert json.loads(answer["body"]) == [0, 2]
-    namespace = json.loads(deployed.kubectl("get", "namespace", ns, "-o", "json"))
-    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        shell = subprocess.run(
+            ["bash", "-c", f'eval "$(cat)" && exec {sys.executable} -c \'{PLAIN_BOTO3}\' iris'],
+            input=again.stdout, capture_output=True, text=True, env=_clean_environ(), check=False,
+        )  # fmt: skip
+        assert shell.returncode == 0, shell.stderr
+        answer = json.loads(shell.stdout)
+        assert answer["listed"] == ["plain/hello.txt"]
+        assert answer["variant"] == "AllTraffic"
+        assert json.loads(answer["body"]) == [0, 2]
+        namespace = json.loads(deployed.kubectl("get", "namespace", ns, "-o", "json"))
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    finally:
+        # Endpoint names are global to the stack: leave none behind for the other tests.
+        names = [f"{obj['kind'].lower()}s.sageport.io/{obj['metadata']['name']}" for obj in example]
+        deployed.kubectl("delete", "-n", ns, *names, "--ignore-not-found", check=False)
 
 
 def _probe(object_name: str, invoke_name: str, model: str) -> list[dict[str, Any]]:
