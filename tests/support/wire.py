@@ -9,6 +9,7 @@ by byte (tests).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,3 +89,17 @@ def invoke_endpoint_bytes(client: Any, count: int = 1, path: str | None = None, 
         return captured
     finally:
         client.meta.events.unregister(event, capture)
+
+
+def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """What boto3's sagemaker-runtime client reads from an error response (InvokeEndpoint's
+    parser): ``{"Error": {"Code": ..., "Message": ...}, ...}``."""
+    import botocore.session  # type: ignore[import-untyped]
+    from botocore.parsers import RestJSONParser  # type: ignore[import-untyped]
+
+    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
+    operation = model.operation_model("InvokeEndpoint")
+    return RestJSONParser().parse(  # type: ignore[no-any-return]
+        {"status_code": status, "headers": {k.lower(): v for k, v in headers.items()}, "body": body},
+        operation.output_shape,
+    )

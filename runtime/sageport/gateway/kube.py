@@ -24,9 +24,11 @@ import kubernetes.watch
 from kubernetes.client.exceptions import ApiException
 
 from sageport import contract
-from sageport.gateway import errors, kubestate
-from sageport.gateway.auth import AccessKey, KeyStore, Principal
+from sageport.gateway import kubestate
+from sageport.gateway.auth import AccessKey, Principal
 from sageport.gateway.routing import RouteTable
+from sageport.net import awserrors
+from sageport.net.auth import KeyStore
 
 log = logging.getLogger("sageport.gateway.kube")
 
@@ -136,7 +138,7 @@ class KubernetesSource:
     def __init__(
         self,
         table: RouteTable,
-        keys: KeyStore,
+        keys: KeyStore[AccessKey],
         namespaces: list[str],
         system_namespace: str,
         kubeconfig: Path | None,
@@ -351,7 +353,7 @@ class KubernetesSource:
                 self._tokens.clear()
             self._tokens[digest] = cached
         if cached[1] is None:
-            raise errors.unrecognized_client()
+            raise awserrors.unrecognized_client()
         return cached[1]
 
     def _token_review(self, token: str) -> TokenPrincipal | None:
@@ -361,7 +363,7 @@ class KubernetesSource:
             result = client.AuthenticationV1Api(self.api).create_token_review(review)
         except ApiException as error:
             log.warning("TokenReview failed with status %s", error.status)
-            raise errors.service_unavailable(
+            raise awserrors.service_unavailable(
                 "Could not verify the bearer token; retry the request."
             ) from None
         status = result.status
@@ -410,5 +412,5 @@ class KubernetesSource:
             result = client.AuthorizationV1Api(self.api).create_subject_access_review(review)
         except ApiException as error:
             log.warning("SubjectAccessReview failed with status %s", error.status)
-            raise errors.service_unavailable("Could not authorize the request; retry it.") from None
+            raise awserrors.service_unavailable("Could not authorize the request; retry it.") from None
         return bool(result.status is not None and result.status.allowed)

@@ -8,8 +8,8 @@ import botocore.awsrequest
 import botocore.credentials
 import pytest
 
-from sageport.gateway import sigv4
-from sageport.gateway.errors import ApiError
+from sageport.net import sigv4
+from sageport.net.awserrors import ApiError
 
 KEY_ID = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG"
