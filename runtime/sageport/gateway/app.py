@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sageport.contract import SERVING_STATUSES
+from sageport.contract import INVOCATIONS_PATH, PING_PATH, SERVING_STATUSES
 from sageport.gateway import errors
 from sageport.gateway.auth import Authenticator
 from sageport.gateway.invocation import MAX_BODY_BYTES, Invocation, Operation, parse_invocation
@@ -49,6 +49,8 @@ _MODEL_RESPONSE_HEADERS = tuple(
     )
 )
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
+# Health checks: the container contract's /ping, and /healthz.
+_HEALTH_PATHS = (PING_PATH, "/healthz")
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class Gateway:
         async def metrics_only(request: Request, sink: StreamSink) -> Response:
             if request.method == "GET" and request.raw_path == "/metrics":
                 return self.metrics_page()
-            if request.method == "GET" and request.raw_path in ("/ping", "/healthz"):
+            if request.method == "GET" and request.raw_path in _HEALTH_PATHS:
                 return self.ping()
             return Response(404, {"Content-Type": "text/plain"}, b"not found\n")
 
@@ -119,7 +121,7 @@ class Gateway:
 
     async def dispatch(self, request: Request, sink: StreamSink) -> Response | None:
         if request.method == "GET":
-            if request.raw_path in ("/ping", "/healthz"):
+            if request.raw_path in _HEALTH_PATHS:
                 return self.ping()
             if request.raw_path == "/metrics" and self.settings.metrics_on_main_port:
                 return self.metrics_page()
@@ -238,7 +240,7 @@ class Gateway:
             instance.outstanding += 1
             try:
                 response = await self._pool.post(
-                    self._target(instance), "/invocations", headers, body, self.settings.model_timeout
+                    self._target(instance), INVOCATIONS_PATH, headers, body, self.settings.model_timeout
                 )
                 return instance, response
             except ConnectFailedError as error:
