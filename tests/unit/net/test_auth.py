@@ -5,13 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import botocore.auth
-import botocore.awsrequest
-import botocore.credentials
 import pytest
 
 from sageport.net.auth import KeyStore, RequestParts, SigV4Authenticator
 from sageport.net.awserrors import ApiError
+from tests.support.wire import sigv4_signed
 
 NOW = datetime(2026, 11, 22, 1, 2, 3, tzinfo=UTC)
 URL = "http://gw.example/endpoints/ep/invocations"
@@ -26,16 +24,7 @@ class Key:
 
 
 def signed_parts(key_id: str, secret: str) -> RequestParts:
-    request = botocore.awsrequest.AWSRequest(method="POST", url=URL, data=BODY, headers={})
-    signer = botocore.auth.SigV4Auth(
-        botocore.credentials.Credentials(key_id, secret), "sagemaker", "us-east-1"
-    )
-    original = botocore.auth.get_current_datetime
-    botocore.auth.get_current_datetime = lambda: NOW.replace(tzinfo=None)
-    try:
-        signer.add_auth(request)
-    finally:
-        botocore.auth.get_current_datetime = original
+    request = sigv4_signed(URL, BODY, {}, key_id, secret, NOW, "sagemaker")
     headers = {"host": ["gw.example"]}
     headers.update({name.lower(): [value] for name, value in request.headers.items()})
     return RequestParts("POST", "/endpoints/ep/invocations", "", headers, BODY)
