@@ -9,6 +9,8 @@ by byte (tests).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,3 +90,36 @@ def invoke_endpoint_bytes(client: Any, count: int = 1, path: str | None = None, 
         return captured
     finally:
         client.meta.events.unregister(event, capture)
+
+
+def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """What boto3's sagemaker-runtime client reads from an error response (InvokeEndpoint's
+    parser): ``{"Error": {"Code": ..., "Message": ...}, ...}``."""
+    import botocore.session  # type: ignore[import-untyped]
+    from botocore.parsers import RestJSONParser  # type: ignore[import-untyped]
+
+    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
+    operation = model.operation_model("InvokeEndpoint")
+    return RestJSONParser().parse(  # type: ignore[no-any-return]
+        {"status_code": status, "headers": {k.lower(): v for k, v in headers.items()}, "body": body},
+        operation.output_shape,
+    )
+
+
+def sigv4_signed(
+    url: str, body: bytes, headers: Mapping[str, str], key_id: str, secret: str, now: datetime, service: str
+) -> Any:
+    """botocore's AWSRequest for a POST to ``url``, SigV4-signed by botocore itself at ``now``."""
+    import botocore.auth  # type: ignore[import-untyped]
+    import botocore.awsrequest  # type: ignore[import-untyped]
+    import botocore.credentials  # type: ignore[import-untyped]
+
+    request = botocore.awsrequest.AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
+    signer = botocore.auth.SigV4Auth(botocore.credentials.Credentials(key_id, secret), service, REGION)
+    original = botocore.auth.get_current_datetime
+    botocore.auth.get_current_datetime = lambda: now.replace(tzinfo=None)
+    try:
+        signer.add_auth(request)
+    finally:
+        botocore.auth.get_current_datetime = original
+    return request

@@ -12,7 +12,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sageport.contract import API_VERSION, Plural
@@ -69,15 +69,9 @@ def _collection_path(api_version: str, plural: str, namespace: str | None) -> st
     return f"{prefix}/{plural}" if namespace is None else f"{prefix}/namespaces/{namespace}/{plural}"
 
 
-def load_api_client() -> client.ApiClient:
-    """In-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config."""
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = _CONCURRENCY
-    return client.ApiClient(configuration)
+# Connections the API client keeps alive (sageport.kubeclient.load_api_client): one per call
+# the thread pool runs at once.
+API_CLIENT_POOL_SIZE = _CONCURRENCY
 
 
 class KubernetesApi:

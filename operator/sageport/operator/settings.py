@@ -10,7 +10,8 @@ from typing import Any, cast
 import kopf
 
 from sageport import contract
-from sageport.operator.kube import KubernetesApi, load_api_client
+from sageport.kubeclient import load_api_client
+from sageport.operator.kube import API_CLIENT_POOL_SIZE, KubernetesApi
 from sageport.operator.reconcile.endpoint import EndpointReconciler
 from sageport.operator.render import RenderSettings
 
@@ -77,7 +78,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 
 
 def make_reconciler(config: OperatorSettings) -> tuple[EndpointReconciler, KubernetesApi]:
-    kube = KubernetesApi(load_api_client(), contract.MANAGED_BY)
+    kube = KubernetesApi(load_api_client(pool_size=API_CLIENT_POOL_SIZE), contract.MANAGED_BY)
     reconciler = EndpointReconciler(
         kube, config.render_settings(), lambda: datetime.datetime.now(datetime.UTC)
     )

@@ -16,21 +16,23 @@ from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sageport.contract import SERVING_STATUSES
-from sageport.gateway import errors, eventstream
-from sageport.gateway.auth import Authenticator, RequestParts
-from sageport.gateway.httpserver import Request, Response, ServerState, StreamSink
+from sageport.contract import INVOCATIONS_PATH, PING_PATH, SERVING_STATUSES
+from sageport.gateway import errors
+from sageport.gateway.auth import Authenticator
 from sageport.gateway.invocation import MAX_BODY_BYTES, Invocation, Operation, parse_invocation
 from sageport.gateway.metrics import GatewayMetrics, VariantMetrics
 from sageport.gateway.routing import Instance, Route, RouteTable, Variant, route
-from sageport.gateway.upstream import (
+from sageport.net import awserrors, eventstream
+from sageport.net.auth import RequestParts
+from sageport.net.httpserver import Request, Response, ServerState, StreamSink
+from sageport.net.upstream import (
     ConnectFailedError,
     Target,
     UpstreamError,
     UpstreamPool,
     UpstreamTimeoutError,
 )
-from sageport.gateway.upstream import (
+from sageport.net.upstream import (
     Response as UpstreamResponse,
 )
 
@@ -47,6 +49,8 @@ _MODEL_RESPONSE_HEADERS = tuple(
     )
 )
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
+# Health checks: the container contract's /ping, and /healthz.
+_HEALTH_PATHS = (PING_PATH, "/healthz")
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ class Gateway:
         async def metrics_only(request: Request, sink: StreamSink) -> Response:
             if request.method == "GET" and request.raw_path == "/metrics":
                 return self.metrics_page()
-            if request.method == "GET" and request.raw_path in ("/ping", "/healthz"):
+            if request.method == "GET" and request.raw_path in _HEALTH_PATHS:
                 return self.ping()
             return Response(404, {"Content-Type": "text/plain"}, b"not found\n")
 
@@ -112,12 +116,12 @@ class Gateway:
 
     def _render_protocol_error(self, status: int, message: str) -> Response:
         """For requests the HTTP layer refuses before the handler runs (malformed, too large)."""
-        error = errors.validation_error(message) if status < 500 else errors.internal_failure()
+        error = awserrors.validation_error(message) if status < 500 else awserrors.internal_failure()
         return self._error_response(error, self._request_ids.next())
 
     async def dispatch(self, request: Request, sink: StreamSink) -> Response | None:
         if request.method == "GET":
-            if request.raw_path in ("/ping", "/healthz"):
+            if request.raw_path in _HEALTH_PATHS:
                 return self.ping()
             if request.raw_path == "/metrics" and self.settings.metrics_on_main_port:
                 return self.metrics_page()
@@ -141,7 +145,7 @@ class Gateway:
         self.in_flight += 1
         try:
             return await self._handle(request, sink, request_id, started)
-        except errors.ApiError as error:
+        except awserrors.ApiError as error:
             return self._error_response(error, request_id)
         except ConnectionResetError:
             raise  # the client went away; the HTTP layer closes the connection
@@ -149,29 +153,29 @@ class Gateway:
             log.exception("unexpected failure handling %s %s", request.method, request.raw_path)
             if sink.started:
                 raise
-            return self._error_response(errors.internal_failure(), request_id)
+            return self._error_response(awserrors.internal_failure(), request_id)
         finally:
             self.in_flight -= 1
 
-    def _error_response(self, error: errors.ApiError, request_id: str) -> Response:
+    def _error_response(self, error: awserrors.ApiError, request_id: str) -> Response:
         self.metrics.gateway_errors.labels(error.code).inc()
         if error.status >= 500:
             log.warning("answering %s: %s", error.code, error.message)
         else:
             log.info("answering %s: %s", error.code, error.message)
-        status, headers, body = errors.render_error(error, request_id)
+        status, headers, body = awserrors.render_error(error, request_id)
         return Response(status, headers, body)
 
     async def _handle(
         self, request: Request, sink: StreamSink, request_id: str, started: float
     ) -> Response | None:
         if request.method != "POST":
-            raise errors.unknown_operation()
+            raise awserrors.unknown_operation()
         invocation = parse_invocation(request.raw_path, request.headers)
         if self.in_flight > self.settings.max_in_flight:
-            raise errors.service_unavailable("The gateway is overloaded; retry the request.")
+            raise awserrors.service_unavailable("The gateway is overloaded; retry the request.")
         if not self.ready:
-            raise errors.service_unavailable("The gateway is starting; retry the request.")
+            raise awserrors.service_unavailable("The gateway is starting; retry the request.")
         body = request.body
         principal = await self.authenticator.authenticate(
             RequestParts(
@@ -185,11 +189,11 @@ class Gateway:
         name = invocation.endpoint_name
         endpoint = self.table.lookup(name)
         if not await principal.may_invoke(name, endpoint.namespace if endpoint else None):
-            raise errors.access_denied(f"{principal.name} is not authorized to invoke endpoint {name}.")
+            raise awserrors.access_denied(f"{principal.name} is not authorized to invoke endpoint {name}.")
         if endpoint is None:
             raise errors.endpoint_not_found(name, self.settings.account)
         if invocation.operation is Operation.INVOKE_ASYNC:
-            raise errors.validation_error(
+            raise awserrors.validation_error(
                 f"Endpoint {name} is not configured for asynchronous inference: "
                 "InvokeEndpointAsync is not supported by this gateway yet."
             )
@@ -236,7 +240,7 @@ class Gateway:
             instance.outstanding += 1
             try:
                 response = await self._pool.post(
-                    self._target(instance), "/invocations", headers, body, self.settings.model_timeout
+                    self._target(instance), INVOCATIONS_PATH, headers, body, self.settings.model_timeout
                 )
                 return instance, response
             except ConnectFailedError as error:
@@ -244,7 +248,7 @@ class Gateway:
                 log.warning("instance refused the connection: %s", error)
                 alternative = _other_instance(chosen.variant, instance, self.rng)
                 if attempt == 2 or alternative is None:
-                    raise errors.service_unavailable(
+                    raise awserrors.service_unavailable(
                         f"No instance of variant {chosen.variant.name} accepted the connection."
                     ) from None
                 instance = alternative
@@ -253,7 +257,7 @@ class Gateway:
                 raise
         raise AssertionError("unreachable")
 
-    def _model_call_failed(self, metrics: VariantMetrics, error: UpstreamError) -> errors.ApiError:
+    def _model_call_failed(self, metrics: VariantMetrics, error: UpstreamError) -> awserrors.ApiError:
         metrics.invocation_model_errors.inc()
         if isinstance(error, UpstreamTimeoutError):
             return errors.model_timeout(seconds=self.settings.model_timeout)
@@ -411,9 +415,9 @@ class RequestIds:
         return f"{self._prefix}{self._counter:012x}"
 
 
-def _body_too_large(length: int | None) -> errors.ApiError:
+def _body_too_large(length: int | None) -> awserrors.ApiError:
     size = f"{length} bytes" if length is not None else "The request body"
-    return errors.validation_error(
+    return awserrors.validation_error(
         f"{size} exceeds the maximum request payload size of {MAX_BODY_BYTES} bytes (6 MiB)."
     )
 
@@ -425,7 +429,7 @@ def _other_instance(variant: Variant, failed: Instance, rng: random.Random) -> I
     return min(others, key=lambda instance: (instance.outstanding, rng.random()))
 
 
-def _model_failure(response: UpstreamResponse, payload: bytes) -> errors.ApiError:
+def _model_failure(response: UpstreamResponse, payload: bytes) -> awserrors.ApiError:
     return errors.from_model_response(response.status, response.headers.get("x-amzn-errortype"), payload)
 
 

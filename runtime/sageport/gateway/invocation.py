@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import unquote
 
-from sageport.gateway import errors
+from sageport.net import awserrors
 
 MAX_BODY_BYTES = 6 * 1024 * 1024
 ENDPOINT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
@@ -107,7 +107,7 @@ def match_route(raw_path: str) -> tuple[str, Operation] | None:
 
 def validate_endpoint_name(name: str) -> None:
     if len(name) > 63 or ENDPOINT_NAME_PATTERN.fullmatch(name) is None:
-        raise errors.validation_error(
+        raise awserrors.validation_error(
             f"1 validation error detected: Value '{name}' at 'endpointName' failed to satisfy constraint: "
             "Member must satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9])* "
             "and have length less than or equal to 63"
@@ -117,17 +117,17 @@ def validate_endpoint_name(name: str) -> None:
 def _check_header(name: str, value: str, low: int, high: int, pattern: re.Pattern[str] | None) -> None:
     member = _MEMBER_NAMES[name]
     if not value.isascii() or not value.isprintable():
-        raise errors.validation_error(
+        raise awserrors.validation_error(
             f"1 validation error detected: Value at '{member}' failed to satisfy constraint: "
             "Member must contain only printable ASCII characters"
         )
     if not low <= len(value) <= high:
-        raise errors.validation_error(
+        raise awserrors.validation_error(
             f"1 validation error detected: Value at '{member}' failed to satisfy constraint: "
             f"Member must have length between {low} and {high}"
         )
     if pattern is not None and value and pattern.fullmatch(value) is None:
-        raise errors.validation_error(
+        raise awserrors.validation_error(
             f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: "
             f"Member must satisfy regular expression pattern: {pattern.pattern}"
         )
@@ -138,9 +138,9 @@ def parse_invocation(raw_path: str, headers: Mapping[str, str]) -> Invocation:
     try:
         matched = match_route(raw_path)
     except UnicodeDecodeError:
-        raise errors.validation_error("Endpoint name is not valid UTF-8.") from None
+        raise awserrors.validation_error("Endpoint name is not valid UTF-8.") from None
     if matched is None:
-        raise errors.unknown_operation()
+        raise awserrors.unknown_operation()
     endpoint_name, operation = matched
     validate_endpoint_name(endpoint_name)
     forwarding = _FORWARD_STREAM_AS if operation is Operation.INVOKE_STREAM else _FORWARD_AS
@@ -154,12 +154,12 @@ def parse_invocation(raw_path: str, headers: Mapping[str, str]) -> Invocation:
         if forward_as is not None and forward_as not in forwarded:
             forwarded[forward_as] = value
     if operation is Operation.INVOKE_STREAM and headers.get("x-amzn-sagemaker-session-id") == "NEW_SESSION":
-        raise errors.validation_error(
+        raise awserrors.validation_error(
             "NEW_SESSION is not supported by InvokeEndpointWithResponseStream; pass an existing session id."
         )
     session = headers.get("x-amzn-sagemaker-session-id")
     if session and session != "NEW_SESSION" and _SESSION_ID_PATTERN.fullmatch(session) is None:
-        raise errors.validation_error(
+        raise awserrors.validation_error(
             "1 validation error detected: Value at 'sessionId' failed to satisfy constraint: "
             "Member must be NEW_SESSION or match ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
         )

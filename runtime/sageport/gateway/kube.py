@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any, cast
 
 import kubernetes.client
-import kubernetes.config
 import kubernetes.watch
 from kubernetes.client.exceptions import ApiException
 
 from sageport import contract
-from sageport.gateway import errors, kubestate
-from sageport.gateway.auth import AccessKey, KeyStore, Principal
+from sageport.gateway import kubestate
+from sageport.gateway.auth import AccessKey, Principal
 from sageport.gateway.routing import RouteTable
+from sageport.kubeclient import load_api_client
+from sageport.net import awserrors
+from sageport.net.auth import KeyStore
 
 log = logging.getLogger("sageport.gateway.kube")
 
@@ -36,22 +38,11 @@ _REFRESH_SECONDS = 0.25
 _REFRESH_TIMEOUT = 5.0
 _TOKEN_CACHE_SECONDS = 60.0
 _DECISION_CACHE_SECONDS = 30.0
+# Watches, read-throughs and reviews run on threads at once; each keeps its connection.
+_API_CONNECTIONS = 32
 
 ListFunction = Callable[..., Any]
 Handler = Callable[[str, Mapping[str, Any]], None]
-
-
-def load_api_client(kubeconfig: Path | None) -> Any:
-    configuration = kubernetes.client.Configuration()
-    if kubeconfig is not None:
-        kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    configuration.connection_pool_maxsize = 32
-    return kubernetes.client.ApiClient(configuration)
 
 
 class Watcher:
@@ -136,7 +127,7 @@ class KubernetesSource:
     def __init__(
         self,
         table: RouteTable,
-        keys: KeyStore,
+        keys: KeyStore[AccessKey],
         namespaces: list[str],
         system_namespace: str,
         kubeconfig: Path | None,
@@ -164,7 +155,7 @@ class KubernetesSource:
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self, sync_timeout: float = 30.0) -> None:
         self._loop = asyncio.get_running_loop()
-        self.api = await asyncio.to_thread(load_api_client, self.kubeconfig)
+        self.api = await asyncio.to_thread(load_api_client, self.kubeconfig, pool_size=_API_CONNECTIONS)
         custom = kubernetes.client.CustomObjectsApi(self.api)
         discovery = kubernetes.client.DiscoveryV1Api(self.api)
         core = kubernetes.client.CoreV1Api(self.api)
@@ -351,7 +342,7 @@ class KubernetesSource:
                 self._tokens.clear()
             self._tokens[digest] = cached
         if cached[1] is None:
-            raise errors.unrecognized_client()
+            raise awserrors.unrecognized_client()
         return cached[1]
 
     def _token_review(self, token: str) -> TokenPrincipal | None:
@@ -361,7 +352,7 @@ class KubernetesSource:
             result = client.AuthenticationV1Api(self.api).create_token_review(review)
         except ApiException as error:
             log.warning("TokenReview failed with status %s", error.status)
-            raise errors.service_unavailable(
+            raise awserrors.service_unavailable(
                 "Could not verify the bearer token; retry the request."
             ) from None
         status = result.status
@@ -410,5 +401,5 @@ class KubernetesSource:
             result = client.AuthorizationV1Api(self.api).create_subject_access_review(review)
         except ApiException as error:
             log.warning("SubjectAccessReview failed with status %s", error.status)
-            raise errors.service_unavailable("Could not authorize the request; retry it.") from None
+            raise awserrors.service_unavailable("Could not authorize the request; retry it.") from None
         return bool(result.status is not None and result.status.allowed)

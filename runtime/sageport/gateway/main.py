@@ -20,10 +20,11 @@ from prometheus_client import CollectorRegistry
 
 from sageport.gateway import config, logs
 from sageport.gateway.app import Gateway, Settings
-from sageport.gateway.auth import Authenticator, KeyStore, NoAuth, SigV4Authenticator
-from sageport.gateway.httpserver import HttpProtocol
+from sageport.gateway.auth import AccessKey, Authenticator, NoAuth, sigv4_authenticator
 from sageport.gateway.metrics import GatewayMetrics
 from sageport.gateway.routing import RouteTable
+from sageport.net.auth import KeyStore
+from sageport.net.httpserver import HttpProtocol
 
 log = logging.getLogger("sageport.gateway")
 
@@ -122,7 +123,7 @@ class FileWatcher:
 async def serve(args: argparse.Namespace) -> None:
     table = RouteTable()
     source = None
-    keys = KeyStore()
+    keys: KeyStore[AccessKey] = KeyStore()
     background: list[asyncio.Task[None]] = []
     authenticator: Authenticator
     closers: list[Callable[[], None]] = []
@@ -138,9 +139,7 @@ async def serve(args: argparse.Namespace) -> None:
             kubeconfig=args.kubeconfig,
         )
         closers.append(source.stop)
-        authenticator = (
-            NoAuth() if args.no_auth else SigV4Authenticator(keys, bearer_check=source.check_bearer)
-        )
+        authenticator = NoAuth() if args.no_auth else sigv4_authenticator(keys, source.check_bearer)
     else:
         table.replace(config.load_routes(args.routes))
         background.append(
@@ -157,7 +156,7 @@ async def serve(args: argparse.Namespace) -> None:
                     FileWatcher(args.keys, lambda path: keys.replace(config.load_keys(path))).run()
                 )
             )
-            authenticator = SigV4Authenticator(keys)
+            authenticator = sigv4_authenticator(keys)
         else:
             raise config.ConfigError("standalone mode needs --keys FILE or --no-auth")
 

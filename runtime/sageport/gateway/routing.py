@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sageport.contract import INVOCATIONS_PATH, SERVING_STATUSES, EndpointStatus, RoutingStrategy
-from sageport.gateway import errors
+from sageport.net import awserrors
 
 
 class Instance:
@@ -113,17 +113,19 @@ def validate_target_container(variant: Variant, endpoint_name: str, hostname: st
     hostnames = variant.container_hostnames
     if hostnames is None:
         if hostname is not None:
-            raise errors.validation_error(
+            raise awserrors.validation_error(
                 f"Endpoint {endpoint_name} is not configured for direct invocation; "
                 "TargetContainerHostname is not allowed."
             )
         return
     if hostname is None:
-        raise errors.validation_error(
+        raise awserrors.validation_error(
             f"Endpoint {endpoint_name} uses direct invocation; TargetContainerHostname is required."
         )
     if hostname not in hostnames:
-        raise errors.validation_error(f"Container hostname {hostname} not found in endpoint {endpoint_name}.")
+        raise awserrors.validation_error(
+            f"Container hostname {hostname} not found in endpoint {endpoint_name}."
+        )
 
 
 @dataclass(frozen=True)
@@ -141,24 +143,26 @@ def route(
 ) -> Route:
     """Choose variant and instance for one request, or raise the SageMaker error for why not."""
     if endpoint.status not in SERVING_STATUSES:
-        raise errors.validation_error(
+        raise awserrors.validation_error(
             f"Endpoint {endpoint.name} is not in service (status {endpoint.status})."
         )
     if target_variant is not None:
         chosen = endpoint.variant(target_variant)
         if chosen is None:
-            raise errors.validation_error(f"Variant {target_variant} not found for endpoint {endpoint.name}.")
+            raise awserrors.validation_error(
+                f"Variant {target_variant} not found for endpoint {endpoint.name}."
+            )
     else:
         maybe = choose_variant(endpoint.variants, rng.random())
         if maybe is None:
-            raise errors.service_unavailable(
+            raise awserrors.service_unavailable(
                 f"Endpoint {endpoint.name} has no instance ready to serve the request."
             )
         chosen = maybe
     validate_target_container(chosen, endpoint.name, target_container)
     instance = choose_instance(chosen, rng)
     if instance is None:
-        raise errors.service_unavailable(
+        raise awserrors.service_unavailable(
             f"Variant {chosen.name} of endpoint {endpoint.name} has no instance ready to serve the request."
         )
     return Route(endpoint, chosen, instance)

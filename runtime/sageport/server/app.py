@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote
 
 import numpy as np
 
+from sageport.contract import INVOCATIONS_PATH, PING_PATH
 from sageport.server.batching import MicroBatcher
 from sageport.server.config import ServerConfig
 from sageport.server.errors import (
@@ -244,11 +245,11 @@ class SageportApp:
         path: str = scope["path"]
         method: str = scope["method"]
         try:
-            if path == "/invocations":
+            if path == INVOCATIONS_PATH:
                 if method != "POST":
                     return await _respond(send, 405, b'{"message":"use POST"}', _JSON)
                 return await self._invocations(scope, receive, send, None)
-            if path == "/ping":
+            if path == PING_PATH:
                 return await self._ping(send)
             if path == "/execution-parameters" and method == "GET":
                 return await self._execution_parameters(send)

@@ -9,9 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_PORT = 8080
-DEFAULT_MODEL_DIR = "/opt/ml/model"
-DEFAULT_MULTI_MODEL_ROOT = "/opt/ml/models"
+from sageport.contract import CONTAINER_PORT, MODEL_DIR, MULTI_MODEL_ROOT, SageMakerEnv
+
 FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "onnx")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
@@ -32,9 +31,9 @@ class BatchingConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    port: int = DEFAULT_PORT
+    port: int = CONTAINER_PORT
     host: str = "0.0.0.0"
-    model_dir: Path = Path(DEFAULT_MODEL_DIR)
+    model_dir: Path = Path(MODEL_DIR)
     model_name: str = "model"
     framework: str | None = None
     program: str = "inference.py"
@@ -43,7 +42,7 @@ class ServerConfig:
     install_requirements: bool = True
     requirements_target: Path | None = None
     multi_model: bool = False
-    multi_model_root: Path = Path(DEFAULT_MULTI_MODEL_ROOT)
+    multi_model_root: Path = Path(MULTI_MODEL_ROOT)
     multi_model_memory_bytes: int | None = None
     batching: BatchingConfig = BatchingConfig()
     kserve_routes: bool = True
@@ -97,8 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["serve"],
         help="SageMaker runs containers with `serve`",
     )
-    parser.add_argument("--model-dir", help="model directory (else SM_MODEL_DIR, else /opt/ml/model)")
-    parser.add_argument("--port", type=int, help="HTTP port (else SAGEMAKER_BIND_TO_PORT, else 8080)")
+    parser.add_argument(
+        "--model-dir", help=f"model directory (else {SageMakerEnv.MODEL_DIR}, else {MODEL_DIR})"
+    )
+    parser.add_argument(
+        "--port", type=int, help=f"HTTP port (else {SageMakerEnv.BIND_TO_PORT}, else {CONTAINER_PORT})"
+    )
     parser.add_argument("--host", default=None, help="bind address (default 0.0.0.0)")
     return parser
 
@@ -109,7 +112,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str], cpus: int | None = 
     ``cpus`` is what the container may use (its CPU quota), which sizes the model thread pool.
     """
     args = build_parser().parse_args(list(argv))
-    port = args.port if args.port is not None else _int(env, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT)
+    port = args.port if args.port is not None else _int(env, SageMakerEnv.BIND_TO_PORT, CONTAINER_PORT)
     if not 0 < port < 65536:
         raise ConfigError(f"port out of range: {port}")
     framework = (env.get("SAGEPORT_MODEL_FRAMEWORK") or "").strip().lower() or None
@@ -122,16 +125,16 @@ def load_config(argv: Sequence[str], env: Mapping[str, str], cpus: int | None = 
     return ServerConfig(
         port=port,
         host=args.host or env.get("SAGEPORT_BIND_HOST", "0.0.0.0"),
-        model_dir=Path(args.model_dir or env.get("SM_MODEL_DIR") or DEFAULT_MODEL_DIR),
+        model_dir=Path(args.model_dir or env.get(SageMakerEnv.MODEL_DIR) or MODEL_DIR),
         model_name=env.get("SAGEPORT_MODEL_NAME", "model"),
         framework=framework,
-        program=env.get("SAGEMAKER_PROGRAM") or "inference.py",
-        default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
+        program=env.get(SageMakerEnv.PROGRAM) or "inference.py",
+        default_accept=env.get(SageMakerEnv.DEFAULT_INVOCATIONS_ACCEPT) or "application/json",
         model_threads=_int(env, "SAGEPORT_MODEL_THREADS", min(32, (cpus or os.cpu_count() or 1) + 2)),
         install_requirements=parse_bool(env.get("SAGEPORT_INSTALL_REQUIREMENTS"), default=True),
         requirements_target=Path(target) if target else None,
-        multi_model=parse_bool(env.get("SAGEMAKER_MULTI_MODEL")),
-        multi_model_root=Path(env.get("SAGEPORT_MULTI_MODEL_ROOT") or DEFAULT_MULTI_MODEL_ROOT),
+        multi_model=parse_bool(env.get(SageMakerEnv.MULTI_MODEL)),
+        multi_model_root=Path(env.get("SAGEPORT_MULTI_MODEL_ROOT") or MULTI_MODEL_ROOT),
         multi_model_memory_bytes=parse_size(memory) if memory else None,
         batching=BatchingConfig(
             enabled=parse_bool(env.get("SAGEPORT_BATCHING")),
@@ -140,6 +143,6 @@ def load_config(argv: Sequence[str], env: Mapping[str, str], cpus: int | None = 
         ),
         kserve_routes=parse_bool(env.get("SAGEPORT_KSERVE_ROUTES"), default=True),
         log_level=(
-            env.get("SAGEMAKER_CONTAINER_LOG_LEVEL") or env.get("SAGEPORT_LOG_LEVEL") or "INFO"
+            env.get(SageMakerEnv.CONTAINER_LOG_LEVEL) or env.get("SAGEPORT_LOG_LEVEL") or "INFO"
         ).upper(),
     )

@@ -277,9 +277,9 @@ async def test_a_lagging_watch_is_overtaken_by_a_read_through(
     of the same namespace right after it too, found by its spec.endpointName; callers at the
     same moment share one read), and a late, older event from the watch does not take the
     table back."""
-    from sageport.gateway.auth import KeyStore
     from sageport.gateway.kube import KubernetesSource
     from sageport.gateway.routing import RouteTable
+    from sageport.net.auth import KeyStore
 
     operator = Operator(kube_api, namespace)
     first, second, second_object = ("lag-" + secrets.token_hex(3) for _ in range(3))

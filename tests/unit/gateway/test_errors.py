@@ -2,44 +2,30 @@ from __future__ import annotations
 
 import json
 
-import botocore.session
 import pytest
-from botocore.parsers import RestJSONParser
 
 from sageport.gateway import errors
-
-
-def _parse(error: errors.ApiError) -> dict[str, object]:
-    status, headers, body = errors.render_error(error, "req-1")
-    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
-    operation = model.operation_model("InvokeEndpoint")
-    return RestJSONParser().parse(  # type: ignore[no-any-return]
-        {"status_code": status, "headers": {k.lower(): v for k, v in headers.items()}, "body": body},
-        operation.output_shape,
-    )
+from sageport.net.awserrors import ApiError, render_error
+from sageport_dev.wire import parse_error
 
 
 @pytest.mark.parametrize(
     ("error", "code", "status"),
     [
-        (errors.validation_error("bad"), "ValidationError", 400),
         (errors.model_error_from_response(500, b"boom"), "ModelError", 424),
         (errors.model_timeout(), "ModelError", 424),
         (errors.model_not_ready("loading"), "ModelNotReadyException", 429),
-        (errors.service_unavailable("none"), "ServiceUnavailable", 503),
-        (errors.internal_failure(), "InternalFailure", 500),
-        (errors.invalid_signature("sig"), "InvalidSignatureException", 403),
     ],
 )
-def test_botocore_reads_code_and_message(error: errors.ApiError, code: str, status: int) -> None:
-    parsed = _parse(error)
-    assert parsed["Error"] == {"Code": code, "Message": error.message}  # type: ignore[comparison-overlap]
+def test_botocore_reads_code_and_message(error: ApiError, code: str, status: int) -> None:
+    parsed = parse_error(*render_error(error, "req-1"))
+    assert parsed["Error"] == {"Code": code, "Message": error.message}
     assert error.status == status
 
 
 def test_model_error_carries_original_status_and_message() -> None:
     error = errors.model_error_from_response(400, b'{"detail": "bad input"}')
-    status, headers, body = errors.render_error(error, "rid")
+    status, headers, body = render_error(error, "rid")
     payload = json.loads(body)
     assert status == 424
     assert headers["x-amzn-ErrorType"] == "ModelError"

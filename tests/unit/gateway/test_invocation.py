@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sageport.gateway.errors import ApiError
 from sageport.gateway.invocation import Operation, parse_invocation
+from sageport.net.awserrors import ApiError
 
 
 def lower(headers: dict[str, str] | None = None) -> dict[str, str]:

@@ -4,7 +4,6 @@ import random
 
 import pytest
 
-from sageport.gateway.errors import ApiError
 from sageport.gateway.routing import (
     EndpointSpec,
     Instance,
@@ -16,6 +15,7 @@ from sageport.gateway.routing import (
     choose_variant,
     route,
 )
+from sageport.net.awserrors import ApiError
 
 
 def variant(

@@ -3,13 +3,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-import botocore.auth
-import botocore.awsrequest
-import botocore.credentials
 import pytest
 
-from sageport.gateway import sigv4
-from sageport.gateway.errors import ApiError
+from sageport.net import sigv4
+from sageport.net.awserrors import ApiError
+from sageport_dev.wire import sigv4_signed
 
 KEY_ID = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG"
@@ -17,15 +15,7 @@ NOW = datetime(2026, 11, 22, 1, 2, 3, tzinfo=UTC)
 
 
 def sign(url: str, body: bytes, headers: dict[str, str], secret: str = SECRET, service: str = "sagemaker"):  # type: ignore[no-untyped-def]
-    request = botocore.awsrequest.AWSRequest(method="POST", url=url, data=body, headers=headers)
-    signer = botocore.auth.SigV4Auth(botocore.credentials.Credentials(KEY_ID, secret), service, "us-east-1")
-    original = botocore.auth.get_current_datetime
-    botocore.auth.get_current_datetime = lambda: NOW.replace(tzinfo=None)
-    try:
-        signer.add_auth(request)
-    finally:
-        botocore.auth.get_current_datetime = original
-    return request
+    return sigv4_signed(url, body, headers, KEY_ID, secret, NOW, service)
 
 
 def received(request, url: str, body: bytes) -> tuple[sigv4.SignedRequest, str]:  # type: ignore[no-untyped-def]

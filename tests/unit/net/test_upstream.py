@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from sageport.gateway.upstream import Target, UpstreamPool
+from sageport.net.upstream import Target, UpstreamPool
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
 

@@ -4,7 +4,7 @@ import botocore.eventstream
 import botocore.session
 from botocore.parsers import EventStreamJSONParser
 
-from sageport.gateway import eventstream
+from sageport.net import eventstream
 
 
 def _botocore_events(data: bytes) -> list[object]:

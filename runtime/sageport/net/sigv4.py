@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-from sageport.gateway import errors
+from sageport.net import awserrors
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -65,20 +65,22 @@ def is_sigv4(authorization: str) -> bool:
 
 def parse_authorization(authorization: str) -> ParsedAuthorization:
     if not is_sigv4(authorization):
-        raise errors.incomplete_signature("Authorization header requires the AWS4-HMAC-SHA256 algorithm.")
+        raise awserrors.incomplete_signature("Authorization header requires the AWS4-HMAC-SHA256 algorithm.")
     fields: dict[str, str] = {}
     for part in authorization[len(ALGORITHM) + 1 :].split(","):
         name, separator, value = part.partition("=")
         name, value = name.strip(), value.strip()
         if not separator or name not in _AUTH_FIELDS or not value or " " in value:
-            raise errors.incomplete_signature("Authorization header is malformed.")
+            raise awserrors.incomplete_signature("Authorization header is malformed.")
         fields[name] = value
     missing = [name for name in _AUTH_FIELDS if name not in fields]
     if missing:
-        raise errors.incomplete_signature(f"Authorization header requires {', '.join(missing)} parameter(s).")
+        raise awserrors.incomplete_signature(
+            f"Authorization header requires {', '.join(missing)} parameter(s)."
+        )
     scope = fields["Credential"].split("/")
     if len(scope) != 5:
-        raise errors.incomplete_signature(
+        raise awserrors.incomplete_signature(
             "Credential must have the form <key>/<date>/<region>/<service>/aws4_request."
         )
     credential = Credential(*scope)
@@ -124,7 +126,7 @@ def canonical_request(request: SignedRequest, signed_headers: Sequence[str]) -> 
     for name in sorted(set(signed_headers)):
         values = request.headers.get(name)
         if values is None:
-            raise errors.invalid_signature(f"Signed header {name} is missing from the request.")
+            raise awserrors.invalid_signature(f"Signed header {name} is missing from the request.")
         header_lines.append(f"{name}:{','.join(_trim_all(value) for value in values)}")
     return "\n".join(
         (
@@ -171,7 +173,7 @@ def compute_signature(
 def _request_time(request: SignedRequest) -> tuple[str, datetime]:
     values = request.headers.get("x-amz-date")
     if not values:
-        raise errors.incomplete_signature("Authorization requires an X-Amz-Date header.")
+        raise awserrors.incomplete_signature("Authorization requires an X-Amz-Date header.")
     amz_date = values[0].strip()
     try:
         if _AMZ_DATE.fullmatch(amz_date) is None:
@@ -181,7 +183,7 @@ def _request_time(request: SignedRequest) -> tuple[str, datetime]:
             int(amz_date[9:11]), int(amz_date[11:13]), int(amz_date[13:15]), tzinfo=UTC,
         )  # fmt: skip
     except ValueError:
-        raise errors.incomplete_signature(
+        raise awserrors.incomplete_signature(
             f"X-Amz-Date {amz_date!r} is not in YYYYMMDD'T'HHMMSS'Z' form."
         ) from None
     return amz_date, moment
@@ -198,23 +200,23 @@ def verify(
     parsed = parse_authorization(authorization)
     credential = parsed.credential
     if credential.service != service or credential.terminal != "aws4_request":
-        raise errors.invalid_signature(f"Credential should be scoped to correct service: '{service}'.")
+        raise awserrors.invalid_signature(f"Credential should be scoped to correct service: '{service}'.")
     if "host" not in parsed.signed_headers:
-        raise errors.invalid_signature("SignedHeaders must include host.")
+        raise awserrors.invalid_signature("SignedHeaders must include host.")
     amz_date, moment = _request_time(request)
     if credential.date != amz_date[:8]:
-        raise errors.invalid_signature("Credential date does not match X-Amz-Date.")
+        raise awserrors.invalid_signature("Credential date does not match X-Amz-Date.")
     if abs(now - moment) > MAX_CLOCK_SKEW:
-        raise errors.invalid_signature(
+        raise awserrors.invalid_signature(
             f"Signature expired: {amz_date} is now earlier or later than the allowed 15 minute "
             f"window around {now.strftime(_AMZ_DATE_FORMAT)}."
         )
     secret = lookup_secret(credential.access_key_id)
     if secret is None:
-        raise errors.unrecognized_client()
+        raise awserrors.unrecognized_client()
     expected = compute_signature(request, parsed, amz_date, secret)
     if not hmac.compare_digest(expected, parsed.signature):
-        raise errors.invalid_signature(
+        raise awserrors.invalid_signature(
             "The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method."
         )

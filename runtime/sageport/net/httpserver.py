@@ -1,4 +1,4 @@
-"""The gateway's HTTP/1.1 server: an asyncio protocol around httptools (llhttp).
+"""An HTTP/1.1 server (the gateway's front): an asyncio protocol around httptools (llhttp).
 
 Why not aiohttp's server: on this hot path it costs several times the CPU of the rest of a
 proxied request (request/response objects, payload streams, writer machinery). The gateway needs
@@ -18,7 +18,7 @@ from typing import cast
 
 import httptools
 
-log = logging.getLogger("sageport.gateway.http")
+log = logging.getLogger("sageport.net.http")
 
 MAX_URL_BYTES = 8192
 MAX_HEADER_BYTES = 64 * 1024

@@ -1,4 +1,4 @@
-"""The gateway's own HTTP/1.1 server, in process, spoken to over raw sockets."""
+"""The shared HTTP/1.1 server (the gateway's front), in process, spoken to over raw sockets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sageport.gateway.httpserver import HttpProtocol, Request, Response, ServerState, StreamSink
+from sageport.net.httpserver import HttpProtocol, Request, Response, ServerState, StreamSink
 
 
 async def echo(request: Request, sink: StreamSink) -> Response | None:
