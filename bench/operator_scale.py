@@ -16,6 +16,7 @@ cluster through SAGEPORT_KUBECONFIG, or starts one itself (and stops it at the e
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -26,11 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
 from sageport.api.v1alpha1 import API_VERSION, GROUP, VERSION, Endpoint
+from sageport.kubeclient import load_api_client
 from sageport.operator.crdgen import CATALOG_FILE, CRD_DIR, KINDS
-from sageport.operator.reconcile.resolve import Resolution, resolve_endpoint
+from sageport.operator.reconcile.admit import admit
+from sageport.operator.reconcile.plan import EndpointPlan, plan_endpoint
+from sageport.operator.reconcile.resolve import ResolvedEndpoint, resolve_endpoint
 from sageport.operator.render import RenderSettings, variant_children
 
 THREADS = 16
@@ -120,6 +124,14 @@ def _delete_namespace(core: client.CoreV1Api, name: str) -> None:
     raise RuntimeError(f"namespace {name} still terminating after 300 s")
 
 
+def _only(body: dict[str, Any], _name: str) -> list[dict[str, Any]]:
+    return [body]
+
+
+def _the(body: dict[str, Any], _name: str) -> dict[str, Any]:
+    return body
+
+
 def baseline_seconds(api_client: client.ApiClient, namespace: str, n: int) -> float:
     """Create what the operator would create for N endpoints, directly: the API floor."""
     settings = RenderSettings()
@@ -129,16 +141,19 @@ def baseline_seconds(api_client: client.ApiClient, namespace: str, n: int) -> fl
         endpoint = Endpoint.model_validate(
             {**_endpoint(i), "metadata": {"name": f"e{i}", "namespace": namespace, "uid": "x"}}
         )
-        resolution = resolve_endpoint(
+        config = _config(i) | {"metadata": {"name": f"c{i}", "namespace": namespace}}
+        model = _model(i) | {"metadata": {"name": f"m{i}", "namespace": namespace}}
+        resolved = resolve_endpoint(
             endpoint,
-            configs=lambda _name, i=i: [_config(i) | {"metadata": {"name": f"c{i}", "namespace": namespace}}],
-            models=lambda _name, i=i: [_model(i) | {"metadata": {"name": f"m{i}", "namespace": namespace}}],
-            instance_types=lambda _name: tiny,
-            settings=settings,
+            configs=functools.partial(_only, config),
+            models=functools.partial(_only, model),
+            instance_types=functools.partial(_the, tiny),
         )
-        assert isinstance(resolution, Resolution), resolution
-        for rv in resolution.variants:
-            for manifest in variant_children(rv, settings):
+        assert isinstance(resolved, ResolvedEndpoint), resolved
+        plan = admit(resolved).problem or plan_endpoint(resolved, settings)
+        assert isinstance(plan, EndpointPlan), plan
+        for shape in plan.variants:
+            for manifest in variant_children(shape, settings):
                 del manifest["metadata"]["ownerReferences"]  # no real owner: keep GC out of it
                 manifests.append(manifest)
     apps, core, policy = (
@@ -146,13 +161,13 @@ def baseline_seconds(api_client: client.ApiClient, namespace: str, n: int) -> fl
         client.CoreV1Api(api_client),
         client.PolicyV1Api(api_client),
     )
-    creators = {
+    creators: dict[str, Callable[..., object]] = {
         "Deployment": apps.create_namespaced_deployment,
         "Service": core.create_namespaced_service,
         "PodDisruptionBudget": policy.create_namespaced_pod_disruption_budget,
     }
     started = time.monotonic()
-    _parallel(lambda m=m: creators[m["kind"]](namespace, m) for m in manifests)
+    _parallel(functools.partial(creators[m["kind"]], namespace, m) for m in manifests)
     return time.monotonic() - started
 
 
@@ -164,7 +179,8 @@ def operator_seconds(api_client: client.ApiClient, namespace: str, n: int, timeo
     started = time.monotonic()
     _parallel(_create_custom(custom, namespace, "endpoints", _endpoint(i)) for i in range(n))
     while time.monotonic() - started < timeout:
-        endpoints = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "endpoints")["items"]
+        listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "endpoints")
+        endpoints: list[dict[str, Any]] = listed["items"]  # type: ignore[index]
         written = sum(1 for e in endpoints if (e.get("status") or {}).get("endpointStatus"))
         deployments = len(apps.list_namespaced_deployment(namespace).items)
         if written == n and deployments == n:
@@ -188,8 +204,7 @@ def run(kubeconfig: Path, sizes: list[int]) -> None:
     _kubectl(kubeconfig, "apply", "--server-side", "-f", str(CATALOG_FILE))
     tiny = f"apiVersion: {API_VERSION}\nkind: InstanceType\nmetadata: {{name: {TINY_TYPE}}}\nspec: {{cpu: 10m, memory: 16Mi}}\n"
     _kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=tiny)
-    api_client = config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
-    api_client.configuration.connection_pool_maxsize = THREADS
+    api_client = load_api_client(kubeconfig, pool_size=THREADS)
     core = client.CoreV1Api(api_client)
     log = Path(tempfile.mkdtemp(prefix="sageport-bench-")) / "operator.log"
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
