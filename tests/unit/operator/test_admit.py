@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from sageport.api.v1alpha1 import EndpointConfigSpec
 from sageport.operator.reconcile.admit import SPEC_MODELS, TABLE, Admission, Scope, Verdict, admit
 from sageport.operator.status import Problem
 from tests.support.endpoints import kind, resolve_documents
@@ -106,3 +108,23 @@ def test_ack_samples_are_admitted_and_their_data_capture_reported() -> None:
     admission = _admit(load_documents(ACK_SAMPLES))
     assert admission.problem is None
     assert "EndpointConfig.dataCaptureConfig" in admission.not_acted_on
+
+
+def test_a_shadow_variant_is_accepted_and_reported_as_not_acted_on() -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    config = kind(docs, "EndpointConfig")["spec"]
+    config["shadowProductionVariants"] = [{**config["productionVariants"][0], "variantName": "Shadow"}]
+    admission = _admit(docs)
+    assert admission.problem is None
+    assert admission.not_acted_on == ("EndpointConfig.shadowProductionVariants",)
+
+
+def test_shadow_variants_need_exactly_one_production_variant_and_unique_names() -> None:
+    spec = kind(load_documents(EXAMPLES / "ab-test-two-variants"), "EndpointConfig")["spec"]
+    with pytest.raises(ValidationError, match="exactly one variant"):
+        EndpointConfigSpec.model_validate(
+            {**spec, "shadowProductionVariants": [spec["productionVariants"][0] | {"variantName": "S"}]}
+        )
+    one = {**spec, "productionVariants": spec["productionVariants"][:1]}
+    with pytest.raises(ValidationError, match="unique across production and shadow"):
+        EndpointConfigSpec.model_validate({**one, "shadowProductionVariants": one["productionVariants"]})

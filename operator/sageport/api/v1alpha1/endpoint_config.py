@@ -160,6 +160,17 @@ class EndpointConfigSpec(ApiModel):
         description="1..10 variants with unique variantName.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["variantName"]},
     )
+    shadow_production_variants: list[ProductionVariant] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description=(
+            "SageMaker's ShadowProductionVariants (not in ACK): a copy of every request goes to these "
+            "and their answers are discarded; with them, exactly one production variant. "
+            "Accepted, not acted on yet."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["variantName"]},
+    )
     data_capture_config: DataCaptureConfig | None = None
     async_inference_config: AsyncInferenceConfig | None = None
     kms_key_id: str | None = None
@@ -170,10 +181,18 @@ class EndpointConfigSpec(ApiModel):
 
     @model_validator(mode="after")
     def _variants_are_consistent(self) -> EndpointConfigSpec:
-        names = [v.variant_name for v in self.production_variants]
+        shadows = self.shadow_production_variants or []
+        names = [v.variant_name for v in [*self.production_variants, *shadows]]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"variantName must be unique; repeated: {', '.join(duplicates)}")
+            raise ValueError(
+                f"variantName must be unique across production and shadow variants; repeated: {', '.join(duplicates)}"
+            )
+        if shadows and len(self.production_variants) != 1:
+            raise ValueError(
+                "with shadowProductionVariants, productionVariants must hold exactly one variant "
+                f"(it has {len(self.production_variants)})"
+            )
         if sum(v.weight for v in self.production_variants) <= 0:
             raise ValueError("at least one variant needs initialVariantWeight > 0")
         return self

@@ -93,6 +93,7 @@ TABLE: tuple[Row, ...] = (
     Row(S.ENDPOINT_CONFIG, "endpoint_config_name", V.ACTED),
     Row(S.ENDPOINT_CONFIG, "production_variants", V.ACTED),
     Row(S.ENDPOINT_CONFIG, "async_inference_config", V.NOT_SUPPORTED, "async inference comes later"),
+    Row(S.ENDPOINT_CONFIG, "shadow_production_variants", V.NOT_ACTED_YET),  # no traffic copy yet
     Row(S.ENDPOINT_CONFIG, "data_capture_config", V.NOT_ACTED_YET),
     Row(S.ENDPOINT_CONFIG, "kms_key_id", V.NOT_ACTED_YET),  # volumes are not encrypted with it
     Row(S.ENDPOINT_CONFIG, "enable_network_isolation", V.NOT_ACTED_YET),  # no NetworkPolicy yet
