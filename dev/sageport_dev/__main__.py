@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(env.exports())  # last, and alone on stdout: `eval "$(make -s up)"`
         return 0
     if args.command == "down":
-        local_stack.down()
-        return 0
+        return 1 if local_stack.down() else 0
     healthy, lines = local_stack.status()
     print("\n".join(lines))
     return 0 if healthy else 1

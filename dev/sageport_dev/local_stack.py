@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sageport_dev import stack
+from sageport_dev import real_node, stack
 from sageport_dev.control_plane import health, running_state, start, stop_cluster
 from sageport_dev.layout import Layout
 from sageport_dev.processes import stop
@@ -166,15 +166,20 @@ def up(
     return env
 
 
-def down(state_dir: Path | None = None, log: Log = _stderr) -> bool:
-    """Stop what ``up`` started and remove its directory; False if nothing was there."""
+def down(state_dir: Path | None = None, log: Log = _stderr) -> list[str]:
+    """Stop what ``up`` started and remove its directory; return what is still left (nothing,
+    unless something refused to stop: processes, mounts or the bridge, each named)."""
     state_dir = (state_dir or stack_dir_from_env()).absolute()
     s3 = stack.running_s3(state_dir / "s3")
     if s3 is not None and s3.process is not None:
         stop([s3.process])
     removed = stop_cluster(state_dir)
-    log(f"stopped the stack in {state_dir}" if removed else f"no stack in {state_dir}")
-    return removed
+    left = real_node.leftovers(Layout(state_dir))
+    if left:
+        log(f"stopped the stack in {state_dir}, but these are left: {', '.join(left)}")
+    else:
+        log(f"stopped the stack in {state_dir}" if removed else f"no stack in {state_dir}")
+    return left
 
 
 def status(state_dir: Path | None = None) -> tuple[bool, list[str]]:

@@ -33,7 +33,7 @@ import yaml
 
 from sageport_dev import build, oci
 from sageport_dev.layout import Layout
-from sageport_dev.mounts import unmount_below
+from sageport_dev.mounts import mounts_below, unmount_below
 from sageport_dev.processes import ProcessRecord, run_checked
 
 NODE_NAME = "sageport-local"
@@ -438,6 +438,20 @@ def teardown(layout: Layout, log: Log = print) -> None:
         if _OWNER_FILE.exists() and _OWNER_FILE.read_text().strip() == str(layout.root):
             _OWNER_FILE.unlink()
     log("real node torn down")
+
+
+def leftovers(layout: Layout) -> list[str]:
+    """What of a real node is still on the host: processes (its components and pods), mounts, the
+    bridge. Empty after ``teardown``."""
+    paths = NodePaths(layout)
+    found = [f"process {pid}" for pid in sorted(_pids_in_pod_cgroups() | _pids_matching(f"{layout.root}/"))]
+    found += [
+        f"mount {point}"
+        for point in mounts_below(paths.kubelet_root, paths.containerd_state, CONTAINERD_ROOT)
+    ]
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        found.append(f"network bridge {BRIDGE}")
+    return found
 
 
 def _clear_host(layout: Layout) -> None:

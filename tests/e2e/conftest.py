@@ -109,7 +109,8 @@ def deployed(pytestconfig: pytest.Config) -> Iterator[Deployed]:
         yield Deployed(Layout(state_dir), s3, env, timings)
     finally:
         if not was_up:
-            local_stack.down(state_dir, log=lambda _: None)
+            left = local_stack.down(state_dir, log=lambda _: None)
+            assert left == [], f"`make down` left these behind: {left}"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
