@@ -13,7 +13,7 @@ from typing import Any
 
 from sageport.api.v1alpha1 import Condition, EndpointStatus, ObjectStatus, ProductionVariantSummary
 from sageport.api.v1alpha1.common import ConditionStatus
-from sageport.api.v1alpha1.endpoint import DeployedImage, VariantStatus
+from sageport.api.v1alpha1.endpoint import DeployedImage, PendingDeploymentSummary, VariantStatus
 from sageport.api.v1alpha1.endpoint_config import RoutingConfig
 from sageport.contract import EndpointStatus as State
 from sageport.contract import RoutingStrategy
@@ -53,6 +53,7 @@ class VariantObservation:
     desired_instances: int | None = None
     unschedulable: str | None = None  # the scheduler's message for a pod that cannot be placed
     failure: str | None = None  # a Deployment condition that will not heal by waiting
+    rolled_out: bool = True  # every instance runs the current pod template (no old one is left)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,105 @@ def endpoint_status(
     if previous is not None and _same_apart_from_time(previous, new):
         return previous
     return new
+
+
+def serving_config(previous: EndpointStatus | None) -> str | None:
+    """The EndpointConfig serving traffic now, if any. Pointing the Endpoint at another config is
+    then an update: this one keeps serving until the new fleet is ready (SageMaker's blue/green)."""
+    if previous is None or previous.endpoint_status not in (State.IN_SERVICE, State.UPDATING):
+        return None
+    return previous.endpoint_config_name
+
+
+def update_status(
+    *,
+    previous: EndpointStatus,
+    generation: int | None,
+    config_name: str,
+    plans: Sequence[VariantPlan],
+    observed: Mapping[str, VariantObservation],
+    problem: Problem | None,
+    now: datetime,
+    not_acted_on: Sequence[str] = (),
+) -> EndpointStatus:
+    """The status while the Endpoint moves from ``previous.endpoint_config_name`` to ``config_name``.
+
+    The serving config keeps the traffic (``endpointConfigName``, ``productionVariants``) until
+    every new variant is rolled out and ready; then the new one is InService. Meanwhile the status
+    is ``Updating`` with a ``pendingDeploymentSummary``, never ``Creating``: SageMaker's waiters
+    take any other status for the end of the update. A new config that cannot be served leaves
+    the old one InService, with the reason in ``failureReason``.
+    """
+    serving = previous.endpoint_config_name
+    if problem is None and plans and all(_rolled_out(p, _obs(observed, p)) for p in plans):
+        return endpoint_status(
+            previous=previous, generation=generation, config_name=config_name, plans=plans,
+            observed=observed, problem=None, deleting=False, now=now, not_acted_on=not_acted_on,
+        )  # fmt: skip
+    pending_before = previous.pending_deployment_summary
+    started = (
+        pending_before.start_time
+        if pending_before is not None and pending_before.endpoint_config_name == config_name
+        else now
+    )
+    keeps = f"EndpointConfig {serving!r} keeps serving."
+    failure: str | None
+    if problem is not None and problem.terminal:
+        state = State.IN_SERVICE
+        ready = ready_condition(
+            "False", problem.reason, f"Update to EndpointConfig {config_name!r} failed: {problem.message} {keeps}",
+            generation,
+        )  # fmt: skip
+        failure, pending = ready.message, None
+    elif problem is not None:
+        state = State.UPDATING
+        ready = ready_condition(
+            "Unknown", problem.reason, f"Update to EndpointConfig {config_name!r} waits: {problem.message} {keeps}",
+            generation,
+        )  # fmt: skip
+        failure, pending = (
+            ready.message,
+            PendingDeploymentSummary(endpoint_config_name=config_name, start_time=started),
+        )
+    else:
+        waiting = [p for p in plans if not _rolled_out(p, _obs(observed, p))]
+        counts = ", ".join(
+            f"{p.name} {_obs(observed, p).ready_instances}/{_wanted(p, _obs(observed, p))}" for p in waiting
+        )
+        state = State.UPDATING
+        ready = ready_condition(
+            "Unknown",
+            State.UPDATING,
+            f"Deploying EndpointConfig {config_name!r} ({counts} ready). {keeps}",
+            generation,
+        )
+        stuck = [f"variant {p.name}: {_obs(observed, p).failure or _obs(observed, p).unschedulable}"
+                 for p in plans if _obs(observed, p).failure or _obs(observed, p).unschedulable]  # fmt: skip
+        failure = f"Update to EndpointConfig {config_name!r}: {'; '.join(stuck)}. {keeps}" if stuck else None
+        variants = [
+            _variant_summary(p, _obs(observed, p), rolled_out=_rolled_out(p, _obs(observed, p)))
+            for p in plans
+        ]
+        pending = PendingDeploymentSummary(
+            endpoint_config_name=config_name, production_variants=variants, start_time=started
+        )
+    if not_acted_on:
+        ready = ready.model_copy(update={"message": f"{ready.message} {not_acted_on_sentence(not_acted_on)}"})
+    new = previous.model_copy(
+        update={
+            "observed_generation": generation,
+            "conditions": set_condition(list(previous.conditions or []), ready, now),
+            "endpoint_status": state,
+            "failure_reason": failure[:1024] if failure else None,
+            "last_modified_time": now,
+            "pending_deployment_summary": pending,
+        }
+    )
+    return previous if _same_apart_from_time(previous, new) else new
+
+
+def _rolled_out(plan: VariantPlan, obs: VariantObservation) -> bool:
+    return _variant_ready(plan, obs) and obs.rolled_out and obs.failure is None
 
 
 def not_acted_on_sentence(fields: Sequence[str]) -> str:
@@ -173,8 +273,10 @@ def _variant_ready(plan: VariantPlan, obs: VariantObservation) -> bool:
     return obs.ready_instances >= max(1, _wanted(plan, obs))
 
 
-def _variant_summary(plan: VariantPlan, obs: VariantObservation) -> ProductionVariantSummary:
-    ready = _variant_ready(plan, obs)
+def _variant_summary(
+    plan: VariantPlan, obs: VariantObservation, rolled_out: bool = True
+) -> ProductionVariantSummary:
+    ready = _variant_ready(plan, obs) and rolled_out
     variant_status = None
     if not ready:
         message = (

@@ -11,8 +11,10 @@ from sageport.operator.status import (
     VariantPlan,
     endpoint_status,
     object_status,
+    serving_config,
     set_condition,
     status_patch,
+    update_status,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -161,3 +163,78 @@ def test_a_new_generation_starts_over_from_creating() -> None:
     serving = _status({"a": VariantObservation(2), "b": VariantObservation(1)})
     updated = _status({"a": VariantObservation(1)}, previous=serving, generation=4)
     assert updated.endpoint_status == "Creating"
+
+
+# --- updates: another EndpointConfig while one serves --------------------------------------
+
+NEW = (VariantPlan("green", 1.0, 1, "img2"),)
+
+
+def _serving():  # type: ignore[no-untyped-def]
+    return _status({"a": VariantObservation(2), "b": VariantObservation(1)})
+
+
+def _update(previous, observed, problem=None, now=T1):  # type: ignore[no-untyped-def]
+    return update_status(
+        previous=previous, generation=4, config_name="cfg-v2", plans=NEW, observed=observed,
+        problem=problem, now=now,
+    )  # fmt: skip
+
+
+def test_serving_config_is_the_deployed_one_while_it_takes_traffic() -> None:
+    assert serving_config(_serving()) == "cfg"
+    assert serving_config(_status({})) is None  # still Creating: nothing serves yet
+    assert serving_config(None) is None
+
+
+def test_an_update_is_updating_on_the_old_config_until_the_new_fleet_is_ready() -> None:
+    serving = _serving()
+    status = _update(serving, {"green": VariantObservation(0, 1)})
+    assert status.endpoint_status == "Updating"
+    assert status.endpoint_config_name == "cfg"
+    assert status.production_variants == serving.production_variants  # the gateway keeps routing there
+    pending = status.pending_deployment_summary
+    assert pending is not None
+    assert (pending.endpoint_config_name, pending.start_time) == ("cfg-v2", T1)
+    assert pending.production_variants[0].variant_status[0].status == "Creating"
+    assert (_ready(status).status, _ready(status).reason) == ("Unknown", "Updating")
+    assert status.failure_reason is None
+    later = _update(status, {"green": VariantObservation(0, 1)}, now=T1 + timedelta(minutes=1))
+    assert later.pending_deployment_summary.start_time == T1  # the update's start, not the last write
+
+
+def test_ready_but_not_rolled_out_is_not_done() -> None:
+    status = _update(_serving(), {"green": VariantObservation(1, 1, rolled_out=False)})
+    assert status.endpoint_status == "Updating"
+
+
+def test_an_update_ends_in_service_on_the_new_config_without_a_pending_summary() -> None:
+    updating = _update(_serving(), {"green": VariantObservation(0, 1)})
+    done = _update(updating, {"green": VariantObservation(1, 1)})
+    assert (done.endpoint_status, done.endpoint_config_name) == ("InService", "cfg-v2")
+    assert [v.variant_name for v in done.production_variants] == ["green"]
+    assert done.pending_deployment_summary is None
+    assert "pendingDeploymentSummary" in status_patch(done)  # null in the patch: cleared on the object
+
+
+def test_a_config_that_cannot_be_served_leaves_the_old_one_in_service() -> None:
+    serving = _serving()
+    refused = _update(
+        serving, {}, Problem("NotSupported", "serverlessConfig is not supported yet.", terminal=True)
+    )
+    assert (refused.endpoint_status, refused.endpoint_config_name) == ("InService", "cfg")
+    assert refused.production_variants == serving.production_variants
+    assert "serverlessConfig" in refused.failure_reason
+    assert "'cfg' keeps serving" in refused.failure_reason
+    assert refused.pending_deployment_summary is None
+    missing = _update(
+        serving, {}, Problem("EndpointConfigNotFound", "EndpointConfig 'cfg-v2' not found.", terminal=False)
+    )
+    assert missing.endpoint_status == "Updating"
+    assert "not found" in missing.failure_reason
+
+
+def test_a_stuck_new_fleet_is_reported_and_the_old_one_keeps_serving() -> None:
+    stuck = _update(_serving(), {"green": VariantObservation(0, 1, failure="ProgressDeadlineExceeded: no")})
+    assert (stuck.endpoint_status, stuck.endpoint_config_name) == ("Updating", "cfg")
+    assert "ProgressDeadlineExceeded" in stuck.failure_reason

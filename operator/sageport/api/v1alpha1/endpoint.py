@@ -129,15 +129,27 @@ class ProductionVariantSummary(ApiModel):
     )
 
 
+class PendingDeploymentSummary(ApiModel):
+    """The update in progress, as DescribeEndpoint reports it: present only while a new
+    EndpointConfig is being deployed (the current one keeps serving meanwhile)."""
+
+    endpoint_config_name: str
+    production_variants: list[ProductionVariantSummary] | None = None
+    start_time: datetime | None = None
+
+
 class EndpointStatus(ObjectStatus):
     """SageMaker's DescribeEndpoint view plus Kubernetes conditions (Ready)."""
 
     endpoint_status: EndpointStatusValue | None = None
     failure_reason: str | None = Field(default=None, max_length=1024)
-    endpoint_config_name: str | None = Field(default=None, description="The config currently deployed.")
+    endpoint_config_name: str | None = Field(
+        default=None, description="The config currently deployed (serving traffic)."
+    )
     creation_time: datetime | None = None
     last_modified_time: datetime | None = None
     production_variants: list[ProductionVariantSummary] | None = None
+    pending_deployment_summary: PendingDeploymentSummary | None = None
 
 
 class Endpoint(Resource):

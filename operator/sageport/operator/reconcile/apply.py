@@ -16,13 +16,23 @@ from sageport.operator.status import Problem
 log = logging.getLogger(__name__)
 
 
+def child_refs(manifests: Sequence[Manifest]) -> frozenset[ChildRef]:
+    return frozenset(ChildRef(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in manifests)
+
+
 async def apply_children(
-    kube: KubeApi, namespace: str, manifests: Sequence[Manifest], existing: Sequence[ChildRef]
+    kube: KubeApi,
+    namespace: str,
+    manifests: Sequence[Manifest],
+    existing: Sequence[ChildRef],
+    *,
+    prune: bool = True,
 ) -> Problem | None:
-    """Apply every manifest and delete the children no longer wanted; a problem when the API refused."""
-    wanted = {ChildRef(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in manifests}
+    """Apply every manifest and (with ``prune``) delete the children no longer wanted; a problem
+    when the API refused. During an update the serving fleet's children are not pruned."""
+    wanted = child_refs(manifests)
     # Children of variants (or autoscalers) no longer in the spec must not linger.
-    stale = [c for c in existing if c not in wanted]
+    stale = [c for c in existing if c not in wanted] if prune else []
     calls: list[Awaitable[Any]] = [kube.apply(m) for m in manifests]
     calls += [kube.delete(c.api_version, c.kind, namespace, c.name) for c in stale]
     labels = [f"{m['kind']} {m['metadata']['name']}" for m in manifests] + [

@@ -8,6 +8,7 @@ the outcome of the last full run instead of applying anything.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,10 +18,11 @@ from pydantic import ValidationError
 
 from sageport.api.v1alpha1 import Endpoint, EndpointStatus
 from sageport.contract import LABEL_ENDPOINT_OBJECT, LABEL_VARIANT
+from sageport.contract import EndpointStatus as State
 from sageport.operator.kube import KubeApi
 from sageport.operator.reconcile.admit import admit
-from sageport.operator.reconcile.apply import apply_children, patch_endpoint_status, post_event
-from sageport.operator.reconcile.lookups import Body, Key, Lookups, key_of
+from sageport.operator.reconcile.apply import apply_children, child_refs, patch_endpoint_status, post_event
+from sageport.operator.reconcile.lookups import Body, ChildRef, Key, Lookups, key_of
 from sageport.operator.reconcile.plan import plan_endpoint
 from sageport.operator.reconcile.readiness import unschedulable_message
 from sageport.operator.reconcile.resolve import resolve_endpoint, validation_message
@@ -33,10 +35,16 @@ from sageport.operator.status import (
     VariantObservation,
     endpoint_status,
     not_acted_on_sentence,
+    serving_config,
     status_patch,
+    update_status,
 )
 
 PENDING_GRACE_SECONDS = 5.0
+# After an update hands the traffic to the new fleet, the old one stays this long before it is
+# deleted: the gateway follows the Endpoint's status by a watch, and calls it routed to the old
+# fleet just before must finish there.
+HANDOVER_SECONDS = 3.0
 NOT_ACTED_ON = "AcceptedNotActedOn"  # reason of the Warning event
 
 
@@ -46,6 +54,7 @@ class EndpointReconciler:
         self._settings = settings
         self._clock = clock
         self._states = EndpointStates()
+        self._handovers: set[asyncio.Task[None]] = set()
 
     def forget(self, key: Key) -> None:
         self._states.forget(key)
@@ -77,14 +86,14 @@ class EndpointReconciler:
         key = key_of(body)
         state = self._states[key]
         async with state.lock:
-            outcome = await self._run(key, body, lookups)
+            outcome = await self._run(key, state, body, lookups)
             generation = body["metadata"].get("generation")
             state.ran(generation, outcome)
             if state.needs_warning(generation, outcome.not_acted_on):
                 await self._warn_not_acted_on(key, body, outcome.not_acted_on)
             return await self._write(key, state, body, lookups)
 
-    async def _run(self, key: Key, body: Body, lookups: Lookups) -> Outcome:
+    async def _run(self, key: Key, state: EndpointState, body: Body, lookups: Lookups) -> Outcome:
         try:
             endpoint = Endpoint.model_validate(body)
         except ValidationError as error:
@@ -102,8 +111,13 @@ class EndpointReconciler:
             return Outcome(endpoint.spec.endpoint_config_name, (), admission.problem, admission.not_acted_on)
         plan = plan_endpoint(resolved, self._settings)
         manifests = [m for shape in plan.variants for m in variant_children(shape, self._settings)]
-        problem = await apply_children(self._kube, resolved.namespace, manifests, lookups.children(*key))
-        return Outcome(plan.config_name, plan.plans, problem, admission.not_acted_on)
+        # An update adds the new fleet beside the serving one; the old goes once the new took over.
+        serving = serving_config(state.written or _previous_status(body))
+        updating = serving is not None and serving != plan.config_name
+        problem = await apply_children(
+            self._kube, resolved.namespace, manifests, lookups.children(*key), prune=not updating
+        )
+        return Outcome(plan.config_name, plan.plans, problem, admission.not_acted_on, child_refs(manifests))
 
     async def refresh_status(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
         """Status only, from the last full run's outcome and the current observations."""
@@ -153,22 +167,57 @@ class EndpointReconciler:
             wanted = seen.desired_instances or 1
             if seen.ready_instances < wanted:  # a message about pods that have since started is stale
                 observed[variant] = replace(seen, unschedulable=message)
-        status = endpoint_status(
-            previous=previous,
-            generation=metadata.get("generation"),
-            config_name=outcome.config_name,
-            plans=outcome.plans,
-            observed=observed,
-            problem=outcome.problem,
-            deleting=bool(metadata.get("deletionTimestamp")),
-            now=self._clock(),
-            not_acted_on=outcome.not_acted_on,
-        )
+        serving = serving_config(previous)
+        deleting = bool(metadata.get("deletionTimestamp"))
+        if (
+            previous is not None
+            and serving
+            and outcome.config_name
+            and serving != outcome.config_name
+            and not deleting
+        ):
+            status = update_status(
+                previous=previous,
+                generation=metadata.get("generation"),
+                config_name=outcome.config_name,
+                plans=outcome.plans,
+                observed=observed,
+                problem=outcome.problem,
+                now=self._clock(),
+                not_acted_on=outcome.not_acted_on,
+            )
+        else:
+            status = endpoint_status(
+                previous=previous,
+                generation=metadata.get("generation"),
+                config_name=outcome.config_name,
+                plans=outcome.plans,
+                observed=observed,
+                problem=outcome.problem,
+                deleting=deleting,
+                now=self._clock(),
+                not_acted_on=outcome.not_acted_on,
+            )
         if status is previous:
             return None
         await patch_endpoint_status(self._kube, key, status_patch(status))
         state.wrote(status, time.monotonic())
+        if serving and serving != status.endpoint_config_name and status.endpoint_status == State.IN_SERVICE:
+            self._hand_over(key, outcome.wanted, lookups)
         return status
+
+    def _hand_over(self, key: Key, wanted: frozenset[ChildRef], lookups: Lookups) -> None:
+        """The new fleet took the traffic: delete the old one's children after the handover."""
+
+        async def later() -> None:
+            await asyncio.sleep(HANDOVER_SECONDS)
+            async with self._states[key].lock:
+                stale = [c for c in lookups.children(*key) if c not in wanted]
+                await apply_children(self._kube, key[0], [], stale)
+
+        task = asyncio.ensure_future(later())
+        self._handovers.add(task)  # a reference, so the task is not collected mid-way
+        task.add_done_callback(self._handovers.discard)
 
 
 def _previous_status(body: Body) -> EndpointStatus | None:

@@ -19,10 +19,20 @@ def deployment_readiness(body: Body) -> VariantObservation:
             condition.get("type") == "ReplicaFailure" and condition.get("status") == "True"
         ):
             failure = f"{condition.get('reason')}: {condition.get('message', '')}".strip()
+    wanted = spec.get("replicas")
+    # As `kubectl rollout status`: the controller saw the current template, and every replica
+    # runs it (old ones included in readyReplicas while a rolling update is under way).
+    rolled_out = (status.get("observedGeneration") or 0) >= (
+        (body.get("metadata") or {}).get("generation") or 0
+    ) and (
+        wanted is None
+        or (int(status.get("updatedReplicas") or 0) >= wanted and int(status.get("replicas") or 0) <= wanted)
+    )
     return VariantObservation(
         ready_instances=int(status.get("readyReplicas") or 0),
-        desired_instances=spec.get("replicas"),
+        desired_instances=wanted,
         failure=failure,
+        rolled_out=rolled_out,
     )
 
 

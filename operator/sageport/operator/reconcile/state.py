@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from sageport.api.v1alpha1 import EndpointStatus
 from sageport.contract import EndpointStatus as State
-from sageport.operator.reconcile.lookups import Key
+from sageport.operator.reconcile.lookups import ChildRef, Key
 from sageport.operator.status import Problem, VariantPlan
 
 DRIFT_REPAIR_TICKS = 10
@@ -22,6 +22,8 @@ class Outcome:
     plans: tuple[VariantPlan, ...]
     problem: Problem | None
     not_acted_on: tuple[str, ...] = ()
+    # The children this config wants; during an update the others stay until it has taken over.
+    wanted: frozenset[ChildRef] = frozenset()
 
 
 @dataclass

@@ -1,0 +1,146 @@
+"""Pointing an InService Endpoint at another EndpointConfig is an update: the serving config keeps
+the traffic until the new fleet is ready; the status is only ever InService or Updating (the
+SageMaker SDK's waiters take anything else for the end); a config that is missing keeps the old
+one serving and the update proceeds when it appears. Real API server, kwok nodes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sageport_dev.handle import KubeCluster
+from sageport_dev.processes import eventually
+from tests.support.kube import apply, get
+from tests.support.manifests import EXAMPLES, load_documents
+
+pytestmark = pytest.mark.usefixtures("sageport_operator")
+
+
+class StatusWatch:
+    """Every status the API server hands out for one Endpoint, by a `kubectl get --watch`."""
+
+    def __init__(self, cluster: KubeCluster, namespace: str, name: str) -> None:
+        argv = [str(cluster.kubectl_binary), f"--kubeconfig={cluster.kubeconfig}", "get", "-n", namespace,
+                f"endpoints.sageport.io/{name}", "--watch", "-o", "json"]  # fmt: skip
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        self.seen: list[dict[str, Any]] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        decoder, buffer = json.JSONDecoder(), ""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            buffer += line
+            try:
+                obj, end = decoder.raw_decode(buffer.strip())
+            except ValueError:
+                continue
+            buffer = buffer.strip()[end:]
+            self.seen.append(obj.get("status") or {})
+
+    def stop(self) -> list[dict[str, Any]]:
+        self.process.terminate()
+        self.process.wait(10)
+        self.thread.join(10)
+        return self.seen
+
+
+@pytest.fixture
+def iris(kube_cluster: KubeCluster, namespace: str) -> Iterator[list[dict[str, Any]]]:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    apply(kube_cluster, docs, namespace)
+    eventually(
+        lambda: _status(kube_cluster, namespace).get("endpointStatus") == "InService", 60, what="InService"
+    )
+    return docs
+
+
+def _status(cluster: KubeCluster, namespace: str) -> dict[str, Any]:
+    return dict((get(cluster, "endpoints.sageport.io", namespace, "iris") or {}).get("status") or {})
+
+
+def _config_v2(docs: list[dict[str, Any]], name: str, variant: str) -> dict[str, Any]:
+    config = json.loads(json.dumps(next(d for d in docs if d["kind"] == "EndpointConfig")))
+    config["metadata"]["name"] = config["spec"]["endpointConfigName"] = name
+    config["spec"]["productionVariants"][0]["variantName"] = variant
+    return config
+
+
+def _point_at(cluster: KubeCluster, namespace: str, config: str) -> None:
+    patch = json.dumps({"spec": {"endpointConfigName": config}})
+    cluster.kubectl("patch", "-n", namespace, "endpoints.sageport.io/iris", "--type=merge", "-p", patch)
+
+
+def _deployments(cluster: KubeCluster, namespace: str) -> set[str]:
+    """The variants that have a Deployment."""
+    return {
+        d["metadata"]["labels"]["sageport.io/variant"]
+        for d in get(cluster, "deployments", namespace, selector="sageport.io/endpoint-object=iris")
+    }
+
+
+def test_an_update_to_a_renamed_variant_keeps_the_old_fleet_until_the_new_one_serves(
+    kube_cluster: KubeCluster, namespace: str, iris: list[dict[str, Any]]
+) -> None:
+    watch = StatusWatch(kube_cluster, namespace, "iris")
+    apply(kube_cluster, [_config_v2(iris, "iris-config-v2", "Green")], namespace)
+    _point_at(kube_cluster, namespace, "iris-config-v2")
+
+    last: dict[str, Any] = {}
+
+    def done() -> dict[str, Any] | None:
+        status = last["status"] = _status(kube_cluster, namespace)
+        last["deployments"] = _deployments(kube_cluster, namespace)
+        finished = (
+            status.get("endpointConfigName") == "iris-config-v2"
+            and status.get("endpointStatus") == "InService"
+        )
+        return status if finished and last["deployments"] == {"Green"} else None
+
+    try:
+        final = eventually(done, 60, what="v2 InService and the old Deployment gone")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nlast: {last}") from None
+    seen = watch.stop()
+    assert [v["variantName"] for v in final["productionVariants"]] == ["Green"]
+    assert "pendingDeploymentSummary" not in final
+    assert {s.get("endpointStatus") for s in seen} <= {"InService", "Updating"}, [
+        s.get("endpointStatus") for s in seen
+    ]
+    updating = [s for s in seen if s.get("endpointStatus") == "Updating"]
+    assert updating, "the update was never reported as Updating"
+    for status in updating:  # the old config serves while the new one comes up
+        assert status["endpointConfigName"] == "iris-config-v1"
+        assert [v["variantName"] for v in status["productionVariants"]] == ["AllTraffic"]
+        assert status["pendingDeploymentSummary"]["endpointConfigName"] == "iris-config-v2"
+
+
+def test_an_update_to_a_missing_config_keeps_serving_and_proceeds_when_it_appears(
+    kube_cluster: KubeCluster, namespace: str, iris: list[dict[str, Any]]
+) -> None:
+    _point_at(kube_cluster, namespace, "iris-config-v3")
+
+    def waiting() -> dict[str, Any] | None:
+        status = _status(kube_cluster, namespace)
+        return status if "iris-config-v3" in (status.get("failureReason") or "") else None
+
+    status = eventually(waiting, 30, what="the failure reason naming the missing config")
+    assert status["endpointStatus"] == "Updating"
+    assert status["endpointConfigName"] == "iris-config-v1"
+    assert "keeps serving" in status["failureReason"]
+    assert _deployments(kube_cluster, namespace) == {"AllTraffic"}
+
+    apply(kube_cluster, [_config_v2(iris, "iris-config-v3", "AllTraffic")], namespace)
+    final = eventually(
+        lambda: (s := _status(kube_cluster, namespace)).get("endpointConfigName") == "iris-config-v3"
+        and s.get("endpointStatus") == "InService" and s,
+        60, what="v3 InService",
+    )  # fmt: skip
+    assert final.get("failureReason") is None
+    assert _deployments(kube_cluster, namespace) == {"AllTraffic"}
