@@ -113,6 +113,14 @@ def deployed(pytestconfig: pytest.Config) -> Iterator[Deployed]:
             assert left == [], f"`make down` left these behind: {left}"
 
 
+@pytest.fixture
+def namespace(deployed: Deployed, request: pytest.FixtureRequest) -> Iterator[tuple[str, stack.AccessKey]]:
+    name = "e2e-" + request.node.name.replace("_", "-")[5:40].strip("-").lower()
+    key = stack.prepare_namespace(deployed.kubeconfig, name, deployed.s3)
+    yield name, key
+    deployed.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     report = config.stash.get(_report, None)
     if report is not None:

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,6 @@ from sageport_dev.processes import eventually
 from tests.e2e.conftest import Deployed
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def namespace(deployed: Deployed, request: pytest.FixtureRequest) -> Iterator[tuple[str, stack.AccessKey]]:
-    name = "e2e-" + request.node.name.replace("_", "-")[5:40].strip("-").lower()
-    key = stack.prepare_namespace(deployed.kubeconfig, name, deployed.s3)
-    yield name, key
-    deployed.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _probe_endpoint(
