@@ -110,6 +110,31 @@ def endpoint_status(
     return new
 
 
+def next_status(
+    *,
+    previous: EndpointStatus | None,
+    generation: int | None,
+    config_name: str | None,
+    plans: Sequence[VariantPlan],
+    observed: Mapping[str, VariantObservation],
+    problem: Problem | None,
+    deleting: bool,
+    now: datetime,
+    not_acted_on: Sequence[str] = (),
+) -> EndpointStatus:
+    """The Endpoint's next status: an update's while another config serves, else :func:`endpoint_status`."""
+    serving = serving_config(previous)
+    if previous is not None and serving and config_name and serving != config_name and not deleting:
+        return update_status(
+            previous=previous, generation=generation, config_name=config_name, plans=plans,
+            observed=observed, problem=problem, now=now, not_acted_on=not_acted_on,
+        )  # fmt: skip
+    return endpoint_status(
+        previous=previous, generation=generation, config_name=config_name, plans=plans, observed=observed,
+        problem=problem, deleting=deleting, now=now, not_acted_on=not_acted_on,
+    )  # fmt: skip
+
+
 def serving_config(previous: EndpointStatus | None) -> str | None:
     """The EndpointConfig serving traffic now, if any. Pointing the Endpoint at another config is
     then an update: this one keeps serving until the new fleet is ready (SageMaker's blue/green)."""

@@ -10,6 +10,7 @@ from sageport.operator.status import (
     VariantObservation,
     VariantPlan,
     endpoint_status,
+    next_status,
     object_status,
     serving_config,
     set_condition,
@@ -238,3 +239,26 @@ def test_a_stuck_new_fleet_is_reported_and_the_old_one_keeps_serving() -> None:
     stuck = _update(_serving(), {"green": VariantObservation(0, 1, failure="ProgressDeadlineExceeded: no")})
     assert (stuck.endpoint_status, stuck.endpoint_config_name) == ("Updating", "cfg")
     assert "ProgressDeadlineExceeded" in stuck.failure_reason
+
+
+def test_next_status_is_an_update_only_while_another_config_serves_and_not_on_deletion() -> None:
+    serving = _serving()
+    common = {
+        "generation": 4,
+        "plans": NEW,
+        "observed": {"green": VariantObservation(0, 1)},
+        "problem": None,
+        "now": T1,
+    }
+    assert (
+        next_status(previous=serving, config_name="cfg-v2", deleting=False, **common).endpoint_status
+        == "Updating"
+    )
+    assert (
+        next_status(previous=serving, config_name="cfg-v2", deleting=True, **common).endpoint_status
+        == "Deleting"
+    )
+    assert (
+        next_status(previous=None, config_name="cfg-v2", deleting=False, **common).endpoint_status
+        == "Creating"
+    )

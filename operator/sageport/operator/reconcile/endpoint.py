@@ -33,11 +33,10 @@ from sageport.operator.render.shape import OwnerRef
 from sageport.operator.status import (
     Problem,
     VariantObservation,
-    endpoint_status,
+    next_status,
     not_acted_on_sentence,
     serving_config,
     status_patch,
-    update_status,
 )
 
 PENDING_GRACE_SECONDS = 5.0
@@ -167,41 +166,22 @@ class EndpointReconciler:
             wanted = seen.desired_instances or 1
             if seen.ready_instances < wanted:  # a message about pods that have since started is stale
                 observed[variant] = replace(seen, unschedulable=message)
-        serving = serving_config(previous)
-        deleting = bool(metadata.get("deletionTimestamp"))
-        if (
-            previous is not None
-            and serving
-            and outcome.config_name
-            and serving != outcome.config_name
-            and not deleting
-        ):
-            status = update_status(
-                previous=previous,
-                generation=metadata.get("generation"),
-                config_name=outcome.config_name,
-                plans=outcome.plans,
-                observed=observed,
-                problem=outcome.problem,
-                now=self._clock(),
-                not_acted_on=outcome.not_acted_on,
-            )
-        else:
-            status = endpoint_status(
-                previous=previous,
-                generation=metadata.get("generation"),
-                config_name=outcome.config_name,
-                plans=outcome.plans,
-                observed=observed,
-                problem=outcome.problem,
-                deleting=deleting,
-                now=self._clock(),
-                not_acted_on=outcome.not_acted_on,
-            )
+        status = next_status(
+            previous=previous,
+            generation=metadata.get("generation"),
+            config_name=outcome.config_name,
+            plans=outcome.plans,
+            observed=observed,
+            problem=outcome.problem,
+            deleting=bool(metadata.get("deletionTimestamp")),
+            now=self._clock(),
+            not_acted_on=outcome.not_acted_on,
+        )
         if status is previous:
             return None
         await patch_endpoint_status(self._kube, key, status_patch(status))
         state.wrote(status, time.monotonic())
+        serving = serving_config(previous)
         if serving and serving != status.endpoint_config_name and status.endpoint_status == State.IN_SERVICE:
             self._hand_over(key, outcome.wanted, lookups)
         return status
