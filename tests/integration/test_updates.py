@@ -144,3 +144,35 @@ def test_an_update_to_a_missing_config_keeps_serving_and_proceeds_when_it_appear
     )  # fmt: skip
     assert final.get("failureReason") is None
     assert _deployments(kube_cluster, namespace) == {"AllTraffic"}
+
+
+def test_an_invalid_deployment_config_on_a_serving_endpoint_keeps_it_serving_and_names_the_field(
+    kube_cluster: KubeCluster, namespace: str, iris: list[dict[str, Any]]
+) -> None:
+    routing = {"type_": "ALL_AT_ONCE", "waitIntervalInSeconds": 0}
+    both = {
+        "blueGreenUpdatePolicy": {"trafficRoutingConfiguration": routing},
+        "rollingUpdatePolicy": {
+            "maximumBatchSize": {"type_": "CAPACITY_PERCENT", "value": 10},
+            "waitIntervalInSeconds": 0,
+        },
+    }
+    patch = json.dumps({"spec": {"deploymentConfig": both}})
+    kube_cluster.kubectl("patch", "-n", namespace, "endpoints.sageport.io/iris", "--type=merge", "-p", patch)
+
+    def named() -> dict[str, Any] | None:
+        status = _status(kube_cluster, namespace)
+        return status if "deploymentConfig" in (status.get("failureReason") or "") else None
+
+    status = eventually(named, 30, what="the failure reason naming deploymentConfig")
+    assert status["endpointStatus"] == "InService"
+    assert "set blueGreenUpdatePolicy or rollingUpdatePolicy, not both" in status["failureReason"]
+    assert "keeps serving" in status["failureReason"]
+    assert _deployments(kube_cluster, namespace) == {"AllTraffic"}
+
+    fixed = json.dumps({"spec": {"deploymentConfig": {"rollingUpdatePolicy": None}}})
+    kube_cluster.kubectl("patch", "-n", namespace, "endpoints.sageport.io/iris", "--type=merge", "-p", fixed)
+    eventually(
+        lambda: _status(kube_cluster, namespace).get("failureReason") is None, 30, what="the reason cleared"
+    )
+    assert _status(kube_cluster, namespace)["endpointStatus"] == "InService"

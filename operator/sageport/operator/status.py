@@ -122,11 +122,13 @@ def next_status(
     now: datetime,
     not_acted_on: Sequence[str] = (),
 ) -> EndpointStatus:
-    """The Endpoint's next status: an update's while another config serves, else :func:`endpoint_status`."""
+    """The Endpoint's next status: while a config serves, an update's (another config, or a spec
+    that cannot be served: the fleet keeps serving); else :func:`endpoint_status`."""
     serving = serving_config(previous)
-    if previous is not None and serving and config_name and serving != config_name and not deleting:
+    changed = config_name is not None and config_name != serving
+    if previous is not None and serving and not deleting and (changed or problem is not None):
         return update_status(
-            previous=previous, generation=generation, config_name=config_name, plans=plans,
+            previous=previous, generation=generation, config_name=config_name or serving, plans=plans,
             observed=observed, problem=problem, now=now, not_acted_on=not_acted_on,
         )  # fmt: skip
     return endpoint_status(
@@ -163,7 +165,9 @@ def update_status(
     the old one InService, with the reason in ``failureReason``.
     """
     serving = previous.endpoint_config_name
-    if problem is None and plans and all(_rolled_out(p, _obs(observed, p)) for p in plans):
+    if problem is None and (
+        config_name == serving or (plans and all(_rolled_out(p, _obs(observed, p)) for p in plans))
+    ):
         return endpoint_status(
             previous=previous, generation=generation, config_name=config_name, plans=plans,
             observed=observed, problem=None, deleting=False, now=now, not_acted_on=not_acted_on,
@@ -176,12 +180,20 @@ def update_status(
     )
     keeps = f"EndpointConfig {serving!r} keeps serving."
     failure: str | None
-    if problem is not None and problem.terminal:
+    if problem is not None and (problem.terminal or config_name == serving):
+        # Cannot be served (or the serving config's own spec went wrong): stay on the running fleet.
+        what = (
+            f"Update to EndpointConfig {config_name!r} failed"
+            if config_name != serving
+            else "The spec cannot be applied"
+        )
         state = State.IN_SERVICE
         ready = ready_condition(
-            "False", problem.reason, f"Update to EndpointConfig {config_name!r} failed: {problem.message} {keeps}",
+            "False" if problem.terminal else "Unknown",
+            problem.reason,
+            f"{what}: {problem.message} {keeps}",
             generation,
-        )  # fmt: skip
+        )
         failure, pending = ready.message, None
     elif problem is not None:
         state = State.UPDATING

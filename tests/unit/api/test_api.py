@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from pydantic import ValidationError
 
 from sageport.api.v1alpha1 import Endpoint, EndpointConfig, Model, TransformJob
 from sageport.api.v1alpha1.common import ack_alias
+from sageport.api.v1alpha1.endpoint import DeploymentConfig
 from tests.support.manifests import ACK_SAMPLES, example_dirs, load_documents
 
 KINDS: dict[str, Any] = {"Model": Model, "EndpointConfig": EndpointConfig, "Endpoint": Endpoint}
@@ -163,3 +165,54 @@ def test_transform_job_payload_budget() -> None:
         },
     }
     assert "must not exceed 100" in _error(TransformJob, body)
+
+
+@pytest.mark.parametrize(
+    ("deployment_config", "message"),
+    [
+        (
+            {
+                "blueGreenUpdatePolicy": {"trafficRoutingConfiguration": {"type_": "ALL_AT_ONCE", "waitIntervalInSeconds": 0}},
+                "rollingUpdatePolicy": {"maximumBatchSize": {"type_": "CAPACITY_PERCENT", "value": 10}, "waitIntervalInSeconds": 0},
+            },
+            "not both",
+        ),
+        (
+            {"blueGreenUpdatePolicy": {"trafficRoutingConfiguration": {"type_": "CANARY", "waitIntervalInSeconds": 0,
+                                                                       "canarySize": {"type_": "CAPACITY_PERCENT", "value": 60}}}},
+            "canarySize is at most 50 %",
+        ),
+        (
+            {"blueGreenUpdatePolicy": {"trafficRoutingConfiguration": {"type_": "CANARY", "waitIntervalInSeconds": 0}}},
+            "CANARY needs canarySize",
+        ),
+        (
+            {"blueGreenUpdatePolicy": {"trafficRoutingConfiguration": {"type_": "LINEAR", "waitIntervalInSeconds": 0,
+                                                                       "linearStepSize": {"type_": "CAPACITY_PERCENT", "value": 5}}}},
+            "linearStepSize is 10 to 50 %",
+        ),
+        (
+            {"blueGreenUpdatePolicy": {
+                "trafficRoutingConfiguration": {"type_": "CANARY", "waitIntervalInSeconds": 600,
+                                                "canarySize": {"type_": "INSTANCE_COUNT", "value": 1}},
+                "terminationWaitInSeconds": 100, "maximumExecutionTimeoutInSeconds": 1200}},
+            "maximumExecutionTimeoutInSeconds (1200) must exceed the sum of the waits (1300 s",
+        ),
+        (
+            {"rollingUpdatePolicy": {"maximumBatchSize": {"type_": "CAPACITY_PERCENT", "value": 60}, "waitIntervalInSeconds": 0}},
+            "maximumBatchSize is 5 to 50 %",
+        ),
+    ],
+)  # fmt: skip
+def test_deployment_config_refusals_name_the_field(deployment_config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        DeploymentConfig.model_validate(deployment_config)
+
+
+def test_a_linear_deployment_config_within_the_limits_is_accepted() -> None:
+    policy = {"trafficRoutingConfiguration": {"type_": "LINEAR", "waitIntervalInSeconds": 60,
+              "linearStepSize": {"type_": "CAPACITY_PERCENT", "value": 25}}, "maximumExecutionTimeoutInSeconds": 600}  # fmt: skip
+    assert (
+        DeploymentConfig.model_validate({"blueGreenUpdatePolicy": policy}).blue_green_update_policy
+        is not None
+    )

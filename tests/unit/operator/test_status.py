@@ -262,3 +262,18 @@ def test_next_status_is_an_update_only_while_another_config_serves_and_not_on_de
         next_status(previous=None, config_name="cfg-v2", deleting=False, **common).endpoint_status
         == "Creating"
     )
+
+
+def test_a_serving_endpoint_whose_spec_goes_wrong_keeps_serving() -> None:
+    serving = _serving()
+    common = {"generation": 4, "plans": (), "observed": {}, "deleting": False, "now": T1}
+    invalid = Problem("InvalidSpec", "spec.deploymentConfig: set one policy, not both", terminal=True)
+    status = next_status(previous=serving, config_name=None, problem=invalid, **common)
+    assert (status.endpoint_status, status.endpoint_config_name) == ("InService", "cfg")
+    assert status.production_variants == serving.production_variants
+    assert (_ready(status).status, _ready(status).reason) == ("False", "InvalidSpec")
+    assert "The spec cannot be applied: spec.deploymentConfig" in status.failure_reason
+    gone = Problem("EndpointConfigNotFound", "EndpointConfig 'cfg' not found.", terminal=False)
+    status = next_status(previous=serving, config_name="cfg", problem=gone, **common)
+    assert status.endpoint_status == "InService"  # never Creating: the fleet still runs
+    assert "'cfg' keeps serving" in status.failure_reason

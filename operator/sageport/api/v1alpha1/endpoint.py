@@ -19,6 +19,9 @@ class CapacitySize(ApiModel):
     type_: Literal["INSTANCE_COUNT", "CAPACITY_PERCENT"]
     value: int = Field(ge=1)
 
+    def percent_outside(self, low: int, high: int) -> bool:
+        return self.type_ == "CAPACITY_PERCENT" and not low <= self.value <= high
+
 
 class TrafficRoutingConfiguration(ApiModel):
     """How traffic moves to the new fleet during a blue/green update."""
@@ -28,11 +31,53 @@ class TrafficRoutingConfiguration(ApiModel):
     canary_size: CapacitySize | None = None
     linear_step_size: CapacitySize | None = None
 
+    @model_validator(mode="after")
+    def _sizes_fit_the_type(self) -> TrafficRoutingConfiguration:
+        wanted = {"CANARY": "canarySize", "LINEAR": "linearStepSize"}.get(self.type_)
+        given = [
+            name
+            for name, size in (("canarySize", self.canary_size), ("linearStepSize", self.linear_step_size))
+            if size
+        ]
+        if given != ([wanted] if wanted else []):
+            need = f"needs {wanted}" if wanted else "takes no canarySize or linearStepSize"
+            raise ValueError(
+                f"trafficRoutingConfiguration type {self.type_} {need} (given: {', '.join(given) or 'none'})"
+            )
+        if self.canary_size and self.canary_size.percent_outside(1, 50):
+            raise ValueError(f"canarySize is at most 50 % of the fleet (given {self.canary_size.value} %)")
+        if self.linear_step_size and self.linear_step_size.percent_outside(10, 50):
+            raise ValueError(
+                f"linearStepSize is 10 to 50 % of the fleet (given {self.linear_step_size.value} %)"
+            )
+        return self
+
+    def bakes(self) -> int:
+        """How many times traffic moves and bakes: once, canary then the rest, or one per linear step."""
+        if self.type_ == "CANARY":
+            return 2
+        if self.type_ == "LINEAR" and self.linear_step_size is not None:
+            step = self.linear_step_size
+            return -(-100 // step.value) if step.type_ == "CAPACITY_PERCENT" else 2
+        return 1
+
 
 class BlueGreenUpdatePolicy(ApiModel):
     traffic_routing_configuration: TrafficRoutingConfiguration
     termination_wait_in_seconds: int | None = Field(default=None, ge=0, le=3600)
     maximum_execution_timeout_in_seconds: int | None = Field(default=None, ge=600, le=28800)
+
+    @model_validator(mode="after")
+    def _timeout_exceeds_the_waits(self) -> BlueGreenUpdatePolicy:
+        routing = self.traffic_routing_configuration
+        waits = routing.bakes() * routing.wait_interval_in_seconds + (self.termination_wait_in_seconds or 0)
+        timeout = self.maximum_execution_timeout_in_seconds
+        if timeout is not None and timeout <= waits:
+            raise ValueError(
+                f"maximumExecutionTimeoutInSeconds ({timeout}) must exceed the sum of the waits ({waits} s: "
+                f"{routing.bakes()} bake(s) of waitIntervalInSeconds plus terminationWaitInSeconds)"
+            )
+        return self
 
 
 class RollingUpdatePolicy(ApiModel):
@@ -40,6 +85,20 @@ class RollingUpdatePolicy(ApiModel):
     wait_interval_in_seconds: int = Field(ge=0, le=3600)
     maximum_execution_timeout_in_seconds: int | None = Field(default=None, ge=600, le=28800)
     rollback_maximum_batch_size: CapacitySize | None = None
+
+    @model_validator(mode="after")
+    def _batch_is_5_to_50_percent(self) -> RollingUpdatePolicy:
+        if self.maximum_batch_size.percent_outside(5, 50):
+            raise ValueError(
+                f"maximumBatchSize is 5 to 50 % of the fleet (given {self.maximum_batch_size.value} %)"
+            )
+        timeout = self.maximum_execution_timeout_in_seconds
+        if timeout is not None and timeout <= self.wait_interval_in_seconds:
+            raise ValueError(
+                f"maximumExecutionTimeoutInSeconds ({timeout}) must exceed waitIntervalInSeconds "
+                f"({self.wait_interval_in_seconds})"
+            )
+        return self
 
 
 class Alarm(ApiModel):
@@ -56,6 +115,12 @@ class DeploymentConfig(ApiModel):
     blue_green_update_policy: BlueGreenUpdatePolicy | None = None
     rolling_update_policy: RollingUpdatePolicy | None = None
     auto_rollback_configuration: AutoRollbackConfiguration | None = None
+
+    @model_validator(mode="after")
+    def _one_update_policy(self) -> DeploymentConfig:
+        if self.blue_green_update_policy and self.rolling_update_policy:
+            raise ValueError("set blueGreenUpdatePolicy or rollingUpdatePolicy, not both")
+        return self
 
 
 class VariantAutoScaling(ApiModel):
