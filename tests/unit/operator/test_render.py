@@ -88,6 +88,8 @@ def test_gpu_variant_selects_product_and_tolerates_gpu_taint() -> None:
     limits = pod["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "1"
     assert pod["containers"][0]["startupProbe"]["failureThreshold"] * 2 == 600
+    # Kubernetes' default 600 s progress deadline would fail a model still inside its 600 s budget.
+    assert deployment["spec"]["progressDeadlineSeconds"] == 600 + 300
     keys = [c["topologyKey"] for c in pod["topologySpreadConstraints"]]
     assert keys == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
 
