@@ -176,3 +176,46 @@ def test_an_invalid_deployment_config_on_a_serving_endpoint_keeps_it_serving_and
         lambda: _status(kube_cluster, namespace).get("failureReason") is None, 30, what="the reason cleared"
     )
     assert _status(kube_cluster, namespace)["endpointStatus"] == "InService"
+
+
+def test_weights_and_capacities_change_in_place_with_no_new_fleet(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    apply(kube_cluster, load_documents(EXAMPLES / "ab-test-two-variants"), namespace)
+
+    def churn() -> dict[str, Any]:
+        return dict(
+            (get(kube_cluster, "endpoints.sageport.io", namespace, "churn") or {}).get("status") or {}
+        )
+
+    eventually(lambda: churn().get("endpointStatus") == "InService", 60, what="churn InService")
+    before = {
+        d["metadata"]["uid"]
+        for d in get(kube_cluster, "deployments", namespace, selector="sageport.io/endpoint-object=churn")
+    }
+    watch = StatusWatch(kube_cluster, namespace, "churn")
+    desired = [
+        {"variantName": "variant-a", "desiredWeight": 0.5, "desiredInstanceCount": 3},
+        {"variantName": "variant-b", "desiredWeight": 0.5},
+    ]
+    patch = json.dumps({"spec": {"desiredWeightsAndCapacities": desired}})
+    kube_cluster.kubectl("patch", "-n", namespace, "endpoints.sageport.io/churn", "--type=merge", "-p", patch)
+
+    def applied() -> dict[str, Any] | None:
+        status = churn()
+        variants = {v["variantName"]: v for v in status.get("productionVariants") or []}
+        a, b = variants.get("variant-a", {}), variants.get("variant-b", {})
+        done = (a.get("desiredWeight"), b.get("desiredWeight"), a.get("currentInstanceCount")) == (
+            0.5,
+            0.5,
+            3,
+        )
+        return status if done and status.get("endpointStatus") == "InService" else None
+
+    eventually(applied, 60, what="weights 0.5/0.5 and 3 instances of variant-a")
+    seen = watch.stop()
+    assert {s.get("endpointStatus") for s in seen} <= {"InService", "Updating"}
+    deployments = get(kube_cluster, "deployments", namespace, selector="sageport.io/endpoint-object=churn")
+    assert {d["metadata"]["uid"] for d in deployments} == before  # the same fleet, changed in place
+    replicas = {d["metadata"]["labels"]["sageport.io/variant"]: d["spec"]["replicas"] for d in deployments}
+    assert replicas == {"variant-a": 3, "variant-b": 1}

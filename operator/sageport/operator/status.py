@@ -90,7 +90,16 @@ def endpoint_status(
         and previous.endpoint_status == State.IN_SERVICE
         and previous.observed_generation == generation
     )
-    state, ready = _summarise(plans, observed, problem, deleting, generation, was_in_service)
+    # A spec change to a serving config (weights, counts, autoscaling) is applied in place: Updating.
+    changing_in_place = (
+        not was_in_service
+        and previous is not None
+        and previous.endpoint_status in (State.IN_SERVICE, State.UPDATING)
+        and previous.endpoint_config_name == config_name
+    )
+    state, ready = _summarise(
+        plans, observed, problem, deleting, generation, was_in_service, changing_in_place
+    )
     variants = [_variant_summary(plan, observed.get(plan.name, VariantObservation())) for plan in plans]
     failure = ready.message if state != State.IN_SERVICE and (ready.status == "False" or problem) else None
     if not_acted_on and not deleting:
@@ -258,6 +267,7 @@ def _summarise(
     deleting: bool,
     generation: int | None,
     was_in_service: bool,
+    changing_in_place: bool = False,
 ) -> tuple[State, Condition]:
     if deleting:
         return State.DELETING, ready_condition(
@@ -283,6 +293,11 @@ def _summarise(
         detail = "; ".join(unschedulable) or counts
         return State.IN_SERVICE, ready_condition(
             "False", "InstancesUnavailable", f"In service, replacing instances: {detail}.", generation
+        )
+    if changing_in_place and (unschedulable or waiting):
+        detail = "; ".join(unschedulable) or counts
+        return State.UPDATING, ready_condition(
+            "Unknown", State.UPDATING, f"Applying the change in place: {detail}.", generation
         )
     if unschedulable:
         return State.CREATING, ready_condition("False", "Unschedulable", "; ".join(unschedulable), generation)

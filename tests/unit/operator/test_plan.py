@@ -71,3 +71,54 @@ def test_a_sidecar_rule_adds_a_container_without_touching_the_rest(monkeypatch: 
     assert [c["name"] for c in containers] == ["model", "agent"]
     assert containers[0] == before[0]["spec"]["template"]["spec"]["containers"][0]
     assert after[1:] == before[1:]
+
+
+def test_desired_weights_and_capacities_apply_in_place_over_the_config() -> None:
+    docs = load_documents(EXAMPLES / "ab-test-two-variants")
+    kind(docs, "Endpoint")["spec"]["desiredWeightsAndCapacities"] = [
+        {"variantName": "variant-a", "desiredWeight": 0.5, "desiredInstanceCount": 4},
+        {"variantName": "variant-b", "desiredWeight": 0.5},
+    ]
+    result = _plan(docs)
+    assert [(p.name, p.weight, p.desired_instances) for p in result.plans] == [
+        ("variant-a", 0.5, 4),
+        ("variant-b", 0.5, 1),
+    ]
+    assert [s.replicas for s in result.variants] == [4, 1]
+
+
+@pytest.mark.parametrize(
+    ("desired", "message"),
+    [
+        (
+            [{"variantName": "nope", "desiredWeight": 1}],
+            "spec.desiredWeightsAndCapacities names variant(s) nope",
+        ),
+        (
+            [
+                {"variantName": "variant-a", "desiredWeight": 0},
+                {"variantName": "variant-b", "desiredWeight": 0},
+            ],
+            "leaves every variant at weight 0",
+        ),
+    ],
+)
+def test_desired_weights_and_capacities_refusals_name_the_field(
+    desired: list[dict[str, Any]], message: str
+) -> None:
+    docs = load_documents(EXAMPLES / "ab-test-two-variants")
+    kind(docs, "Endpoint")["spec"]["desiredWeightsAndCapacities"] = desired
+    problem = resolve_documents(docs)
+    assert isinstance(problem, Problem)
+    assert (problem.reason, problem.terminal) == ("InvalidSpec", True)
+    assert message in problem.message
+
+
+def test_a_desired_count_for_an_autoscaled_variant_is_refused() -> None:
+    docs = load_documents(EXAMPLES / "autoscaling")
+    spec = kind(docs, "Endpoint")["spec"]
+    variant = spec["autoScaling"][0]["variantName"]
+    spec["desiredWeightsAndCapacities"] = [{"variantName": variant, "desiredInstanceCount": 3}]
+    problem = resolve_documents(docs)
+    assert isinstance(problem, Problem)
+    assert "whose count spec.autoScaling owns" in problem.message

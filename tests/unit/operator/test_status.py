@@ -160,10 +160,14 @@ def test_an_endpoint_in_service_stays_in_service_while_instances_are_replaced() 
     assert (recovered.endpoint_status, _ready(recovered).status) == ("InService", "True")
 
 
-def test_a_new_generation_starts_over_from_creating() -> None:
+def test_a_new_generation_of_a_serving_endpoint_is_updating_never_creating() -> None:
+    # Issue #16: SageMaker's waiters take anything but Creating/Updating for the end, and the
+    # gateway stops routing to an endpoint that says Creating while its fleet still runs.
     serving = _status({"a": VariantObservation(2), "b": VariantObservation(1)})
     updated = _status({"a": VariantObservation(1)}, previous=serving, generation=4)
-    assert updated.endpoint_status == "Creating"
+    assert updated.endpoint_status == "Updating"
+    assert (_ready(updated).status, _ready(updated).reason) == ("Unknown", "Updating")
+    assert _status({"a": VariantObservation(1)}, previous=None, generation=4).endpoint_status == "Creating"
 
 
 # --- updates: another EndpointConfig while one serves --------------------------------------

@@ -1,7 +1,14 @@
 """The sageport.io/v1alpha1 API: pydantic models that are the contract users write YAML against."""
 
 from .common import API_VERSION, GROUP, VERSION, ApiModel, Condition, ObjectMeta, ObjectStatus, Resource
-from .endpoint import Endpoint, EndpointSpec, EndpointStatus, ProductionVariantSummary, VariantAutoScaling
+from .endpoint import (
+    DesiredWeightAndCapacity,
+    Endpoint,
+    EndpointSpec,
+    EndpointStatus,
+    ProductionVariantSummary,
+    VariantAutoScaling,
+)
 from .endpoint_config import EndpointConfig, EndpointConfigSpec, ProductionVariant, ServerlessConfig
 from .instance_type import InstanceType, InstanceTypeSpec, Toleration
 from .model import ContainerDefinition, Model, ModelSpec
@@ -14,6 +21,7 @@ __all__ = [
     "ApiModel",
     "Condition",
     "ContainerDefinition",
+    "DesiredWeightAndCapacity",
     "Endpoint",
     "EndpointConfig",
     "EndpointConfigSpec",

@@ -140,6 +140,22 @@ class VariantAutoScaling(ApiModel):
         return self
 
 
+class DesiredWeightAndCapacity(ApiModel):
+    """SageMaker's UpdateEndpointWeightsAndCapacities for one variant: applied in place, no new fleet."""
+
+    variant_name: SageMakerName
+    desired_weight: float | None = Field(default=None, ge=0, description="Replaces initialVariantWeight.")
+    desired_instance_count: int | None = Field(
+        default=None, ge=1, description="Replaces initialInstanceCount (not with spec.autoScaling)."
+    )
+
+    @model_validator(mode="after")
+    def _sets_something(self) -> DesiredWeightAndCapacity:
+        if self.desired_weight is None and self.desired_instance_count is None:
+            raise ValueError(f"variant {self.variant_name}: set desiredWeight, desiredInstanceCount or both")
+        return self
+
+
 class EndpointSpec(ApiModel):
     """Which EndpointConfig to run. Changing endpointConfigName is an update."""
 
@@ -152,6 +168,15 @@ class EndpointSpec(ApiModel):
     auto_scaling: list[VariantAutoScaling] | None = Field(
         default=None,
         description="sageport extra: per-variant pod autoscaling (a HorizontalPodAutoscaler on CPU).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["variantName"]},
+    )
+    desired_weights_and_capacities: list[DesiredWeightAndCapacity] | None = Field(
+        default=None,
+        max_length=10,
+        description=(
+            "sageport extra, SageMaker's UpdateEndpointWeightsAndCapacities: per-variant weight and "
+            "instance count applied in place to the running config, with no new fleet."
+        ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["variantName"]},
     )
 

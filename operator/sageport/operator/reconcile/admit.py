@@ -87,6 +87,7 @@ TABLE: tuple[Row, ...] = (
     Row(S.ENDPOINT, "endpoint_name", V.ACTED),
     Row(S.ENDPOINT, "endpoint_config_name", V.ACTED),
     Row(S.ENDPOINT, "auto_scaling", V.ACTED),
+    Row(S.ENDPOINT, "desired_weights_and_capacities", V.ACTED),
     Row(S.ENDPOINT, "deployment_config", V.NOT_ACTED_YET),  # blue/green and rolling updates come next
     Row(S.ENDPOINT, "tags", V.NO_EFFECT, "tags are AWS resource metadata; copied to no child"),
     # EndpointConfig

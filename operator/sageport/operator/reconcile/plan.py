@@ -86,7 +86,7 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         containers=tuple(_model_container(c, settings) for c in rv.containers),
         startup_seconds=rv.variant.container_startup_health_check_timeout_in_seconds
         or DEFAULT_STARTUP_SECONDS,
-        replicas=(rv.variant.initial_instance_count or 1) if autoscaler is Autoscaler.NONE else None,
+        replicas=rv.instance_count if autoscaler is Autoscaler.NONE else None,
         autoscaler=autoscaler,
         autoscaling=rv.autoscaling,
         sidecars=tuple(s for rule in SIDECARS if (s := rule(rv, settings)) is not None),
@@ -98,7 +98,7 @@ def _summary(rv: ResolvedVariant, shape: VariantShape) -> VariantPlan:
     routing = rv.variant.routing_config
     return VariantPlan(
         name=shape.variant_name,
-        weight=rv.variant.weight,
+        weight=rv.weight,
         desired_instances=shape.replicas,
         image=shape.containers[0].image,
         routing_strategy=routing.routing_strategy if routing else None,

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from sageport.api.v1alpha1 import (
     ContainerDefinition,
+    DesiredWeightAndCapacity,
     Endpoint,
     EndpointConfig,
     InstanceType,
@@ -36,10 +37,23 @@ class ResolvedVariant:
     instance_type_name: str | None  # None for a serverless variant
     instance_type: InstanceTypeSpec | None
     autoscaling: VariantAutoScaling | None = None
+    desired: DesiredWeightAndCapacity | None = None  # the Endpoint's in-place weight and count
 
     @property
     def containers(self) -> list[ContainerDefinition]:
         return self.model.spec.all_containers()
+
+    @property
+    def weight(self) -> float:
+        if self.desired is not None and self.desired.desired_weight is not None:
+            return self.desired.desired_weight
+        return self.variant.weight
+
+    @property
+    def instance_count(self) -> int:
+        if self.desired is not None and self.desired.desired_instance_count is not None:
+            return self.desired.desired_instance_count
+        return self.variant.initial_instance_count or 1
 
 
 @dataclass(frozen=True)
@@ -162,13 +176,25 @@ def resolve_endpoint(
     if isinstance(config, Problem):
         return config
     scaling = {s.variant_name: s for s in endpoint.spec.auto_scaling or []}
+    desired = {d.variant_name: d for d in endpoint.spec.desired_weights_and_capacities or []}
     variant_names = {v.variant_name for v in config.spec.production_variants}
-    unknown = sorted(set(scaling) - variant_names)
-    if unknown:
+    for field, named in (("autoScaling", scaling), ("desiredWeightsAndCapacities", desired)):
+        unknown = sorted(set(named) - variant_names)
+        if unknown:
+            return Problem(
+                "InvalidSpec",
+                f"spec.{field} names variant(s) {', '.join(unknown)} that EndpointConfig "
+                f"{config.sagemaker_name!r} does not have (it has {', '.join(sorted(variant_names))}).",
+                terminal=True,
+            )
+    both = sorted(
+        name for name, d in desired.items() if d.desired_instance_count is not None and name in scaling
+    )
+    if both:
         return Problem(
             "InvalidSpec",
-            f"spec.autoScaling names variant(s) {', '.join(unknown)} that EndpointConfig "
-            f"{config.sagemaker_name!r} does not have (it has {', '.join(sorted(variant_names))}).",
+            f"spec.desiredWeightsAndCapacities sets desiredInstanceCount for variant(s) {', '.join(both)}, "
+            "whose count spec.autoScaling owns: change minInstanceCount/maxInstanceCount instead.",
             terminal=True,
         )
     resolved: list[ResolvedVariant] = []
@@ -185,6 +211,13 @@ def resolve_endpoint(
                 instance_type_name=variant.instance_type,
                 instance_type=instance_type,
                 autoscaling=scaling.get(variant.variant_name),
+                desired=desired.get(variant.variant_name),
             )
+        )
+    if sum(rv.weight for rv in resolved) <= 0:
+        return Problem(
+            "InvalidSpec",
+            "spec.desiredWeightsAndCapacities leaves every variant at weight 0: at least one needs a weight > 0.",
+            terminal=True,
         )
     return ResolvedEndpoint(endpoint=endpoint, config=config, variants=tuple(resolved))
