@@ -82,3 +82,63 @@ def test_an_update_to_a_renamed_variant_under_traffic_drops_no_call(
     variants = deployed.kubectl("get", "deployments", "-n", ns, "-l", "sageport.io/endpoint-object=upd",
                                 "-o", "jsonpath={.items[*].metadata.labels.sageport\\.io/variant}")  # fmt: skip
     assert variants.split() == ["Green"]
+
+
+def test_an_update_whose_model_cannot_load_rolls_back_under_traffic(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey]
+) -> None:
+    ns, key = namespace
+    stack.apply_objects(deployed.kubeconfig, ns, _probe_endpoint("rb", [("Blue", 1.0, 1)]))
+    _wait_ready(deployed, ns, "rb", key)
+    runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
+    answered: Counter[str] = Counter()
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            try:
+                response = runtime.invoke_endpoint(
+                    EndpointName="rb", ContentType="application/json", Body=b"{}"
+                )
+                answered[response["InvokedProductionVariant"]] += 1
+            except ClientError as error:
+                failures.append(f"{error.response['Error']['Code']}: {error.response['Error']['Message']}")
+            time.sleep(0.05)
+
+    caller = threading.Thread(target=traffic, daemon=True)
+    caller.start()
+    statuses: list[str] = []
+    try:
+        broken = _probe_endpoint("rb", [("Red", 1.0, 1)], model_url="s3://models/no-such/model.tar.gz")
+        model, config = broken[0], broken[1]
+        model["metadata"]["name"] = model["spec"]["modelName"] = "rb-model-broken"
+        config["metadata"]["name"] = config["spec"]["endpointConfigName"] = "rb-config-v3"
+        config["spec"]["productionVariants"][0]["modelName"] = "rb-model-broken"
+        stack.apply_objects(deployed.kubeconfig, ns, [model, config])
+        patch = json.dumps({"spec": {"endpointConfigName": "rb-config-v3"}})
+        deployed.kubectl("patch", "-n", ns, "endpoints.sageport.io/rb", "--type=merge", "-p", patch)
+        deadline, final = time.monotonic() + 240, {}
+        while time.monotonic() < deadline:
+            final = dict((deployed.get("endpoints.sageport.io", "rb", ns) or {}).get("status") or {})
+            statuses.append(str(final.get("endpointStatus")))
+            if "rolled back" in (final.get("failureReason") or ""):
+                break
+            time.sleep(0.2)
+        time.sleep(5)  # the new fleet's children go; calls keep landing on Blue
+    finally:
+        stop.set()
+        caller.join(30)
+    assert "rolled back" in (final.get("failureReason") or ""), final
+    assert (final["endpointStatus"], final["endpointConfigName"]) == ("InService", "rb-config"), final
+    assert "fetch" in final["failureReason"] or "CrashLoopBackOff" in final["failureReason"], final[
+        "failureReason"
+    ]
+    assert failures == [], (
+        f"{len(failures)} of {sum(answered.values()) + len(failures)} calls failed: {failures[:5]}"
+    )
+    assert set(statuses) <= {"InService", "Updating"}, statuses
+    assert set(answered) == {"Blue"}, answered
+    variants = deployed.kubectl("get", "deployments", "-n", ns, "-l", "sageport.io/endpoint-object=rb",
+                                "-o", "jsonpath={.items[*].metadata.labels.sageport\\.io/variant}")  # fmt: skip
+    assert variants.split() == ["Blue"]

@@ -251,6 +251,29 @@ def update_status(
     return previous if _same_apart_from_time(previous, new) else new
 
 
+def rolled_back_status(
+    previous: EndpointStatus, *, generation: int | None, failed_config: str, reason: str, now: datetime
+) -> EndpointStatus:
+    """InService on the config that serves, after an update to ``failed_config`` was given up:
+    what SageMaker shows after a rollback, with the reason in ``failureReason``."""
+    message = (
+        f"Update to EndpointConfig {failed_config!r} rolled back: {reason}. "
+        f"EndpointConfig {previous.endpoint_config_name!r} serves."
+    )
+    ready = ready_condition("False", "UpdateRolledBack", message, generation)
+    new = previous.model_copy(
+        update={
+            "observed_generation": generation,
+            "conditions": set_condition(list(previous.conditions or []), ready, now),
+            "endpoint_status": State.IN_SERVICE,
+            "failure_reason": message[:1024],
+            "last_modified_time": now,
+            "pending_deployment_summary": None,
+        }
+    )
+    return previous if _same_apart_from_time(previous, new) else new
+
+
 def _rolled_out(plan: VariantPlan, obs: VariantObservation) -> bool:
     return _variant_ready(plan, obs) and obs.rolled_out and obs.failure is None
 

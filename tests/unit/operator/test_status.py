@@ -12,6 +12,7 @@ from sageport.operator.status import (
     endpoint_status,
     next_status,
     object_status,
+    rolled_back_status,
     serving_config,
     set_condition,
     status_patch,
@@ -281,3 +282,17 @@ def test_a_serving_endpoint_whose_spec_goes_wrong_keeps_serving() -> None:
     status = next_status(previous=serving, config_name="cfg", problem=gone, **common)
     assert status.endpoint_status == "InService"  # never Creating: the fleet still runs
     assert "'cfg' keeps serving" in status.failure_reason
+
+
+def test_a_rolled_back_update_is_in_service_on_the_old_config_with_the_reason() -> None:
+    updating = _update(_serving(), {"green": VariantObservation(0, 1)})
+    status = rolled_back_status(
+        updating, generation=4, failed_config="cfg-v2", reason="variant green: CrashLoopBackOff", now=T1
+    )
+    assert (status.endpoint_status, status.endpoint_config_name) == ("InService", "cfg")
+    assert status.pending_deployment_summary is None
+    assert status.production_variants == updating.production_variants
+    assert (_ready(status).status, _ready(status).reason) == ("False", "UpdateRolledBack")
+    assert status.failure_reason == (
+        "Update to EndpointConfig 'cfg-v2' rolled back: variant green: CrashLoopBackOff. EndpointConfig 'cfg' serves."
+    )

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -24,7 +25,7 @@ from sageport.operator.reconcile.admit import admit
 from sageport.operator.reconcile.apply import apply_children, child_refs, patch_endpoint_status, post_event
 from sageport.operator.reconcile.lookups import Body, ChildRef, Key, Lookups, key_of
 from sageport.operator.reconcile.plan import plan_endpoint
-from sageport.operator.reconcile.readiness import unschedulable_message
+from sageport.operator.reconcile.readiness import broken_container_message, unschedulable_message
 from sageport.operator.reconcile.resolve import resolve_endpoint, validation_message
 from sageport.operator.reconcile.state import EndpointState, EndpointStates, Outcome
 from sageport.operator.render import RenderSettings, variant_children
@@ -35,6 +36,7 @@ from sageport.operator.status import (
     VariantObservation,
     next_status,
     not_acted_on_sentence,
+    rolled_back_status,
     serving_config,
     status_patch,
 )
@@ -53,7 +55,7 @@ class EndpointReconciler:
         self._settings = settings
         self._clock = clock
         self._states = EndpointStates()
-        self._handovers: set[asyncio.Task[None]] = set()
+        self._handovers: set[asyncio.Future[Any]] = set()  # background runs, referenced until done
 
     def forget(self, key: Key) -> None:
         self._states.forget(key)
@@ -97,6 +99,19 @@ class EndpointReconciler:
             endpoint = Endpoint.model_validate(body)
         except ValidationError as error:
             return Outcome(None, (), Problem("InvalidSpec", validation_message(error), terminal=True))
+        previous = state.written or _previous_status(body)
+        rolled_back = None
+        failed = state.rolled_back
+        serving_now = serving_config(previous)
+        if (
+            failed
+            and serving_now
+            and failed[:2] == (body["metadata"].get("generation"), endpoint.spec.endpoint_config_name)
+        ):
+            # This spec's update was rolled back: run the serving config until the spec changes.
+            rolled_back = (failed[1], failed[2])
+            spec = endpoint.spec.model_copy(update={"endpoint_config_name": serving_now})
+            endpoint = endpoint.model_copy(update={"spec": spec})
         resolved = resolve_endpoint(
             endpoint,
             configs=lambda name: lookups.configs(key[0], name),
@@ -111,12 +126,18 @@ class EndpointReconciler:
         plan = plan_endpoint(resolved, self._settings)
         manifests = [m for shape in plan.variants for m in variant_children(shape, self._settings)]
         # An update adds the new fleet beside the serving one; the old goes once the new took over.
-        serving = serving_config(state.written or _previous_status(body))
-        updating = serving is not None and serving != plan.config_name
+        updating = serving_now is not None and serving_now != plan.config_name
         problem = await apply_children(
             self._kube, resolved.namespace, manifests, lookups.children(*key), prune=not updating
         )
-        return Outcome(plan.config_name, plan.plans, problem, admission.not_acted_on, child_refs(manifests))
+        return Outcome(
+            plan.config_name,
+            plan.plans,
+            problem,
+            admission.not_acted_on,
+            rolled_back=rolled_back,
+            wanted=child_refs(manifests),
+        )
 
     async def refresh_status(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
         """Status only, from the last full run's outcome and the current observations."""
@@ -136,15 +157,19 @@ class EndpointReconciler:
         key = key_of(body)
         pods = await self._kube.list_pods(key[0], f"{LABEL_ENDPOINT_OBJECT}={key[1]}")
         messages: dict[str, str] = {}
+        broken: dict[str, str] = {}
         for pod in pods:
-            message = unschedulable_message(pod)
             variant = (pod.get("metadata", {}).get("labels") or {}).get(LABEL_VARIANT)
-            if message and variant:
+            if not variant:
+                continue
+            if message := unschedulable_message(pod):
                 messages.setdefault(variant, message)
+            if failing := broken_container_message(pod):
+                broken.setdefault(variant, failing)
         state = self._states[key]
-        if messages == state.unschedulable:
+        if (messages, broken) == (state.unschedulable, state.broken):
             return None
-        state.unschedulable = messages
+        state.unschedulable, state.broken = messages, broken
         return await self.refresh_status(body, lookups)
 
     async def _warn_not_acted_on(self, key: Key, body: Body, fields: tuple[str, ...]) -> None:
@@ -166,9 +191,24 @@ class EndpointReconciler:
             wanted = seen.desired_instances or 1
             if seen.ready_instances < wanted:  # a message about pods that have since started is stale
                 observed[variant] = replace(seen, unschedulable=message)
+        serving = serving_config(previous)
+        updating = bool(serving and outcome.config_name and serving != outcome.config_name)
+        if updating:  # a container of the new fleet that keeps failing fails the update
+            for variant, message in state.broken.items():
+                observed[variant] = replace(observed.get(variant, VariantObservation()), failure=message)
+        generation = metadata.get("generation")
+        broken = [
+            f"variant {p.name}: {observed[p.name].failure}"
+            for p in outcome.plans
+            if p.name in observed and observed[p.name].failure
+        ]
+        if previous is not None and updating and outcome.problem is None and broken and outcome.config_name:
+            return await self._roll_back(
+                key, state, body, lookups, previous, outcome.config_name, "; ".join(broken)
+            )
         status = next_status(
             previous=previous,
-            generation=metadata.get("generation"),
+            generation=generation,
             config_name=outcome.config_name,
             plans=outcome.plans,
             observed=observed,
@@ -177,13 +217,36 @@ class EndpointReconciler:
             now=self._clock(),
             not_acted_on=outcome.not_acted_on,
         )
+        if outcome.rolled_back is not None:
+            failed_config, reason = outcome.rolled_back
+            status = rolled_back_status(
+                status, generation=generation, failed_config=failed_config, reason=reason, now=self._clock()
+            )
         if status is previous:
             return None
         await patch_endpoint_status(self._kube, key, status_patch(status))
         state.wrote(status, time.monotonic())
-        serving = serving_config(previous)
         if serving and serving != status.endpoint_config_name and status.endpoint_status == State.IN_SERVICE:
             self._hand_over(key, outcome.wanted, lookups)
+        return status
+
+    async def _roll_back(
+        self, key: Key, state: EndpointState, body: Body, lookups: Lookups, previous: EndpointStatus,
+        failed_config: str, reason: str,
+    ) -> EndpointStatus | None:  # fmt: skip
+        """The new fleet keeps failing: the serving config stays InService and is applied again
+        (its template back on kept variants, the new fleet's own children pruned)."""
+        generation = body["metadata"].get("generation")
+        state.rolled_back = (generation, failed_config, reason)
+        status = rolled_back_status(
+            previous, generation=generation, failed_config=failed_config, reason=reason, now=self._clock()
+        )
+        await patch_endpoint_status(self._kube, key, status_patch(status))
+        state.wrote(status, time.monotonic())
+        self._states.invalidate(key)
+        task = asyncio.ensure_future(self.reconcile(body, lookups))  # runs once this run's lock is free
+        self._handovers.add(task)
+        task.add_done_callback(self._handovers.discard)
         return status
 
     def _hand_over(self, key: Key, wanted: frozenset[ChildRef], lookups: Lookups) -> None:

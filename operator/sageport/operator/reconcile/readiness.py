@@ -46,3 +46,33 @@ def unschedulable_message(pod: Body) -> str | None:
         ):
             return str(condition.get("message") or "no node fits the pod")
     return None
+
+
+# Container waiting reasons that do not heal by waiting: the new fleet is broken.
+_BROKEN_WAITING_REASONS = {
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+}
+
+
+def broken_container_message(pod: Body) -> str | None:
+    """Why a container (init containers included) of the pod keeps failing, if one does."""
+    status = pod.get("status") or {}
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in _BROKEN_WAITING_REASONS:
+            detail = str(waiting.get("message") or "").strip()
+            last = ((container.get("lastState") or {}).get("terminated") or {}).get("reason")
+            why = (
+                f"{waiting['reason']}"
+                + (f" (last exit: {last})" if last else "")
+                + (f": {detail}" if detail else "")
+            )
+            return (
+                f"container {container.get('name')} of pod {(pod.get('metadata') or {}).get('name')}: {why}"
+            )
+    return None

@@ -22,6 +22,7 @@ class Outcome:
     plans: tuple[VariantPlan, ...]
     problem: Problem | None
     not_acted_on: tuple[str, ...] = ()
+    rolled_back: tuple[str, str] | None = None  # (config, why) of the failed update this run undid
     # The children this config wants; during an update the others stay until it has taken over.
     wanted: frozenset[ChildRef] = frozenset()
 
@@ -36,7 +37,10 @@ class EndpointState:
     reconciled_generation: int | None = None
     ticks: int = 0  # resyncs so far
     unschedulable: dict[str, str] = field(default_factory=dict)  # variant -> scheduler message
-    waiting_since: float | None = None  # monotonic time since when the written status is Creating
+    broken: dict[str, str] = field(default_factory=dict)  # variant -> why a container keeps failing
+    # (generation, config, reason) of an update that was rolled back: not tried again until the spec changes.
+    rolled_back: tuple[int | None, str, str] | None = None
+    waiting_since: float | None = None  # monotonic time since when the written status is Creating/Updating
     warned: tuple[int | None, tuple[str, ...]] | None = None  # (generation, fields) last warned about
 
     def spec_changed(self, generation: int | None) -> bool:
@@ -63,12 +67,13 @@ class EndpointState:
     def wrote(self, status: EndpointStatus, now: float) -> None:
         self.written = status
         problem = self.outcome.problem if self.outcome else None
-        if status.endpoint_status == State.CREATING and problem is None:
+        if status.endpoint_status in (State.CREATING, State.UPDATING) and problem is None:
             if self.waiting_since is None:
                 self.waiting_since = now
         else:
             self.waiting_since = None
             self.unschedulable = {}
+            self.broken = {}
 
 
 class EndpointStates:
