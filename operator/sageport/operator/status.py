@@ -79,8 +79,25 @@ def endpoint_status(
 ) -> EndpointStatus:
     """The whole Endpoint status, SageMaker's face and Kubernetes' face, from plan and observation.
 
+    While a config serves, another config that is not rolled out yet, or a spec that cannot be
+    served, gives an update's status (:func:`update_status`: the fleet keeps serving).
     ``not_acted_on`` are the fields admitted but not acted on yet: the Ready message lists them.
     """
+    serving = serving_config(previous)
+    changing = config_name is not None and config_name != serving
+    if (
+        previous is not None
+        and serving
+        and not deleting
+        and (
+            problem is not None
+            or (changing and not (plans and all(_rolled_out(p, _obs(observed, p)) for p in plans)))
+        )
+    ):
+        return update_status(
+            previous=previous, generation=generation, config_name=config_name or serving, plans=plans,
+            observed=observed, problem=problem, now=now, not_acted_on=not_acted_on,
+        )  # fmt: skip
     conditions = list(previous.conditions or []) if previous else []
     created = previous.creation_time if previous and previous.creation_time else now
     # SageMaker keeps an endpoint InService while it replaces failed instances; only a new
@@ -119,33 +136,6 @@ def endpoint_status(
     return new
 
 
-def next_status(
-    *,
-    previous: EndpointStatus | None,
-    generation: int | None,
-    config_name: str | None,
-    plans: Sequence[VariantPlan],
-    observed: Mapping[str, VariantObservation],
-    problem: Problem | None,
-    deleting: bool,
-    now: datetime,
-    not_acted_on: Sequence[str] = (),
-) -> EndpointStatus:
-    """The Endpoint's next status: while a config serves, an update's (another config, or a spec
-    that cannot be served: the fleet keeps serving); else :func:`endpoint_status`."""
-    serving = serving_config(previous)
-    changed = config_name is not None and config_name != serving
-    if previous is not None and serving and not deleting and (changed or problem is not None):
-        return update_status(
-            previous=previous, generation=generation, config_name=config_name or serving, plans=plans,
-            observed=observed, problem=problem, now=now, not_acted_on=not_acted_on,
-        )  # fmt: skip
-    return endpoint_status(
-        previous=previous, generation=generation, config_name=config_name, plans=plans, observed=observed,
-        problem=problem, deleting=deleting, now=now, not_acted_on=not_acted_on,
-    )  # fmt: skip
-
-
 def serving_config(previous: EndpointStatus | None) -> str | None:
     """The EndpointConfig serving traffic now, if any. Pointing the Endpoint at another config is
     then an update: this one keeps serving until the new fleet is ready (SageMaker's blue/green)."""
@@ -168,19 +158,13 @@ def update_status(
     """The status while the Endpoint moves from ``previous.endpoint_config_name`` to ``config_name``.
 
     The serving config keeps the traffic (``endpointConfigName``, ``productionVariants``) until
-    every new variant is rolled out and ready; then the new one is InService. Meanwhile the status
+    every new variant is rolled out and ready (then :func:`endpoint_status` says InService on the
+    new one). Meanwhile the status
     is ``Updating`` with a ``pendingDeploymentSummary``, never ``Creating``: SageMaker's waiters
     take any other status for the end of the update. A new config that cannot be served leaves
     the old one InService, with the reason in ``failureReason``.
     """
     serving = previous.endpoint_config_name
-    if problem is None and (
-        config_name == serving or (plans and all(_rolled_out(p, _obs(observed, p)) for p in plans))
-    ):
-        return endpoint_status(
-            previous=previous, generation=generation, config_name=config_name, plans=plans,
-            observed=observed, problem=None, deleting=False, now=now, not_acted_on=not_acted_on,
-        )  # fmt: skip
     pending_before = previous.pending_deployment_summary
     started = (
         pending_before.start_time
@@ -238,17 +222,7 @@ def update_status(
         )
     if not_acted_on:
         ready = ready.model_copy(update={"message": f"{ready.message} {not_acted_on_sentence(not_acted_on)}"})
-    new = previous.model_copy(
-        update={
-            "observed_generation": generation,
-            "conditions": set_condition(list(previous.conditions or []), ready, now),
-            "endpoint_status": state,
-            "failure_reason": failure[:1024] if failure else None,
-            "last_modified_time": now,
-            "pending_deployment_summary": pending,
-        }
-    )
-    return previous if _same_apart_from_time(previous, new) else new
+    return _on_serving_fleet(previous, state, ready, failure, pending, now)
 
 
 def rolled_back_status(
@@ -261,14 +235,27 @@ def rolled_back_status(
         f"EndpointConfig {previous.endpoint_config_name!r} serves."
     )
     ready = ready_condition("False", "UpdateRolledBack", message, generation)
+    return _on_serving_fleet(previous, State.IN_SERVICE, ready, message, None, now)
+
+
+def _on_serving_fleet(
+    previous: EndpointStatus,
+    state: State,
+    ready: Condition,
+    failure: str | None,
+    pending: PendingDeploymentSummary | None,
+    now: datetime,
+) -> EndpointStatus:
+    """``previous`` with a new state, Ready, reason and pending update, but the same serving
+    config and variants (what the gateway routes by)."""
     new = previous.model_copy(
         update={
-            "observed_generation": generation,
+            "observed_generation": ready.observedGeneration,
             "conditions": set_condition(list(previous.conditions or []), ready, now),
-            "endpoint_status": State.IN_SERVICE,
-            "failure_reason": message[:1024],
+            "endpoint_status": state,
+            "failure_reason": failure[:1024] if failure else None,
             "last_modified_time": now,
-            "pending_deployment_summary": None,
+            "pending_deployment_summary": pending,
         }
     )
     return previous if _same_apart_from_time(previous, new) else new

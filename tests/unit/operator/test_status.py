@@ -10,13 +10,11 @@ from sageport.operator.status import (
     VariantObservation,
     VariantPlan,
     endpoint_status,
-    next_status,
     object_status,
     rolled_back_status,
     serving_config,
     set_condition,
     status_patch,
-    update_status,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -181,9 +179,9 @@ def _serving():  # type: ignore[no-untyped-def]
 
 
 def _update(previous, observed, problem=None, now=T1):  # type: ignore[no-untyped-def]
-    return update_status(
+    return endpoint_status(
         previous=previous, generation=4, config_name="cfg-v2", plans=NEW, observed=observed,
-        problem=problem, now=now,
+        problem=problem, deleting=False, now=now,
     )  # fmt: skip
 
 
@@ -246,7 +244,7 @@ def test_a_stuck_new_fleet_is_reported_and_the_old_one_keeps_serving() -> None:
     assert "ProgressDeadlineExceeded" in stuck.failure_reason
 
 
-def test_next_status_is_an_update_only_while_another_config_serves_and_not_on_deletion() -> None:
+def test_endpoint_status_is_an_update_only_while_another_config_serves_and_not_on_deletion() -> None:
     serving = _serving()
     common = {
         "generation": 4,
@@ -256,15 +254,15 @@ def test_next_status_is_an_update_only_while_another_config_serves_and_not_on_de
         "now": T1,
     }
     assert (
-        next_status(previous=serving, config_name="cfg-v2", deleting=False, **common).endpoint_status
+        endpoint_status(previous=serving, config_name="cfg-v2", deleting=False, **common).endpoint_status
         == "Updating"
     )
     assert (
-        next_status(previous=serving, config_name="cfg-v2", deleting=True, **common).endpoint_status
+        endpoint_status(previous=serving, config_name="cfg-v2", deleting=True, **common).endpoint_status
         == "Deleting"
     )
     assert (
-        next_status(previous=None, config_name="cfg-v2", deleting=False, **common).endpoint_status
+        endpoint_status(previous=None, config_name="cfg-v2", deleting=False, **common).endpoint_status
         == "Creating"
     )
 
@@ -273,13 +271,13 @@ def test_a_serving_endpoint_whose_spec_goes_wrong_keeps_serving() -> None:
     serving = _serving()
     common = {"generation": 4, "plans": (), "observed": {}, "deleting": False, "now": T1}
     invalid = Problem("InvalidSpec", "spec.deploymentConfig: set one policy, not both", terminal=True)
-    status = next_status(previous=serving, config_name=None, problem=invalid, **common)
+    status = endpoint_status(previous=serving, config_name=None, problem=invalid, **common)
     assert (status.endpoint_status, status.endpoint_config_name) == ("InService", "cfg")
     assert status.production_variants == serving.production_variants
     assert (_ready(status).status, _ready(status).reason) == ("False", "InvalidSpec")
     assert "The spec cannot be applied: spec.deploymentConfig" in status.failure_reason
     gone = Problem("EndpointConfigNotFound", "EndpointConfig 'cfg' not found.", terminal=False)
-    status = next_status(previous=serving, config_name="cfg", problem=gone, **common)
+    status = endpoint_status(previous=serving, config_name="cfg", problem=gone, **common)
     assert status.endpoint_status == "InService"  # never Creating: the fleet still runs
     assert "'cfg' keeps serving" in status.failure_reason
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -34,7 +34,7 @@ from sageport.operator.render.shape import OwnerRef
 from sageport.operator.status import (
     Problem,
     VariantObservation,
-    next_status,
+    endpoint_status,
     not_acted_on_sentence,
     rolled_back_status,
     serving_config,
@@ -55,7 +55,7 @@ class EndpointReconciler:
         self._settings = settings
         self._clock = clock
         self._states = EndpointStates()
-        self._handovers: set[asyncio.Future[Any]] = set()  # background runs, referenced until done
+        self._background: set[asyncio.Future[Any]] = set()
 
     def forget(self, key: Key) -> None:
         self._states.forget(key)
@@ -206,7 +206,7 @@ class EndpointReconciler:
             return await self._roll_back(
                 key, state, body, lookups, previous, outcome.config_name, "; ".join(broken)
             )
-        status = next_status(
+        status = endpoint_status(
             previous=previous,
             generation=generation,
             config_name=outcome.config_name,
@@ -244,9 +244,7 @@ class EndpointReconciler:
         await patch_endpoint_status(self._kube, key, status_patch(status))
         state.wrote(status, time.monotonic())
         self._states.invalidate(key)
-        task = asyncio.ensure_future(self.reconcile(body, lookups))  # runs once this run's lock is free
-        self._handovers.add(task)
-        task.add_done_callback(self._handovers.discard)
+        self._in_background(self.reconcile(body, lookups))  # runs once this run's lock is free
         return status
 
     def _hand_over(self, key: Key, wanted: frozenset[ChildRef], lookups: Lookups) -> None:
@@ -258,9 +256,12 @@ class EndpointReconciler:
                 stale = [c for c in lookups.children(*key) if c not in wanted]
                 await apply_children(self._kube, key[0], [], stale)
 
-        task = asyncio.ensure_future(later())
-        self._handovers.add(task)  # a reference, so the task is not collected mid-way
-        task.add_done_callback(self._handovers.discard)
+        self._in_background(later())
+
+    def _in_background(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)  # a reference, so the task is not collected mid-way
+        task.add_done_callback(self._background.discard)
 
 
 def _previous_status(body: Body) -> EndpointStatus | None:
