@@ -57,16 +57,14 @@ def _down(state_dir: Path) -> int:
 
 
 def _status(state_dir: Path) -> int:
-    from sageport_dev.control_plane import health
+    from sageport_dev.control_plane import health, status_line
 
     components = health(state_dir)
     if not components:
         print(f"no cluster in {state_dir}")
         return 1
     for component in components:
-        pid = "" if component.pid is None else f"pid {component.pid}"
-        mark = "ok  " if component.healthy else "DOWN"
-        print(f"{mark} {component.name:<24} {pid:<11} {component.detail}")
+        print(status_line(component))
     return 0 if all(component.healthy for component in components) else 1
 
 

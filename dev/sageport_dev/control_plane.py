@@ -590,6 +590,12 @@ class ComponentStatus:
     detail: str = ""
 
 
+def status_line(component: ComponentStatus) -> str:
+    """One line of `status`: mark, name, pid, where it answers."""
+    pid = "" if component.pid is None else f"pid {component.pid}"
+    return f"{'ok  ' if component.healthy else 'DOWN'} {component.name:<24} {pid:<11} {component.detail}"
+
+
 def health(state_dir: Path) -> list[ComponentStatus]:
     """One line per component: is the recorded process alive, does its health endpoint answer."""
     layout = Layout(state_dir)

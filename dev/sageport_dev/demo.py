@@ -76,15 +76,8 @@ def run(state_dir: Path, timings: dict[str, float]) -> None:
 
 def _remove_example(state_dir: Path) -> None:
     env = local_stack.StackEnv.load(state_dir / local_stack.ENV_FILE)
-    if env is None:
-        return
-    names = [
-        f"{obj['kind'].lower()}s.sageport.io/{obj['metadata']['name']}"
-        for obj in stack.example_objects(EXAMPLE)
-    ]
-    stack.kubectl(
-        Path(env.kubeconfig), "delete", "-n", env.namespace, *names, "--ignore-not-found", check=False
-    )
+    if env is not None:
+        stack.delete_objects(Path(env.kubeconfig), env.namespace, stack.example_objects(EXAMPLE))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo failed: {error}", file=sys.stderr)
         return 1
     finally:
-        if args.keep or was_up:
-            env_file = state_dir / "stack-env.json"
-            print(f'left running: `eval "$(make -s up)"` reaches it ({env_file}); `make down` stops it')
+        if args.keep:
+            print('left running: `eval "$(make -s up)"` reaches it; `make down` stops it')
+        elif was_up:
+            _remove_example(state_dir)  # the stack stays as it was before the demo
         else:
             local_stack.down(state_dir, log=_print)
     return 0

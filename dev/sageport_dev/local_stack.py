@@ -26,7 +26,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sageport_dev import real_node, stack
-from sageport_dev.control_plane import health, running_state, start, stop_cluster
+from sageport_dev.control_plane import (
+    ComponentStatus,
+    health,
+    running_state,
+    start,
+    status_line,
+    stop_cluster,
+)
 from sageport_dev.layout import Layout
 from sageport_dev.processes import stop
 from sageport_dev.real_node import Log
@@ -108,18 +115,6 @@ def _gateway_answers(url: str) -> bool:
     return False
 
 
-def _running(state_dir: Path, env: StackEnv) -> bool:
-    """Every cluster component healthy, the S3 server and the gateway answering."""
-    components = health(state_dir)
-    s3 = stack.running_s3(state_dir / "s3")
-    return (
-        bool(components)
-        and all(c.healthy for c in components)
-        and s3 is not None
-        and _gateway_answers(env.runtime_url)
-    )
-
-
 def up(
     state_dir: Path | None = None, log: Log = _stderr, timings: dict[str, float] | None = None
 ) -> StackEnv:
@@ -128,8 +123,9 @@ def up(
     layout = Layout(state_dir)
     clock = Timings({} if timings is None else timings)
     saved = StackEnv.load(state_dir / ENV_FILE)
-    if saved is not None and _running(state_dir, saved):
-        with clock.step("images (cached by content)", log):
+    refs: dict[str, str] | None = None
+    if saved is not None and status(state_dir)[0]:
+        with clock.step("images (cached by content, imported when new)", log):
             refs = stack.load_images(layout, log=lambda _: None)
         if tuple(sorted(refs.values())) == saved.images:
             log(f"the stack in {state_dir} is up")
@@ -139,8 +135,9 @@ def up(
         existing = running_state(layout)
         if existing is None or not existing.real_node:
             start(state_dir, with_real_node=True, die_with_parent=False, log=lambda _: None)
-    with clock.step("images (runtime, operator) built without Docker and imported into containerd", log):
-        refs = stack.load_images(layout, log=lambda line: log(f"   {line}"))
+    if refs is None:  # else just loaded above, with a running cluster: nothing more to import
+        with clock.step("images (runtime, operator) built without Docker and imported into containerd", log):
+            refs = stack.load_images(layout, log=lambda line: log(f"   {line}"))
     with clock.step(f"S3 server (versitygw), bucket {BUCKET}", log):
         s3 = stack.start_s3(state_dir / "s3", die_with_parent=False)
         s3.ensure_bucket(BUCKET)
@@ -185,19 +182,22 @@ def down(state_dir: Path | None = None, log: Log = _stderr) -> list[str]:
 def status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
     """Whether the stack is up, and a line per part."""
     state_dir = (state_dir or stack_dir_from_env()).absolute()
-    lines = []
-    components = health(state_dir)
-    for component in components:
-        pid = "" if component.pid is None else f"pid {component.pid}"
-        mark = "ok  " if component.healthy else "DOWN"
-        lines.append(f"{mark} {component.name:<24} {pid:<11} {component.detail}")
     s3 = stack.running_s3(state_dir / "s3")
-    s3_pid = "" if s3 is None or s3.process is None else f"pid {s3.process.pid}"
-    lines.append(
-        f"{'ok  ' if s3 else 'DOWN'} {'versitygw (S3)':<24} {s3_pid:<11} {s3.endpoint_url if s3 else ''}"
-    )
     env = StackEnv.load(state_dir / ENV_FILE)
-    gateway = env is not None and _gateway_answers(env.runtime_url)
-    lines.append(f"{'ok  ' if gateway else 'DOWN'} {'gateway':<24} {'':<11} {env.runtime_url if env else ''}")
-    healthy = bool(components) and all(c.healthy for c in components) and s3 is not None and gateway
-    return healthy, lines
+    components = health(state_dir)  # empty when no cluster runs there
+    parts = [
+        *components,
+        ComponentStatus(
+            "versitygw (S3)",
+            s3.process.pid if s3 is not None and s3.process is not None else None,
+            s3 is not None,
+            s3.endpoint_url if s3 else "",
+        ),
+        ComponentStatus(
+            "gateway",
+            None,
+            env is not None and _gateway_answers(env.runtime_url),
+            env.runtime_url if env else "",
+        ),
+    ]
+    return bool(components) and all(part.healthy for part in parts), [status_line(part) for part in parts]

@@ -81,6 +81,12 @@ def apply_objects(kubeconfig: Path, namespace: str, objects: Iterable[dict[str, 
     kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", "-", stdin=text)
 
 
+def delete_objects(kubeconfig: Path, namespace: str, objects: Iterable[dict[str, Any]]) -> None:
+    """Delete sageport.io objects (Models, EndpointConfigs, Endpoints) if they are there."""
+    names = [f"{obj['kind'].lower()}s.{contract.API_GROUP}/{obj['metadata']['name']}" for obj in objects]
+    kubectl(kubeconfig, "delete", "-n", namespace, *names, "--ignore-not-found", check=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # images
 

@@ -78,8 +78,7 @@ def test_plain_boto3_in_a_shell_prepared_by_make_up(deployed: Deployed) -> None:
         assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     finally:
         # Endpoint names are global to the stack: leave none behind for the other tests.
-        names = [f"{obj['kind'].lower()}s.sageport.io/{obj['metadata']['name']}" for obj in example]
-        deployed.kubectl("delete", "-n", ns, *names, "--ignore-not-found", check=False)
+        stack.delete_objects(deployed.kubeconfig, ns, example)
 
 
 def _probe(object_name: str, invoke_name: str, model: str) -> list[dict[str, Any]]:
