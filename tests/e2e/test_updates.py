@@ -18,13 +18,15 @@ from tests.e2e.test_endpoints import _probe_endpoint, _wait_ready
 
 pytestmark = pytest.mark.timeout(600)
 
+IRIS_ROW = b"5.1,3.5,1.4,0.2\n"
+
 
 class Traffic:
     """boto3 calls to one endpoint at about 20 a second, in a thread, with no retry: every
     failure counts. Which variant answered each call, and every failure's code and message."""
 
-    def __init__(self, runtime: Any, endpoint: str) -> None:
-        self.runtime, self.endpoint = runtime, endpoint
+    def __init__(self, runtime: Any, endpoint: str, csv_row: bytes | None = None) -> None:
+        self.runtime, self.endpoint, self.csv_row = runtime, endpoint, csv_row
         self.answered: Counter[str] = Counter()
         self.failures: list[str] = []
         self._stop = threading.Event()
@@ -43,8 +45,12 @@ class Traffic:
         while not self._stop.is_set():
             call += 1
             try:
+                if self.csv_row is not None:
+                    body, content_type = self.csv_row, "text/csv"
+                else:
+                    body, content_type = json.dumps({"id": call}).encode(), "application/json"
                 response = self.runtime.invoke_endpoint(
-                    EndpointName=self.endpoint, ContentType="application/json", Body=json.dumps({"id": call})
+                    EndpointName=self.endpoint, ContentType=content_type, Body=body
                 )
                 self.answered[response["InvokedProductionVariant"]] += 1
             except ClientError as error:
@@ -73,25 +79,26 @@ def _variants_with_deployments(deployed: Deployed, ns: str, name: str) -> list[s
     return out.split()
 
 
-def test_an_update_to_a_renamed_variant_under_traffic_drops_no_call(
+def test_the_update_example_under_traffic_drops_no_call(
     deployed: Deployed, namespace: tuple[str, stack.AccessKey]
 ) -> None:
+    """examples/update-to-new-config: v1 (variant Blue) -> v2 (variant Green) as its comment says."""
     ns, key = namespace
-    stack.apply_objects(deployed.kubeconfig, ns, _probe_endpoint("upd", [("Blue", 1.0, 1)]))
-    _wait_ready(deployed, ns, "upd", key)
+    stack.apply_objects(
+        deployed.kubeconfig, ns, stack.example_objects(stack.REPO / "examples" / "update-to-new-config")
+    )
+    _wait_ready(deployed, ns, "iris-bg", key, body=IRIS_ROW)
     statuses: list[str] = []
-    with Traffic(stack.runtime_client(deployed.gateway_url, key, retries=1), "upd") as traffic:
+    runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
+    with Traffic(runtime, "iris-bg", csv_row=IRIS_ROW) as traffic:
         time.sleep(2)
-        v2 = _probe_endpoint("upd", [("Green", 1.0, 1)])[1]
-        v2["metadata"]["name"] = v2["spec"]["endpointConfigName"] = "upd-config-v2"
-        stack.apply_objects(deployed.kubeconfig, ns, [v2])
-        _point_at(deployed, ns, "upd", "upd-config-v2")
+        _point_at(deployed, ns, "iris-bg", "iris-bg-v2")
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            current = _status(deployed, ns, "upd")
+            current = _status(deployed, ns, "iris-bg")
             statuses.append(str(current.get("endpointStatus")))
             if (current.get("endpointConfigName"), current.get("endpointStatus")) == (
-                "upd-config-v2",
+                "iris-bg-v2",
                 "InService",
             ):
                 break
@@ -104,7 +111,7 @@ def test_an_update_to_a_renamed_variant_under_traffic_drops_no_call(
     assert "Updating" in statuses
     assert traffic.answered["Blue"] > 0, traffic.answered
     assert traffic.answered["Green"] > 0, traffic.answered
-    assert _variants_with_deployments(deployed, ns, "upd") == ["Green"]
+    assert _variants_with_deployments(deployed, ns, "iris-bg") == ["Green"]
 
 
 def test_an_update_whose_model_cannot_load_rolls_back_under_traffic(

@@ -281,7 +281,9 @@ def test_ack_samples_are_accepted(kube_cluster: KubeCluster, namespace: str) -> 
     assert [v["variantName"] for v in endpoint["status"]["productionVariants"]] == ["variant-1", "variant-2"]
 
 
-@pytest.mark.parametrize("example", ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling"])
+@pytest.mark.parametrize(
+    "example", ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling", "update-to-new-config"]
+)
 def test_every_example_applies_and_serves(kube_cluster: KubeCluster, namespace: str, example: str) -> None:
     docs = load_documents(EXAMPLES / example)
     apply(kube_cluster, docs, namespace)
