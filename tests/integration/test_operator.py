@@ -282,7 +282,15 @@ def test_ack_samples_are_accepted(kube_cluster: KubeCluster, namespace: str) -> 
 
 
 @pytest.mark.parametrize(
-    "example", ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling", "update-to-new-config"]
+    "example",
+    [
+        "realtime-sklearn",
+        "gpu-g5",
+        "ab-test-two-variants",
+        "autoscaling",
+        "update-to-new-config",
+        "canary-update",
+    ],
 )
 def test_every_example_applies_and_serves(kube_cluster: KubeCluster, namespace: str, example: str) -> None:
     docs = load_documents(EXAMPLES / example)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sageport.contract import config_label
 from sageport.operator.catalog import catalog_manifests
 from sageport.operator.reconcile.endpoint import EndpointReconciler
 from sageport.operator.reconcile.lookups import ChildRef, Lookups
@@ -64,7 +65,11 @@ def _lookups(
         configs=named("EndpointConfig"),
         models=named("Model"),
         instance_types=CATALOG.get,
-        observations=lambda _ns, _name: observed,
+        # The fleet of the config the Endpoint names (tests here run no update).
+        observations=lambda _ns, _name: {
+            (config_label(by_kind["Endpoint"][0]["spec"]["endpointConfigName"]), variant): seen
+            for variant, seen in observed.items()
+        },
         children=lambda _ns, _name: children,
     )
 

@@ -2,6 +2,7 @@
 
 from .common import API_VERSION, GROUP, VERSION, ApiModel, Condition, ObjectMeta, ObjectStatus, Resource
 from .endpoint import (
+    DeploymentConfig,
     DesiredWeightAndCapacity,
     Endpoint,
     EndpointSpec,
@@ -21,6 +22,7 @@ __all__ = [
     "ApiModel",
     "Condition",
     "ContainerDefinition",
+    "DeploymentConfig",
     "DesiredWeightAndCapacity",
     "Endpoint",
     "EndpointConfig",
