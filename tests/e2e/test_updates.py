@@ -182,6 +182,7 @@ def test_the_canary_example_under_traffic_shares_then_moves_the_traffic_and_drop
             time.sleep(0.2)
         time.sleep(5)
         by_step[3] = Counter(traffic.answered) - mark
+    print(f"canary update, answers by step (0 starting, 1 canary, 2 all, 3 done): {by_step}")
     traffic.assert_none_failed()
     assert set(statuses) <= {"InService", "Updating"}, statuses
     canary = by_step.get(1, Counter())
