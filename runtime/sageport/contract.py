@@ -99,3 +99,10 @@ class RoutingStrategy(StrEnum):
 
     LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
     RANDOM = "RANDOM"
+
+
+# --- alarms ---------------------------------------------------------------------------------
+# The Prometheus whose alerting rules are the alarms of autoRollbackConfiguration: the operator
+# reads it from this variable (the chart's operator.alarms.prometheusUrl), and the local stack
+# exports it under the same name for tests and shells.
+PROMETHEUS_URL_ENV: Final = "SAGEPORT_PROMETHEUS_URL"

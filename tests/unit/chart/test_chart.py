@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sageport import contract
 from sageport.api.v1alpha1 import InstanceType, InstanceTypeSpec
 from sageport.gateway.main import build_parser as gateway_parser
 from sageport.operator import crdgen, kube
@@ -301,6 +302,22 @@ def test_operator_defaults_use_the_app_version_and_leave_storage_unset() -> None
     )
 
 
+def test_the_alarm_source_reaches_the_operator_settings_and_is_unset_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "http://prometheus.monitoring:9090/prom"
+    env = _env(_container(render("--set", f"operator.alarms.prometheusUrl={url}"), OPERATOR))
+    assert env[contract.PROMETHEUS_URL_ENV] == url
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert OperatorSettings.from_env().prometheus_url == url
+
+    default = _env(_container(render(), OPERATOR))
+    assert contract.PROMETHEUS_URL_ENV not in default
+    monkeypatch.delenv(contract.PROMETHEUS_URL_ENV)
+    assert OperatorSettings.from_env().prometheus_url is None
+
+
 def test_a_catalog_change_restarts_the_operator() -> None:
     def checksum(*args: str) -> str:
         template = render(*args).get("Deployment", OPERATOR)["spec"]["template"]
@@ -439,6 +456,11 @@ def test_service_monitor_is_off_by_default_and_scrapes_a_metrics_only_service() 
         ),
         (("--set-json", 'instanceTypes.extra=[{"name":"local","cpu":"1","memory":"2 GB"}]'), "memory"),
         (("--set", "operator.storage.endpointURL=s3.local:7070"), "/operator/storage/endpointURL"),
+        (("--set", "operator.alarms.prometheusUrl=prometheus:9090"), "/operator/alarms/prometheusUrl"),
+        (
+            ("--set", "operator.alarms.prometheusURL=http://prometheus:9090"),
+            "at '/operator/alarms': additional properties 'prometheusURL' not allowed",
+        ),
     ],
 )
 def test_the_schema_rejects_typos_with_the_path_in_the_message(args: tuple[str, ...], message: str) -> None:
