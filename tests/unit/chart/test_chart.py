@@ -6,6 +6,7 @@ import json
 import re
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -435,6 +436,28 @@ def test_service_monitor_is_off_by_default_and_scrapes_a_metrics_only_service() 
     assert [p["name"] for p in metrics["spec"]["ports"]] == ["metrics"]
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert "metrics" not in [p["name"] for p in rendered.get("Service", GATEWAY)["spec"]["ports"]]
+
+
+def test_the_local_stacks_prometheus_scrapes_the_gateway_pods_metrics_port(tmp_path: Path) -> None:
+    """`make up PROMETHEUS=1` scrapes the gateway through a Service of its own (Debian's
+    Prometheus has no Kubernetes discovery): it must select the chart's gateway pods (with the
+    values the stack installs) and reach their metrics container port."""
+    from sageport_dev import stack
+
+    refs = {"runtime": "sageport/runtime:dev", "operator": "sageport/operator:dev"}
+    s3 = stack.S3Server("http://10.85.0.1:9000", "key", "secret", None)
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(stack.local_values(refs, s3, "http://10.85.0.1:19090")))
+    rendered = render("--values", str(values))
+    template = rendered.get("Deployment", GATEWAY)["spec"]["template"]
+    service = stack.gateway_metrics_service()
+    assert service["metadata"]["namespace"] == NAMESPACE
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    (port,) = service["spec"]["ports"]
+    (container,) = template["spec"]["containers"]
+    assert {"name": port["targetPort"], "containerPort": port["port"]} in container["ports"]
+    assert port["name"] not in [p["name"] for p in rendered.get("Service", GATEWAY)["spec"]["ports"]]
+    assert _env(_container(rendered, OPERATOR))[contract.PROMETHEUS_URL_ENV] == "http://10.85.0.1:19090"
 
 
 # ---- values and their schema ---------------------------------------------------------------
