@@ -106,6 +106,13 @@ class RoutingStrategy(StrEnum):
     RANDOM = "RANDOM"
 
 
+# --- alarms ---------------------------------------------------------------------------------
+# The Prometheus whose alerting rules are the alarms of autoRollbackConfiguration: the operator
+# reads it from this variable (the chart's operator.alarms.prometheusUrl), and the local stack
+# exports it under the same name for tests and shells.
+PROMETHEUS_URL_ENV: Final = "SAGEPORT_PROMETHEUS_URL"
+
+
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 
 

@@ -28,6 +28,9 @@ class OperatorSettings:
     storage_secret: str | None = None  # Secret (in each Endpoint's namespace) with AWS_* credentials
     tolerate_taints: tuple[str, ...] = ()  # extra taint keys every variant pod tolerates
     catalog_path: str | None = None  # InstanceType YAML file or directory to keep applied (the chart's)
+    # Where update bakes read which alarms fire (sageport.operator.alarms); None: no alarm source,
+    # so an Endpoint naming alarms is warned, not silently rolled forward.
+    prometheus_url: str | None = None
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -40,6 +43,7 @@ class OperatorSettings:
             storage_secret=env.get("SAGEPORT_STORAGE_SECRET") or None,
             tolerate_taints=taints,
             catalog_path=env.get("SAGEPORT_CATALOG_PATH") or None,
+            prometheus_url=env.get(contract.PROMETHEUS_URL_ENV, "").strip() or None,
         )
 
     def render_settings(self) -> RenderSettings:
