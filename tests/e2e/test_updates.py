@@ -3,16 +3,20 @@ the whole time. No call fails, the status is only ever InService or Updating, v2
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import tarfile
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from sageport_dev import stack
+from sageport_dev import local_stack, stack
 from tests.e2e.conftest import Deployed
 from tests.e2e.test_endpoints import _probe_endpoint, _wait_ready
 
@@ -29,6 +33,7 @@ class Traffic:
         self.runtime, self.endpoint, self.csv_row = runtime, endpoint, csv_row
         self.answered: Counter[str] = Counter()
         self.failures: list[str] = []
+        self.failed_at: list[float] = []  # time.time() of each failure
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -57,6 +62,7 @@ class Traffic:
                 self.failures.append(
                     f"{error.response['Error']['Code']}: {error.response['Error']['Message']}"
                 )
+                self.failed_at.append(time.time())
             time.sleep(0.05)
 
     def assert_none_failed(self) -> None:
@@ -194,3 +200,64 @@ def test_the_canary_example_under_traffic_shares_then_moves_the_traffic_and_drop
     assert by_step[2]["Blue"] <= 2, by_step
     assert set(by_step[3]) == {"Green"}, by_step
     assert _variants_with_deployments(deployed, ns, "iris-canary") == ["Green"]
+
+
+def _flaky_model_tarball() -> bytes:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        tar.add(stack.REPO / "examples" / "alarm-rollback" / "flaky" / "code", arcname="code")
+    return archive.getvalue()
+
+
+def test_an_alarm_firing_during_the_bake_rolls_the_update_back(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey]
+) -> None:
+    """examples/alarm-rollback, with the stack's real Prometheus scraping the gateway: v2's
+    model fails every third call, the rule on its errors fires during the 60 s bake, and the
+    Endpoint is back InService on v1 within an evaluation interval (5 s) + 10 s of the alert."""
+    ns, key = namespace
+    example = stack.REPO / "examples" / "alarm-rollback"
+    local_stack.install_alarm_rules([example / "alarm-rules.yml"])
+    deployed.s3.put("sageport-models", "flaky/model.tar.gz", _flaky_model_tarball())
+    stack.apply_objects(deployed.kubeconfig, ns, stack.example_objects(example))
+    _wait_ready(deployed, ns, "iris-alarm", key, body=IRIS_ROW)
+    statuses: list[str] = []
+    final: dict[str, Any] = {}
+    runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
+    with Traffic(runtime, "iris-alarm", csv_row=IRIS_ROW) as traffic:
+        _point_at(deployed, ns, "iris-alarm", "iris-alarm-v2")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            final = _status(deployed, ns, "iris-alarm")
+            statuses.append(str(final.get("endpointStatus")))
+            if "rolled back" in (final.get("failureReason") or ""):
+                break
+            time.sleep(0.2)
+        rolled_back_at = time.time()
+        time.sleep(3)  # the gateway has the old weights back
+        after = Counter(traffic.answered)
+        time.sleep(5)
+        since_rollback = Counter(traffic.answered) - after
+    reason = final.get("failureReason") or ""
+    assert "rolled back" in reason, final
+    assert (final["endpointStatus"], final["endpointConfigName"]) == ("InService", "iris-alarm-v1"), final
+    assert set(statuses) <= {"InService", "Updating"}, statuses
+    found = re.search(r"alarm iris-alarm-red-errors is firing \(since ([^)]+)\)", reason)
+    assert found, reason
+    fired = datetime.fromisoformat(found.group(1)).timestamp()
+    first_error = min(traffic.failed_at)
+    print(
+        f"alarm rollback: first model error to alert {fired - first_error:.1f} s, "
+        f"alert to rolled back {rolled_back_at - fired:.1f} s"
+    )
+    assert rolled_back_at - fired <= 5 + 10, f"rolled back {rolled_back_at - fired:.1f} s after the alert"
+    assert traffic.answered["Red"] > 0, traffic.answered
+    assert all(failure.startswith("ModelError") for failure in traffic.failures), traffic.failures[:5]
+    assert set(since_rollback) == {"Blue"}, since_rollback
+    eventually_gone = time.monotonic() + 30
+    while (
+        _variants_with_deployments(deployed, ns, "iris-alarm") != ["Blue"]
+        and time.monotonic() < eventually_gone
+    ):
+        time.sleep(0.5)
+    assert _variants_with_deployments(deployed, ns, "iris-alarm") == ["Blue"]

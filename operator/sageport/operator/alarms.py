@@ -17,11 +17,13 @@ from __future__ import annotations
 import datetime
 import json
 import urllib.parse
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import aiohttp  # kopf's own HTTP client: in the operator image already, no extra dependency
+
+from sageport.operator.reconcile.lookups import AlarmSource
 
 ALERTS_PATH: Final = "/api/v1/alerts"
 ALERT_NAME_LABEL: Final = "alertname"
@@ -174,3 +176,12 @@ async def _get(session: aiohttp.ClientSession, url: str, timeout_seconds: float)
     so the status is left to the parser, which reports the API's message."""
     async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_seconds)) as response:
         return response.status, await response.text(errors="replace")
+
+
+def prometheus_alarm_source(prometheus_url: str) -> AlarmSource:
+    """What the Endpoint reconciler asks during an update: which alarms fire, and since when."""
+
+    async def firing(names: Sequence[str]) -> dict[str, datetime.datetime]:
+        return {alarm.name: alarm.active_at for alarm in await read_firing_alarms(prometheus_url, names)}
+
+    return firing

@@ -11,6 +11,7 @@ import kopf
 
 from sageport import contract
 from sageport.kubeclient import load_api_client
+from sageport.operator.alarms import prometheus_alarm_source
 from sageport.operator.kube import API_CLIENT_POOL_SIZE, KubernetesApi
 from sageport.operator.reconcile.endpoint import EndpointReconciler
 from sageport.operator.render import RenderSettings
@@ -83,7 +84,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 
 def make_reconciler(config: OperatorSettings) -> tuple[EndpointReconciler, KubernetesApi]:
     kube = KubernetesApi(load_api_client(pool_size=API_CLIENT_POOL_SIZE), contract.MANAGED_BY)
+    alarms = prometheus_alarm_source(config.prometheus_url) if config.prometheus_url else None
     reconciler = EndpointReconciler(
-        kube, config.render_settings(), lambda: datetime.datetime.now(datetime.UTC)
+        kube, config.render_settings(), lambda: datetime.datetime.now(datetime.UTC), alarms
     )
     return reconciler, kube

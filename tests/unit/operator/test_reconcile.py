@@ -178,3 +178,19 @@ async def test_fields_not_acted_on_warn_once_and_are_in_the_ready_message() -> N
     ready = kube.statuses[-1]["conditions"][0]
     assert (ready["status"], kube.statuses[-1]["endpointStatus"]) == ("True", "InService")
     assert ready["message"].endswith(sentence)
+
+
+async def test_alarms_without_a_prometheus_are_a_warning_and_in_the_ready_message() -> None:
+    kube = FakeKube()
+    endpoint, world = _world("realtime-sklearn")
+    endpoint["spec"]["deploymentConfig"] = {
+        "autoRollbackConfiguration": {"alarms": [{"alarmName": "errors"}]}
+    }
+    await _reconciler(kube).reconcile(endpoint, _lookups(world, {"AllTraffic": VariantObservation(1)}, []))
+    (event,) = kube.created
+    assert event["type"] == "Warning"
+    assert (
+        "no Prometheus to read alarms from: set the chart value operator.alarms.prometheusUrl"
+        in event["message"]
+    )
+    assert "operator.alarms.prometheusUrl" in kube.statuses[-1]["conditions"][0]["message"]

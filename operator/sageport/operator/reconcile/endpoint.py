@@ -21,12 +21,12 @@ from pydantic import ValidationError
 from sageport.api.v1alpha1 import Endpoint, EndpointStatus
 from sageport.contract import LABEL_CONFIG, LABEL_ENDPOINT_OBJECT, LABEL_VARIANT, config_label
 from sageport.contract import EndpointStatus as State
+from sageport.operator.alarms import AlarmSourceError
 from sageport.operator.kube import KubeApi
 from sageport.operator.reconcile.admit import admit
 from sageport.operator.reconcile.apply import apply_children, child_refs, patch_endpoint_status, post_event
 from sageport.operator.reconcile.lookups import (
     AlarmSource,
-    AlarmSourceError,
     Body,
     ChildRef,
     Key,

@@ -35,12 +35,9 @@ class Lookups:
     children: Callable[[str, str], Sequence[ChildRef]]
 
 
-# The alarms of an update: which of the named alarms fire, and since when (see operator/alarms.py).
+# The alarms of an update: which of the named alarms fire, and since when (operator/alarms.py:
+# raises its AlarmSourceError when it cannot tell).
 AlarmSource = Callable[[Sequence[str]], Awaitable[Mapping[str, datetime]]]
-
-
-class AlarmSourceError(RuntimeError):
-    """The alarms cannot be read (the source is unreachable or answers nonsense)."""
 
 
 def key_of(body: Body) -> Key:
