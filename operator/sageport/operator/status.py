@@ -49,6 +49,7 @@ class VariantPlan:
     desired_instances: int | None  # None when an autoscaler owns the count
     image: str
     routing_strategy: RoutingStrategy | None = None
+    shadow: bool = False  # reported under shadowProductionVariants; gets copies, not traffic
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ def endpoint_status(
     state, ready = _summarise(
         plans, observed, problem, deleting, generation, was_in_service, changing_in_place
     )
-    variants = [_variant_summary(plan, observed.get(plan.name, VariantObservation())) for plan in plans]
+    variants = [_variant_summary(p, _obs(observed, p)) for p in plans if not p.shadow]
+    shadows = [_variant_summary(p, _obs(observed, p)) for p in plans if p.shadow]
     failure = ready.message if state != State.IN_SERVICE and (ready.status == "False" or problem) else None
     if not_acted_on and not deleting:
         ready = ready.model_copy(update={"message": f"{ready.message} {not_acted_on_sentence(not_acted_on)}"})
@@ -139,6 +141,7 @@ def endpoint_status(
         creation_time=created,
         last_modified_time=now,
         production_variants=variants or (previous.production_variants if previous else None),
+        shadow_production_variants=shadows or None,
     )
     if previous is not None and _same_apart_from_time(previous, new):
         return previous
@@ -225,7 +228,7 @@ def update_status(
             "Unknown", State.UPDATING, f"Updating to EndpointConfig {config_name!r}: {message}", generation
         )
         failure = None
-        wanted = sum(p.weight for p in plans) or 1.0
+        wanted = sum(p.weight for p in plans if not p.shadow) or 1.0
         variants = [
             _variant_summary(p, _obs(observed, p)).model_copy(
                 update={
@@ -236,10 +239,11 @@ def update_status(
                 }
             )
             for p in plans
+            if not p.shadow
         ]
         pending = PendingDeploymentSummary(
             endpoint_config_name=config_name, production_variants=variants, start_time=started,
-            traffic_shift=shifted,
+            shadow_production_variants=_pending_shadows(plans, observed), traffic_shift=shifted,
         )  # fmt: skip
         if not_acted_on:
             ready = ready.model_copy(
@@ -266,13 +270,26 @@ def update_status(
         variants = [
             _variant_summary(p, _obs(observed, p), rolled_out=_rolled_out(p, _obs(observed, p)))
             for p in plans
+            if not p.shadow
         ]
         pending = PendingDeploymentSummary(
-            endpoint_config_name=config_name, production_variants=variants, start_time=started
-        )
+            endpoint_config_name=config_name, production_variants=variants, start_time=started,
+            shadow_production_variants=_pending_shadows(plans, observed),
+        )  # fmt: skip
     if not_acted_on:
         ready = ready.model_copy(update={"message": f"{ready.message} {not_acted_on_sentence(not_acted_on)}"})
     return _on_serving_fleet(previous, state, ready, failure, pending, now)
+
+
+def _pending_shadows(
+    plans: Sequence[VariantPlan], observed: Mapping[str, VariantObservation]
+) -> list[ProductionVariantSummary] | None:
+    shadows = [
+        _variant_summary(p, _obs(observed, p), rolled_out=_rolled_out(p, _obs(observed, p)))
+        for p in plans
+        if p.shadow
+    ]
+    return shadows or None
 
 
 def rolled_back_status(

@@ -21,7 +21,17 @@ from sageport.gateway import errors
 from sageport.gateway.auth import Authenticator
 from sageport.gateway.invocation import MAX_BODY_BYTES, Invocation, Operation, parse_invocation
 from sageport.gateway.metrics import GatewayMetrics, VariantMetrics
-from sageport.gateway.routing import Instance, Route, RouteTable, Variant, route
+from sageport.gateway.routing import (
+    Endpoint,
+    Instance,
+    Route,
+    RouteTable,
+    Variant,
+    choose_instance,
+    choose_shadows,
+    route,
+)
+from sageport.gateway.shadow import ShadowCopies
 from sageport.net import awserrors, eventstream
 from sageport.net.auth import RequestParts
 from sageport.net.httpserver import Request, Response, ServerState, StreamSink
@@ -66,6 +76,8 @@ class Settings:
     keepalive_timeout: float = 15.0
     # False when /metrics has a port of its own (--metrics-port): endpoint names stay internal.
     metrics_on_main_port: bool = True
+    # Copies to shadow variants in flight at most; more are dropped (and counted).
+    max_shadow_copies: int = 256
 
 
 class Gateway:
@@ -90,12 +102,16 @@ class Gateway:
         self.refresh_endpoint: Callable[[str, str], Awaitable[None]] | None = None
         self._request_ids = RequestIds()
         self._targets: dict[str, Target] = {}
+        self.shadow_copies = ShadowCopies(
+            settings.max_shadow_copies, lambda e, v: metrics.shadow_copies_dropped.labels(e, v).inc()
+        )
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         self._pool = UpstreamPool(self.settings.connect_timeout, self.settings.keepalive_timeout)
 
     async def close(self) -> None:
+        await self.shadow_copies.close()
         if self._pool is not None:
             self._pool.close()
 
@@ -201,6 +217,8 @@ class Gateway:
             await self.refresh_endpoint(endpoint.namespace, name)
             endpoint = self.table.lookup(name) or endpoint
         chosen = route(endpoint, invocation.target_variant, invocation.target_container, self.rng)
+        for shadow in choose_shadows(endpoint.shadows, self.rng) if endpoint.shadows else ():
+            self._copy_to_shadow(endpoint, shadow, invocation, body, request_id)
         if invocation.operation is Operation.INVOKE_STREAM:
             await self._invoke_stream(sink, invocation, chosen, body, request_id, started)
             return None
@@ -306,6 +324,39 @@ class Gateway:
                 total * 1e3,
             )
         return result
+
+    def _copy_to_shadow(
+        self, endpoint: Endpoint, shadow: Variant, invocation: Invocation, body: bytes, request_id: str
+    ) -> None:
+        """A copy of the request to ``shadow``, in the background; its answer only counts in the
+        shadow's metrics (SageMaker's shadow variants: compare before promoting)."""
+        instance = choose_instance(shadow, self.rng)
+        if instance is None:
+            return
+        copy = Route(endpoint, shadow, instance)
+
+        async def call() -> None:
+            metrics = self._variant_metrics(copy)
+            metrics.invocations.inc()
+            metrics.in_flight.inc()
+            started = time.perf_counter()
+            try:
+                used, response = await self._post(copy, invocation, body, request_id)
+                try:
+                    await response.read()
+                finally:
+                    used.outstanding -= 1
+                    response.release()
+            except (UpstreamError, awserrors.ApiError):  # no answer (refused, broken, timed out)
+                metrics.invocation_model_errors.inc()
+                return
+            finally:
+                metrics.in_flight.dec()
+            metrics.model_latency.observe(time.perf_counter() - started)
+            if response.status >= 300:
+                self._count_model_failure(metrics, response.status)
+
+        self.shadow_copies.send(endpoint.name, shadow.name, call)
 
     def _count_model_failure(self, metrics: VariantMetrics, status: int) -> None:
         metrics.invocation_model_errors.inc()

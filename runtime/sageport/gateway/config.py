@@ -45,6 +45,8 @@ class _EndpointFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     variants: list[_VariantFile] = Field(min_length=1)
+    # Shadow variants: ``weight`` is the fraction (0..1) of requests each gets a copy of.
+    shadows: list[_VariantFile] = Field(default_factory=list)
 
 
 class _RoutesFile(BaseModel):
@@ -74,6 +76,17 @@ def _load_yaml(path: Path) -> Any:
         raise ConfigError(f"cannot read {path}: {error}") from error
 
 
+def _variant_spec(variant: _VariantFile) -> VariantSpec:
+    hostnames = variant.container_hostnames
+    return VariantSpec(
+        name=variant.name,
+        weight=variant.weight,
+        backends=tuple(variant.backends),
+        strategy=variant.routing_strategy,
+        container_hostnames=frozenset(hostnames) if hostnames is not None else None,
+    )
+
+
 def parse_routes(document: Any) -> list[EndpointSpec]:
     try:
         parsed = _RoutesFile.model_validate(document)
@@ -83,21 +96,13 @@ def parse_routes(document: Any) -> list[EndpointSpec]:
     for name, endpoint in parsed.endpoints.items():
         if len(name) > 63 or ENDPOINT_NAME_PATTERN.fullmatch(name) is None:
             raise ConfigError(f"invalid endpoint name {name!r}")
-        variants = tuple(
-            VariantSpec(
-                name=variant.name,
-                weight=variant.weight,
-                backends=tuple(variant.backends),
-                strategy=variant.routing_strategy,
-                container_hostnames=(
-                    frozenset(variant.container_hostnames)
-                    if variant.container_hostnames is not None
-                    else None
-                ),
+        variants = tuple(_variant_spec(variant) for variant in endpoint.variants)
+        shadows = tuple(_variant_spec(shadow) for shadow in endpoint.shadows)
+        if any(shadow.weight > 1 for shadow in shadows):
+            raise ConfigError(
+                f"endpoint {name!r}: a shadow's weight is the fraction of requests copied, 0..1"
             )
-            for variant in endpoint.variants
-        )
-        specs.append(EndpointSpec(name=name, variants=variants))
+        specs.append(EndpointSpec(name=name, variants=variants, shadows=shadows))
     return specs
 
 

@@ -35,6 +35,9 @@ class EndpointObject:
     # (config label, variant name, weight, routing strategy, container hostnames or None), the
     # serving config's variants in status order, then those of an update that has traffic.
     variants: tuple[tuple[str, str, float, RoutingStrategy, frozenset[str] | None], ...]
+    # The serving config's shadow variants, as variants are, with the weight the fraction of
+    # requests copied to each: its desiredWeight over the production variants' (SageMaker's rule).
+    shadows: tuple[tuple[str, str, float, RoutingStrategy, frozenset[str] | None], ...] = ()
     # metadata.resourceVersion as a number (0 if absent): a read-through GET may be newer than
     # the watch's next event, which must then not take the table back.
     resource_version: int = 0
@@ -120,6 +123,7 @@ def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
     pending = _mapping(status.get("pendingDeploymentSummary"))
     variants = _variants(status.get("endpointConfigName"), status.get("productionVariants"), shifted=False)
     variants += _variants(pending.get("endpointConfigName"), pending.get("productionVariants"), shifted=True)
+    shadows = _shadows(status)
     spec = obj.get("spec")
     invoke_name = spec.get("endpointName") if isinstance(spec, Mapping) else None
     return EndpointObject(
@@ -129,8 +133,27 @@ def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
         created=str(_metadata(obj).get("creationTimestamp", "")),
         status=str(status.get("endpointStatus") or contract.EndpointStatus.CREATING),
         variants=tuple(variants),
+        shadows=tuple(shadows),
         resource_version=_resource_version(obj),
     )
+
+
+def _shadows(
+    status: Mapping[str, Any],
+) -> list[tuple[str, str, float, RoutingStrategy, frozenset[str] | None]]:
+    """The serving config's shadow variants, each with the fraction of requests it gets a copy of."""
+    production = 0.0
+    for variant in _items(status.get("productionVariants")):
+        desired = variant.get("desiredWeight") if isinstance(variant, Mapping) else None
+        if isinstance(desired, int | float) and not isinstance(desired, bool):
+            production += float(desired)
+    shadows = []
+    for config, name, weight, strategy, hostnames in _variants(
+        status.get("endpointConfigName"), status.get("shadowProductionVariants"), shifted=False
+    ):
+        fraction = min(weight / production, 1.0) if production > 0 else 1.0
+        shadows.append((config, name, fraction, strategy, hostnames))
+    return shadows
 
 
 def _resource_version(obj: Mapping[str, Any]) -> int:
@@ -190,19 +213,18 @@ def build_routes(
     specs = []
     for endpoint in owners.values():
         # By object identity only: the invoke name may be another object's name in the namespace.
-        variants = tuple(
-            VariantSpec(
-                name=name,
-                weight=weight,
-                backends=tuple(
-                    dict.fromkeys(backends.get((endpoint.namespace, endpoint.object_name, config, name), ()))
-                ),
-                strategy=strategy,
-                container_hostnames=hostnames,
+        def spec(
+            config: str, name: str, weight: float, strategy: RoutingStrategy, hostnames: frozenset[str] | None,
+            endpoint: EndpointObject = endpoint,
+        ) -> VariantSpec:  # fmt: skip
+            fleet = (endpoint.namespace, endpoint.object_name, config, name)
+            return VariantSpec(
+                name, weight, tuple(dict.fromkeys(backends.get(fleet, ()))), strategy, hostnames
             )
-            for config, name, weight, strategy, hostnames in endpoint.variants
-        )
-        specs.append(EndpointSpec(endpoint.name, variants, endpoint.status, endpoint.namespace))
+
+        variants = tuple(spec(*variant) for variant in endpoint.variants)
+        shadows = tuple(spec(*shadow) for shadow in endpoint.shadows)
+        specs.append(EndpointSpec(endpoint.name, variants, endpoint.status, endpoint.namespace, shadows))
     return specs, sorted(clashes)
 
 

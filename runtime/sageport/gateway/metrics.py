@@ -83,6 +83,12 @@ class GatewayMetrics:
             _LABELS,
             registry=registry,
         )
+        self.shadow_copies_dropped = Counter(
+            "sageport_shadow_copies_dropped",
+            "Copies of requests not sent to a shadow variant because too many were in flight.",
+            _LABELS,
+            registry=registry,
+        )
         self.gateway_errors = Counter(
             "sageport_gateway_errors",
             "Requests the gateway answered with an error instead of reaching a model, by error code.",

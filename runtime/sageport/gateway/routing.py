@@ -47,6 +47,8 @@ class EndpointSpec:
     status: str = EndpointStatus.IN_SERVICE
     # Where the endpoint lives (Kubernetes namespace); None in standalone mode.
     namespace: str | None = None
+    # Shadow variants: ``weight`` is the fraction of requests copied to each (0..1).
+    shadows: tuple[VariantSpec, ...] = ()
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Endpoint:
     status: str
     namespace: str | None
     variants: list[Variant] = field(default_factory=list)
+    shadows: list[Variant] = field(default_factory=list)  # weight: the fraction of requests copied
 
     def variant(self, name: str) -> Variant | None:
         for variant in self.variants:
@@ -93,6 +96,12 @@ def choose_variant(variants: Sequence[Variant], draw: float) -> Variant | None:
         if threshold < running:
             return variant
     return candidates[-1]
+
+
+def choose_shadows(shadows: Sequence[Variant], rng: random.Random) -> list[Variant]:
+    """The shadow variants that get a copy of this request: each with its own fraction, and
+    only one that has a ready instance (a shadow starting up costs nothing)."""
+    return [shadow for shadow in shadows if shadow.instances and rng.random() < shadow.weight]
 
 
 def choose_instance(variant: Variant, rng: random.Random) -> Instance | None:
@@ -187,27 +196,27 @@ class RouteTable:
         instances: dict[str, Instance] = {}
         endpoints: dict[str, Endpoint] = {}
         for spec in specs:
-            variants = []
-            for variant_spec in spec.variants:
-                members = []
-                for url in variant_spec.backends:
-                    key = url.rstrip("/")
-                    instance = instances.get(key) or self._instances.get(key) or Instance(key)
-                    instances[key] = instance
-                    members.append(instance)
-                variants.append(
-                    Variant(
-                        name=variant_spec.name,
-                        weight=variant_spec.weight,
-                        instances=members,
-                        strategy=variant_spec.strategy,
-                        container_hostnames=variant_spec.container_hostnames,
-                        metrics=self._metrics_slots.get((spec.name, variant_spec.name)),
-                    )
-                )
-            endpoints[spec.name] = Endpoint(spec.name, spec.status, spec.namespace, variants)
+            variants = [self._variant(spec.name, v, instances) for v in spec.variants]
+            shadows = [self._variant(spec.name, v, instances) for v in spec.shadows]
+            endpoints[spec.name] = Endpoint(spec.name, spec.status, spec.namespace, variants, shadows)
         self._instances = instances
         self._endpoints = endpoints
+
+    def _variant(self, endpoint: str, spec: VariantSpec, instances: dict[str, Instance]) -> Variant:
+        members = []
+        for url in spec.backends:
+            key = url.rstrip("/")
+            instance = instances.get(key) or self._instances.get(key) or Instance(key)
+            instances[key] = instance
+            members.append(instance)
+        return Variant(
+            name=spec.name,
+            weight=spec.weight,
+            instances=members,
+            strategy=spec.strategy,
+            container_hostnames=spec.container_hostnames,
+            metrics=self._metrics_slots.get((endpoint, spec.name)),
+        )
 
     def remember_metrics(self, endpoint: str, variant: Variant, slot: object) -> None:
         variant.metrics = slot

@@ -3,7 +3,8 @@
 Behaviour per request comes from CustomAttributes ``mode=...`` so one process can play every
 part: ``echo`` (default), ``headers`` (JSON of the headers received), ``status:<code>``,
 ``sleep:<seconds>``, ``stream:<chunks>``, ``stream-break``, ``stream-stall:<seconds>``.
-``--loading`` makes every invocation answer 429 (a model still loading).
+``--loading`` makes every invocation answer 429 (a model still loading); ``--sleep S`` makes
+every invocation take S seconds more (a slow shadow). ``GET /seen`` is the number of invocations.
 Run: python tests/integration/gateway/backend.py --name b1 [--port 0]; prints ``PORT <n>``.
 """
 
@@ -26,12 +27,20 @@ def _mode(request: web.Request) -> tuple[str, str]:
     return "echo", ""
 
 
-def make_app(name: str, loading: bool = False) -> web.Application:
+def make_app(name: str, loading: bool = False, sleep: float = 0.0) -> web.Application:
+    seen = [0]
+
     async def ping(request: web.Request) -> web.Response:
         return web.Response(status=503 if loading else 200, text="")
 
+    async def count(request: web.Request) -> web.Response:
+        return web.Response(text=str(seen[0]))
+
     async def invocations(request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        seen[0] += 1
+        if sleep:
+            await asyncio.sleep(sleep)
         if loading:
             return web.Response(status=429, text=f"model on {name} is still loading")
         kind, argument = _mode(request)
@@ -66,6 +75,7 @@ def make_app(name: str, loading: bool = False) -> web.Application:
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/ping", ping)
+    app.router.add_get("/seen", count)
     app.router.add_post("/invocations", invocations)
     # The same handler under the Runtime API path lets a boto3 client call the backend directly
     # (the benchmark's baseline).
@@ -73,8 +83,8 @@ def make_app(name: str, loading: bool = False) -> web.Application:
     return app
 
 
-async def _serve(name: str, host: str, port: int, loading: bool) -> None:
-    runner = web.AppRunner(make_app(name, loading), access_log=None)
+async def _serve(name: str, host: str, port: int, loading: bool, sleep: float) -> None:
+    runner = web.AppRunner(make_app(name, loading, sleep), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -91,11 +101,12 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--loading", action="store_true")
+    parser.add_argument("--sleep", type=float, default=0.0)
     args = parser.parse_args()
     try:
         import uvloop
 
-        uvloop.run(_serve(args.name, args.host, args.port, args.loading))
+        uvloop.run(_serve(args.name, args.host, args.port, args.loading, args.sleep))
     except KeyboardInterrupt:
         sys.exit(0)
 

@@ -276,3 +276,19 @@ def test_an_update_without_traffic_yet_is_not_routed() -> None:
         productionVariants=[{"variantName": "A", "currentWeight": 1}], pendingDeploymentSummary=pending,
     )  # fmt: skip
     assert [(config, name) for config, name, *_ in parse_endpoint(obj).variants] == [("v1", "A")]
+
+
+def test_shadow_variants_get_the_fraction_of_requests_their_weight_says() -> None:
+    obj = endpoint(
+        "ns", "ep", endpointStatus="InService", endpointConfigName="v1",
+        productionVariants=[{"variantName": "Prod", "currentWeight": 1, "desiredWeight": 2}],
+        shadowProductionVariants=[{"variantName": "Shadow", "currentWeight": 1, "desiredWeight": 1}],
+    )  # fmt: skip
+    parsed = parse_endpoint(obj)
+    assert [(config, name, weight) for config, name, weight, *_ in parsed.shadows] == [("v1", "Shadow", 0.5)]
+    slices = [parse_endpoint_slice(endpoint_slice("ns", "ep", "Shadow", ("10.0.0.9", True), config="v1"))]
+    (spec,), _ = build_routes([parsed], [s for s in slices if s is not None])
+    assert [(v.name, v.weight, v.backends) for v in spec.shadows] == [
+        ("Shadow", 0.5, ("http://10.0.0.9:8080",))
+    ]
+    assert [v.name for v in spec.variants] == ["Prod"]

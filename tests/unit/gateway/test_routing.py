@@ -12,6 +12,7 @@ from sageport.gateway.routing import (
     Variant,
     VariantSpec,
     choose_instance,
+    choose_shadows,
     choose_variant,
     route,
 )
@@ -113,3 +114,15 @@ def test_replace_keeps_outstanding_counters() -> None:
     assert updated is not None
     assert [instance.outstanding for instance in updated.variants[0].instances] == [5, 0]
     assert table.lookup("creating") is None
+
+
+def test_shadows_get_copies_by_their_fraction_and_only_with_an_instance() -> None:
+    def shadow(name: str, fraction: float, ready: bool = True) -> Variant:
+        return Variant(name, fraction, [Instance("http://10.0.0.1:8080")] if ready else [],
+                       RoutingStrategy.RANDOM, None)  # fmt: skip
+
+    rng = random.Random(7)
+    half, everything, starting = shadow("half", 0.5), shadow("all", 1.0), shadow("starting", 1.0, ready=False)
+    picks = [choose_shadows([half, everything, starting], rng) for _ in range(2000)]
+    assert all(everything in chosen and starting not in chosen for chosen in picks)
+    assert 900 < sum(half in chosen for chosen in picks) < 1100

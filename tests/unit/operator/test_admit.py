@@ -115,13 +115,15 @@ def test_ack_samples_are_admitted_and_their_data_capture_reported() -> None:
     assert "EndpointConfig.dataCaptureConfig" in admission.not_acted_on
 
 
-def test_a_shadow_variant_is_accepted_and_reported_as_not_acted_on() -> None:
+def test_a_shadow_variant_is_acted_on_and_its_own_fields_are_judged() -> None:
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     config = kind(docs, "EndpointConfig")["spec"]
-    config["shadowProductionVariants"] = [{**config["productionVariants"][0], "variantName": "Shadow"}]
+    config["shadowProductionVariants"] = [
+        {**config["productionVariants"][0], "variantName": "Shadow", "volumeSizeInGB": 10}
+    ]
     admission = _admit(docs)
     assert admission.problem is None
-    assert admission.not_acted_on == ("EndpointConfig.shadowProductionVariants",)
+    assert admission.not_acted_on == ("EndpointConfig.shadowProductionVariants[Shadow].volumeSizeInGB",)
 
 
 def test_shadow_variants_need_exactly_one_production_variant_and_unique_names() -> None:

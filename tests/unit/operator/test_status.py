@@ -410,3 +410,20 @@ def test_a_step_never_skips_its_bake_even_after_a_long_pause() -> None:
     assert not done(policy, later, T0 + timedelta(hours=1, seconds=59))
     assert done(policy, later, T0 + timedelta(hours=1, seconds=60))
     assert next_change(policy, later, T0 + timedelta(hours=1, seconds=20)) == 40
+
+
+def test_shadow_variants_are_reported_apart_and_must_be_ready_too() -> None:
+    plans = (VariantPlan("prod", 1.0, 1, "img"), VariantPlan("shadow", 0.5, 1, "img2", shadow=True))
+    common = {"previous": None, "generation": 1, "config_name": "cfg", "plans": plans, "problem": None,
+              "deleting": False, "now": T0}  # fmt: skip
+    starting = endpoint_status(observed={"prod": VariantObservation(1)}, **common)  # type: ignore[arg-type]
+    assert starting.endpoint_status == "Creating"  # the shadow is part of the endpoint
+    serving = endpoint_status(
+        observed={"prod": VariantObservation(1), "shadow": VariantObservation(1)},
+        **common,  # type: ignore[arg-type]
+    )
+    assert serving.endpoint_status == "InService"
+    assert [v.variant_name for v in serving.production_variants] == ["prod"]
+    assert [(v.variant_name, v.desired_weight) for v in serving.shadow_production_variants] == [
+        ("shadow", 0.5)
+    ]

@@ -242,6 +242,7 @@ class PendingDeploymentSummary(ApiModel):
     endpoint_config_name: str
     production_variants: list[ProductionVariantSummary] | None = None
     start_time: datetime | None = None
+    shadow_production_variants: list[ProductionVariantSummary] | None = None
     traffic_shift: TrafficShift | None = Field(
         default=None, description="sageport extra: the traffic shift, once the new fleet is ready."
     )
@@ -258,6 +259,9 @@ class EndpointStatus(ObjectStatus):
     creation_time: datetime | None = None
     last_modified_time: datetime | None = None
     production_variants: list[ProductionVariantSummary] | None = None
+    shadow_production_variants: list[ProductionVariantSummary] | None = Field(
+        default=None, description="The shadow variants: a copy of requests goes to them."
+    )
     pending_deployment_summary: PendingDeploymentSummary | None = None
 
 

@@ -166,8 +166,8 @@ class EndpointConfigSpec(ApiModel):
         max_length=10,
         description=(
             "SageMaker's ShadowProductionVariants (not in ACK): a copy of every request goes to these "
-            "and their answers are discarded; with them, exactly one production variant. "
-            "Accepted, not acted on yet."
+            "and their answers are discarded; with them, exactly one production variant. A shadow's "
+            "initialVariantWeight over the production variant's is the fraction of requests copied."
         ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["variantName"]},
     )

@@ -101,7 +101,7 @@ TABLE: tuple[Row, ...] = (
     Row(S.ENDPOINT_CONFIG, "endpoint_config_name", V.ACTED),
     Row(S.ENDPOINT_CONFIG, "production_variants", V.ACTED),
     Row(S.ENDPOINT_CONFIG, "async_inference_config", V.NOT_SUPPORTED, "async inference comes later"),
-    Row(S.ENDPOINT_CONFIG, "shadow_production_variants", V.NOT_ACTED_YET),  # no traffic copy yet
+    Row(S.ENDPOINT_CONFIG, "shadow_production_variants", V.ACTED),  # the gateway copies requests
     Row(S.ENDPOINT_CONFIG, "data_capture_config", V.NOT_ACTED_YET),
     Row(S.ENDPOINT_CONFIG, "kms_key_id", V.NOT_ACTED_YET),  # volumes are not encrypted with it
     Row(S.ENDPOINT_CONFIG, "enable_network_isolation", V.NOT_ACTED_YET),  # no NetworkPolicy yet
@@ -185,6 +185,8 @@ def _subjects(resolved: ResolvedEndpoint) -> Iterator[tuple[Scope, str, BaseMode
     yield Scope.ENDPOINT_CONFIG, "EndpointConfig", resolved.config.spec
     for variant in resolved.config.spec.production_variants:
         yield Scope.VARIANT, f"EndpointConfig.productionVariants[{variant.variant_name}]", variant
+    for variant in resolved.config.spec.shadow_production_variants or []:
+        yield Scope.VARIANT, f"EndpointConfig.shadowProductionVariants[{variant.variant_name}]", variant
     seen: set[str] = set()
     for rv in resolved.variants:
         model = f"Model[{rv.model.sagemaker_name}]"

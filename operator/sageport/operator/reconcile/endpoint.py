@@ -167,7 +167,7 @@ class EndpointReconciler:
             not_acted_on,
             rolled_back=rolled_back,
             wanted=child_refs(manifests),
-            policy=shift_policy(deployment, sum(rv.instance_count for rv in resolved.variants)),
+            policy=shift_policy(deployment, sum(rv.instance_count for rv in resolved.production)),
             alarms=alarms if self._alarms is not None else (),
         )
 

@@ -104,6 +104,7 @@ def _summary(rv: ResolvedVariant, shape: VariantShape) -> VariantPlan:
         desired_instances=shape.replicas,
         image=shape.containers[0].image,
         routing_strategy=routing.routing_strategy if routing else None,
+        shadow=rv.shadow,
     )
 
 

@@ -38,6 +38,7 @@ class ResolvedVariant:
     instance_type: InstanceTypeSpec | None
     autoscaling: VariantAutoScaling | None = None
     desired: DesiredWeightAndCapacity | None = None  # the Endpoint's in-place weight and count
+    shadow: bool = False  # a shadow variant: gets a copy of requests, its answers are discarded
 
     @property
     def containers(self) -> list[ContainerDefinition]:
@@ -67,6 +68,11 @@ class ResolvedEndpoint:
     @property
     def namespace(self) -> str:
         return self.endpoint.metadata.namespace or "default"
+
+    @property
+    def production(self) -> tuple[ResolvedVariant, ...]:
+        """The variants that serve traffic (not the shadows)."""
+        return tuple(rv for rv in self.variants if not rv.shadow)
 
 
 def validation_message(error: ValidationError) -> str:
@@ -198,8 +204,10 @@ def resolve_endpoint(
             terminal=True,
         )
     resolved: list[ResolvedVariant] = []
-    for variant in config.spec.production_variants:
-        where = f"EndpointConfig {config.sagemaker_name!r} variant {variant.variant_name!r}"
+    shadows = config.spec.shadow_production_variants or []
+    for variant in [*config.spec.production_variants, *shadows]:
+        shadow = variant in shadows
+        where = f"EndpointConfig {config.sagemaker_name!r} {'shadow ' if shadow else ''}variant {variant.variant_name!r}"
         found = _variant(variant, where, namespace, models, instance_types)
         if isinstance(found, Problem):
             return found
@@ -212,9 +220,10 @@ def resolve_endpoint(
                 instance_type=instance_type,
                 autoscaling=scaling.get(variant.variant_name),
                 desired=desired.get(variant.variant_name),
+                shadow=shadow,
             )
         )
-    if sum(rv.weight for rv in resolved) <= 0:
+    if sum(rv.weight for rv in resolved if not rv.shadow) <= 0:
         return Problem(
             "InvalidSpec",
             "spec.desiredWeightsAndCapacities leaves every variant at weight 0: at least one needs a weight > 0.",
