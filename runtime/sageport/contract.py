@@ -99,3 +99,18 @@ class RoutingStrategy(StrEnum):
 
     LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
     RANDOM = "RANDOM"
+
+
+class CaptureMode(StrEnum):
+    """SageMaker's DataCaptureConfig CaptureOptions[].CaptureMode values."""
+
+    INPUT = "Input"
+    OUTPUT = "Output"
+    INPUT_AND_OUTPUT = "InputAndOutput"
+
+
+class CaptureStatus(StrEnum):
+    """SageMaker's DataCaptureConfigSummary.CaptureStatus values."""
+
+    STARTED = "Started"
+    STOPPED = "Stopped"

@@ -217,14 +217,10 @@ def test_fields_not_acted_on_are_warned_and_named_in_ready(kube_cluster: KubeClu
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     for doc in docs:
         if doc["kind"] == "EndpointConfig":
-            doc["spec"]["dataCaptureConfig"] = {
-                "initialSamplingPercentage": 10,
-                "destinationS3URI": "s3://capture/iris",
-                "captureOptions": [{"captureMode": "Input"}],
-            }
+            doc["spec"]["kmsKeyID"] = "alias/volumes"
     apply(kube_cluster, docs, namespace)
     endpoint = _in_service(kube_cluster, namespace, "iris")
-    sentence = "Accepted but not acted on yet: EndpointConfig.dataCaptureConfig."
+    sentence = "Accepted but not acted on yet: EndpointConfig.kmsKeyID."
     assert condition(endpoint)["message"].endswith(sentence)
 
     def warnings() -> list[dict[str, Any]]:
@@ -282,7 +278,15 @@ def test_ack_samples_are_accepted(kube_cluster: KubeCluster, namespace: str) -> 
 
 
 @pytest.mark.parametrize(
-    "example", ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling", "update-to-new-config"]
+    "example",
+    [
+        "realtime-sklearn",
+        "gpu-g5",
+        "ab-test-two-variants",
+        "autoscaling",
+        "update-to-new-config",
+        "data-capture",
+    ],
 )
 def test_every_example_applies_and_serves(kube_cluster: KubeCluster, namespace: str, example: str) -> None:
     docs = load_documents(EXAMPLES / example)

@@ -2,6 +2,7 @@
 
 from .common import API_VERSION, GROUP, VERSION, ApiModel, Condition, ObjectMeta, ObjectStatus, Resource
 from .endpoint import (
+    DataCaptureConfigSummary,
     DesiredWeightAndCapacity,
     Endpoint,
     EndpointSpec,
@@ -9,7 +10,13 @@ from .endpoint import (
     ProductionVariantSummary,
     VariantAutoScaling,
 )
-from .endpoint_config import EndpointConfig, EndpointConfigSpec, ProductionVariant, ServerlessConfig
+from .endpoint_config import (
+    DataCaptureConfig,
+    EndpointConfig,
+    EndpointConfigSpec,
+    ProductionVariant,
+    ServerlessConfig,
+)
 from .instance_type import InstanceType, InstanceTypeSpec, Toleration
 from .model import ContainerDefinition, Model, ModelSpec
 from .transform_job import TransformJob, TransformJobSpec, TransformJobStatus
@@ -21,6 +28,8 @@ __all__ = [
     "ApiModel",
     "Condition",
     "ContainerDefinition",
+    "DataCaptureConfig",
+    "DataCaptureConfigSummary",
     "DesiredWeightAndCapacity",
     "Endpoint",
     "EndpointConfig",
