@@ -142,6 +142,7 @@ def up(
         s3 = stack.start_s3(state_dir / "s3", die_with_parent=False)
         s3.ensure_bucket(BUCKET)
     with clock.step("helm upgrade --install charts/sageport (CRDs, catalog, operator, gateway)", log):
+        stack.prepare_system_namespace(layout.kubeconfig, s3)
         stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3), state_dir)
     with clock.step(f"namespace {NAMESPACE}: restricted Pod Security, S3 credentials, invoke key", log):
         # One key pair for S3 and for invoking: the S3 server's own.

@@ -10,9 +10,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sageport.contract import INVOCATIONS_PATH, SERVING_STATUSES, EndpointStatus, RoutingStrategy
 from sageport.net import awserrors
+
+if TYPE_CHECKING:
+    from sageport.gateway.capture import CaptureSettings
 
 
 class Instance:
@@ -47,6 +51,7 @@ class EndpointSpec:
     status: str = EndpointStatus.IN_SERVICE
     # Where the endpoint lives (Kubernetes namespace); None in standalone mode.
     namespace: str | None = None
+    capture: CaptureSettings | None = None  # data capture of its calls, if any
 
 
 @dataclass
@@ -66,6 +71,7 @@ class Endpoint:
     status: str
     namespace: str | None
     variants: list[Variant] = field(default_factory=list)
+    capture: CaptureSettings | None = None
 
     def variant(self, name: str) -> Variant | None:
         for variant in self.variants:
@@ -205,7 +211,9 @@ class RouteTable:
                         metrics=self._metrics_slots.get((spec.name, variant_spec.name)),
                     )
                 )
-            endpoints[spec.name] = Endpoint(spec.name, spec.status, spec.namespace, variants)
+            endpoints[spec.name] = Endpoint(
+                spec.name, spec.status, spec.namespace, variants, capture=spec.capture
+            )
         self._instances = instances
         self._endpoints = endpoints
 
