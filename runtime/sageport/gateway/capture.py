@@ -33,12 +33,13 @@ import base64
 import contextlib
 import json
 import logging
+import queue
 import random
+import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -333,6 +334,48 @@ class S3Uploader:
         self._client.put_object(Bucket=batch.bucket, Key=batch.key, Body=batch.body, **extra)
 
 
+class _Thread:
+    """One daemon thread running blocking jobs in order. Not a ThreadPoolExecutor: Python joins
+    those at exit, and an upload hanging on a dead S3 would then hold the gateway's shutdown."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def run(self, job: Callable[[], _Flushed]) -> asyncio.Future[_Flushed]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+            self._thread.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Flushed] = loop.create_future()
+        self._jobs.put((loop, future, job))
+        return future
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            loop, future, job = item
+            try:
+                outcome: tuple[Any, Any] = (job(), None)
+            except BaseException as error:
+                outcome = (None, error)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # cancelled: the caller stopped waiting
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 @dataclass
 class _Flushed:
     written: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -366,7 +409,7 @@ class DataCapture:
         self._task: asyncio.Task[None] | None = None
         # Its own thread: a hanging S3 must not hold the loop's default executor, which the
         # Kubernetes watch read-throughs and token reviews use.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture")
+        self._thread = _Thread("capture")
         self._dropped: dict[tuple[str, str], Any] = {}
         self._last_warning = 0.0
         metrics.data_capture_buffered_bytes.set_function(lambda: self._pending_bytes + self._uploading_bytes)
@@ -438,8 +481,7 @@ class DataCapture:
         size, self._pending_bytes = self._pending_bytes, 0
         self._uploading_bytes += size
         try:
-            loop = asyncio.get_running_loop()
-            flushed = await loop.run_in_executor(self._executor, self._write, taken)
+            flushed = await self._thread.run(lambda: self._write(taken))
         finally:
             self._uploading_bytes -= size
         if flushed.error is not None:
@@ -476,4 +518,4 @@ class DataCapture:
             await asyncio.wait_for(self.flush(), last_flush_seconds)
         except TimeoutError:
             log.warning("data capture: the last flush did not finish within %.0f s", last_flush_seconds)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._thread.stop()
