@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import secrets
 import socket
 import statistics
 import time
@@ -24,6 +25,14 @@ import yaml
 
 from sageport_dev.processes import free_port
 from tests.integration.gateway.support import Process, runtime_client, start_gateway
+from tests.integration.gateway.test_kubernetes import (  # the fixtures and the test's stand-in operator
+    GROUP,
+    PLURAL,
+    VERSION,
+    Operator,
+    cluster_backend,  # noqa: F401
+    crd_applied,  # noqa: F401
+)
 from tests.support.s3 import S3, versitygw
 
 BUCKET = "capture"
@@ -242,3 +251,56 @@ def test_an_s3_that_never_answers_fills_the_buffer_not_the_calls(
     assert slowest < 1000, f"a call took {slowest:.0f} ms while S3 hung (p50 {p50:.1f} ms)"
     assert code == 0
     assert stopped_in < 12  # the last flush is given 5 s; a hung upload does not hold the exit
+
+
+def test_kubernetes_mode_captures_by_the_endpoint_status(
+    s3: S3,
+    kube_cluster: Any,
+    kube_api: Any,
+    namespace: str,
+    crd_applied: None,  # noqa: F811 - the fixture imported above
+    cluster_backend: Process,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The gateway learns capture from status.dataCaptureConfig, as the operator writes it
+    (DataCaptureConfigSummary plus captureOptions and captureContentTypeHeader)."""
+    operator = Operator(kube_api, namespace)
+    name = "ep-" + secrets.token_hex(3)
+    operator.endpoint(name, "InService", [("AllTraffic", 1.0)])
+    operator.slice(name, "AllTraffic", cluster_backend.url)
+    summary = {
+        "enableCapture": True,
+        "captureStatus": "Started",
+        "currentSamplingPercentage": 100,
+        "destinationS3URI": f"s3://{BUCKET}/team",
+        "captureOptions": CAPTURE["captureOptions"],
+        "captureContentTypeHeader": CAPTURE["captureContentTypeHeader"],
+    }
+    operator.custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name, {"status": {"dataCaptureConfig": summary}}
+    )
+    gateway = start_gateway(
+        ["--kubernetes", "--kubeconfig", str(kube_cluster.kubeconfig), "--namespace", namespace, "--no-auth",
+         "--capture-flush-seconds", "0.3"],
+        log_path=tmp_path / "gateway.log",
+        ready_timeout=90,
+        env=s3.env(),
+    )  # fmt: skip
+    try:
+        client = runtime_client(gateway.url)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = client.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=b"1,2")
+                break
+            except client.exceptions.ClientError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert response["Body"].read() == b"1,2"
+        ((key, (line,)),) = _wait_for_lines(s3, f"team/{name}/", 1).items()
+    finally:
+        gateway.stop()
+    assert KEY.match(key)
+    assert line["eventMetadata"]["eventId"] == response["ResponseMetadata"]["RequestId"]
+    assert line["captureData"]["endpointInput"]["data"] == "1,2"
+    assert line["captureData"]["endpointOutput"]["encoding"] == "CSV"
