@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import queue
@@ -61,6 +62,7 @@ RECORD_OVERHEAD = 512
 # A file holds at most about this many payload bytes; a bigger batch is split.
 FILE_BYTES = 16 << 20
 _LOG_EVERY_SECONDS = 60.0
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps builds one per call
 
 
 class Mode:
@@ -229,7 +231,12 @@ def _payload(body: bytes, content_type: str | None, mode: str, settings: Capture
 
 
 def inference_time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _second(int(seconds))
+
+
+@functools.lru_cache(maxsize=256)  # the calls of one batch share a few seconds
+def _second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def capture_record(captured: Captured) -> dict[str, Any]:
@@ -297,7 +304,7 @@ def batches(
     for files in groups.values():
         for records in files:
             first = records[0]
-            lines = [json.dumps(capture_record(r), separators=(",", ":")) for r in records]
+            lines = [_COMPACT.encode(capture_record(r)) for r in records]
             result.append(
                 Batch(
                     bucket=first.settings.bucket,

@@ -22,6 +22,7 @@ from sageport.gateway.capture import (
     Captured,
     CaptureSettings,
     DataCapture,
+    S3Uploader,
     batches,
     capture_record,
     encode,
@@ -386,3 +387,30 @@ def test_standalone_routes_file_takes_an_endpoint_configs_data_capture_config() 
                 }
             }
         )
+
+
+def test_the_uploader_puts_the_file_with_sse_kms_when_a_key_is_set() -> None:
+    class Client:
+        def __init__(self) -> None:
+            self.calls: list[dict[str, Any]] = []
+
+        def put_object(self, **kwargs: Any) -> None:
+            self.calls.append(kwargs)
+
+    uploader, client = S3Uploader(), Client()
+    uploader._client = client
+    (batch,) = batches([_captured()])
+    uploader(batch)
+    kms = CaptureSettings(percentage=100.0, bucket="b", prefix="", inputs=True, outputs=True, kms_key_id="k")
+    (encrypted,) = batches([_captured(kms)])
+    uploader(encrypted)
+    assert client.calls == [
+        {"Bucket": "bucket", "Key": batch.key, "Body": batch.body},
+        {
+            "Bucket": "b",
+            "Key": encrypted.key,
+            "Body": encrypted.body,
+            "ServerSideEncryption": "aws:kms",
+            "SSEKMSKeyId": "k",
+        },
+    ]
