@@ -61,9 +61,11 @@ demo: setup host-deps
 
 # The whole local stack, left running. Its last lines are `export` lines (progress goes to
 # stderr), so `eval "$(make -s up)"` prepares a shell for plain boto3 and kubectl.
+# PROMETHEUS=1: with Prometheus scraping the gateway, the alarm source of Endpoint updates
+# (`python -m sageport_dev alarm-rules FILE` loads alerting rules into it).
 up: setup
 	@$(PY) -m sageport_dev.hostdeps >&2
-	@$(PY) -m sageport_dev up
+	@$(PY) -m sageport_dev up $(if $(filter 1 true yes,$(PROMETHEUS)),--prometheus)
 
 down: setup
 	@$(PY) -m sageport_dev down

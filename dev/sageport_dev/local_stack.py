@@ -9,6 +9,12 @@ pair serves both S3 and invocations. Idempotent: when the stack already runs and
 are unchanged, a second ``up`` only checks it and prints the same lines; after a code change it
 imports the new images and upgrades the release.
 
+``up(with_prometheus=True)`` (``make up PROMETHEUS=1``) adds a real Prometheus scraping the gateway,
+the alarm source of Endpoint updates: the operator gets its URL (chart value
+``operator.alarms.prometheusUrl``) and the shell ``SAGEPORT_PROMETHEUS_URL``; once started it
+stays part of the stack until ``down``, and ``install_alarm_rules`` loads alerting rules into it.
+Without it nothing of Prometheus is started or checked.
+
 ``down`` stops every process ``up`` started and removes its directory (mounts included).
 """
 
@@ -21,11 +27,12 @@ import shlex
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sageport_dev import real_node, stack
+from sageport import contract
+from sageport_dev import prometheus, real_node, stack
 from sageport_dev.control_plane import (
     ComponentStatus,
     health,
@@ -65,8 +72,10 @@ class StackEnv:
     namespace: str
     bucket: str
     images: tuple[str, ...]
+    prometheus_url: str | None = None  # the alarm source, when the stack runs Prometheus
 
     def environ(self) -> dict[str, str]:
+        alarms = {contract.PROMETHEUS_URL_ENV: self.prometheus_url} if self.prometheus_url else {}
         return {
             "KUBECONFIG": self.kubeconfig,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.runtime_url,
@@ -76,6 +85,7 @@ class StackEnv:
             "AWS_DEFAULT_REGION": self.region,
             "SAGEPORT_NAMESPACE": self.namespace,
             "SAGEPORT_BUCKET": self.bucket,
+            **alarms,
         }
 
     def exports(self) -> str:
@@ -115,19 +125,30 @@ def _gateway_answers(url: str) -> bool:
     return False
 
 
+def _prometheus_root(state_dir: Path) -> Path:
+    return state_dir / "prometheus"
+
+
 def up(
-    state_dir: Path | None = None, log: Log = _stderr, timings: dict[str, float] | None = None
+    state_dir: Path | None = None,
+    log: Log = _stderr,
+    timings: dict[str, float] | None = None,
+    *,
+    with_prometheus: bool = False,
 ) -> StackEnv:
-    """Start (or check) the stack in ``state_dir``; return what a shell needs to use it."""
+    """Start (or check) the stack in ``state_dir``; return what a shell needs to use it.
+    ``with_prometheus``: with Prometheus too (kept anyway once an earlier ``up`` started it)."""
     state_dir = (state_dir or stack_dir_from_env()).absolute()
     layout = Layout(state_dir)
     clock = Timings({} if timings is None else timings)
     saved = StackEnv.load(state_dir / ENV_FILE)
+    had_prometheus = saved is not None and saved.prometheus_url is not None
+    runs_prometheus = with_prometheus or had_prometheus
     refs: dict[str, str] | None = None
     if saved is not None and status(state_dir)[0]:
         with clock.step("images (cached by content, imported when new)", log):
             refs = stack.load_images(layout, log=lambda _: None)
-        if tuple(sorted(refs.values())) == saved.images:
+        if tuple(sorted(refs.values())) == saved.images and runs_prometheus == had_prometheus:
             log(f"the stack in {state_dir} is up")
             return saved
 
@@ -141,9 +162,18 @@ def up(
     with clock.step(f"S3 server (versitygw), bucket {BUCKET}", log):
         s3 = stack.start_s3(state_dir / "s3", die_with_parent=False)
         s3.ensure_bucket(BUCKET)
+    prometheus_url: str | None = None
+    if runs_prometheus:
+        where = f"{real_node.NODE_IP}:{stack.PROMETHEUS_PORT}"
+        with clock.step(
+            f"Prometheus (Debian's) on {where}, scraping the gateway through a metrics Service", log
+        ):
+            prometheus_url = stack.start_prometheus(
+                _prometheus_root(state_dir), layout.kubeconfig, die_with_parent=False
+            ).url
     with clock.step("helm upgrade --install charts/sageport (CRDs, catalog, operator, gateway)", log):
         stack.prepare_system_namespace(layout.kubeconfig, s3)
-        stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3), state_dir)
+        stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3, prometheus_url), state_dir)
     with clock.step(f"namespace {NAMESPACE}: restricted Pod Security, S3 credentials, invoke key", log):
         # One key pair for S3 and for invoking: the S3 server's own.
         key = stack.AccessKey(s3.access_key, s3.secret_key)
@@ -158,6 +188,7 @@ def up(
         namespace=NAMESPACE,
         bucket=BUCKET,
         images=tuple(sorted(refs.values())),
+        prometheus_url=prometheus_url,
     )
     env.save(state_dir / ENV_FILE)
     log(f"the stack in {state_dir} is up; stop it with `make down`")
@@ -168,11 +199,12 @@ def down(state_dir: Path | None = None, log: Log = _stderr) -> list[str]:
     """Stop what ``up`` started and remove its directory; return what is still left (nothing,
     unless something refused to stop: processes, mounts or the bridge, each named)."""
     state_dir = (state_dir or stack_dir_from_env()).absolute()
+    left = prometheus.stop_server(_prometheus_root(state_dir))
     s3 = stack.running_s3(state_dir / "s3")
     if s3 is not None and s3.process is not None:
         stop([s3.process])
     removed = stop_cluster(state_dir)
-    left = real_node.leftovers(Layout(state_dir))
+    left += real_node.leftovers(Layout(state_dir))
     if left:
         log(f"stopped the stack in {state_dir}, but these are left: {', '.join(left)}")
     else:
@@ -201,4 +233,29 @@ def status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
             env.runtime_url if env else "",
         ),
     ]
+    if env is not None and env.prometheus_url is not None:  # only a stack started with it checks it
+        server = prometheus.running(_prometheus_root(state_dir))
+        pid = server.process.pid if server is not None and server.process is not None else None
+        parts.append(ComponentStatus("prometheus (alarms)", pid, server is not None, env.prometheus_url))
     return bool(components) and all(part.healthy for part in parts), [status_line(part) for part in parts]
+
+
+def install_alarm_rules(
+    files: Sequence[Path] = (), remove: Sequence[str] = (), state_dir: Path | None = None
+) -> list[str]:
+    """Load alerting rule files into the stack's Prometheus (each checked by promtool; a file of
+    the same name is replaced) and remove installed ones by file name; return the installed names."""
+    state_dir = (state_dir or stack_dir_from_env()).absolute()
+    server = prometheus.running(_prometheus_root(state_dir))
+    if server is None:
+        raise stack.StackError(
+            f"no Prometheus runs in the stack in {state_dir}: `make up PROMETHEUS=1` starts it"
+        )
+    try:
+        for name in remove:
+            server.remove_rules(name)
+        for path in files:
+            server.install_rules(path)
+    except prometheus.PrometheusError as error:
+        raise stack.StackError(str(error)) from None
+    return sorted(p.name for p in server.rules_dir.iterdir() if not p.name.startswith("."))

@@ -1,6 +1,8 @@
 """The pieces of the local stack, each a function so ``make up`` (local_stack.py) can time them:
 - the runtime and operator images, built without Docker and imported into the node's containerd;
 - an S3-compatible server (versitygw) on the node's bridge address, where pods can reach it;
+- when asked, Prometheus (Debian's) on the same address, scraping the gateway: the alarm source
+  of Endpoint updates, which the operator pod reaches there;
 - ``helm upgrade --install`` of charts/sageport with the values for this machine: images
   from containerd (never pulled), the chart's pods and the ``local`` instance type on the
   real node;
@@ -28,7 +30,7 @@ from typing import Any
 import yaml
 
 from sageport import contract
-from sageport_dev import build, images, real_node, wire
+from sageport_dev import build, images, prometheus, real_node, wire
 from sageport_dev.handle import KubeCluster
 from sageport_dev.layout import Layout
 from sageport_dev.processes import ProcessRecord, spawn
@@ -39,6 +41,9 @@ RELEASE = "sageport"
 SYSTEM_NAMESPACE = "sageport-system"
 GATEWAY_SERVICE = "sageport-gateway"
 S3_PORT = 9000  # on the bridge address, which only this machine's real node uses
+# Also on the bridge address; not 9090, where the Debian package's own service (if it started)
+# listens on every address.
+PROMETHEUS_PORT = 19090
 REGION = wire.REGION
 
 # SageMaker's SDK runs `instance_type="local"` on the caller's machine; here it means the real
@@ -190,14 +195,71 @@ def start_s3(root: Path, *, die_with_parent: bool, timeout: float = 30.0) -> S3S
 
 
 # ---------------------------------------------------------------------------------------------
+# Prometheus
+
+
+GATEWAY_METRICS_SERVICE = f"{GATEWAY_SERVICE}-metrics-local"
+GATEWAY_METRICS_PORT = 9090  # the chart's gateway.metrics.port
+# The chart's selector labels of the gateway pods (release `sageport`, no nameOverride).
+GATEWAY_POD_SELECTOR = {
+    "app.kubernetes.io/name": "sageport",
+    "app.kubernetes.io/instance": RELEASE,
+    "app.kubernetes.io/component": "gateway",
+}
+
+
+def gateway_metrics_service() -> dict[str, Any]:
+    """A Service on the gateway pods' metrics port (which the gateway Service leaves out), for
+    Prometheus on this machine: Debian's Prometheus cannot discover pods, and kube-proxy routes a
+    cluster IP from the host, as for the gateway's API. Client-IP affinity keeps every scrape on
+    one pod while a rollout briefly runs two, so no counter jumps between pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": GATEWAY_METRICS_SERVICE, "namespace": SYSTEM_NAMESPACE},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": GATEWAY_POD_SELECTOR,
+            "sessionAffinity": "ClientIP",
+            "ports": [{"name": "metrics", "port": GATEWAY_METRICS_PORT, "targetPort": "metrics"}],
+        },
+    }
+
+
+def start_prometheus(root: Path, kubeconfig: Path, *, die_with_parent: bool) -> prometheus.PrometheusServer:
+    """Prometheus on the bridge address (where the operator pod reaches it), or the one a kept
+    run left in ``root``: it scrapes the gateway's /metrics through :func:`gateway_metrics_service`
+    and loads alerting rules from ``root/rules``."""
+    create_restricted_namespace(kubeconfig, SYSTEM_NAMESPACE)  # before the chart: helm reuses it
+    apply_objects(kubeconfig, SYSTEM_NAMESPACE, [gateway_metrics_service()])
+    service = json.loads(
+        kubectl(kubeconfig, "get", "service", "-n", SYSTEM_NAMESPACE, GATEWAY_METRICS_SERVICE, "-o", "json")
+    )
+    gateway = prometheus.static_scrape_config(
+        GATEWAY_SERVICE, [f"{service['spec']['clusterIP']}:{GATEWAY_METRICS_PORT}"]
+    )
+    try:
+        return prometheus.start(
+            root,
+            host=real_node.NODE_IP,
+            port=PROMETHEUS_PORT,
+            scrape_configs=[gateway],
+            die_with_parent=die_with_parent,
+        )
+    except prometheus.PrometheusError as error:
+        raise StackError(str(error)) from None
+
+
+# ---------------------------------------------------------------------------------------------
 # the chart
 
 
 STORAGE_SECRET = "sageport-model-storage"
 
 
-def local_values(refs: dict[str, str], s3: S3Server) -> dict[str, Any]:
-    """Chart values for this machine: local images, chart pods and `local` variants on the real node."""
+def local_values(refs: dict[str, str], s3: S3Server, prometheus_url: str | None = None) -> dict[str, Any]:
+    """Chart values for this machine: local images, chart pods and `local` variants on the real node,
+    and the operator's alarm source when the stack runs Prometheus."""
 
     def image(ref: str) -> dict[str, str]:
         repository, tag = ref.rsplit(":", 1)
@@ -212,6 +274,7 @@ def local_values(refs: dict[str, str], s3: S3Server) -> dict[str, Any]:
         "operator": {
             "image": image(refs["operator"]),
             "storage": {"endpointURL": s3.endpoint_url, "secretName": STORAGE_SECRET},
+            **({"alarms": {"prometheusUrl": prometheus_url}} if prometheus_url else {}),
             **on_real_node,
         },
         "gateway": {

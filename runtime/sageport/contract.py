@@ -8,6 +8,8 @@ literal of any value here appears in product code.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from enum import StrEnum
 from typing import Final
 
@@ -33,6 +35,9 @@ class Plural(StrEnum):
 LABEL_ENDPOINT_OBJECT: Final = f"{API_GROUP}/endpoint-object"
 LABEL_ENDPOINT: Final = f"{API_GROUP}/endpoint"
 LABEL_VARIANT: Final = f"{API_GROUP}/variant"
+# The EndpointConfig a child serves (see :func:`config_label`): during an update two fleets of
+# one variant name run side by side, told apart by it.
+LABEL_CONFIG: Final = f"{API_GROUP}/endpoint-config"
 # "true" on a Secret holding a SigV4 access key for invocations.
 LABEL_ACCESS_KEY: Final = f"{API_GROUP}/access-key"
 # "true" on the InstanceTypes a catalog sync owns (and prunes).
@@ -114,3 +119,22 @@ class CaptureStatus(StrEnum):
 
     STARTED = "Started"
     STOPPED = "Stopped"
+
+
+# --- alarms ---------------------------------------------------------------------------------
+# The Prometheus whose alerting rules are the alarms of autoRollbackConfiguration: the operator
+# reads it from this variable (the chart's operator.alarms.prometheusUrl), and the local stack
+# exports it under the same name for tests and shells.
+PROMETHEUS_URL_ENV: Final = "SAGEPORT_PROMETHEUS_URL"
+
+
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+
+
+def config_label(config_name: str) -> str:
+    """The :data:`LABEL_CONFIG` value of an EndpointConfig name: the name itself when it is a
+    valid label value (SageMaker names always are), else a digest of it. The operator writes
+    it and the gateway computes it from the Endpoint's status, so both must use this."""
+    if _LABEL_VALUE.fullmatch(config_name):
+        return config_name
+    return "h-" + hashlib.sha256(config_name.encode()).hexdigest()[:40]

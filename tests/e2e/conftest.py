@@ -95,7 +95,8 @@ def deployed(pytestconfig: pytest.Config) -> Iterator[Deployed]:
     was_up, _ = local_stack.status(state_dir)
     timings: dict[str, float] = {}
     try:
-        env = local_stack.up(state_dir, log=lambda _: None, timings=timings)
+        # With Prometheus, the alarm source of updates (test_updates' alarm rollback).
+        env = local_stack.up(state_dir, log=lambda _: None, timings=timings, with_prometheus=True)
         s3 = stack.running_s3(state_dir / "s3")
         if s3 is None:
             raise stack.StackError("the S3 server of the stack is not running after `up`")

@@ -3,16 +3,20 @@ the whole time. No call fails, the status is only ever InService or Updating, v2
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import tarfile
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from sageport_dev import stack
+from sageport_dev import local_stack, stack
 from tests.e2e.conftest import Deployed
 from tests.e2e.test_endpoints import _probe_endpoint, _wait_ready
 
@@ -29,6 +33,7 @@ class Traffic:
         self.runtime, self.endpoint, self.csv_row = runtime, endpoint, csv_row
         self.answered: Counter[str] = Counter()
         self.failures: list[str] = []
+        self.failed_at: list[float] = []  # time.time() of each failure
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -57,6 +62,7 @@ class Traffic:
                 self.failures.append(
                     f"{error.response['Error']['Code']}: {error.response['Error']['Message']}"
                 )
+                self.failed_at.append(time.time())
             time.sleep(0.05)
 
     def assert_none_failed(self) -> None:
@@ -146,3 +152,112 @@ def test_an_update_whose_model_cannot_load_rolls_back_under_traffic(
     assert set(statuses) <= {"InService", "Updating"}, statuses
     assert set(traffic.answered) == {"Blue"}, traffic.answered
     assert _variants_with_deployments(deployed, ns, "rb") == ["Blue"]
+
+
+def test_the_canary_example_under_traffic_shares_then_moves_the_traffic_and_drops_no_call(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey]
+) -> None:
+    """examples/canary-update: Blue -> Green with CANARY 50 % and 20 s bakes, at about 20 calls/s.
+    During the canary bake both fleets answer, about half each; after it only Green; no call fails."""
+    ns, key = namespace
+    stack.apply_objects(
+        deployed.kubeconfig, ns, stack.example_objects(stack.REPO / "examples" / "canary-update")
+    )
+    _wait_ready(deployed, ns, "iris-canary", key, body=IRIS_ROW)
+    statuses: list[str] = []
+    by_step: dict[int, Counter[str]] = {}
+    runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
+    with Traffic(runtime, "iris-canary", csv_row=IRIS_ROW) as traffic:
+        _point_at(deployed, ns, "iris-canary", "iris-canary-v2")
+        deadline, step, mark = time.monotonic() + 300, 0, Counter(traffic.answered)
+        while time.monotonic() < deadline:
+            current = _status(deployed, ns, "iris-canary")
+            statuses.append(str(current.get("endpointStatus")))
+            shift = (current.get("pendingDeploymentSummary") or {}).get("trafficShift") or {}
+            now_step = int(shift.get("step", 0))
+            if (current.get("endpointConfigName"), current.get("endpointStatus")) == (
+                "iris-canary-v2",
+                "InService",
+            ):
+                now_step = 3
+            if now_step != step:  # answers between two status changes belong to the step before
+                by_step[step] = Counter(traffic.answered) - mark
+                step, mark = now_step, Counter(traffic.answered)
+            if step == 3:
+                break
+            time.sleep(0.2)
+        time.sleep(5)
+        by_step[3] = Counter(traffic.answered) - mark
+    print(f"canary update, answers by step (0 starting, 1 canary, 2 all, 3 done): {by_step}")
+    traffic.assert_none_failed()
+    assert set(statuses) <= {"InService", "Updating"}, statuses
+    canary = by_step.get(1, Counter())
+    share = canary["Green"] / max(sum(canary.values()), 1)
+    assert sum(canary.values()) >= 100, by_step
+    assert 0.3 <= share <= 0.7, f"canary answers {canary} (share {share:.2f})"
+    # All of it on Green in step 2; a call or two routed just before the gateway saw the step may land on Blue.
+    assert by_step[2]["Green"] > 50, by_step
+    assert by_step[2]["Blue"] <= 2, by_step
+    assert set(by_step[3]) == {"Green"}, by_step
+    assert _variants_with_deployments(deployed, ns, "iris-canary") == ["Green"]
+
+
+def _flaky_model_tarball() -> bytes:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        tar.add(stack.REPO / "examples" / "alarm-rollback" / "flaky" / "code", arcname="code")
+    return archive.getvalue()
+
+
+def test_an_alarm_firing_during_the_bake_rolls_the_update_back(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey]
+) -> None:
+    """examples/alarm-rollback, with the stack's real Prometheus scraping the gateway: v2's
+    model fails every third call, the rule on its errors fires during the 60 s bake, and the
+    Endpoint is back InService on v1 within an evaluation interval (5 s) + 10 s of the alert."""
+    ns, key = namespace
+    example = stack.REPO / "examples" / "alarm-rollback"
+    local_stack.install_alarm_rules([example / "alarm-rules.yml"])
+    deployed.s3.put("sageport-models", "flaky/model.tar.gz", _flaky_model_tarball())
+    stack.apply_objects(deployed.kubeconfig, ns, stack.example_objects(example))
+    _wait_ready(deployed, ns, "iris-alarm", key, body=IRIS_ROW)
+    statuses: list[str] = []
+    final: dict[str, Any] = {}
+    runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
+    with Traffic(runtime, "iris-alarm", csv_row=IRIS_ROW) as traffic:
+        _point_at(deployed, ns, "iris-alarm", "iris-alarm-v2")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            final = _status(deployed, ns, "iris-alarm")
+            statuses.append(str(final.get("endpointStatus")))
+            if "rolled back" in (final.get("failureReason") or ""):
+                break
+            time.sleep(0.2)
+        rolled_back_at = time.time()
+        time.sleep(3)  # the gateway has the old weights back
+        after = Counter(traffic.answered)
+        time.sleep(5)
+        since_rollback = Counter(traffic.answered) - after
+    reason = final.get("failureReason") or ""
+    assert "rolled back" in reason, final
+    assert (final["endpointStatus"], final["endpointConfigName"]) == ("InService", "iris-alarm-v1"), final
+    assert set(statuses) <= {"InService", "Updating"}, statuses
+    found = re.search(r"alarm iris-alarm-red-errors is firing \(since ([^)]+)\)", reason)
+    assert found, reason
+    fired = datetime.fromisoformat(found.group(1)).timestamp()
+    first_error = min(traffic.failed_at)
+    print(
+        f"alarm rollback: first model error to alert {fired - first_error:.1f} s, "
+        f"alert to rolled back {rolled_back_at - fired:.1f} s"
+    )
+    assert rolled_back_at - fired <= 5 + 10, f"rolled back {rolled_back_at - fired:.1f} s after the alert"
+    assert traffic.answered["Red"] > 0, traffic.answered
+    assert all(failure.startswith("ModelError") for failure in traffic.failures), traffic.failures[:5]
+    assert set(since_rollback) == {"Blue"}, since_rollback
+    eventually_gone = time.monotonic() + 30
+    while (
+        _variants_with_deployments(deployed, ns, "iris-alarm") != ["Blue"]
+        and time.monotonic() < eventually_gone
+    ):
+        time.sleep(0.5)
+    assert _variants_with_deployments(deployed, ns, "iris-alarm") == ["Blue"]

@@ -286,6 +286,7 @@ def test_ack_samples_are_accepted(kube_cluster: KubeCluster, namespace: str) -> 
         "autoscaling",
         "update-to-new-config",
         "data-capture",
+        "canary-update",
     ],
 )
 def test_every_example_applies_and_serves(kube_cluster: KubeCluster, namespace: str, example: str) -> None:

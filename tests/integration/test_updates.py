@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -219,3 +220,65 @@ def test_weights_and_capacities_change_in_place_with_no_new_fleet(
     assert {d["metadata"]["uid"] for d in deployments} == before  # the same fleet, changed in place
     replicas = {d["metadata"]["labels"]["sageport.io/variant"]: d["spec"]["replicas"] for d in deployments}
     assert replicas == {"variant-a": 3, "variant-b": 1}
+
+
+def test_a_canary_update_shifts_traffic_in_baked_steps_with_both_fleets_running(
+    kube_cluster: KubeCluster, namespace: str, iris: list[dict[str, Any]]
+) -> None:
+    """CANARY 50 %, 4 s bakes, 2 s termination wait: the status walks Baking step 1 (half the
+    traffic on the new fleet), step 2 (all of it), then InService on v2; both fleets of the
+    same variant name run side by side until the old one is terminated."""
+    policy = {
+        "blueGreenUpdatePolicy": {
+            "trafficRoutingConfiguration": {
+                "type_": "CANARY",
+                "waitIntervalInSeconds": 4,
+                "canarySize": {"type_": "CAPACITY_PERCENT", "value": 50},
+            },
+            "terminationWaitInSeconds": 2,
+        }
+    }
+    watch = StatusWatch(kube_cluster, namespace, "iris")
+    apply(kube_cluster, [_config_v2(iris, "iris-config-v2", "AllTraffic")], namespace)
+    patch = json.dumps({"spec": {"endpointConfigName": "iris-config-v2", "deploymentConfig": policy}})
+    kube_cluster.kubectl("patch", "-n", namespace, "endpoints.sageport.io/iris", "--type=merge", "-p", patch)
+
+    fleets: set[int] = set()
+
+    def done() -> dict[str, Any] | None:
+        fleets.add(
+            len(get(kube_cluster, "deployments", namespace, selector="sageport.io/endpoint-object=iris"))
+        )
+        status = _status(kube_cluster, namespace)
+        finished = (
+            status.get("endpointConfigName") == "iris-config-v2"
+            and status.get("endpointStatus") == "InService"
+        )
+        return status if finished else None
+
+    started = time.monotonic()
+    final = eventually(done, 90, what="v2 InService after the canary")
+    took = time.monotonic() - started
+    seen = watch.stop()
+    assert {s.get("endpointStatus") for s in seen} <= {"InService", "Updating"}
+    shifts = [
+        (s["pendingDeploymentSummary"]["trafficShift"], s)
+        for s in seen
+        if (s.get("pendingDeploymentSummary") or {}).get("trafficShift")
+    ]
+    steps = [(shift["step"], shift["newFleetShare"]) for shift, _ in shifts]
+    assert sorted(set(steps)) == [(1, 0.5), (2, 1.0)], steps
+    for shift, status in shifts:
+        (old,) = status["productionVariants"]
+        (new,) = status["pendingDeploymentSummary"]["productionVariants"]
+        assert (old["currentWeight"], new["currentWeight"]) == (
+            1 - shift["newFleetShare"],
+            shift["newFleetShare"],
+        )
+        assert new["variantStatus"][0]["status"] == "Baking"
+    assert took >= 4 + 4 + 2 - 1, f"the bakes were skipped: done in {took:.1f} s"
+    assert 2 in fleets, "the two fleets never ran side by side"
+    assert final["productionVariants"][0]["currentWeight"] == 1.0
+    eventually(lambda: _deployments(kube_cluster, namespace) == {"AllTraffic"} and len(
+        get(kube_cluster, "deployments", namespace, selector="sageport.io/endpoint-object=iris")) == 1,
+        30, what="the old fleet terminated")  # fmt: skip

@@ -11,6 +11,7 @@ import kopf
 
 from sageport import contract
 from sageport.kubeclient import load_api_client
+from sageport.operator.alarms import prometheus_alarm_source
 from sageport.operator.kube import API_CLIENT_POOL_SIZE, KubernetesApi
 from sageport.operator.reconcile.endpoint import EndpointReconciler
 from sageport.operator.render import RenderSettings
@@ -28,6 +29,9 @@ class OperatorSettings:
     storage_secret: str | None = None  # Secret (in each Endpoint's namespace) with AWS_* credentials
     tolerate_taints: tuple[str, ...] = ()  # extra taint keys every variant pod tolerates
     catalog_path: str | None = None  # InstanceType YAML file or directory to keep applied (the chart's)
+    # Where update bakes read which alarms fire (sageport.operator.alarms); None: no alarm source,
+    # so an Endpoint naming alarms is warned, not silently rolled forward.
+    prometheus_url: str | None = None
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -40,6 +44,7 @@ class OperatorSettings:
             storage_secret=env.get("SAGEPORT_STORAGE_SECRET") or None,
             tolerate_taints=taints,
             catalog_path=env.get("SAGEPORT_CATALOG_PATH") or None,
+            prometheus_url=env.get(contract.PROMETHEUS_URL_ENV, "").strip() or None,
         )
 
     def render_settings(self) -> RenderSettings:
@@ -79,7 +84,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 
 def make_reconciler(config: OperatorSettings) -> tuple[EndpointReconciler, KubernetesApi]:
     kube = KubernetesApi(load_api_client(pool_size=API_CLIENT_POOL_SIZE), contract.MANAGED_BY)
+    alarms = prometheus_alarm_source(config.prometheus_url) if config.prometheus_url else None
     reconciler = EndpointReconciler(
-        kube, config.render_settings(), lambda: datetime.datetime.now(datetime.UTC)
+        kube, config.render_settings(), lambda: datetime.datetime.now(datetime.UTC), alarms
     )
     return reconciler, kube

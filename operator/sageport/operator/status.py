@@ -13,10 +13,16 @@ from typing import Any
 
 from sageport.api.v1alpha1 import Condition, EndpointStatus, ObjectStatus, ProductionVariantSummary
 from sageport.api.v1alpha1.common import ConditionStatus
-from sageport.api.v1alpha1.endpoint import DeployedImage, PendingDeploymentSummary, VariantStatus
+from sageport.api.v1alpha1.endpoint import (
+    DeployedImage,
+    PendingDeploymentSummary,
+    TrafficShift,
+    VariantStatus,
+)
 from sageport.api.v1alpha1.endpoint_config import RoutingConfig
 from sageport.contract import EndpointStatus as State
 from sageport.contract import RoutingStrategy
+from sageport.operator.shift import ALL_AT_ONCE, ShiftPolicy, advance, done, step_status
 
 READY = "Ready"
 
@@ -76,27 +82,30 @@ def endpoint_status(
     deleting: bool,
     now: datetime,
     not_acted_on: Sequence[str] = (),
+    policy: ShiftPolicy = ALL_AT_ONCE,
 ) -> EndpointStatus:
     """The whole Endpoint status, SageMaker's face and Kubernetes' face, from plan and observation.
 
-    While a config serves, another config that is not rolled out yet, or a spec that cannot be
-    served, gives an update's status (:func:`update_status`: the fleet keeps serving).
-    ``not_acted_on`` are the fields admitted but not acted on yet: the Ready message lists them.
+    While a config serves, another config whose traffic shift (``policy``) is not done, or a
+    spec that cannot be served, gives an update's status (:func:`update_status`: the fleet keeps
+    serving). ``not_acted_on`` are the fields admitted but not acted on yet: the Ready message
+    lists them.
     """
     serving = serving_config(previous)
     changing = config_name is not None and config_name != serving
+    shifted = None
+    if changing and plans and all(_rolled_out(p, _obs(observed, p)) for p in plans):
+        shifted = advance(policy, traffic_shift(previous, config_name), now)
     if (
         previous is not None
         and serving
         and not deleting
-        and (
-            problem is not None
-            or (changing and not (plans and all(_rolled_out(p, _obs(observed, p)) for p in plans)))
-        )
+        and (problem is not None or (changing and (shifted is None or not done(policy, shifted, now))))
     ):
         return update_status(
             previous=previous, generation=generation, config_name=config_name or serving, plans=plans,
             observed=observed, problem=problem, now=now, not_acted_on=not_acted_on,
+            policy=policy, shifted=shifted,
         )  # fmt: skip
     conditions = list(previous.conditions or []) if previous else []
     created = previous.creation_time if previous and previous.creation_time else now
@@ -144,6 +153,14 @@ def serving_config(previous: EndpointStatus | None) -> str | None:
     return previous.endpoint_config_name
 
 
+def traffic_shift(previous: EndpointStatus | None, config_name: str | None) -> TrafficShift | None:
+    """The traffic shift of the update to ``config_name`` under way in ``previous``, if any."""
+    pending = previous.pending_deployment_summary if previous is not None else None
+    if pending is None or pending.endpoint_config_name != config_name:
+        return None
+    return pending.traffic_shift
+
+
 def update_status(
     *,
     previous: EndpointStatus,
@@ -154,13 +171,16 @@ def update_status(
     problem: Problem | None,
     now: datetime,
     not_acted_on: Sequence[str] = (),
+    policy: ShiftPolicy = ALL_AT_ONCE,
+    shifted: TrafficShift | None = None,
 ) -> EndpointStatus:
     """The status while the Endpoint moves from ``previous.endpoint_config_name`` to ``config_name``.
 
-    The serving config keeps the traffic (``endpointConfigName``, ``productionVariants``) until
-    every new variant is rolled out and ready (then :func:`endpoint_status` says InService on the
-    new one). Meanwhile the status
-    is ``Updating`` with a ``pendingDeploymentSummary``, never ``Creating``: SageMaker's waiters
+    The serving config keeps ``endpointConfigName`` and ``productionVariants`` until the new
+    fleet is ready and its traffic shift is done (then :func:`endpoint_status` says InService on
+    the new one). During the shift (``shifted``) the ``currentWeight`` of both fleets' variants
+    is their share of the traffic, which the gateway routes by. Meanwhile the status is
+    ``Updating`` with a ``pendingDeploymentSummary``, never ``Creating``: SageMaker's waiters
     take any other status for the end of the update. A new config that cannot be served leaves
     the old one InService, with the reason in ``failureReason``.
     """
@@ -198,6 +218,36 @@ def update_status(
             ready.message,
             PendingDeploymentSummary(endpoint_config_name=config_name, start_time=started),
         )
+    elif shifted is not None:
+        kind, message = step_status(policy, shifted, now)
+        state = State.UPDATING
+        ready = ready_condition(
+            "Unknown", State.UPDATING, f"Updating to EndpointConfig {config_name!r}: {message}", generation
+        )
+        failure = None
+        wanted = sum(p.weight for p in plans) or 1.0
+        variants = [
+            _variant_summary(p, _obs(observed, p)).model_copy(
+                update={
+                    "current_weight": p.weight / wanted * shifted.new_fleet_share,
+                    "variant_status": [
+                        VariantStatus(status=kind, status_message=message, start_time=shifted.step_start_time)
+                    ],
+                }
+            )
+            for p in plans
+        ]
+        pending = PendingDeploymentSummary(
+            endpoint_config_name=config_name, production_variants=variants, start_time=started,
+            traffic_shift=shifted,
+        )  # fmt: skip
+        if not_acted_on:
+            ready = ready.model_copy(
+                update={"message": f"{ready.message} {not_acted_on_sentence(not_acted_on)}"}
+            )
+        serving_share = 1.0 - shifted.new_fleet_share
+        serving_variants = _scaled(previous.production_variants, serving_share)
+        return _on_serving_fleet(previous, state, ready, failure, pending, now, serving_variants)
     else:
         waiting = [p for p in plans if not _rolled_out(p, _obs(observed, p))]
         counts = ", ".join(
@@ -235,7 +285,28 @@ def rolled_back_status(
         f"EndpointConfig {previous.endpoint_config_name!r} serves."
     )
     ready = ready_condition("False", "UpdateRolledBack", message, generation)
-    return _on_serving_fleet(previous, State.IN_SERVICE, ready, message, None, now)
+    serving_variants = _scaled(previous.production_variants, None)
+    return _on_serving_fleet(previous, State.IN_SERVICE, ready, message, None, now, serving_variants)
+
+
+def _scaled(
+    variants: list[ProductionVariantSummary] | None, share: float | None
+) -> list[ProductionVariantSummary] | None:
+    """The serving fleet's variants with ``share`` of the traffic split by their desired weights
+    (a shift under way), or with their own desired weights again (``None``: no shift)."""
+    if not variants:
+        return variants
+    total = sum(v.desired_weight or 0.0 for v in variants) or 1.0
+    return [
+        v.model_copy(
+            update={
+                "current_weight": (v.desired_weight or 0.0) / total * share
+                if share is not None
+                else (v.desired_weight if v.current_instance_count else 0.0)
+            }
+        )
+        for v in variants
+    ]
 
 
 def _on_serving_fleet(
@@ -245,9 +316,10 @@ def _on_serving_fleet(
     failure: str | None,
     pending: PendingDeploymentSummary | None,
     now: datetime,
+    variants: list[ProductionVariantSummary] | None = None,
 ) -> EndpointStatus:
     """``previous`` with a new state, Ready, reason and pending update, but the same serving
-    config and variants (what the gateway routes by)."""
+    config and variants (what the gateway routes by), with ``variants``' traffic shares if given."""
     new = previous.model_copy(
         update={
             "observed_generation": ready.observedGeneration,
@@ -256,6 +328,7 @@ def _on_serving_fleet(
             "failure_reason": failure[:1024] if failure else None,
             "last_modified_time": now,
             "pending_deployment_summary": pending,
+            "production_variants": variants if variants is not None else previous.production_variants,
         }
     )
     return previous if _same_apart_from_time(previous, new) else new

@@ -33,8 +33,9 @@ class EndpointObject:
     object_name: str
     created: str
     status: str
-    # (variant name, weight, routing strategy, container hostnames or None), in status order
-    variants: tuple[tuple[str, float, RoutingStrategy, frozenset[str] | None], ...]
+    # (config label, variant name, weight, routing strategy, container hostnames or None), the
+    # serving config's variants in status order, then those of an update that has traffic.
+    variants: tuple[tuple[str, str, float, RoutingStrategy, frozenset[str] | None], ...]
     # metadata.resourceVersion as a number (0 if absent): a read-through GET may be newer than
     # the watch's next event, which must then not take the table back.
     resource_version: int = 0
@@ -48,6 +49,7 @@ class EndpointObject:
 class SliceObject:
     namespace: str
     endpoint_object: str
+    config: str  # the config_label of the EndpointConfig whose fleet it is
     variant: str
     backends: tuple[str, ...]
 
@@ -88,22 +90,38 @@ def _strategy(variant: Mapping[str, Any]) -> RoutingStrategy:
         return RoutingStrategy.LEAST_OUTSTANDING_REQUESTS
 
 
-def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
-    namespace, name = object_key(obj)
-    status = _mapping(obj.get("status"))
+def _variants(
+    config: Any, summaries: Any, *, shifted: bool
+) -> list[tuple[str, str, float, RoutingStrategy, frozenset[str] | None]]:
+    """The routable variants of one config's fleet. ``shifted``: an update's fleet, which gets
+    traffic only once its currentWeight (its share of the traffic shift) is above zero."""
+    label = contract.config_label(config) if isinstance(config, str) else ""
     variants = []
-    for variant in _items(status.get("productionVariants")):
+    for variant in _items(summaries):
         if not isinstance(variant, Mapping) or not isinstance(variant.get("variantName"), str):
+            continue
+        weight = _weight(variant)
+        if shifted and not (isinstance(variant.get("currentWeight"), int | float) and weight > 0):
             continue
         hostnames = variant.get("containerHostnames")
         variants.append(
             (
+                label,
                 variant["variantName"],
-                _weight(variant),
+                weight,
                 _strategy(variant),
                 frozenset(str(host) for host in hostnames) if isinstance(hostnames, list) else None,
             )
         )
+    return variants
+
+
+def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
+    namespace, name = object_key(obj)
+    status = _mapping(obj.get("status"))
+    pending = _mapping(status.get("pendingDeploymentSummary"))
+    variants = _variants(status.get("endpointConfigName"), status.get("productionVariants"), shifted=False)
+    variants += _variants(pending.get("endpointConfigName"), pending.get("productionVariants"), shifted=True)
     spec = obj.get("spec")
     invoke_name = spec.get("endpointName") if isinstance(spec, Mapping) else None
     return EndpointObject(
@@ -139,6 +157,7 @@ def _serving_port(slice_obj: Mapping[str, Any]) -> int:
 def parse_endpoint_slice(obj: Mapping[str, Any]) -> SliceObject | None:
     labels = _mapping(_metadata(obj).get("labels"))
     endpoint, variant = labels.get(contract.LABEL_ENDPOINT_OBJECT), labels.get(contract.LABEL_VARIANT)
+    config = labels.get(contract.LABEL_CONFIG, "")
     if not endpoint or not variant:
         return None
     port = _serving_port(obj)
@@ -153,18 +172,17 @@ def parse_endpoint_slice(obj: Mapping[str, Any]) -> SliceObject | None:
         for address in _items(member.get("addresses")):
             host = f"[{address}]" if ipv6 else str(address)
             backends.append(f"http://{host}:{port}")
-    return SliceObject(object_key(obj)[0], str(endpoint), str(variant), tuple(backends))
+    return SliceObject(object_key(obj)[0], str(endpoint), str(config), str(variant), tuple(backends))
 
 
 def build_routes(
     endpoints: Iterable[EndpointObject], slices: Iterable[SliceObject]
 ) -> tuple[list[EndpointSpec], list[str]]:
     """Endpoint specs to install, and the names that clash across namespaces (for a warning)."""
-    backends: dict[tuple[str, str, str], list[str]] = {}
+    backends: dict[tuple[str, str, str, str], list[str]] = {}
     for slice_obj in slices:
-        backends.setdefault((slice_obj.namespace, slice_obj.endpoint_object, slice_obj.variant), []).extend(
-            slice_obj.backends
-        )
+        fleet = (slice_obj.namespace, slice_obj.endpoint_object, slice_obj.config, slice_obj.variant)
+        backends.setdefault(fleet, []).extend(slice_obj.backends)
     owners: dict[str, EndpointObject] = {}
     clashes: set[str] = set()
     for endpoint in sorted(endpoints, key=lambda item: (item.created, item.namespace)):
@@ -180,12 +198,12 @@ def build_routes(
                 name=name,
                 weight=weight,
                 backends=tuple(
-                    dict.fromkeys(backends.get((endpoint.namespace, endpoint.object_name, name), ()))
+                    dict.fromkeys(backends.get((endpoint.namespace, endpoint.object_name, config, name), ()))
                 ),
                 strategy=strategy,
                 container_hostnames=hostnames,
             )
-            for name, weight, strategy, hostnames in endpoint.variants
+            for config, name, weight, strategy, hostnames in endpoint.variants
         )
         specs.append(
             EndpointSpec(

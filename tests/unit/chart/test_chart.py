@@ -6,11 +6,13 @@ import json
 import re
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from sageport import contract
 from sageport.api.v1alpha1 import InstanceType, InstanceTypeSpec
 from sageport.gateway.main import build_parser as gateway_parser
 from sageport.operator import crdgen, kube
@@ -301,6 +303,22 @@ def test_operator_defaults_use_the_app_version_and_leave_storage_unset() -> None
     )
 
 
+def test_the_alarm_source_reaches_the_operator_settings_and_is_unset_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "http://prometheus.monitoring:9090/prom"
+    env = _env(_container(render("--set", f"operator.alarms.prometheusUrl={url}"), OPERATOR))
+    assert env[contract.PROMETHEUS_URL_ENV] == url
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert OperatorSettings.from_env().prometheus_url == url
+
+    default = _env(_container(render(), OPERATOR))
+    assert contract.PROMETHEUS_URL_ENV not in default
+    monkeypatch.delenv(contract.PROMETHEUS_URL_ENV)
+    assert OperatorSettings.from_env().prometheus_url is None
+
+
 def test_a_catalog_change_restarts_the_operator() -> None:
     def checksum(*args: str) -> str:
         template = render(*args).get("Deployment", OPERATOR)["spec"]["template"]
@@ -441,6 +459,28 @@ def test_service_monitor_is_off_by_default_and_scrapes_a_metrics_only_service() 
     assert "metrics" not in [p["name"] for p in rendered.get("Service", GATEWAY)["spec"]["ports"]]
 
 
+def test_the_local_stacks_prometheus_scrapes_the_gateway_pods_metrics_port(tmp_path: Path) -> None:
+    """`make up PROMETHEUS=1` scrapes the gateway through a Service of its own (Debian's
+    Prometheus has no Kubernetes discovery): it must select the chart's gateway pods (with the
+    values the stack installs) and reach their metrics container port."""
+    from sageport_dev import stack
+
+    refs = {"runtime": "sageport/runtime:dev", "operator": "sageport/operator:dev"}
+    s3 = stack.S3Server("http://10.85.0.1:9000", "key", "secret", None)
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(stack.local_values(refs, s3, "http://10.85.0.1:19090")))
+    rendered = render("--values", str(values))
+    template = rendered.get("Deployment", GATEWAY)["spec"]["template"]
+    service = stack.gateway_metrics_service()
+    assert service["metadata"]["namespace"] == NAMESPACE
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    (port,) = service["spec"]["ports"]
+    (container,) = template["spec"]["containers"]
+    assert {"name": port["targetPort"], "containerPort": port["port"]} in container["ports"]
+    assert port["name"] not in [p["name"] for p in rendered.get("Service", GATEWAY)["spec"]["ports"]]
+    assert _env(_container(rendered, OPERATOR))[contract.PROMETHEUS_URL_ENV] == "http://10.85.0.1:19090"
+
+
 # ---- values and their schema ---------------------------------------------------------------
 
 
@@ -461,6 +501,11 @@ def test_service_monitor_is_off_by_default_and_scrapes_a_metrics_only_service() 
         (("--set-json", 'instanceTypes.extra=[{"name":"local","cpu":"1","memory":"2 GB"}]'), "memory"),
         (("--set", "operator.storage.endpointURL=s3.local:7070"), "/operator/storage/endpointURL"),
         (("--set", "gateway.dataCapture.bufferMiB=0"), "/gateway/dataCapture/bufferMiB"),
+        (("--set", "operator.alarms.prometheusUrl=prometheus:9090"), "/operator/alarms/prometheusUrl"),
+        (
+            ("--set", "operator.alarms.prometheusURL=http://prometheus:9090"),
+            "at '/operator/alarms': additional properties 'prometheusURL' not allowed",
+        ),
     ],
 )
 def test_the_schema_rejects_typos_with_the_path_in_the_message(args: tuple[str, ...], message: str) -> None:

@@ -30,14 +30,17 @@ def endpoint(
 
 
 def endpoint_slice(
-    namespace: str, endpoint_name: str, variant: str, *members: tuple[str, bool | None]
+    namespace: str,
+    endpoint_name: str,
+    variant: str,
+    *members: tuple[str, bool | None],
+    config: str | None = None,
 ) -> dict[str, object]:
+    labels = {contract.LABEL_ENDPOINT_OBJECT: endpoint_name, contract.LABEL_VARIANT: variant}
+    if config is not None:
+        labels[contract.LABEL_CONFIG] = contract.config_label(config)
     return {
-        "metadata": {
-            "namespace": namespace,
-            "name": f"{endpoint_name}-{variant}-x",
-            "labels": {contract.LABEL_ENDPOINT_OBJECT: endpoint_name, contract.LABEL_VARIANT: variant},
-        },
+        "metadata": {"namespace": namespace, "name": f"{endpoint_name}-{variant}-x", "labels": labels},
         "addressType": "IPv4",
         "ports": [{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}],
         "endpoints": [
@@ -62,12 +65,12 @@ def test_endpoint_status_to_variants() -> None:
         )
     )
     assert parsed.status == "InService"
-    assert [(name, weight) for name, weight, _, _ in parsed.variants] == [
+    assert [(name, weight) for _, name, weight, _, _ in parsed.variants] == [
         ("A", 0.25),
         ("B", 0.75),
         ("C", 1.0),
     ]
-    assert parsed.variants[1][2] is RoutingStrategy.RANDOM
+    assert parsed.variants[1][3] is RoutingStrategy.RANDOM
     assert parse_endpoint({"metadata": {"name": "x"}}).status == "Creating"
 
 
@@ -233,3 +236,43 @@ def test_routes_follow_the_object_identity_not_the_invoke_name() -> None:
     backends = {spec.name: spec.variants[0].backends for spec in specs}
     assert clashes == []
     assert backends == {"y": ("http://10.0.0.1:8080",), "x": ("http://10.0.0.2:8080",)}
+
+
+def test_an_update_shares_the_traffic_by_the_shift_weights_between_two_fleets() -> None:
+    """During a blue/green shift both fleets of variant A serve: the serving config's by its
+    productionVariants, the new config's by pendingDeploymentSummary, each by currentWeight."""
+    obj = endpoint(
+        "ns",
+        "ep",
+        endpointStatus="Updating",
+        endpointConfigName="v1",
+        productionVariants=[{"variantName": "A", "currentWeight": 0.75, "desiredWeight": 1}],
+        pendingDeploymentSummary={
+            "endpointConfigName": "v2",
+            "productionVariants": [{"variantName": "A", "currentWeight": 0.25, "desiredWeight": 1}],
+        },
+    )
+    slices = [
+        parse_endpoint_slice(endpoint_slice("ns", "ep", "A", ("10.0.0.1", True), config="v1")),
+        parse_endpoint_slice(endpoint_slice("ns", "ep", "A", ("10.0.0.2", True), config="v2")),
+    ]
+    (spec,), _ = build_routes([parse_endpoint(obj)], [s for s in slices if s is not None])
+    assert [(v.name, v.weight, v.backends) for v in spec.variants] == [
+        ("A", 0.75, ("http://10.0.0.1:8080",)),
+        ("A", 0.25, ("http://10.0.0.2:8080",)),
+    ]
+
+
+def test_an_update_without_traffic_yet_is_not_routed() -> None:
+    pending: dict[str, object] = {
+        "endpointConfigName": "v2",
+        "productionVariants": [
+            {"variantName": "A", "desiredWeight": 1},
+            {"variantName": "B", "currentWeight": 0},
+        ],
+    }
+    obj = endpoint(
+        "ns", "ep", endpointStatus="Updating", endpointConfigName="v1",
+        productionVariants=[{"variantName": "A", "currentWeight": 1}], pendingDeploymentSummary=pending,
+    )  # fmt: skip
+    assert [(config, name) for config, name, *_ in parse_endpoint(obj).variants] == [("v1", "A")]

@@ -93,12 +93,17 @@ def test_fields_not_acted_on_are_listed_and_fields_without_effect_are_not() -> N
     }
     config["tags"] = [{"key": "team", "value": "ml"}]
     config["productionVariants"][0]["managedInstanceScaling"] = {"status": "ENABLED", "maxInstanceCount": 3}
-    kind(docs, "Endpoint")["spec"]["deploymentConfig"] = {}
+    kind(docs, "Endpoint")["spec"]["deploymentConfig"] = {
+        "rollingUpdatePolicy": {
+            "maximumBatchSize": {"type_": "CAPACITY_PERCENT", "value": 10},
+            "waitIntervalInSeconds": 0,
+        }
+    }
     kind(docs, "Model")["spec"]["executionRoleARN"] = "arn:aws:iam::1:role/x"
     admission = _admit(docs)
     assert admission.problem is None
     assert admission.not_acted_on == (
-        "Endpoint.deploymentConfig",
+        "Endpoint.deploymentConfig.rollingUpdatePolicy",
         "EndpointConfig.productionVariants[AllTraffic].managedInstanceScaling",
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sageport.contract import config_label
 from sageport.operator.catalog import catalog_manifests
 from sageport.operator.reconcile.endpoint import EndpointReconciler
 from sageport.operator.reconcile.lookups import ChildRef, Lookups
@@ -64,7 +65,11 @@ def _lookups(
         configs=named("EndpointConfig"),
         models=named("Model"),
         instance_types=CATALOG.get,
-        observations=lambda _ns, _name: observed,
+        # The fleet of the config the Endpoint names (tests here run no update).
+        observations=lambda _ns, _name: {
+            (config_label(by_kind["Endpoint"][0]["spec"]["endpointConfigName"]), variant): seen
+            for variant, seen in observed.items()
+        },
         children=lambda _ns, _name: children,
     )
 
@@ -194,3 +199,19 @@ async def test_the_serving_configs_data_capture_is_in_the_status_for_the_gateway
     await reconciler.refresh_status(endpoint, ready)
     await reconciler.reconcile(endpoint, ready)
     assert len(kube.statuses) == writes  # nothing changed, nothing written
+
+
+async def test_alarms_without_a_prometheus_are_a_warning_and_in_the_ready_message() -> None:
+    kube = FakeKube()
+    endpoint, world = _world("realtime-sklearn")
+    endpoint["spec"]["deploymentConfig"] = {
+        "autoRollbackConfiguration": {"alarms": [{"alarmName": "errors"}]}
+    }
+    await _reconciler(kube).reconcile(endpoint, _lookups(world, {"AllTraffic": VariantObservation(1)}, []))
+    (event,) = kube.created
+    assert event["type"] == "Warning"
+    assert (
+        "no Prometheus to read alarms from: set the chart value operator.alarms.prometheusUrl"
+        in event["message"]
+    )
+    assert "operator.alarms.prometheusUrl" in kube.statuses[-1]["conditions"][0]["message"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sageport.api.v1alpha1 import Condition
+from sageport.api.v1alpha1 import Condition, DeploymentConfig
+from sageport.operator.shift import ALL_AT_ONCE, ShiftPolicy, advance, done, next_change, shift_policy
 from sageport.operator.status import (
     Problem,
     VariantObservation,
@@ -294,3 +295,118 @@ def test_a_rolled_back_update_is_in_service_on_the_old_config_with_the_reason() 
     assert status.failure_reason == (
         "Update to EndpointConfig 'cfg-v2' rolled back: variant green: CrashLoopBackOff. EndpointConfig 'cfg' serves."
     )
+
+
+# --- traffic shifting: a blue/green policy moves traffic in steps that bake ------------------
+
+
+def _canary(wait: int = 60, termination: int = 30) -> ShiftPolicy:
+    config = DeploymentConfig.model_validate(
+        {
+            "blueGreenUpdatePolicy": {
+                "trafficRoutingConfiguration": {
+                    "type_": "CANARY",
+                    "waitIntervalInSeconds": wait,
+                    "canarySize": {"type_": "CAPACITY_PERCENT", "value": 25},
+                },
+                "terminationWaitInSeconds": termination,
+            }
+        }
+    )
+    return shift_policy(config, 4)
+
+
+def _shifting(previous, now, policy):  # type: ignore[no-untyped-def]
+    return endpoint_status(
+        previous=previous, generation=4, config_name="cfg-v2", plans=NEW,
+        observed={"green": VariantObservation(1, 1)}, problem=None, deleting=False, now=now, policy=policy,
+    )  # fmt: skip
+
+
+def _weights(status) -> tuple[list[float], list[float]]:  # type: ignore[no-untyped-def]
+    pending = status.pending_deployment_summary
+    return (
+        [round(v.current_weight, 3) for v in status.production_variants],
+        [round(v.current_weight, 3) for v in pending.production_variants] if pending else [],
+    )
+
+
+def test_a_canary_update_bakes_a_share_then_the_rest_then_waits_before_the_old_fleet_goes() -> None:
+    policy = _canary(wait=60, termination=30)
+    serving = _serving()  # variants a (0.8) and b (0.2)
+    canary = _shifting(serving, T1, policy)
+    assert (canary.endpoint_status, canary.endpoint_config_name) == ("Updating", "cfg")
+    pending = canary.pending_deployment_summary
+    assert pending.traffic_shift.model_dump() == {
+        "step": 1, "steps": 2, "new_fleet_share": 0.25, "step_start_time": T1,
+    }  # fmt: skip
+    assert _weights(canary) == ([0.6, 0.15], [0.25])  # the gateway routes by these
+    (variant_status,) = pending.production_variants[0].variant_status
+    assert (variant_status.status, variant_status.start_time) == ("Baking", T1)
+    assert variant_status.status_message == (
+        "Baking for 60 seconds (WaitIntervalInSeconds) with traffic enabled on canary capacity of "
+        "25 % of the new fleet (step 1 of 2)."
+    )
+    assert _shifting(canary, T1 + timedelta(seconds=59), policy) is canary  # still baking: nothing to write
+    rest = _shifting(canary, T1 + timedelta(seconds=61), policy)
+    assert rest.pending_deployment_summary.traffic_shift.step == 2
+    assert _weights(rest) == ([0.0, 0.0], [1.0])
+    t2 = T1 + timedelta(seconds=61)
+    waiting = _shifting(rest, t2 + timedelta(seconds=61), policy)
+    assert waiting.endpoint_status == "Updating"  # the old fleet idles for terminationWaitInSeconds
+    assert (
+        "(TerminationWaitInSeconds)"
+        in waiting.pending_deployment_summary.production_variants[0].variant_status[0].status_message
+    )
+    done = _shifting(waiting, t2 + timedelta(seconds=91), policy)
+    assert (done.endpoint_status, done.endpoint_config_name) == ("InService", "cfg-v2")
+    assert done.pending_deployment_summary is None
+    assert _weights(done) == ([1.0], [])
+
+
+def test_no_policy_moves_all_traffic_at_once_as_soon_as_the_new_fleet_is_ready() -> None:
+    done = _shifting(_serving(), T1, ALL_AT_ONCE)
+    assert (done.endpoint_status, done.endpoint_config_name) == ("InService", "cfg-v2")
+
+
+def test_a_rollback_gives_the_old_fleet_its_own_weights_back() -> None:
+    canary = _shifting(_serving(), T1, _canary())
+    back = rolled_back_status(canary, generation=4, failed_config="cfg-v2", reason="alarm x", now=T1)
+    assert _weights(back) == ([0.8, 0.2], [])
+
+
+def test_shift_policies_step_as_sagemaker_describes() -> None:
+    def shares(routing: dict[str, object], instances: int = 4) -> list[float]:
+        config = DeploymentConfig.model_validate(
+            {
+                "blueGreenUpdatePolicy": {
+                    "trafficRoutingConfiguration": {"waitIntervalInSeconds": 5, **routing}
+                }
+            }
+        )
+        return [round(step.share, 2) for step in shift_policy(config, instances).steps]
+
+    assert [s.share for s in shift_policy(None, 3).steps] == [1.0]
+    assert shares({"type_": "ALL_AT_ONCE"}) == [1.0]
+    assert shares({"type_": "CANARY", "canarySize": {"type_": "INSTANCE_COUNT", "value": 1}}) == [0.25, 1.0]
+    assert shares({"type_": "LINEAR", "linearStepSize": {"type_": "CAPACITY_PERCENT", "value": 33}}) == [
+        0.33, 0.66, 1.0,
+    ]  # fmt: skip
+    assert shares({"type_": "LINEAR", "linearStepSize": {"type_": "CAPACITY_PERCENT", "value": 50}}) == [
+        0.5,
+        1.0,
+    ]
+    assert shares({"type_": "LINEAR", "linearStepSize": {"type_": "INSTANCE_COUNT", "value": 1}}, 2) == [
+        0.5,
+        1.0,
+    ]
+
+
+def test_a_step_never_skips_its_bake_even_after_a_long_pause() -> None:
+    policy = _canary(wait=60, termination=0)
+    first = advance(policy, None, T0)
+    later = advance(policy, first, T0 + timedelta(hours=1))  # the operator was down an hour
+    assert (later.step, later.step_start_time) == (2, T0 + timedelta(hours=1))
+    assert not done(policy, later, T0 + timedelta(hours=1, seconds=59))
+    assert done(policy, later, T0 + timedelta(hours=1, seconds=60))
+    assert next_change(policy, later, T0 + timedelta(hours=1, seconds=20)) == 40

@@ -3,6 +3,7 @@
 from .common import API_VERSION, GROUP, VERSION, ApiModel, Condition, ObjectMeta, ObjectStatus, Resource
 from .endpoint import (
     DataCaptureConfigSummary,
+    DeploymentConfig,
     DesiredWeightAndCapacity,
     Endpoint,
     EndpointSpec,
@@ -30,6 +31,7 @@ __all__ = [
     "ContainerDefinition",
     "DataCaptureConfig",
     "DataCaptureConfigSummary",
+    "DeploymentConfig",
     "DesiredWeightAndCapacity",
     "Endpoint",
     "EndpointConfig",

@@ -23,6 +23,12 @@ class CapacitySize(ApiModel):
         return self.type_ == "CAPACITY_PERCENT" and not low <= self.value <= high
 
 
+def linear_steps(percent: int) -> int:
+    """Steps of a LINEAR shift by ``percent`` of the fleet: the last takes the rest, and a step
+    within 5 % of the whole fleet is the last (33 % goes 33, 66, 100)."""
+    return max(1, -(-95 // max(percent, 1)))
+
+
 class TrafficRoutingConfiguration(ApiModel):
     """How traffic moves to the new fleet during a blue/green update."""
 
@@ -58,7 +64,7 @@ class TrafficRoutingConfiguration(ApiModel):
             return 2
         if self.type_ == "LINEAR" and self.linear_step_size is not None:
             step = self.linear_step_size
-            return -(-100 // step.value) if step.type_ == "CAPACITY_PERCENT" else 2
+            return linear_steps(step.value) if step.type_ == "CAPACITY_PERCENT" else 2
         return 1
 
 
@@ -219,6 +225,16 @@ class ProductionVariantSummary(ApiModel):
     )
 
 
+class TrafficShift(ApiModel):
+    """sageport extra: where a blue/green update's traffic shift stands (the operator resumes
+    from it after a restart)."""
+
+    step: int = Field(ge=1, description="The step under way, from 1.")
+    steps: int = Field(ge=1, description="Steps of the update policy (CANARY 2, ALL_AT_ONCE 1).")
+    new_fleet_share: float = Field(ge=0, le=1, description="Share of the traffic on the new fleet.")
+    step_start_time: datetime = Field(description="When this step moved the traffic.")
+
+
 class PendingDeploymentSummary(ApiModel):
     """The update in progress, as DescribeEndpoint reports it: present only while a new
     EndpointConfig is being deployed (the current one keeps serving meanwhile)."""
@@ -226,6 +242,9 @@ class PendingDeploymentSummary(ApiModel):
     endpoint_config_name: str
     production_variants: list[ProductionVariantSummary] | None = None
     start_time: datetime | None = None
+    traffic_shift: TrafficShift | None = Field(
+        default=None, description="sageport extra: the traffic shift, once the new fleet is ready."
+    )
 
 
 CaptureStatusValue = Annotated[contract.CaptureStatus, WithJsonSchema(enum_schema(contract.CaptureStatus))]

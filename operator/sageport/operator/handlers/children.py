@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from sageport.contract import LABEL_VARIANT
+from sageport.contract import LABEL_CONFIG, LABEL_VARIANT
 from sageport.operator.handlers.indexes import OURS, lookups, owner_key, values
 from sageport.operator.reconcile.lookups import ChildRef
 from sageport.operator.reconcile.readiness import deployment_readiness
@@ -18,8 +18,8 @@ def deployment_index(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, Any] | None:
     key = owner_key(namespace, labels)
-    variant, name = labels.get(LABEL_VARIANT), body["metadata"]["name"]
-    return {key: (variant, name, deployment_readiness(body))} if key else None
+    fleet = (labels.get(LABEL_CONFIG), labels.get(LABEL_VARIANT))
+    return {key: (fleet, body["metadata"]["name"], deployment_readiness(body))} if key else None
 
 
 def _child_entry(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> dict[Any, Any] | None:

@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from sageport.contract import LABEL_ENDPOINT_OBJECT, MANAGED_BY
-from sageport.operator.reconcile.lookups import ChildRef, Key, Lookups
+from sageport.operator.reconcile.lookups import ChildRef, Fleet, Key, Lookups
 from sageport.operator.render.names import MANAGED_BY_LABEL
 from sageport.operator.status import VariantObservation
 
@@ -32,10 +32,10 @@ def owner_key(namespace: str | None, labels: Mapping[str, str]) -> Key | None:
 def lookups(indexes: Indexes) -> Lookups:
     """Typed read access to the indexes kopf passes to every handler."""
 
-    def observations(namespace: str | None, endpoint: str) -> dict[str, VariantObservation]:
+    def observations(namespace: str | None, endpoint: str) -> dict[Fleet, VariantObservation]:
         return {
-            variant: observation
-            for variant, _name, observation in values(indexes["deployment_index"], (namespace, endpoint))
+            fleet: observation
+            for fleet, _name, observation in values(indexes["deployment_index"], (namespace, endpoint))
         }
 
     def children(namespace: str | None, endpoint: str) -> list[ChildRef]:

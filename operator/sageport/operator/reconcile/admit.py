@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from sageport.api.v1alpha1 import (
     ContainerDefinition,
+    DeploymentConfig,
     EndpointConfigSpec,
     EndpointSpec,
     ModelSpec,
@@ -47,6 +48,7 @@ class Scope(Enum):
     """Where a field lives."""
 
     ENDPOINT = "Endpoint spec"
+    DEPLOYMENT_CONFIG = "Endpoint deploymentConfig"
     ENDPOINT_CONFIG = "EndpointConfig spec"
     VARIANT = "EndpointConfig productionVariants[]"
     MODEL = "Model spec"
@@ -56,6 +58,7 @@ class Scope(Enum):
 # The API model of each scope: a row's field is one of its attributes.
 SPEC_MODELS: dict[Scope, type[BaseModel]] = {
     Scope.ENDPOINT: EndpointSpec,
+    Scope.DEPLOYMENT_CONFIG: DeploymentConfig,
     Scope.ENDPOINT_CONFIG: EndpointConfigSpec,
     Scope.VARIANT: ProductionVariant,
     Scope.MODEL: ModelSpec,
@@ -92,7 +95,11 @@ TABLE: tuple[Row, ...] = (
     Row(S.ENDPOINT, "endpoint_config_name", V.ACTED),
     Row(S.ENDPOINT, "auto_scaling", V.ACTED),
     Row(S.ENDPOINT, "desired_weights_and_capacities", V.ACTED),
-    Row(S.ENDPOINT, "deployment_config", V.NOT_ACTED_YET),  # blue/green and rolling updates come next
+    Row(S.ENDPOINT, "deployment_config", V.ACTED),
+    # Endpoint deploymentConfig
+    Row(S.DEPLOYMENT_CONFIG, "blue_green_update_policy", V.ACTED),
+    Row(S.DEPLOYMENT_CONFIG, "rolling_update_policy", V.NOT_ACTED_YET),  # updates run blue/green all at once
+    Row(S.DEPLOYMENT_CONFIG, "auto_rollback_configuration", V.ACTED),  # alarms need a Prometheus URL
     Row(S.ENDPOINT, "tags", V.NO_EFFECT, "tags are AWS resource metadata; copied to no child"),
     # EndpointConfig
     Row(S.ENDPOINT_CONFIG, "endpoint_config_name", V.ACTED),
@@ -184,6 +191,8 @@ class Admission:
 def _subjects(resolved: ResolvedEndpoint) -> Iterator[tuple[Scope, str, BaseModel]]:
     """Every (scope, path prefix, spec object) of the Endpoint and what it references, in order."""
     yield Scope.ENDPOINT, "Endpoint", resolved.endpoint.spec
+    if resolved.endpoint.spec.deployment_config is not None:
+        yield Scope.DEPLOYMENT_CONFIG, "Endpoint.deploymentConfig", resolved.endpoint.spec.deployment_config
     yield Scope.ENDPOINT_CONFIG, "EndpointConfig", resolved.config.spec
     for variant in resolved.config.spec.production_variants:
         yield Scope.VARIANT, f"EndpointConfig.productionVariants[{variant.variant_name}]", variant

@@ -9,6 +9,7 @@ the outcome of the last full run instead of applying anything.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -18,13 +19,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from sageport.api.v1alpha1 import Endpoint, EndpointStatus
-from sageport.contract import LABEL_ENDPOINT_OBJECT, LABEL_VARIANT
+from sageport.contract import LABEL_CONFIG, LABEL_ENDPOINT_OBJECT, LABEL_VARIANT, config_label
 from sageport.contract import EndpointStatus as State
+from sageport.operator.alarms import AlarmSourceError
 from sageport.operator.capture import with_data_capture
 from sageport.operator.kube import KubeApi
 from sageport.operator.reconcile.admit import admit
 from sageport.operator.reconcile.apply import apply_children, child_refs, patch_endpoint_status, post_event
-from sageport.operator.reconcile.lookups import Body, ChildRef, Key, Lookups, key_of
+from sageport.operator.reconcile.lookups import (
+    AlarmSource,
+    Body,
+    ChildRef,
+    Key,
+    Lookups,
+    fleet_observations,
+    key_of,
+)
 from sageport.operator.reconcile.plan import plan_endpoint
 from sageport.operator.reconcile.readiness import broken_container_message, unschedulable_message
 from sageport.operator.reconcile.resolve import resolve_endpoint, validation_message
@@ -32,6 +42,7 @@ from sageport.operator.reconcile.state import EndpointState, EndpointStates, Out
 from sageport.operator.render import RenderSettings, variant_children
 from sageport.operator.render.event import warning_event
 from sageport.operator.render.shape import OwnerRef
+from sageport.operator.shift import next_change, shift_policy
 from sageport.operator.status import (
     Problem,
     VariantObservation,
@@ -40,6 +51,7 @@ from sageport.operator.status import (
     rolled_back_status,
     serving_config,
     status_patch,
+    traffic_shift,
 )
 
 PENDING_GRACE_SECONDS = 5.0
@@ -48,13 +60,25 @@ PENDING_GRACE_SECONDS = 5.0
 # fleet just before must finish there.
 HANDOVER_SECONDS = 3.0
 NOT_ACTED_ON = "AcceptedNotActedOn"  # reason of the Warning event
+NO_ALARM_SOURCE = (
+    "Endpoint.deploymentConfig.autoRollbackConfiguration (no Prometheus to read alarms from: "
+    "set the chart value operator.alarms.prometheusUrl)"
+)
+log = logging.getLogger(__name__)
 
 
 class EndpointReconciler:
-    def __init__(self, kube: KubeApi, settings: RenderSettings, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        kube: KubeApi,
+        settings: RenderSettings,
+        clock: Callable[[], datetime],
+        alarms: AlarmSource | None = None,
+    ) -> None:
         self._kube = kube
         self._settings = settings
         self._clock = clock
+        self._alarms = alarms
         self._states = EndpointStates()
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -125,6 +149,12 @@ class EndpointReconciler:
         if admission.problem is not None:
             return Outcome(endpoint.spec.endpoint_config_name, (), admission.problem, admission.not_acted_on)
         plan = plan_endpoint(resolved, self._settings)
+        deployment = endpoint.spec.deployment_config
+        rollback = deployment.auto_rollback_configuration if deployment is not None else None
+        alarms = tuple(alarm.alarm_name for alarm in (rollback.alarms or [])) if rollback is not None else ()
+        not_acted_on = admission.not_acted_on
+        if alarms and self._alarms is None:
+            not_acted_on += (NO_ALARM_SOURCE,)
         manifests = [m for shape in plan.variants for m in variant_children(shape, self._settings)]
         # An update adds the new fleet beside the serving one; the old goes once the new took over.
         updating = serving_now is not None and serving_now != plan.config_name
@@ -135,9 +165,11 @@ class EndpointReconciler:
             plan.config_name,
             plan.plans,
             problem,
-            admission.not_acted_on,
+            not_acted_on,
             rolled_back=rolled_back,
             wanted=child_refs(manifests),
+            policy=shift_policy(deployment, sum(rv.instance_count for rv in resolved.variants)),
+            alarms=alarms if self._alarms is not None else (),
         )
 
     async def refresh_status(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
@@ -156,7 +188,13 @@ class EndpointReconciler:
     async def check_pending_pods(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
         """Why pods of this Endpoint cannot be scheduled (the scheduler's message), into the status."""
         key = key_of(body)
-        pods = await self._kube.list_pods(key[0], f"{LABEL_ENDPOINT_OBJECT}={key[1]}")
+        state = self._states[key]
+        config = state.outcome.config_name if state.outcome else None
+        if config is None:
+            return None
+        pods = await self._kube.list_pods(
+            key[0], f"{LABEL_ENDPOINT_OBJECT}={key[1]},{LABEL_CONFIG}={config_label(config)}"
+        )
         messages: dict[str, str] = {}
         broken: dict[str, str] = {}
         for pod in pods:
@@ -167,11 +205,11 @@ class EndpointReconciler:
                 messages.setdefault(variant, message)
             if failing := broken_container_message(pod):
                 broken.setdefault(variant, failing)
-        state = self._states[key]
-        if (messages, broken) == (state.unschedulable, state.broken):
+        shifting = traffic_shift(state.written, config) is not None
+        if (messages, broken) == (state.unschedulable, state.broken) and not shifting:
             return None
         state.unschedulable, state.broken = messages, broken
-        return await self.refresh_status(body, lookups)
+        return await self.refresh_status(body, lookups)  # a shift moves on with time and alarms
 
     async def _warn_not_acted_on(self, key: Key, body: Body, fields: tuple[str, ...]) -> None:
         metadata = body["metadata"]
@@ -186,7 +224,7 @@ class EndpointReconciler:
         assert outcome is not None
         previous = state.written or _previous_status(body)
         metadata = body["metadata"]
-        observed = dict(lookups.observations(*key)) if outcome.problem is None else {}
+        observed = fleet_observations(lookups, key, outcome.config_name) if outcome.problem is None else {}
         for variant, message in state.unschedulable.items():
             seen = observed.get(variant, VariantObservation())
             wanted = seen.desired_instances or 1
@@ -203,10 +241,10 @@ class EndpointReconciler:
             for p in outcome.plans
             if p.name in observed and observed[p.name].failure
         ]
-        if previous is not None and updating and outcome.problem is None and broken and outcome.config_name:
-            return await self._roll_back(
-                key, state, body, lookups, previous, outcome.config_name, "; ".join(broken)
-            )
+        if previous is not None and updating and outcome.problem is None and outcome.config_name:
+            reason = "; ".join(broken) or await self._update_gone_wrong(outcome, previous)
+            if reason:
+                return await self._roll_back(key, state, body, lookups, previous, outcome.config_name, reason)
         status = endpoint_status(
             previous=previous,
             generation=generation,
@@ -217,6 +255,7 @@ class EndpointReconciler:
             deleting=bool(metadata.get("deletionTimestamp")),
             now=self._clock(),
             not_acted_on=outcome.not_acted_on,
+            policy=outcome.policy,
         )
         if outcome.rolled_back is not None:
             failed_config, reason = outcome.rolled_back
@@ -232,7 +271,48 @@ class EndpointReconciler:
         state.wrote(status, time.monotonic())
         if serving and serving != status.endpoint_config_name and status.endpoint_status == State.IN_SERVICE:
             self._hand_over(key, outcome.wanted, lookups)
+        if (shifted := traffic_shift(status, outcome.config_name)) is not None:
+            self._wake(key, body, lookups, next_change(outcome.policy, shifted, self._clock()))
         return status
+
+    async def _update_gone_wrong(self, outcome: Outcome, previous: EndpointStatus) -> str | None:
+        """Why an update under way must be rolled back, beyond a broken fleet: it ran past its
+        ``maximumExecutionTimeoutInSeconds``, or one of its alarms fires once traffic moved."""
+        pending = previous.pending_deployment_summary
+        if pending is None or pending.endpoint_config_name != outcome.config_name:
+            return None
+        now = self._clock()
+        timeout = outcome.policy.timeout_seconds
+        started = pending.start_time
+        if timeout is not None and started is not None and (now - started).total_seconds() > timeout:
+            return f"the update ran past maximumExecutionTimeoutInSeconds ({timeout} s)"
+        if pending.traffic_shift is None or not outcome.alarms or self._alarms is None:
+            return None
+        try:
+            firing = await self._alarms(outcome.alarms)
+        except AlarmSourceError as error:  # unread alarms do not roll back (SageMaker's rule); say so
+            log.warning("alarms of the update to %s cannot be read: %s", outcome.config_name, error)
+            return None
+        if not firing:
+            return None
+        name, since = min(firing.items(), key=lambda item: item[1])
+        return f"alarm {name} is firing (since {since.isoformat()})"
+
+    def _wake(self, key: Key, body: Body, lookups: Lookups, delay: float) -> None:
+        """Refresh the status when the traffic shift moves on by itself (a step has baked)."""
+        state = self._states[key]
+        if state.wake is not None:
+            state.wake.cancel()
+
+        async def later() -> None:
+            await asyncio.sleep(delay + 0.05)
+            state.wake = None
+            await self.refresh_status(body, lookups)
+
+        task = asyncio.ensure_future(later())
+        state.wake = task
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _roll_back(
         self, key: Key, state: EndpointState, body: Body, lookups: Lookups, previous: EndpointStatus,

@@ -73,7 +73,8 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
     if rv.instance_type is None:
         raise ValueError(f"variant {rv.variant.variant_name} has no instance type: admit refuses it")
     autoscaler = _autoscaler(rv)
-    name = child_name(endpoint.metadata.name, rv.variant.variant_name)
+    config_name = resolved.config.sagemaker_name
+    name = child_name(endpoint.metadata.name, rv.variant.variant_name, config_name)
     return VariantShape(
         namespace=resolved.namespace,
         endpoint_object=endpoint.metadata.name,
@@ -81,6 +82,7 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         owner=OwnerRef(
             endpoint.api_version, endpoint.kind, endpoint.metadata.name, endpoint.metadata.uid or ""
         ),
+        config_name=config_name,
         variant_name=rv.variant.variant_name,
         instance_type=rv.instance_type,
         containers=tuple(_model_container(c, settings) for c in rv.containers),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sageport.api.v1alpha1 import EndpointStatus
 from sageport.contract import EndpointStatus as State
 from sageport.operator.reconcile.lookups import ChildRef, Key
+from sageport.operator.shift import ALL_AT_ONCE, ShiftPolicy
 from sageport.operator.status import Problem, VariantPlan
 
 DRIFT_REPAIR_TICKS = 10
@@ -25,6 +26,8 @@ class Outcome:
     rolled_back: tuple[str, str] | None = None  # (config, why) of the failed update this run undid
     # The children this config wants; during an update the others stay until it has taken over.
     wanted: frozenset[ChildRef] = frozenset()
+    policy: ShiftPolicy = ALL_AT_ONCE  # how an update moves the traffic
+    alarms: tuple[str, ...] = ()  # alarm names whose firing rolls an update back
 
 
 @dataclass
@@ -42,6 +45,7 @@ class EndpointState:
     rolled_back: tuple[int | None, str, str] | None = None
     waiting_since: float | None = None  # monotonic time since when the written status is Creating/Updating
     warned: tuple[int | None, tuple[str, ...]] | None = None  # (generation, fields) last warned about
+    wake: asyncio.Future[None] | None = None  # the refresh due when a traffic shift moves on
 
     def spec_changed(self, generation: int | None) -> bool:
         """True when a full run is due: never ran, invalidated, or the spec has a new generation."""

@@ -92,6 +92,7 @@ class VariantShape:
     endpoint_object: str  # metadata.name of the Endpoint
     endpoint_name: str  # the SageMaker name invocations use
     owner: OwnerRef
+    config_name: str  # the EndpointConfig (SageMaker name) whose fleet this is
     variant_name: str
     instance_type: InstanceTypeSpec
     containers: tuple[ModelContainer, ...]
@@ -104,4 +105,4 @@ class VariantShape:
 
     @property
     def name(self) -> str:
-        return child_name(self.endpoint_object, self.variant_name)
+        return child_name(self.endpoint_object, self.variant_name, self.config_name)

@@ -1,0 +1,138 @@
+"""Blue/green traffic shifting, pure: the steps an update policy takes and where an update stands.
+
+SageMaker provisions the whole new fleet first, then moves traffic in steps and bakes after
+each one with the alarms watched: ALL_AT_ONCE in one step, CANARY a canary share and then the
+rest, LINEAR in equal steps. After the last bake the old fleet idles, without traffic, for
+``terminationWaitInSeconds``; then the update is done and the old fleet goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sageport.api.v1alpha1.endpoint import CapacitySize, DeploymentConfig, TrafficShift, linear_steps
+
+WHOLE_FLEET = "the whole new fleet"
+StepKind = Literal["ActivatingTraffic", "Baking"]  # SageMaker's variantStatus during a shift
+
+
+@dataclass(frozen=True)
+class ShiftStep:
+    share: float  # of the Endpoint's traffic on the new fleet during this step
+    bake_seconds: int
+    capacity: str  # what the step enables, as status messages say it
+
+
+@dataclass(frozen=True)
+class ShiftPolicy:
+    steps: tuple[ShiftStep, ...]
+    termination_wait_seconds: int = 0
+    timeout_seconds: int | None = None  # from the update's start; then it is rolled back
+
+
+ALL_AT_ONCE = ShiftPolicy((ShiftStep(1.0, 0, WHOLE_FLEET),))
+
+
+def _share(size: CapacitySize, instances: int) -> float:
+    if size.type_ == "CAPACITY_PERCENT":
+        return min(size.value / 100, 1.0)
+    return min(size.value / max(instances, 1), 1.0)
+
+
+def _capacity(size: CapacitySize, share: float) -> str:
+    if size.type_ == "INSTANCE_COUNT":
+        return f"{size.value} instance(s)"
+    return f"{round(share * 100)} % of the new fleet"
+
+
+def shift_policy(config: DeploymentConfig | None, new_instances: int) -> ShiftPolicy:
+    """The steps of an update to a fleet of ``new_instances``; no policy is ALL_AT_ONCE unbaked
+    (SageMaker's default). A rolling policy is not acted on yet: it shifts as the default does."""
+    policy = config.blue_green_update_policy if config is not None else None
+    if policy is None:
+        return ALL_AT_ONCE
+    routing = policy.traffic_routing_configuration
+    bake = routing.wait_interval_in_seconds
+    final = ShiftStep(1.0, bake, WHOLE_FLEET)
+    steps: tuple[ShiftStep, ...] = (final,)
+    if routing.type_ == "CANARY" and routing.canary_size is not None:
+        share = _share(routing.canary_size, new_instances)
+        if share < 1.0:
+            steps = (
+                ShiftStep(share, bake, f"canary capacity of {_capacity(routing.canary_size, share)}"),
+                final,
+            )
+    elif routing.type_ == "LINEAR" and routing.linear_step_size is not None:
+        step = _share(routing.linear_step_size, new_instances)
+        shares = [step * k for k in range(1, linear_steps(round(step * 100)))]
+        steps = (
+            *(ShiftStep(share, bake, f"{round(share * 100)} % of the new fleet") for share in shares),
+            final,
+        )
+    return ShiftPolicy(
+        steps, policy.termination_wait_in_seconds or 0, policy.maximum_execution_timeout_in_seconds
+    )
+
+
+def advance(policy: ShiftPolicy, shift: TrafficShift | None, now: datetime) -> TrafficShift:
+    """Where the shift stands at ``now``: the first step once the new fleet is ready, the next
+    step once this one has baked. Each step bakes from when it started, so an operator that was
+    down never skips a bake."""
+    if shift is None:
+        return _at(policy, 0, now)
+    index = min(max(shift.step, 1), len(policy.steps)) - 1
+    step = policy.steps[index]
+    if index + 1 < len(policy.steps) and now >= shift.step_start_time + timedelta(seconds=step.bake_seconds):
+        return _at(policy, index + 1, now)
+    return shift if index == shift.step - 1 else _at(policy, index, shift.step_start_time)
+
+
+def _at(policy: ShiftPolicy, index: int, since: datetime) -> TrafficShift:
+    return TrafficShift(
+        step=index + 1,
+        steps=len(policy.steps),
+        new_fleet_share=policy.steps[index].share,
+        step_start_time=since,
+    )
+
+
+def done(policy: ShiftPolicy, shift: TrafficShift, now: datetime) -> bool:
+    """The last step has baked and the old fleet has idled for the termination wait."""
+    if shift.step < len(policy.steps):
+        return False
+    last = policy.steps[-1]
+    return now >= shift.step_start_time + timedelta(
+        seconds=last.bake_seconds + policy.termination_wait_seconds
+    )
+
+
+def next_change(policy: ShiftPolicy, shift: TrafficShift, now: datetime) -> float:
+    """Seconds until the shift moves on by itself (next step, or done)."""
+    index = min(max(shift.step, 1), len(policy.steps)) - 1
+    wait = policy.steps[index].bake_seconds
+    if index + 1 == len(policy.steps):
+        wait += policy.termination_wait_seconds
+    return max((shift.step_start_time + timedelta(seconds=wait) - now).total_seconds(), 0.0)
+
+
+def step_status(policy: ShiftPolicy, shift: TrafficShift, now: datetime) -> tuple[StepKind, str]:
+    """SageMaker's variantStatus (status, message) of the new fleet's variants during the shift."""
+    index = min(max(shift.step, 1), len(policy.steps)) - 1
+    step = policy.steps[index]
+    baked = now >= shift.step_start_time + timedelta(seconds=step.bake_seconds)
+    if index + 1 == len(policy.steps) and baked and policy.termination_wait_seconds:
+        return "Baking", (
+            f"Baking for {policy.termination_wait_seconds} seconds (TerminationWaitInSeconds) with traffic "
+            f"enabled on {WHOLE_FLEET}; then the old fleet is terminated."
+        )
+    if step.bake_seconds:
+        return "Baking", (
+            f"Baking for {step.bake_seconds} seconds (WaitIntervalInSeconds) with traffic enabled on "
+            f"{step.capacity} (step {index + 1} of {len(policy.steps)})."
+        )
+    return (
+        "ActivatingTraffic",
+        f"Traffic enabled on {step.capacity} (step {index + 1} of {len(policy.steps)}).",
+    )
