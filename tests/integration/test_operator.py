@@ -296,6 +296,24 @@ def test_every_example_applies_and_serves(kube_cluster: KubeCluster, namespace: 
     _in_service(kube_cluster, namespace, name)
 
 
+def test_data_capture_is_summarised_in_the_endpoint_status(kube_cluster: KubeCluster, namespace: str) -> None:
+    """What the gateway captures by, written by the operator through the real API server (the
+    CRD's status schema keeps it, nothing is pruned)."""
+    apply(kube_cluster, load_documents(EXAMPLES / "data-capture"), namespace)
+    endpoint = _in_service(kube_cluster, namespace, "iris-capture")
+    assert endpoint["status"]["dataCaptureConfig"] == {
+        "enableCapture": True,
+        "captureStatus": "Started",
+        "currentSamplingPercentage": 100,
+        "destinationS3URI": "s3://sageport-models/capture",
+        "captureOptions": [{"captureMode": "Input"}, {"captureMode": "Output"}],
+        "captureContentTypeHeader": {
+            "csvContentTypes": ["text/csv"],
+            "jsonContentTypes": ["application/json"],
+        },
+    }
+
+
 def test_autoscaling_renders_an_hpa_that_owns_replicas(kube_cluster: KubeCluster, namespace: str) -> None:
     apply(kube_cluster, load_documents(EXAMPLES / "autoscaling"), namespace)
     _in_service(kube_cluster, namespace, "fraud")
