@@ -172,6 +172,7 @@ def up(
                 _prometheus_root(state_dir), layout.kubeconfig, die_with_parent=False
             ).url
     with clock.step("helm upgrade --install charts/sageport (CRDs, catalog, operator, gateway)", log):
+        stack.prepare_system_namespace(layout.kubeconfig, s3)
         stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3, prometheus_url), state_dir)
     with clock.step(f"namespace {NAMESPACE}: restricted Pod Security, S3 credentials, invoke key", log):
         # One key pair for S3 and for invoking: the S3 server's own.

@@ -277,7 +277,12 @@ def local_values(refs: dict[str, str], s3: S3Server, prometheus_url: str | None 
             **({"alarms": {"prometheusUrl": prometheus_url}} if prometheus_url else {}),
             **on_real_node,
         },
-        "gateway": {"replicas": 1, **on_real_node},
+        "gateway": {
+            "replicas": 1,
+            # Data capture files go to the same S3 server, with the same credentials.
+            "dataCapture": {"endpointURL": s3.endpoint_url, "secretName": STORAGE_SECRET},
+            **on_real_node,
+        },
         "instanceTypes": {"extra": [LOCAL_INSTANCE_TYPE]},
     }
 
@@ -345,14 +350,9 @@ def _secret(name: str, data: dict[str, str], labels: dict[str, str] | None = Non
     }
 
 
-def prepare_namespace(
-    kubeconfig: Path, namespace: str, s3: S3Server, key: AccessKey | None = None
-) -> AccessKey:
-    """The namespace (restricted Pod Security enforced), the fetcher's S3 credentials, and a
-    SigV4 access key for the gateway scoped to it (``key``, else a new one)."""
-    key = key or AccessKey("AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
-    create_restricted_namespace(kubeconfig, namespace)
-    storage = _secret(
+def _storage_secret(s3: S3Server) -> dict[str, Any]:
+    """The S3 credentials, as the model fetcher and the gateway's data capture read them (envFrom)."""
+    return _secret(
         STORAGE_SECRET,
         {
             "AWS_ACCESS_KEY_ID": s3.access_key,
@@ -360,6 +360,23 @@ def prepare_namespace(
             "AWS_DEFAULT_REGION": REGION,
         },
     )
+
+
+def prepare_system_namespace(kubeconfig: Path, s3: S3Server) -> None:
+    """The chart's namespace (restricted Pod Security enforced) with the S3 credentials the
+    gateway writes data capture files with (``local_values``: gateway.dataCapture.secretName)."""
+    create_restricted_namespace(kubeconfig, SYSTEM_NAMESPACE)
+    apply_objects(kubeconfig, SYSTEM_NAMESPACE, [_storage_secret(s3)])
+
+
+def prepare_namespace(
+    kubeconfig: Path, namespace: str, s3: S3Server, key: AccessKey | None = None
+) -> AccessKey:
+    """The namespace (restricted Pod Security enforced), the fetcher's S3 credentials, and a
+    SigV4 access key for the gateway scoped to it (``key``, else a new one)."""
+    key = key or AccessKey("AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
+    create_restricted_namespace(kubeconfig, namespace)
+    storage = _storage_secret(s3)
     invoke = _secret(
         "invoke-key",
         {"accessKeyId": key.access_key_id, "secretAccessKey": key.secret_access_key},

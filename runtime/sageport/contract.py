@@ -106,6 +106,21 @@ class RoutingStrategy(StrEnum):
     RANDOM = "RANDOM"
 
 
+class CaptureMode(StrEnum):
+    """SageMaker's DataCaptureConfig CaptureOptions[].CaptureMode values."""
+
+    INPUT = "Input"
+    OUTPUT = "Output"
+    INPUT_AND_OUTPUT = "InputAndOutput"
+
+
+class CaptureStatus(StrEnum):
+    """SageMaker's DataCaptureConfigSummary.CaptureStatus values."""
+
+    STARTED = "Started"
+    STOPPED = "Stopped"
+
+
 # --- alarms ---------------------------------------------------------------------------------
 # The Prometheus whose alerting rules are the alarms of autoRollbackConfiguration: the operator
 # reads it from this variable (the chart's operator.alarms.prometheusUrl), and the local stack

@@ -217,14 +217,10 @@ def test_fields_not_acted_on_are_warned_and_named_in_ready(kube_cluster: KubeClu
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     for doc in docs:
         if doc["kind"] == "EndpointConfig":
-            doc["spec"]["dataCaptureConfig"] = {
-                "initialSamplingPercentage": 10,
-                "destinationS3URI": "s3://capture/iris",
-                "captureOptions": [{"captureMode": "Input"}],
-            }
+            doc["spec"]["kmsKeyID"] = "alias/volumes"
     apply(kube_cluster, docs, namespace)
     endpoint = _in_service(kube_cluster, namespace, "iris")
-    sentence = "Accepted but not acted on yet: EndpointConfig.dataCaptureConfig."
+    sentence = "Accepted but not acted on yet: EndpointConfig.kmsKeyID."
     assert condition(endpoint)["message"].endswith(sentence)
 
     def warnings() -> list[dict[str, Any]]:
@@ -289,6 +285,7 @@ def test_ack_samples_are_accepted(kube_cluster: KubeCluster, namespace: str) -> 
         "ab-test-two-variants",
         "autoscaling",
         "update-to-new-config",
+        "data-capture",
         "canary-update",
     ],
 )
@@ -297,6 +294,24 @@ def test_every_example_applies_and_serves(kube_cluster: KubeCluster, namespace: 
     apply(kube_cluster, docs, namespace)
     name = next(d for d in docs if d["kind"] == "Endpoint")["metadata"]["name"]
     _in_service(kube_cluster, namespace, name)
+
+
+def test_data_capture_is_summarised_in_the_endpoint_status(kube_cluster: KubeCluster, namespace: str) -> None:
+    """What the gateway captures by, written by the operator through the real API server (the
+    CRD's status schema keeps it, nothing is pruned)."""
+    apply(kube_cluster, load_documents(EXAMPLES / "data-capture"), namespace)
+    endpoint = _in_service(kube_cluster, namespace, "iris-capture")
+    assert endpoint["status"]["dataCaptureConfig"] == {
+        "enableCapture": True,
+        "captureStatus": "Started",
+        "currentSamplingPercentage": 100,
+        "destinationS3URI": "s3://sageport-models/capture",
+        "captureOptions": [{"captureMode": "Input"}, {"captureMode": "Output"}],
+        "captureContentTypeHeader": {
+            "csvContentTypes": ["text/csv"],
+            "jsonContentTypes": ["application/json"],
+        },
+    }
 
 
 def test_autoscaling_renders_an_hpa_that_owns_replicas(kube_cluster: KubeCluster, namespace: str) -> None:

@@ -17,9 +17,19 @@ CONTRACT = REPO / "runtime" / "sageport" / "contract.py"
 # Values that are also ordinary words or field names in other roles, so a literal of them is not
 # necessarily a copy: "http" (a URL scheme), the plural resource names ("endpoints" of an
 # EndpointSlice, "models" of the multi-model API), and the statuses that SageMaker's variant and
-# job status enums share with EndpointStatus.
+# job status enums share with EndpointStatus, and the capture values TransformJob's JoinSource
+# ("Input") and TransformJobStatus ("Stopped") share.
 AMBIGUOUS: frozenset[object] = frozenset(
-    {*contract.Plural, contract.CONTAINER_PORT_NAME, "Creating", "Updating", "Deleting", "Failed"}
+    {
+        *contract.Plural,
+        contract.CONTAINER_PORT_NAME,
+        "Creating",
+        "Updating",
+        "Deleting",
+        "Failed",
+        "Input",
+        "Stopped",
+    }
 )
 
 

@@ -19,7 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sageport.contract import INVOCATIONS_PATH, PING_PATH, SERVING_STATUSES
 from sageport.gateway import errors
 from sageport.gateway.auth import Authenticator
-from sageport.gateway.invocation import MAX_BODY_BYTES, Invocation, Operation, parse_invocation
+from sageport.gateway.capture import DataCapture
+from sageport.gateway.invocation import (
+    INFERENCE_ID_HEADER,
+    MAX_BODY_BYTES,
+    Invocation,
+    Operation,
+    parse_invocation,
+)
 from sageport.gateway.metrics import GatewayMetrics, VariantMetrics
 from sageport.gateway.routing import (
     Endpoint,
@@ -88,11 +95,13 @@ class Gateway:
         metrics: GatewayMetrics,
         settings: Settings = Settings(),
         rng: random.Random | None = None,
+        capture: DataCapture | None = None,
     ) -> None:
         self.table = table
         self.authenticator = authenticator
         self.metrics = metrics
         self.settings = settings
+        self.capture = capture  # writes the calls of endpoints with data capture
         self.rng = rng or random.Random()
         self.in_flight = 0
         self.ready = True
@@ -311,6 +320,13 @@ class Gateway:
         content_type = response.headers.get("content-type")
         if content_type is not None:
             headers["Content-Type"] = content_type
+        capture = chosen.endpoint.capture
+        if capture is not None and self.capture is not None:  # O(1): sample and buffer, no I/O
+            sent = invocation.forward_headers
+            self.capture.offer(
+                capture, chosen.endpoint.name, chosen.variant.name, request_id,
+                sent.get(INFERENCE_ID_HEADER), sent.get("Content-Type"), body, content_type, payload,
+            )  # fmt: skip
         result = Response(200, headers, payload)
         total = time.perf_counter() - started
         metrics.overhead_latency.observe(max(total - model_seconds, 0.0))

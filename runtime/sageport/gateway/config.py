@@ -11,8 +11,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sageport.api.v1alpha1 import DataCaptureConfig
 from sageport.contract import RoutingStrategy
 from sageport.gateway.auth import AccessKey
+from sageport.gateway.capture import settings_from_config
 from sageport.gateway.invocation import ENDPOINT_NAME_PATTERN
 from sageport.gateway.routing import EndpointSpec, VariantSpec
 
@@ -47,6 +49,8 @@ class _EndpointFile(BaseModel):
     variants: list[_VariantFile] = Field(min_length=1)
     # Shadow variants: ``weight`` is the fraction (0..1) of requests each gets a copy of.
     shadows: list[_VariantFile] = Field(default_factory=list)
+    # An EndpointConfig's dataCaptureConfig, as written there (ACK names).
+    data_capture_config: DataCaptureConfig | None = Field(default=None, alias="dataCaptureConfig")
 
 
 class _RoutesFile(BaseModel):
@@ -102,7 +106,11 @@ def parse_routes(document: Any) -> list[EndpointSpec]:
             raise ConfigError(
                 f"endpoint {name!r}: a shadow's weight is the fraction of requests copied, 0..1"
             )
-        specs.append(EndpointSpec(name=name, variants=variants, shadows=shadows))
+        capture = endpoint.data_capture_config
+        settings = settings_from_config(capture) if capture is not None else None
+        if capture is not None and settings is None and capture.enable_capture is not False:
+            raise ConfigError(f"endpoint {name!r}: dataCaptureConfig needs an s3://bucket/prefix destination")
+        specs.append(EndpointSpec(name=name, variants=variants, shadows=shadows, capture=settings))
     return specs
 
 

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 from sageport.net import awserrors
 
 MAX_BODY_BYTES = 6 * 1024 * 1024
+INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 ENDPOINT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 _INFERENCE_COMPONENT_PATTERN = re.compile(r"[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?")
 _SESSION_ID_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
@@ -49,7 +50,7 @@ _FORWARDED = (
     "X-Amzn-SageMaker-Target-Model",
     "X-Amzn-SageMaker-Target-Variant",
     "X-Amzn-SageMaker-Target-Container-Hostname",
-    "X-Amzn-SageMaker-Inference-Id",
+    INFERENCE_ID_HEADER,
     "X-Amzn-SageMaker-Enable-Explanations",
     "X-Amzn-SageMaker-Inference-Component",
     "X-Amzn-SageMaker-Session-Id",

@@ -17,6 +17,7 @@ from typing import Any
 from sageport import contract
 from sageport.contract import RoutingStrategy
 from sageport.gateway.auth import AccessKey
+from sageport.gateway.capture import CaptureSettings, settings_from_summary
 from sageport.gateway.routing import EndpointSpec, VariantSpec
 
 ObjectKey = tuple[str, str]  # (namespace, name)
@@ -41,6 +42,7 @@ class EndpointObject:
     # metadata.resourceVersion as a number (0 if absent): a read-through GET may be newer than
     # the watch's next event, which must then not take the table back.
     resource_version: int = 0
+    capture: CaptureSettings | None = None  # from status.dataCaptureConfig
 
     def is_older_than(self, other: EndpointObject) -> bool:
         return 0 < self.resource_version < other.resource_version
@@ -135,6 +137,7 @@ def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
         variants=tuple(variants),
         shadows=tuple(shadows),
         resource_version=_resource_version(obj),
+        capture=settings_from_summary(status.get("dataCaptureConfig")),
     )
 
 
@@ -224,7 +227,11 @@ def build_routes(
 
         variants = tuple(spec(*variant) for variant in endpoint.variants)
         shadows = tuple(spec(*shadow) for shadow in endpoint.shadows)
-        specs.append(EndpointSpec(endpoint.name, variants, endpoint.status, endpoint.namespace, shadows))
+        specs.append(
+            EndpointSpec(
+                endpoint.name, variants, endpoint.status, endpoint.namespace, shadows, endpoint.capture
+            )
+        )
     return specs, sorted(clashes)
 
 

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from sageport.gateway import config, logs
 from sageport.gateway.app import Gateway, Settings
 from sageport.gateway.auth import AccessKey, Authenticator, NoAuth, sigv4_authenticator
+from sageport.gateway.capture import DataCapture
 from sageport.gateway.metrics import GatewayMetrics
 from sageport.gateway.routing import RouteTable
 from sageport.net.auth import KeyStore
@@ -84,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port",
         type=int,
         help="serve /metrics on this port only (default: on --port with the API)",
+    )
+    parser.add_argument(
+        "--capture-flush-seconds",
+        type=float,
+        default=5.0,
+        help="data capture: write buffered calls to S3 this often (default 5)",
+    )
+    parser.add_argument(
+        "--capture-buffer-mib",
+        type=int,
+        default=32,
+        help="data capture: payload MiB held in memory before calls go uncaptured (default 32)",
     )
     parser.add_argument("--account", default="sageport", help="account name used in not-found messages")
     parser.add_argument("--access-log", action="store_true", help="log one line per successful invocation")
@@ -167,7 +180,11 @@ async def serve(args: argparse.Namespace) -> None:
         access_log=args.access_log,
         metrics_on_main_port=args.metrics_port is None,
     )
-    gateway = Gateway(table, authenticator, GatewayMetrics(CollectorRegistry()), settings)
+    metrics = GatewayMetrics(CollectorRegistry())
+    capture = DataCapture(
+        metrics, max_bytes=args.capture_buffer_mib << 20, flush_seconds=args.capture_flush_seconds
+    )
+    gateway = Gateway(table, authenticator, metrics, settings, capture=capture)
     # Kubernetes mode listens at once but is not ready (503 on /ping and on invocations, both
     # retried by clients) until the first list of Endpoints, EndpointSlices and keys is in.
     gateway.ready = source is None
@@ -178,6 +195,7 @@ async def serve(args: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await gateway.start()
+    capture.start()
     state = gateway.server_state()
     server = await loop.create_server(
         lambda: HttpProtocol(state), args.host, args.port, reuse_address=True, backlog=2048
@@ -217,6 +235,7 @@ async def serve(args: argparse.Namespace) -> None:
         metrics_server.close()
         await metrics_state.drain(1.0)
     await state.drain(args.drain_timeout)
+    await capture.close(last_flush_seconds=5.0)
     await gateway.close()
     for close in closers:
         close()

@@ -96,6 +96,26 @@ class GatewayMetrics:
             registry=registry,
         )
 
+        # Data capture (sageport's; SageMaker reports none): what reached S3 and what did not.
+        self.data_capture_records = Counter(
+            "sageport_data_capture_records",
+            "Invocations captured and written to S3 (data capture).",
+            _LABELS,
+            registry=registry,
+        )
+        self.data_capture_dropped = Counter(
+            "sageport_data_capture_dropped_records",
+            "Sampled invocations not captured: the buffer was full (BufferFull) or S3 refused or "
+            "did not answer the upload (UploadFailed).",
+            (*_LABELS, "reason"),
+            registry=registry,
+        )
+        self.data_capture_buffered_bytes = Gauge(
+            "sageport_data_capture_buffered_bytes",
+            "Captured payload bytes held in memory: waiting for, or in, an upload to S3.",
+            registry=registry,
+        )
+
     def for_variant(self, endpoint: str, variant: str) -> VariantMetrics:
         labels = (endpoint, variant)
         return VariantMetrics(

@@ -10,9 +10,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sageport.contract import INVOCATIONS_PATH, SERVING_STATUSES, EndpointStatus, RoutingStrategy
 from sageport.net import awserrors
+
+if TYPE_CHECKING:
+    from sageport.gateway.capture import CaptureSettings
 
 
 class Instance:
@@ -49,6 +53,7 @@ class EndpointSpec:
     namespace: str | None = None
     # Shadow variants: ``weight`` is the fraction of requests copied to each (0..1).
     shadows: tuple[VariantSpec, ...] = ()
+    capture: CaptureSettings | None = None  # data capture of its calls, if any
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Endpoint:
     namespace: str | None
     variants: list[Variant] = field(default_factory=list)
     shadows: list[Variant] = field(default_factory=list)  # weight: the fraction of requests copied
+    capture: CaptureSettings | None = None
 
     def variant(self, name: str) -> Variant | None:
         for variant in self.variants:
@@ -198,7 +204,9 @@ class RouteTable:
         for spec in specs:
             variants = [self._variant(spec.name, v, instances) for v in spec.variants]
             shadows = [self._variant(spec.name, v, instances) for v in spec.shadows]
-            endpoints[spec.name] = Endpoint(spec.name, spec.status, spec.namespace, variants, shadows)
+            endpoints[spec.name] = Endpoint(
+                spec.name, spec.status, spec.namespace, variants, shadows, capture=spec.capture
+            )
         self._instances = instances
         self._endpoints = endpoints
 

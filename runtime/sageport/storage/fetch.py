@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sageport.storage.archive import is_archive_name, unpack
+from sageport.storage.s3 import s3_client
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +84,6 @@ def _fetch_http(url: str, dest: Path) -> None:
         _place_file(download, name, dest)
 
 
-def _s3_client() -> Any:
-    # Imported here: the https and local paths should not pay for importing botocore.
-    import boto3  # type: ignore[import-untyped]
-    from botocore.config import Config  # type: ignore[import-untyped]
-
-    return boto3.client(
-        "s3",
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-    )
-
-
 def _relative_key(key: str, prefix: str) -> str:
     relative = key[len(prefix) :].lstrip("/")
     parts = PurePosixPath(relative).parts
@@ -108,7 +97,7 @@ def _fetch_s3(bucket: str, key: str, dest: Path) -> None:
 
     if not bucket:
         raise FetchError("s3 URL has no bucket")
-    client = _s3_client()
+    client = s3_client()
     try:
         if key and not key.endswith("/") and _s3_object_exists(client, bucket, key):
             name = PurePosixPath(key).name

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +50,12 @@ def start_backend(name: str, *extra: str) -> Process:
     return Process(popen, f"http://{host}:{int(line.split()[1])}")
 
 
-def start_gateway(args: Sequence[str], log_path: Path | None = None, ready_timeout: float = 20.0) -> Process:
+def start_gateway(
+    args: Sequence[str],
+    log_path: Path | None = None,
+    ready_timeout: float = 20.0,
+    env: Mapping[str, str] | None = None,
+) -> Process:
     port = free_port()
     log_file = open(log_path, "w") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
     popen = subprocess.Popen(
@@ -58,7 +63,7 @@ def start_gateway(args: Sequence[str], log_path: Path | None = None, ready_timeo
         stderr=log_file,
         stdout=log_file,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/ping", popen, timeout=ready_timeout)

@@ -427,6 +427,27 @@ def test_gateway_service_type_placement_and_grace_follow_the_values() -> None:
     assert pod["tolerations"] == [{"key": "sageport.io/real", "operator": "Exists"}]
 
 
+def test_gateway_data_capture_gets_its_s3_endpoint_and_credentials_from_the_values() -> None:
+    default = _container(render(), GATEWAY)
+    assert "AWS_ENDPOINT_URL_S3" not in _env(default)
+    assert "envFrom" not in default
+    args = gateway_parser().parse_args(default["args"])
+    assert (args.capture_flush_seconds, args.capture_buffer_mib) == (5.0, 32)
+    container = _container(
+        render(
+            "--set",
+            "gateway.dataCapture.endpointURL=http://s3.local:7070,gateway.dataCapture.secretName=capture-s3",
+            "--set",
+            "gateway.dataCapture.flushSeconds=2,gateway.dataCapture.bufferMiB=8",
+        ),
+        GATEWAY,
+    )
+    assert _env(container)["AWS_ENDPOINT_URL_S3"] == "http://s3.local:7070"
+    assert container["envFrom"] == [{"secretRef": {"name": "capture-s3"}}]  # never a value in the spec
+    args = gateway_parser().parse_args(container["args"])
+    assert (args.capture_flush_seconds, args.capture_buffer_mib) == (2.0, 8)
+
+
 def test_service_monitor_is_off_by_default_and_scrapes_a_metrics_only_service() -> None:
     assert render().kind("ServiceMonitor") == []
     rendered = render("--set", "gateway.metrics.serviceMonitor.enabled=true")
@@ -479,6 +500,7 @@ def test_the_local_stacks_prometheus_scrapes_the_gateway_pods_metrics_port(tmp_p
         ),
         (("--set-json", 'instanceTypes.extra=[{"name":"local","cpu":"1","memory":"2 GB"}]'), "memory"),
         (("--set", "operator.storage.endpointURL=s3.local:7070"), "/operator/storage/endpointURL"),
+        (("--set", "gateway.dataCapture.bufferMiB=0"), "/gateway/dataCapture/bufferMiB"),
         (("--set", "operator.alarms.prometheusUrl=prometheus:9090"), "/operator/alarms/prometheusUrl"),
         (
             ("--set", "operator.alarms.prometheusURL=http://prometheus:9090"),

@@ -104,15 +104,25 @@ def test_fields_not_acted_on_are_listed_and_fields_without_effect_are_not() -> N
     assert admission.problem is None
     assert admission.not_acted_on == (
         "Endpoint.deploymentConfig.rollingUpdatePolicy",
-        "EndpointConfig.dataCaptureConfig",
         "EndpointConfig.productionVariants[AllTraffic].managedInstanceScaling",
     )
 
 
-def test_ack_samples_are_admitted_and_their_data_capture_reported() -> None:
+def test_ack_samples_are_admitted_with_their_data_capture_acted_on() -> None:
     admission = _admit(load_documents(ACK_SAMPLES))
     assert admission.problem is None
-    assert "EndpointConfig.dataCaptureConfig" in admission.not_acted_on
+    assert "EndpointConfig.dataCaptureConfig" not in admission.not_acted_on
+
+
+def test_data_capture_to_an_https_destination_is_refused_naming_the_field() -> None:
+    docs = load_documents(EXAMPLES / "data-capture")
+    assert _admit(docs).problem is None
+    kind(docs, "EndpointConfig")["spec"]["dataCaptureConfig"]["destinationS3URI"] = (
+        "https://b.s3.amazonaws.com/p"
+    )
+    message = _refusal(docs).message
+    assert "EndpointConfig.dataCaptureConfig is not supported yet" in message
+    assert "s3://bucket/prefix" in message
 
 
 def test_a_shadow_variant_is_acted_on_and_its_own_fields_are_judged() -> None:

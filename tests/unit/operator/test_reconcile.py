@@ -156,17 +156,13 @@ async def test_fields_not_acted_on_warn_once_and_are_in_the_ready_message() -> N
     kube = FakeKube()
     reconciler = _reconciler(kube)
     endpoint, world = _world("realtime-sklearn")
-    world["EndpointConfig"][0]["spec"]["dataCaptureConfig"] = {
-        "initialSamplingPercentage": 10,
-        "destinationS3URI": "s3://capture/",
-        "captureOptions": [{"captureMode": "Input"}],
-    }
+    world["EndpointConfig"][0]["spec"]["kmsKeyID"] = "alias/volumes"
     lookups = _lookups(world, {"AllTraffic": VariantObservation(1)}, [])
     await reconciler.reconcile(endpoint, lookups)
     await reconciler.resync(endpoint, lookups)
     await reconciler.reconcile(endpoint, lookups)
     (event,) = kube.created
-    sentence = "Accepted but not acted on yet: EndpointConfig.dataCaptureConfig."
+    sentence = "Accepted but not acted on yet: EndpointConfig.kmsKeyID."
     assert (event["type"], event["reason"], event["message"]) == ("Warning", "AcceptedNotActedOn", sentence)
     assert event["involvedObject"] == {
         "apiVersion": "sageport.io/v1alpha1",
@@ -178,6 +174,31 @@ async def test_fields_not_acted_on_warn_once_and_are_in_the_ready_message() -> N
     ready = kube.statuses[-1]["conditions"][0]
     assert (ready["status"], kube.statuses[-1]["endpointStatus"]) == ("True", "InService")
     assert ready["message"].endswith(sentence)
+
+
+async def test_the_serving_configs_data_capture_is_in_the_status_for_the_gateway() -> None:
+    kube = FakeKube()
+    reconciler = _reconciler(kube)
+    endpoint, world = _world("data-capture")
+    ready = _lookups(world, {"AllTraffic": VariantObservation(1)}, [])
+    await reconciler.reconcile(endpoint, ready)
+    status = kube.statuses[-1]
+    assert status["endpointStatus"] == "InService"
+    assert status["dataCaptureConfig"] == {
+        "enableCapture": True,
+        "captureStatus": "Started",
+        "currentSamplingPercentage": 100,
+        "destinationS3URI": "s3://sageport-models/capture",
+        "captureOptions": [{"captureMode": "Input"}, {"captureMode": "Output"}],
+        "captureContentTypeHeader": {
+            "csvContentTypes": ["text/csv"],
+            "jsonContentTypes": ["application/json"],
+        },
+    }
+    writes = len(kube.statuses)
+    await reconciler.refresh_status(endpoint, ready)
+    await reconciler.reconcile(endpoint, ready)
+    assert len(kube.statuses) == writes  # nothing changed, nothing written
 
 
 async def test_alarms_without_a_prometheus_are_a_warning_and_in_the_ready_message() -> None:

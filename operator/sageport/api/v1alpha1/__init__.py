@@ -2,6 +2,7 @@
 
 from .common import API_VERSION, GROUP, VERSION, ApiModel, Condition, ObjectMeta, ObjectStatus, Resource
 from .endpoint import (
+    DataCaptureConfigSummary,
     DeploymentConfig,
     DesiredWeightAndCapacity,
     Endpoint,
@@ -10,7 +11,13 @@ from .endpoint import (
     ProductionVariantSummary,
     VariantAutoScaling,
 )
-from .endpoint_config import EndpointConfig, EndpointConfigSpec, ProductionVariant, ServerlessConfig
+from .endpoint_config import (
+    DataCaptureConfig,
+    EndpointConfig,
+    EndpointConfigSpec,
+    ProductionVariant,
+    ServerlessConfig,
+)
 from .instance_type import InstanceType, InstanceTypeSpec, Toleration
 from .model import ContainerDefinition, Model, ModelSpec
 from .transform_job import TransformJob, TransformJobSpec, TransformJobStatus
@@ -22,6 +29,8 @@ __all__ = [
     "ApiModel",
     "Condition",
     "ContainerDefinition",
+    "DataCaptureConfig",
+    "DataCaptureConfigSummary",
     "DeploymentConfig",
     "DesiredWeightAndCapacity",
     "Endpoint",

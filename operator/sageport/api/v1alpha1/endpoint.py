@@ -10,7 +10,7 @@ from pydantic import Field, WithJsonSchema, model_validator
 from sageport import contract
 
 from .common import ApiModel, ObjectStatus, Resource, SageMakerName, Tag, enum_schema
-from .endpoint_config import RoutingConfig, ServerlessConfig
+from .endpoint_config import CaptureContentTypeHeader, CaptureOption, RoutingConfig, ServerlessConfig
 
 
 class CapacitySize(ApiModel):
@@ -248,6 +248,27 @@ class PendingDeploymentSummary(ApiModel):
     )
 
 
+CaptureStatusValue = Annotated[contract.CaptureStatus, WithJsonSchema(enum_schema(contract.CaptureStatus))]
+
+
+class DataCaptureConfigSummary(ApiModel):
+    """The data capture of the serving EndpointConfig, as DescribeEndpoint reports it
+    (SageMaker's DataCaptureConfigSummary); captureOptions and captureContentTypeHeader are
+    sageport's extension fields: what the gateway needs to capture."""
+
+    enable_capture: bool
+    capture_status: CaptureStatusValue = Field(description="Started, or Stopped when enableCapture is false.")
+    current_sampling_percentage: int = Field(ge=0, le=100)
+    destination_s3_uri: Annotated[str, Field(max_length=512)]
+    kms_key_id: str | None = None
+    capture_options: list[CaptureOption] | None = Field(
+        default=None, description="sageport extension: the config's captureOptions."
+    )
+    capture_content_type_header: CaptureContentTypeHeader | None = Field(
+        default=None, description="sageport extension: the config's captureContentTypeHeader."
+    )
+
+
 class EndpointStatus(ObjectStatus):
     """SageMaker's DescribeEndpoint view plus Kubernetes conditions (Ready)."""
 
@@ -263,6 +284,9 @@ class EndpointStatus(ObjectStatus):
         default=None, description="The shadow variants: a copy of requests goes to them."
     )
     pending_deployment_summary: PendingDeploymentSummary | None = None
+    data_capture_config: DataCaptureConfigSummary | None = Field(
+        default=None, description="The serving config's data capture; the gateway captures by it."
+    )
 
 
 class Endpoint(Resource):

@@ -104,24 +104,34 @@ class ProductionVariant(ApiModel):
         return 1.0 if self.initial_variant_weight is None else self.initial_variant_weight
 
 
+CaptureMode = Annotated[contract.CaptureMode, WithJsonSchema(enum_schema(contract.CaptureMode))]
+
+
 class CaptureOption(ApiModel):
-    capture_mode: Literal["Input", "Output", "InputAndOutput"]
+    """What is captured: the request (Input), the response (Output) or both (InputAndOutput)."""
+
+    capture_mode: CaptureMode
 
 
 class CaptureContentTypeHeader(ApiModel):
+    """Content types captured as text (encoding CSV or JSON); any other is captured as BASE64."""
+
     csv_content_types: list[str] | None = None
     json_content_types: list[str] | None = None
 
 
 class DataCaptureConfig(ApiModel):
-    """Capture of requests and responses to S3."""
+    """Capture of requests and responses to S3, in SageMaker's capture format (JSON lines under
+    destinationS3URI/<endpoint>/<variant>/yyyy/mm/dd/hh/), written by the gateway."""
 
-    enable_capture: bool | None = None
-    initial_sampling_percentage: int = Field(ge=0, le=100)
-    destination_s3_uri: Annotated[str, Field(max_length=512)]
-    kms_key_id: str | None = None
+    enable_capture: bool | None = Field(default=None, description="Default true.")
+    initial_sampling_percentage: int = Field(ge=0, le=100, description="Share of invocations captured.")
+    destination_s3_uri: Annotated[str, Field(max_length=512)] = Field(description="s3://bucket/prefix")
+    kms_key_id: str | None = Field(default=None, description="KMS key for S3 server-side encryption.")
     capture_options: list[CaptureOption] = Field(min_length=1, max_length=32)
-    capture_content_type_header: CaptureContentTypeHeader | None = None
+    capture_content_type_header: CaptureContentTypeHeader | None = Field(
+        default=None, description="Without it every payload is captured as BASE64."
+    )
 
 
 class AsyncInferenceClientConfig(ApiModel):

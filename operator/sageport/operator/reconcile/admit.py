@@ -84,6 +84,10 @@ def _many(containers: Any) -> bool:
     return containers is not None and len(containers) > 1
 
 
+def _not_s3(capture: Any) -> bool:
+    return not str(capture.destination_s3_uri).startswith("s3://")
+
+
 S, V = Scope, Verdict
 TABLE: tuple[Row, ...] = (
     # Endpoint
@@ -102,7 +106,14 @@ TABLE: tuple[Row, ...] = (
     Row(S.ENDPOINT_CONFIG, "production_variants", V.ACTED),
     Row(S.ENDPOINT_CONFIG, "async_inference_config", V.NOT_SUPPORTED, "async inference comes later"),
     Row(S.ENDPOINT_CONFIG, "shadow_production_variants", V.ACTED),  # the gateway copies requests
-    Row(S.ENDPOINT_CONFIG, "data_capture_config", V.NOT_ACTED_YET),
+    Row(
+        S.ENDPOINT_CONFIG,
+        "data_capture_config",
+        V.NOT_SUPPORTED,
+        "the gateway writes capture files to s3:// destinations only; use s3://bucket/prefix",
+        applies=_not_s3,
+    ),
+    Row(S.ENDPOINT_CONFIG, "data_capture_config", V.ACTED),  # by the gateway (status.dataCaptureConfig)
     Row(S.ENDPOINT_CONFIG, "kms_key_id", V.NOT_ACTED_YET),  # volumes are not encrypted with it
     Row(S.ENDPOINT_CONFIG, "enable_network_isolation", V.NOT_ACTED_YET),  # no NetworkPolicy yet
     Row(S.ENDPOINT_CONFIG, "execution_role_arn", V.NO_EFFECT, "pods act as their service account"),

@@ -22,6 +22,7 @@ from sageport.api.v1alpha1 import Endpoint, EndpointStatus
 from sageport.contract import LABEL_CONFIG, LABEL_ENDPOINT_OBJECT, LABEL_VARIANT, config_label
 from sageport.contract import EndpointStatus as State
 from sageport.operator.alarms import AlarmSourceError
+from sageport.operator.capture import with_data_capture
 from sageport.operator.kube import KubeApi
 from sageport.operator.reconcile.admit import admit
 from sageport.operator.reconcile.apply import apply_children, child_refs, patch_endpoint_status, post_event
@@ -261,6 +262,9 @@ class EndpointReconciler:
             status = rolled_back_status(
                 status, generation=generation, failed_config=failed_config, reason=reason, now=self._clock()
             )
+        status = with_data_capture(
+            status, previous, lookups.configs(key[0], status.endpoint_config_name or "")
+        )
         if status is previous:
             return None
         await patch_endpoint_status(self._kube, key, status_patch(status))
