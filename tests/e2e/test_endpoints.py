@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -302,3 +304,37 @@ def test_cluster_status_reports_the_real_node(deployed: Deployed) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     healthy = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok")}
     assert {"containerd", "kubelet", "kube-proxy", "real"} <= healthy, result.stdout
+
+
+def test_the_shadow_example_copies_every_call_and_answers_from_production(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey]
+) -> None:
+    """examples/shadow-variant on real pods: 40 boto3 calls all answered by Production, and the
+    stack's Prometheus, scraping the gateway, counts 40 copies answered by Shadow."""
+    ns, key = namespace
+    stack.apply_objects(
+        deployed.kubeconfig, ns, stack.example_objects(stack.REPO / "examples" / "shadow-variant")
+    )
+    row = b"5.1,3.5,1.4,0.2\n"
+    _wait_ready(deployed, ns, "iris-shadow", key, body=row)
+    status = (deployed.get("endpoints.sageport.io", "iris-shadow", ns) or {})["status"]
+    assert [v["variantName"] for v in status["productionVariants"]] == ["Production"]
+    assert [v["variantName"] for v in status["shadowProductionVariants"]] == ["Shadow"]
+    assert deployed.env.prometheus_url, "the e2e stack runs Prometheus"
+    query = 'sum(sageport_model_latency_seconds_count{endpoint="iris-shadow",variant="%s"})'
+
+    def counted(variant: str) -> float:
+        url = f"{deployed.env.prometheus_url}/api/v1/query?query={urllib.parse.quote(query % variant)}"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            result = json.loads(answer.read())["data"]["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
+    before = counted("Shadow")
+    runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
+    for _ in range(40):
+        response = runtime.invoke_endpoint(EndpointName="iris-shadow", ContentType="text/csv", Body=row)
+        assert response["InvokedProductionVariant"] == "Production"
+        assert response["Body"].read().decode().strip() == "[0]"
+    eventually(
+        lambda: counted("Shadow") - before >= 40, 30, what="40 copies answered by Shadow in Prometheus"
+    )

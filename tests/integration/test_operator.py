@@ -287,6 +287,8 @@ def test_ack_samples_are_accepted(kube_cluster: KubeCluster, namespace: str) -> 
         "update-to-new-config",
         "data-capture",
         "canary-update",
+        "alarm-rollback",
+        "shadow-variant",
     ],
 )
 def test_every_example_applies_and_serves(kube_cluster: KubeCluster, namespace: str, example: str) -> None:
