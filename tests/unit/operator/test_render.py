@@ -237,3 +237,14 @@ def test_cluster_wide_taints_are_tolerated() -> None:
     assert isinstance(resolution, EndpointPlan)
     pod = variant_children(resolution.variants[0], settings)[0]["spec"]["template"]["spec"]
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_the_download_budget_bounds_the_fetch_and_extends_the_progress_deadline() -> None:
+    docs = load_documents(EXAMPLES / "gpu-g5")
+    for doc in docs:
+        if doc["kind"] == "EndpointConfig":
+            doc["spec"]["productionVariants"][0]["modelDataDownloadTimeoutInSeconds"] = 1200
+    deployment, *_ = _children(_resolve(docs))
+    (fetcher,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert fetcher["command"][-2:] == ["--timeout", "1200"]
+    assert deployment["spec"]["progressDeadlineSeconds"] == 600 + 1200 + 300

@@ -7,11 +7,13 @@ import http.server
 import io
 import ipaddress
 import os
+import socket
 import ssl
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -184,3 +186,24 @@ def test_cli_fetch_exactly_as_the_init_container_runs_it(tmp_path: Path, served:
 
     usage = _cli("fetch", "only-one-argument")
     assert usage.returncode == 2
+
+
+def test_a_fetch_past_its_download_budget_stops_and_says_which_setting(tmp_path: Path) -> None:
+    """``--timeout`` (the variant's modelDataDownloadTimeoutInSeconds): a server that never
+    answers ends the init container in about that time, with the setting named."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts connections, never answers
+    try:
+        started = time.monotonic()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/model.tar.gz"
+        done = subprocess.run(
+            [sys.executable, "-m", "sageport.storage", "fetch", url, str(tmp_path / "m"), "--timeout", "1"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert done.returncode == 1
+    assert "did not finish within modelDataDownloadTimeoutInSeconds (1 s)" in done.stderr
+    assert took < 10

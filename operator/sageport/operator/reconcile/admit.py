@@ -130,7 +130,7 @@ TABLE: tuple[Row, ...] = (
     Row(S.VARIANT, "serverless_config", V.NOT_SUPPORTED, "use instanceType and initialInstanceCount"),
     Row(S.VARIANT, "managed_instance_scaling", V.NOT_ACTED_YET),  # use the Endpoint's spec.autoScaling
     Row(S.VARIANT, "volume_size_in_gb", V.NOT_ACTED_YET),  # the model volume has no size limit
-    Row(S.VARIANT, "model_data_download_timeout_in_seconds", V.NOT_ACTED_YET),
+    Row(S.VARIANT, "model_data_download_timeout_in_seconds", V.ACTED),  # the fetcher's deadline
     Row(S.VARIANT, "core_dump_config", V.NOT_ACTED_YET),
     Row(
         S.VARIANT, "accelerator_type", V.NO_EFFECT, "Elastic Inference is deprecated; use a GPU instance type"

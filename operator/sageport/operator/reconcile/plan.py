@@ -88,6 +88,7 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         containers=tuple(_model_container(c, settings) for c in rv.containers),
         startup_seconds=rv.variant.container_startup_health_check_timeout_in_seconds
         or DEFAULT_STARTUP_SECONDS,
+        download_seconds=rv.variant.model_data_download_timeout_in_seconds,
         replicas=rv.instance_count if autoscaler is Autoscaler.NONE else None,
         autoscaler=autoscaler,
         autoscaling=rv.autoscaling,

@@ -12,15 +12,17 @@ from .names import variant_labels, variant_metadata, variant_selector
 from .pod import pod_spec
 from .shape import Manifest, RenderSettings, VariantShape
 
-# Kubernetes' own default; a model with a longer startup budget gets that budget plus time to be
-# scheduled and to fetch its artifact, so a slow model inside its budget is never declared failed.
+# Kubernetes' own default; a model with a longer startup budget gets that budget plus its
+# download budget (or time to fetch) and time to be scheduled, so a slow model inside its
+# budgets is never declared failed.
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 FETCH_AND_SCHEDULE_ALLOWANCE_SECONDS = 300
 
 
 def progress_deadline_seconds(shape: VariantShape) -> int:
     return max(
-        DEFAULT_PROGRESS_DEADLINE_SECONDS, shape.startup_seconds + FETCH_AND_SCHEDULE_ALLOWANCE_SECONDS
+        DEFAULT_PROGRESS_DEADLINE_SECONDS,
+        shape.startup_seconds + (shape.download_seconds or 0) + FETCH_AND_SCHEDULE_ALLOWANCE_SECONDS,
     )
 
 

@@ -70,7 +70,9 @@ def _model_source(url: str) -> tuple[str, dict[str, Any] | None]:
     return url, None
 
 
-def _model_fetch_container(url: str, mounts_source: bool, settings: RenderSettings) -> dict[str, Any]:
+def _model_fetch_container(
+    url: str, mounts_source: bool, settings: RenderSettings, timeout_seconds: int | None
+) -> dict[str, Any]:
     mounts: list[dict[str, Any]] = [{"name": _FETCH_VOLUME, "mountPath": contract.MODEL_DIR}]
     if mounts_source:
         mounts.append({"name": _SOURCE_VOLUME, "mountPath": SOURCE_DIR, "readOnly": True})
@@ -78,7 +80,15 @@ def _model_fetch_container(url: str, mounts_source: bool, settings: RenderSettin
         "name": "model-fetch",
         "image": settings.runtime_image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": ["python", "-m", "sageport.storage", "fetch", url, contract.MODEL_DIR],
+        "command": [
+            "python",
+            "-m",
+            "sageport.storage",
+            "fetch",
+            url,
+            contract.MODEL_DIR,
+            *(["--timeout", str(timeout_seconds)] if timeout_seconds else []),
+        ],
         "env": [{"name": k, "value": v} for k, v in settings.storage_env],
         "volumeMounts": mounts,
         "securityContext": restricted_security_context(),
@@ -166,7 +176,9 @@ def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
     url = shape.containers[0].model_url if shape.containers else None
     if url is not None:
         fetched, volume = _model_source(url)
-        spec["initContainers"] = [_model_fetch_container(fetched, volume is not None, settings)]
+        spec["initContainers"] = [
+            _model_fetch_container(fetched, volume is not None, settings, shape.download_seconds)
+        ]
         if volume is not None:
             spec["volumes"].append(volume)
     return spec

@@ -101,6 +101,7 @@ class VariantShape:
     autoscaler: Autoscaler = Autoscaler.NONE
     autoscaling: VariantAutoScaling | None = None  # the HPA's bounds and target
     sidecars: tuple[Sidecar, ...] = ()
+    download_seconds: int | None = None  # the time the model fetch has (modelDataDownloadTimeoutInSeconds)
     services: tuple[ServiceShape, ...] = ()
 
     @property
