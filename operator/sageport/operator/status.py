@@ -25,6 +25,7 @@ from sageport.contract import RoutingStrategy
 from sageport.operator.shift import ALL_AT_ONCE, ShiftPolicy, advance, done, step_status
 
 READY = "Ready"
+ROLLED_BACK = "UpdateRolledBack"  # Ready's reason after an update was rolled back
 
 
 def set_condition(conditions: Sequence[Condition], new: Condition, now: datetime) -> list[Condition]:
@@ -301,9 +302,27 @@ def rolled_back_status(
         f"Update to EndpointConfig {failed_config!r} rolled back: {reason}. "
         f"EndpointConfig {previous.endpoint_config_name!r} serves."
     )
-    ready = ready_condition("False", "UpdateRolledBack", message, generation)
+    ready = ready_condition("False", ROLLED_BACK, message, generation)
     serving_variants = _scaled(previous.production_variants, None)
     return _on_serving_fleet(previous, State.IN_SERVICE, ready, message, None, now, serving_variants)
+
+
+def rolled_back_update(
+    previous: EndpointStatus | None, config_name: str
+) -> tuple[int | None, str, str] | None:
+    """(generation, config, reason) of the update to ``config_name`` that ``previous`` says was
+    rolled back for this generation: what :func:`rolled_back_status` wrote."""
+    if previous is None or previous.endpoint_config_name == config_name:
+        return None
+    ready = next((c for c in previous.conditions or [] if c.type == READY), None)
+    prefix = f"Update to EndpointConfig {config_name!r} rolled back: "
+    failure = previous.failure_reason or ""
+    if ready is None or ready.reason != ROLLED_BACK or not failure.startswith(prefix):
+        return None
+    reason = failure.removeprefix(prefix).split(
+        f". EndpointConfig {previous.endpoint_config_name!r} serves."
+    )[0]
+    return ready.observedGeneration, config_name, reason
 
 
 def _scaled(

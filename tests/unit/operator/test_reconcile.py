@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from sageport.operator.catalog import catalog_manifests
 from sageport.operator.reconcile.endpoint import EndpointReconciler
 from sageport.operator.reconcile.lookups import ChildRef, Lookups
 from sageport.operator.render import RenderSettings
-from sageport.operator.status import VariantObservation
+from sageport.operator.status import VariantObservation, rolled_back_status
 from tests.support.manifests import EXAMPLES, load_documents
 
 CATALOG = {m["metadata"]["name"]: m for m in catalog_manifests()}
@@ -41,6 +42,9 @@ class FakeKube:
         self, api_version: str, plural: str, namespace: str, name: str, status: dict[str, Any]
     ) -> None:
         self.statuses.append(status)
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _world(example: str) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
@@ -215,3 +219,29 @@ async def test_alarms_without_a_prometheus_are_a_warning_and_in_the_ready_messag
         in event["message"]
     )
     assert "operator.alarms.prometheusUrl" in kube.statuses[-1]["conditions"][0]["message"]
+
+
+async def test_a_restarted_operator_keeps_a_rolled_back_update_rolled_back() -> None:
+    """The rollback is in the status it wrote: a fresh reconciler (no memory) applies the
+    serving config again, not the failed one, until the spec changes."""
+    kube = FakeKube()
+    endpoint, world = _world("realtime-sklearn")
+    v2 = copy.deepcopy(world["EndpointConfig"][0])
+    v2["metadata"]["name"] = v2["spec"]["endpointConfigName"] = "iris-config-v2"
+    world["EndpointConfig"].append(v2)
+    lookups = _lookups(world, {"AllTraffic": VariantObservation(1)}, [])
+    first = _reconciler(kube)
+    serving = await first.reconcile(endpoint, lookups)
+    assert serving is not None
+    assert serving.endpoint_status == "InService"
+    back = rolled_back_status(
+        serving, generation=2, failed_config="iris-config-v2", reason="alarm x", now=NOW
+    )
+    endpoint = {**endpoint, "metadata": {**endpoint["metadata"], "generation": 2},
+                "spec": {**endpoint["spec"], "endpointConfigName": "iris-config-v2"}, "status": back.to_wire()}  # fmt: skip
+    kube.applied.clear()
+    await _reconciler(kube).reconcile(endpoint, lookups)
+    configs = {m["metadata"]["labels"]["sageport.io/endpoint-config"] for m in kube.applied}
+    assert configs == {"iris-config-v1"}
+    assert kube.statuses[-1]["endpointConfigName"] == "iris-config-v1"
+    assert "rolled back" in kube.statuses[-1]["failureReason"]

@@ -13,6 +13,7 @@ from sageport.operator.status import (
     endpoint_status,
     object_status,
     rolled_back_status,
+    rolled_back_update,
     serving_config,
     set_condition,
     status_patch,
@@ -427,3 +428,14 @@ def test_shadow_variants_are_reported_apart_and_must_be_ready_too() -> None:
     assert [(v.variant_name, v.desired_weight) for v in serving.shadow_production_variants] == [
         ("shadow", 0.5)
     ]
+
+
+def test_a_rollback_is_read_back_from_the_status_so_a_restarted_operator_does_not_retry_it() -> None:
+    updating = _update(_serving(), {"green": VariantObservation(0, 1)})
+    back = rolled_back_status(
+        updating, generation=4, failed_config="cfg-v2", reason="alarm x is firing", now=T1
+    )
+    assert rolled_back_update(back, "cfg-v2") == (4, "cfg-v2", "alarm x is firing")
+    assert rolled_back_update(back, "cfg-v3") is None  # another update: tried
+    assert rolled_back_update(updating, "cfg-v2") is None
+    assert rolled_back_update(None, "cfg-v2") is None

@@ -49,6 +49,7 @@ from sageport.operator.status import (
     endpoint_status,
     not_acted_on_sentence,
     rolled_back_status,
+    rolled_back_update,
     serving_config,
     status_patch,
     traffic_shift,
@@ -126,7 +127,8 @@ class EndpointReconciler:
             return Outcome(None, (), Problem("InvalidSpec", validation_message(error), terminal=True))
         previous = state.written or _previous_status(body)
         rolled_back = None
-        failed = state.rolled_back
+        # Remembered, or read back from the status (an operator restarted since the rollback).
+        failed = state.rolled_back or rolled_back_update(previous, endpoint.spec.endpoint_config_name)
         serving_now = serving_config(previous)
         if (
             failed
