@@ -261,3 +261,39 @@ def test_an_alarm_firing_during_the_bake_rolls_the_update_back(
     ):
         time.sleep(0.5)
     assert _variants_with_deployments(deployed, ns, "iris-alarm") == ["Blue"]
+
+
+def test_the_rolling_example_under_traffic_moves_batch_by_batch_and_drops_no_call(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey]
+) -> None:
+    """examples/rolling-update on real pods, at about 20 calls/s: Blue (3 instances) -> Green in
+    batches of one with 10 s bakes. No call fails; both answer while it rolls; Green alone after."""
+    ns, key = namespace
+    stack.apply_objects(
+        deployed.kubeconfig, ns, stack.example_objects(stack.REPO / "examples" / "rolling-update")
+    )
+    _wait_ready(deployed, ns, "iris-rolling", key, body=IRIS_ROW)
+    statuses: list[str] = []
+    runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
+    with Traffic(runtime, "iris-rolling", csv_row=IRIS_ROW) as traffic:
+        _point_at(deployed, ns, "iris-rolling", "iris-rolling-v2")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            current = _status(deployed, ns, "iris-rolling")
+            statuses.append(str(current.get("endpointStatus")))
+            if (current.get("endpointConfigName"), current.get("endpointStatus")) == (
+                "iris-rolling-v2",
+                "InService",
+            ):
+                break
+            time.sleep(0.2)
+        mark = Counter(traffic.answered)
+        time.sleep(5)
+        after = Counter(traffic.answered) - mark
+    print(f"rolling update, answers: {dict(traffic.answered)}")
+    traffic.assert_none_failed()
+    assert set(statuses) <= {"InService", "Updating"}, statuses
+    assert statuses[-1] == "InService", statuses[-5:]
+    assert traffic.answered["Blue"] > 0, traffic.answered
+    assert traffic.answered["Green"] > 0, traffic.answered
+    assert set(after) == {"Green"}, after

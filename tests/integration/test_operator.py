@@ -289,6 +289,7 @@ def test_ack_samples_are_accepted(kube_cluster: KubeCluster, namespace: str) -> 
         "canary-update",
         "alarm-rollback",
         "shadow-variant",
+        "rolling-update",
     ],
 )
 def test_every_example_applies_and_serves(kube_cluster: KubeCluster, namespace: str, example: str) -> None:

@@ -282,3 +282,54 @@ def test_a_canary_update_shifts_traffic_in_baked_steps_with_both_fleets_running(
     eventually(lambda: _deployments(kube_cluster, namespace) == {"AllTraffic"} and len(
         get(kube_cluster, "deployments", namespace, selector="sageport.io/endpoint-object=iris")) == 1,
         30, what="the old fleet terminated")  # fmt: skip
+
+
+def test_a_rolling_update_moves_batches_and_never_runs_more_than_one_extra_instance(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    """examples/rolling-update (3 instances, batches of 1, 10 s bakes): the new fleet grows
+    1, 2, 3 while the old one shrinks 3, 2, 1, then goes; never more than 4 replicas in all;
+    the traffic share follows the new fleet's ready batches; status only InService/Updating."""
+    apply(kube_cluster, load_documents(EXAMPLES / "rolling-update"), namespace)
+    name = "iris-rolling"
+
+    def status() -> dict[str, Any]:
+        return dict((get(kube_cluster, "endpoints.sageport.io", namespace, name) or {}).get("status") or {})
+
+    eventually(lambda: status().get("endpointStatus") == "InService", 60, what="v1 InService")
+    watch = StatusWatch(kube_cluster, namespace, name)
+    patch = json.dumps({"spec": {"endpointConfigName": "iris-rolling-v2"}})
+    kube_cluster.kubectl(
+        "patch", "-n", namespace, f"endpoints.sageport.io/{name}", "--type=merge", "-p", patch
+    )
+    samples: list[tuple[int, int]] = []
+
+    def done() -> dict[str, Any] | None:
+        replicas = {"Blue": 0, "Green": 0}
+        for deployment in get(
+            kube_cluster, "deployments", namespace, selector=f"sageport.io/endpoint-object={name}"
+        ):
+            replicas[deployment["metadata"]["labels"]["sageport.io/variant"]] = deployment["spec"]["replicas"]
+        samples.append((replicas["Green"], replicas["Blue"]))
+        current = status()
+        finished = (
+            current.get("endpointConfigName") == "iris-rolling-v2"
+            and current.get("endpointStatus") == "InService"
+        )
+        return current if finished and replicas["Blue"] == 0 else None
+
+    eventually(done, 120, interval=0.5, what="v2 InService and Blue gone")
+    seen = watch.stop()
+    assert {s.get("endpointStatus") for s in seen} <= {"InService", "Updating"}
+    distinct = list(dict.fromkeys(samples))
+    print(f"rolling update, (new, old) replicas as sampled: {distinct}")
+    assert [green for green, _ in distinct if green] == sorted(green for green, _ in distinct if green)
+    assert {green for green, _ in distinct} >= {1, 2, 3}, distinct
+    assert {blue for _, blue in distinct} >= {3, 2, 1, 0}, distinct
+    assert max(green + blue for green, blue in samples) <= 4, distinct
+    shares = [
+        s["pendingDeploymentSummary"]["trafficShift"]["newFleetShare"]
+        for s in seen
+        if (s.get("pendingDeploymentSummary") or {}).get("trafficShift")
+    ]
+    assert [round(share, 2) for share in dict.fromkeys(shares)] == [0.33, 0.67, 1.0], shares

@@ -96,8 +96,9 @@ def endpoint_status(
     serving = serving_config(previous)
     changing = config_name is not None and config_name != serving
     shifted = None
-    if changing and plans and all(_rolled_out(p, _obs(observed, p)) for p in plans):
-        shifted = advance(policy, traffic_shift(previous, config_name), now)
+    if changing:
+        capacity_ready = bool(plans) and all(_rolled_out(p, _obs(observed, p)) for p in plans)
+        shifted = advance(policy, traffic_shift(previous, config_name), now, capacity_ready)
     if (
         previous is not None
         and serving

@@ -102,10 +102,7 @@ def test_fields_not_acted_on_are_listed_and_fields_without_effect_are_not() -> N
     kind(docs, "Model")["spec"]["executionRoleARN"] = "arn:aws:iam::1:role/x"
     admission = _admit(docs)
     assert admission.problem is None
-    assert admission.not_acted_on == (
-        "Endpoint.deploymentConfig.rollingUpdatePolicy",
-        "EndpointConfig.productionVariants[AllTraffic].managedInstanceScaling",
-    )
+    assert admission.not_acted_on == ("EndpointConfig.productionVariants[AllTraffic].managedInstanceScaling",)
 
 
 def test_ack_samples_are_admitted_with_their_data_capture_acted_on() -> None:
@@ -145,3 +142,15 @@ def test_shadow_variants_need_exactly_one_production_variant_and_unique_names() 
     one = {**spec, "productionVariants": spec["productionVariants"][:1]}
     with pytest.raises(ValidationError, match="unique across production and shadow"):
         EndpointConfigSpec.model_validate({**one, "shadowProductionVariants": one["productionVariants"]})
+
+
+def test_a_partial_rollback_batch_is_reported_as_not_acted_on() -> None:
+    docs = load_documents(EXAMPLES / "rolling-update")
+    rolling = kind(docs, "Endpoint")["spec"]["deploymentConfig"]["rollingUpdatePolicy"]
+    assert _admit(docs).not_acted_on == ()
+    rolling["rollbackMaximumBatchSize"] = {"type_": "CAPACITY_PERCENT", "value": 100}
+    assert _admit(docs).not_acted_on == ()
+    rolling["rollbackMaximumBatchSize"] = {"type_": "INSTANCE_COUNT", "value": 1}
+    assert _admit(docs).not_acted_on == (
+        "Endpoint.deploymentConfig.rollingUpdatePolicy.rollbackMaximumBatchSize",
+    )

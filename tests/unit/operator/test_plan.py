@@ -122,3 +122,15 @@ def test_a_desired_count_for_an_autoscaled_variant_is_refused() -> None:
     problem = resolve_documents(docs)
     assert isinstance(problem, Problem)
     assert "whose count spec.autoScaling owns" in problem.message
+
+
+def test_with_capacity_scales_production_variants_and_keeps_at_least_one() -> None:
+    """A rolling update's batch of the new fleet (or what is left of the old one)."""
+    docs = load_documents(EXAMPLES / "ab-test-two-variants")
+    full = _plan(docs)
+    assert [s.replicas for s in full.variants] == [2, 1]
+    quarter = plan.with_capacity(full, 0.25)
+    assert [s.replicas for s in quarter.variants] == [1, 1]
+    assert [p.desired_instances for p in quarter.plans] == [1, 1]
+    assert [s.replicas for s in plan.with_capacity(full, 0.5).variants] == [1, 1]
+    assert plan.with_capacity(full, 1.0) is full

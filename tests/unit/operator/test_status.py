@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sageport.api.v1alpha1 import Condition, DeploymentConfig
-from sageport.operator.shift import ALL_AT_ONCE, ShiftPolicy, advance, done, next_change, shift_policy
+from sageport.operator.shift import (
+    ALL_AT_ONCE,
+    ShiftPolicy,
+    advance,
+    done,
+    next_change,
+    shift_policy,
+    step_status,
+)
 from sageport.operator.status import (
     Problem,
     VariantObservation,
@@ -339,7 +347,7 @@ def test_a_canary_update_bakes_a_share_then_the_rest_then_waits_before_the_old_f
     assert (canary.endpoint_status, canary.endpoint_config_name) == ("Updating", "cfg")
     pending = canary.pending_deployment_summary
     assert pending.traffic_shift.model_dump() == {
-        "step": 1, "steps": 2, "new_fleet_share": 0.25, "step_start_time": T1,
+        "step": 1, "steps": 2, "new_fleet_share": 0.25, "step_start_time": T1, "provisioning": False,
     }  # fmt: skip
     assert _weights(canary) == ([0.6, 0.15], [0.25])  # the gateway routes by these
     (variant_status,) = pending.production_variants[0].variant_status
@@ -405,8 +413,10 @@ def test_shift_policies_step_as_sagemaker_describes() -> None:
 
 def test_a_step_never_skips_its_bake_even_after_a_long_pause() -> None:
     policy = _canary(wait=60, termination=0)
-    first = advance(policy, None, T0)
-    later = advance(policy, first, T0 + timedelta(hours=1))  # the operator was down an hour
+    first = advance(policy, None, T0, ready=True)
+    assert first is not None
+    later = advance(policy, first, T0 + timedelta(hours=1), ready=True)  # the operator was down an hour
+    assert later is not None
     assert (later.step, later.step_start_time) == (2, T0 + timedelta(hours=1))
     assert not done(policy, later, T0 + timedelta(hours=1, seconds=59))
     assert done(policy, later, T0 + timedelta(hours=1, seconds=60))
@@ -439,3 +449,42 @@ def test_a_rollback_is_read_back_from_the_status_so_a_restarted_operator_does_no
     assert rolled_back_update(back, "cfg-v3") is None  # another update: tried
     assert rolled_back_update(updating, "cfg-v2") is None
     assert rolled_back_update(None, "cfg-v2") is None
+
+
+# --- rolling updates: batches of the new fleet, as much of the old terminated -----------------
+
+
+def _rolling(batch: dict[str, object], instances: int = 4, wait: int = 30) -> ShiftPolicy:
+    config = DeploymentConfig.model_validate(
+        {"rollingUpdatePolicy": {"maximumBatchSize": batch, "waitIntervalInSeconds": wait}}
+    )
+    return shift_policy(config, instances)
+
+
+def test_a_rolling_policy_provisions_batches_and_terminates_as_much_of_the_old_fleet() -> None:
+    policy = _rolling({"type_": "INSTANCE_COUNT", "value": 1})
+    assert [(s.share, s.new_capacity, s.old_capacity) for s in policy.steps] == [
+        (0.25, 0.25, 1.0), (0.5, 0.5, 0.75), (0.75, 0.75, 0.5), (1.0, 1.0, 0.25),
+    ]  # fmt: skip
+    assert policy.termination_wait_seconds == 0
+    halves = _rolling({"type_": "CAPACITY_PERCENT", "value": 50}, instances=3)
+    assert [round(s.new_capacity, 2) for s in halves.steps] == [0.67, 1.0]  # batches of ceil(1.5) = 2
+
+
+def test_a_rolling_step_moves_traffic_only_once_its_batch_is_ready() -> None:
+    policy = _rolling({"type_": "INSTANCE_COUNT", "value": 1}, wait=30)
+    assert advance(policy, None, T0, ready=False) is None  # the first batch is starting
+    first = advance(policy, None, T0, ready=True)
+    assert first is not None
+    assert (first.step, first.new_fleet_share, first.provisioning) == (1, 0.25, False)
+    second = advance(policy, first, T0 + timedelta(seconds=31), ready=True)
+    assert second is not None
+    assert (second.step, second.new_fleet_share, second.provisioning) == (2, 0.25, True)  # traffic stays
+    assert step_status(policy, second, T0)[0] == "Creating"
+    assert next_change(policy, second, T0) is None  # moves when its instances are ready
+    assert advance(policy, second, T0 + timedelta(seconds=40), ready=False) is second
+    baking = advance(policy, second, T0 + timedelta(seconds=45), ready=True)
+    assert baking is not None
+    assert (baking.step, baking.new_fleet_share, baking.provisioning) == (2, 0.5, False)
+    assert baking.step_start_time == T0 + timedelta(seconds=45)
+    assert not done(policy, second, T0 + timedelta(hours=1))

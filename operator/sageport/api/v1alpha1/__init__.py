@@ -9,6 +9,7 @@ from .endpoint import (
     EndpointSpec,
     EndpointStatus,
     ProductionVariantSummary,
+    RollingUpdatePolicy,
     VariantAutoScaling,
 )
 from .endpoint_config import (
@@ -47,6 +48,7 @@ __all__ = [
     "ProductionVariant",
     "ProductionVariantSummary",
     "Resource",
+    "RollingUpdatePolicy",
     "ServerlessConfig",
     "Toleration",
     "TransformJob",

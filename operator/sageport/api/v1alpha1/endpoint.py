@@ -232,7 +232,11 @@ class TrafficShift(ApiModel):
     step: int = Field(ge=1, description="The step under way, from 1.")
     steps: int = Field(ge=1, description="Steps of the update policy (CANARY 2, ALL_AT_ONCE 1).")
     new_fleet_share: float = Field(ge=0, le=1, description="Share of the traffic on the new fleet.")
-    step_start_time: datetime = Field(description="When this step moved the traffic.")
+    step_start_time: datetime = Field(description="When this step moved the traffic (or began provisioning).")
+    provisioning: bool = Field(
+        default=False,
+        description="The step's new instances are starting; its traffic moves once they are ready.",
+    )
 
 
 class PendingDeploymentSummary(ApiModel):

@@ -30,6 +30,7 @@ from sageport.api.v1alpha1 import (
     EndpointSpec,
     ModelSpec,
     ProductionVariant,
+    RollingUpdatePolicy,
 )
 from sageport.operator.reconcile.resolve import ResolvedEndpoint
 from sageport.operator.status import Problem
@@ -49,6 +50,7 @@ class Scope(Enum):
 
     ENDPOINT = "Endpoint spec"
     DEPLOYMENT_CONFIG = "Endpoint deploymentConfig"
+    ROLLING_UPDATE = "Endpoint deploymentConfig.rollingUpdatePolicy"
     ENDPOINT_CONFIG = "EndpointConfig spec"
     VARIANT = "EndpointConfig productionVariants[]"
     MODEL = "Model spec"
@@ -59,6 +61,7 @@ class Scope(Enum):
 SPEC_MODELS: dict[Scope, type[BaseModel]] = {
     Scope.ENDPOINT: EndpointSpec,
     Scope.DEPLOYMENT_CONFIG: DeploymentConfig,
+    Scope.ROLLING_UPDATE: RollingUpdatePolicy,
     Scope.ENDPOINT_CONFIG: EndpointConfigSpec,
     Scope.VARIANT: ProductionVariant,
     Scope.MODEL: ModelSpec,
@@ -98,7 +101,17 @@ TABLE: tuple[Row, ...] = (
     Row(S.ENDPOINT, "deployment_config", V.ACTED),
     # Endpoint deploymentConfig
     Row(S.DEPLOYMENT_CONFIG, "blue_green_update_policy", V.ACTED),
-    Row(S.DEPLOYMENT_CONFIG, "rolling_update_policy", V.NOT_ACTED_YET),  # updates run blue/green all at once
+    Row(S.DEPLOYMENT_CONFIG, "rolling_update_policy", V.ACTED),
+    Row(S.ROLLING_UPDATE, "maximum_batch_size", V.ACTED),
+    Row(S.ROLLING_UPDATE, "wait_interval_in_seconds", V.ACTED),
+    Row(S.ROLLING_UPDATE, "maximum_execution_timeout_in_seconds", V.ACTED),
+    Row(
+        S.ROLLING_UPDATE,
+        "rollback_maximum_batch_size",
+        V.NOT_ACTED_YET,
+        applies=lambda size: not (size.type_ == "CAPACITY_PERCENT" and size.value >= 100),
+    ),  # a rollback restores the whole old fleet at once
+    Row(S.ROLLING_UPDATE, "rollback_maximum_batch_size", V.ACTED),  # 100 %: SageMaker's default
     Row(S.DEPLOYMENT_CONFIG, "auto_rollback_configuration", V.ACTED),  # alarms need a Prometheus URL
     Row(S.ENDPOINT, "tags", V.NO_EFFECT, "tags are AWS resource metadata; copied to no child"),
     # EndpointConfig
@@ -191,8 +204,12 @@ class Admission:
 def _subjects(resolved: ResolvedEndpoint) -> Iterator[tuple[Scope, str, BaseModel]]:
     """Every (scope, path prefix, spec object) of the Endpoint and what it references, in order."""
     yield Scope.ENDPOINT, "Endpoint", resolved.endpoint.spec
-    if resolved.endpoint.spec.deployment_config is not None:
-        yield Scope.DEPLOYMENT_CONFIG, "Endpoint.deploymentConfig", resolved.endpoint.spec.deployment_config
+    deployment = resolved.endpoint.spec.deployment_config
+    if deployment is not None:
+        yield Scope.DEPLOYMENT_CONFIG, "Endpoint.deploymentConfig", deployment
+        if deployment.rolling_update_policy is not None:
+            path = "Endpoint.deploymentConfig.rollingUpdatePolicy"
+            yield Scope.ROLLING_UPDATE, path, deployment.rolling_update_policy
     yield Scope.ENDPOINT_CONFIG, "EndpointConfig", resolved.config.spec
     for variant in resolved.config.spec.production_variants:
         yield Scope.VARIANT, f"EndpointConfig.productionVariants[{variant.variant_name}]", variant

@@ -35,14 +35,14 @@ from sageport.operator.reconcile.lookups import (
     fleet_observations,
     key_of,
 )
-from sageport.operator.reconcile.plan import plan_endpoint
+from sageport.operator.reconcile.plan import plan_endpoint, with_capacity
 from sageport.operator.reconcile.readiness import broken_container_message, unschedulable_message
 from sageport.operator.reconcile.resolve import resolve_endpoint, validation_message
 from sageport.operator.reconcile.state import EndpointState, EndpointStates, Outcome
 from sageport.operator.render import RenderSettings, variant_children
 from sageport.operator.render.event import warning_event
 from sageport.operator.render.shape import OwnerRef
-from sageport.operator.shift import next_change, shift_policy
+from sageport.operator.shift import ShiftStep, next_change, shift_policy
 from sageport.operator.status import (
     Problem,
     VariantObservation,
@@ -150,18 +150,25 @@ class EndpointReconciler:
         admission = admit(resolved)
         if admission.problem is not None:
             return Outcome(endpoint.spec.endpoint_config_name, (), admission.problem, admission.not_acted_on)
-        plan = plan_endpoint(resolved, self._settings)
         deployment = endpoint.spec.deployment_config
+        policy = shift_policy(deployment, sum(rv.instance_count for rv in resolved.production))
+        # An update adds the new fleet beside the serving one; the old goes once the new took over.
+        updating = serving_now is not None and serving_now != resolved.config.sagemaker_name
+        step = policy.step(traffic_shift(previous, resolved.config.sagemaker_name)) if updating else None
+        plan = plan_endpoint(resolved, self._settings)
+        if step is not None:  # a rolling update's batch of the new fleet
+            plan = with_capacity(plan, step.new_capacity)
         rollback = deployment.auto_rollback_configuration if deployment is not None else None
         alarms = tuple(alarm.alarm_name for alarm in (rollback.alarms or [])) if rollback is not None else ()
         not_acted_on = admission.not_acted_on
         if alarms and self._alarms is None:
             not_acted_on += (NO_ALARM_SOURCE,)
         manifests = [m for shape in plan.variants for m in variant_children(shape, self._settings)]
-        # An update adds the new fleet beside the serving one; the old goes once the new took over.
-        updating = serving_now is not None and serving_now != plan.config_name
+        old_fleet = []
+        if step is not None and serving_now is not None and step.old_capacity < 1.0:
+            old_fleet = self._serving_fleet(endpoint, serving_now, key, lookups, step.old_capacity)
         problem = await apply_children(
-            self._kube, resolved.namespace, manifests, lookups.children(*key), prune=not updating
+            self._kube, resolved.namespace, manifests + old_fleet, lookups.children(*key), prune=not updating
         )
         return Outcome(
             plan.config_name,
@@ -170,9 +177,28 @@ class EndpointReconciler:
             not_acted_on,
             rolled_back=rolled_back,
             wanted=child_refs(manifests),
-            policy=shift_policy(deployment, sum(rv.instance_count for rv in resolved.production)),
+            policy=policy,
             alarms=alarms if self._alarms is not None else (),
         )
+
+    def _serving_fleet(
+        self, endpoint: Endpoint, config: str, key: Key, lookups: Lookups, capacity: float
+    ) -> list[dict[str, Any]]:
+        """The serving config's children with ``capacity`` of its instances: what a rolling
+        update leaves of the old fleet (nothing to change if it cannot be resolved any more)."""
+        spec = endpoint.spec.model_copy(
+            update={"endpoint_config_name": config, "desired_weights_and_capacities": None}
+        )
+        serving = resolve_endpoint(
+            endpoint.model_copy(update={"spec": spec}),
+            configs=lambda name: lookups.configs(key[0], name),
+            models=lambda name: lookups.models(key[0], name),
+            instance_types=lookups.instance_types,
+        )
+        if isinstance(serving, Problem):
+            return []
+        plan = with_capacity(plan_endpoint(serving, self._settings), capacity)
+        return [m for shape in plan.variants for m in variant_children(shape, self._settings)]
 
     async def refresh_status(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
         """Status only, from the last full run's outcome and the current observations."""
@@ -273,8 +299,15 @@ class EndpointReconciler:
         state.wrote(status, time.monotonic())
         if serving and serving != status.endpoint_config_name and status.endpoint_status == State.IN_SERVICE:
             self._hand_over(key, outcome.wanted, lookups)
-        if (shifted := traffic_shift(status, outcome.config_name)) is not None:
-            self._wake(key, body, lookups, next_change(outcome.policy, shifted, self._clock()))
+        shifted = traffic_shift(status, outcome.config_name)
+        if shifted is not None and (wait := next_change(outcome.policy, shifted, self._clock())) is not None:
+            self._wake(key, body, lookups, wait)
+        policy = outcome.policy
+        before = traffic_shift(previous, outcome.config_name)
+        if shifted is not None and _capacities(policy.step(shifted)) != _capacities(policy.step(before)):
+            # A rolling update's next batch: more of the new fleet and less of the old, applied by a full run.
+            self._states.invalidate(key)
+            self._in_background(self.reconcile(body, lookups))
         return status
 
     async def _update_gone_wrong(self, outcome: Outcome, previous: EndpointStatus) -> str | None:
@@ -348,6 +381,10 @@ class EndpointReconciler:
         task = asyncio.ensure_future(work)
         self._background.add(task)  # a reference, so the task is not collected mid-way
         task.add_done_callback(self._background.discard)
+
+
+def _capacities(step: ShiftStep) -> tuple[float, float]:
+    return step.new_capacity, step.old_capacity
 
 
 def _previous_status(body: Body) -> EndpointStatus | None:

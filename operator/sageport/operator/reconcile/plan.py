@@ -8,8 +8,9 @@ variants a row of :data:`AUTOSCALERS` (KEDA) that render answers with its own mo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sageport.api.v1alpha1 import ContainerDefinition
 from sageport.operator.reconcile.resolve import ResolvedEndpoint, ResolvedVariant
@@ -107,6 +108,26 @@ def _summary(rv: ResolvedVariant, shape: VariantShape) -> VariantPlan:
         routing_strategy=routing.routing_strategy if routing else None,
         shadow=rv.shadow,
     )
+
+
+def with_capacity(plan: EndpointPlan, capacity: float) -> EndpointPlan:
+    """``plan`` with ``capacity`` (0..1) of each production variant's instances, at least one:
+    a rolling update's batch of the new fleet, or what is left of the old one. Autoscaled
+    variants and shadows keep their count."""
+    if capacity >= 1.0:
+        return plan
+
+    def scaled(count: int | None) -> int | None:
+        return None if count is None else max(1, math.ceil(count * capacity - 1e-9))
+
+    shapes = tuple(
+        shape if plan_.shadow else replace(shape, replicas=scaled(shape.replicas))
+        for shape, plan_ in zip(plan.variants, plan.plans, strict=True)
+    )
+    plans = tuple(
+        p if p.shadow else replace(p, desired_instances=scaled(p.desired_instances)) for p in plan.plans
+    )
+    return replace(plan, variants=shapes, plans=plans)
 
 
 def plan_endpoint(resolved: ResolvedEndpoint, settings: RenderSettings) -> EndpointPlan:
