@@ -20,10 +20,10 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-from sageport_dev import local_stack, stack
+from bench._stack import iris_stack
+from sageport_dev import stack
 from sageport_dev.processes import eventually
 
 MODEL_URL = "s3://sageport-models/iris/model.tar.gz"
@@ -110,13 +110,8 @@ def _post(url: str) -> bool:
 
 
 def main() -> None:
-    env = local_stack.up(log=lambda _: None)  # `make up`'s stack: started if it is not running
-    kubeconfig = Path(env.kubeconfig)
-    s3 = stack.running_s3(local_stack.stack_dir_from_env().absolute() / "s3")
-    if s3 is None:
-        raise stack.StackError("the stack's S3 server is not running")
-    s3.put("sageport-models", "iris/model.tar.gz", stack.iris_model_tarball())
-    runtime_image = next(ref for ref in env.images if "/runtime:" in ref)
+    iris = iris_stack()
+    env, kubeconfig, s3, runtime_image = iris.env, iris.kubeconfig, iris.s3, iris.runtime_image
     for namespace in ("bench-plain", "bench-endpoint"):
         stack.kubectl(kubeconfig, "delete", "namespace", namespace, "--ignore-not-found", "--wait=true")
 

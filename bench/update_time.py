@@ -19,26 +19,21 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
+from bench._stack import iris_stack
 from bench.first_invocation import _plain_deployment
-from sageport_dev import local_stack, stack
+from sageport_dev import stack
 
 NAMESPACE = "bench-update"
 
 
 def main() -> None:
-    env = local_stack.up(log=lambda _: None)
-    kubeconfig = Path(env.kubeconfig)
-    s3 = stack.running_s3(local_stack.stack_dir_from_env().absolute() / "s3")
-    if s3 is None:
-        raise stack.StackError("the stack's S3 server is not running")
-    s3.put("sageport-models", "iris/model.tar.gz", stack.iris_model_tarball())
-    runtime_image = next(ref for ref in env.images if "/runtime:" in ref)
+    iris = iris_stack()
+    kubeconfig, s3 = iris.kubeconfig, iris.s3
     stack.kubectl(kubeconfig, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
     stack.prepare_namespace(kubeconfig, NAMESPACE, s3)
 
-    stack.apply_objects(kubeconfig, NAMESPACE, _plain_deployment(runtime_image, s3))
+    stack.apply_objects(kubeconfig, NAMESPACE, _plain_deployment(iris.runtime_image, s3))
     stack.kubectl(kubeconfig, "rollout", "status", "-n", NAMESPACE, "deployment/plain", "--timeout=300s")
     started = time.monotonic()
     patch = {"spec": {"template": {"metadata": {"annotations": {"bench/rollout": str(time.time())}}}}}

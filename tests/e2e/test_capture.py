@@ -15,6 +15,7 @@ import pytest
 from sageport_dev import stack
 from tests.e2e.conftest import Deployed
 from tests.e2e.test_endpoints import _wait_ready
+from tests.support.capture import EXAMPLE_CAPTURE_SUMMARY
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -56,17 +57,7 @@ def test_capture_files_appear_within_a_minute_in_sagemakers_shape(
     stack.apply_objects(deployed.kubeconfig, ns, stack.example_objects(EXAMPLE))
     _wait_ready(deployed, ns, ENDPOINT, key, body=ROWS[0])
     endpoint = json.loads(deployed.kubectl("get", "endpoints.sageport.io", ENDPOINT, "-n", ns, "-o", "json"))
-    assert endpoint["status"]["dataCaptureConfig"] == {
-        "enableCapture": True,
-        "captureStatus": "Started",
-        "currentSamplingPercentage": 100,
-        "destinationS3URI": "s3://sageport-models/capture",
-        "captureOptions": [{"captureMode": "Input"}, {"captureMode": "Output"}],
-        "captureContentTypeHeader": {
-            "csvContentTypes": ["text/csv"],
-            "jsonContentTypes": ["application/json"],
-        },
-    }
+    assert endpoint["status"]["dataCaptureConfig"] == EXAMPLE_CAPTURE_SUMMARY
 
     runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
     calls: dict[str, tuple[bytes, bytes, str | None, str | None]] = {}  # eventId -> (input, output, type, id)

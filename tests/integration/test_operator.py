@@ -15,6 +15,7 @@ import pytest
 from sageport_dev.handle import KubeCluster
 from sageport_dev.processes import eventually
 from tests.integration.conftest import RunningOperator
+from tests.support.capture import EXAMPLE_CAPTURE_SUMMARY
 from tests.support.kube import apply, condition, get
 from tests.support.manifests import ACK_SAMPLES, EXAMPLES, load_documents
 
@@ -304,17 +305,7 @@ def test_data_capture_is_summarised_in_the_endpoint_status(kube_cluster: KubeClu
     CRD's status schema keeps it, nothing is pruned)."""
     apply(kube_cluster, load_documents(EXAMPLES / "data-capture"), namespace)
     endpoint = _in_service(kube_cluster, namespace, "iris-capture")
-    assert endpoint["status"]["dataCaptureConfig"] == {
-        "enableCapture": True,
-        "captureStatus": "Started",
-        "currentSamplingPercentage": 100,
-        "destinationS3URI": "s3://sageport-models/capture",
-        "captureOptions": [{"captureMode": "Input"}, {"captureMode": "Output"}],
-        "captureContentTypeHeader": {
-            "csvContentTypes": ["text/csv"],
-            "jsonContentTypes": ["application/json"],
-        },
-    }
+    assert endpoint["status"]["dataCaptureConfig"] == EXAMPLE_CAPTURE_SUMMARY
 
 
 def test_autoscaling_renders_an_hpa_that_owns_replicas(kube_cluster: KubeCluster, namespace: str) -> None:

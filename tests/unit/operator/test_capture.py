@@ -9,6 +9,7 @@ from typing import Any
 from sageport.api.v1alpha1 import EndpointConfig, EndpointStatus
 from sageport.contract import CaptureStatus
 from sageport.operator.capture import capture_summary, with_data_capture
+from tests.support.capture import EXAMPLE_CAPTURE_SUMMARY
 from tests.support.manifests import EXAMPLES, load_documents
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -36,17 +37,7 @@ def test_summary_is_describe_endpoints_shape_plus_the_gateways_fields() -> None:
     spec = EndpointConfig.model_validate(_config()).spec
     summary = capture_summary(spec)
     assert summary is not None
-    assert summary.to_wire() == {
-        "enableCapture": True,
-        "captureStatus": "Started",
-        "currentSamplingPercentage": 100,
-        "destinationS3URI": "s3://sageport-models/capture",
-        "captureOptions": [{"captureMode": "Input"}, {"captureMode": "Output"}],
-        "captureContentTypeHeader": {
-            "csvContentTypes": ["text/csv"],
-            "jsonContentTypes": ["application/json"],
-        },
-    }
+    assert summary.to_wire() == EXAMPLE_CAPTURE_SUMMARY
 
 
 def test_enable_capture_defaults_to_true_and_false_is_stopped() -> None:

@@ -12,6 +12,7 @@ from sageport.operator.reconcile.endpoint import EndpointReconciler
 from sageport.operator.reconcile.lookups import ChildRef, Lookups
 from sageport.operator.render import RenderSettings
 from sageport.operator.status import VariantObservation, rolled_back_status
+from tests.support.capture import EXAMPLE_CAPTURE_SUMMARY
 from tests.support.manifests import EXAMPLES, load_documents
 
 CATALOG = {m["metadata"]["name"]: m for m in catalog_manifests()}
@@ -188,17 +189,7 @@ async def test_the_serving_configs_data_capture_is_in_the_status_for_the_gateway
     await reconciler.reconcile(endpoint, ready)
     status = kube.statuses[-1]
     assert status["endpointStatus"] == "InService"
-    assert status["dataCaptureConfig"] == {
-        "enableCapture": True,
-        "captureStatus": "Started",
-        "currentSamplingPercentage": 100,
-        "destinationS3URI": "s3://sageport-models/capture",
-        "captureOptions": [{"captureMode": "Input"}, {"captureMode": "Output"}],
-        "captureContentTypeHeader": {
-            "csvContentTypes": ["text/csv"],
-            "jsonContentTypes": ["application/json"],
-        },
-    }
+    assert status["dataCaptureConfig"] == EXAMPLE_CAPTURE_SUMMARY
     writes = len(kube.statuses)
     await reconciler.refresh_status(endpoint, ready)
     await reconciler.reconcile(endpoint, ready)
