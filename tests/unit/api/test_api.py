@@ -202,6 +202,10 @@ def test_transform_job_payload_budget() -> None:
             {"rollingUpdatePolicy": {"maximumBatchSize": {"type_": "CAPACITY_PERCENT", "value": 60}, "waitIntervalInSeconds": 0}},
             "maximumBatchSize is 5 to 50 %",
         ),
+        (
+            {"autoRollbackConfiguration": {"alarms": [{"alarmName": f"alarm-{n}"} for n in range(11)]}},
+            "List should have at most 10 items",
+        ),
     ],
 )  # fmt: skip
 def test_deployment_config_refusals_name_the_field(deployment_config: dict[str, Any], message: str) -> None:
