@@ -237,7 +237,7 @@ class Gateway:
         slot = chosen.variant.metrics
         if isinstance(slot, VariantMetrics):
             return slot
-        fresh = self.metrics.for_variant(chosen.endpoint.name, chosen.variant.name)
+        fresh = self.metrics.for_variant(chosen.endpoint.name, chosen.variant.name, chosen.variant.config)
         self.table.remember_metrics(chosen.endpoint.name, chosen.variant, fresh)
         return fresh
 

@@ -222,7 +222,7 @@ def build_routes(
         ) -> VariantSpec:  # fmt: skip
             fleet = (endpoint.namespace, endpoint.object_name, config, name)
             return VariantSpec(
-                name, weight, tuple(dict.fromkeys(backends.get(fleet, ()))), strategy, hostnames
+                name, weight, tuple(dict.fromkeys(backends.get(fleet, ()))), strategy, hostnames, config
             )
 
         variants = tuple(spec(*variant) for variant in endpoint.variants)

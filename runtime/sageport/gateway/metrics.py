@@ -13,6 +13,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _LATENCY_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
 _LATENCY_BUCKETS += (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _LABELS = ("endpoint", "variant")
+# Per-variant invocation metrics also name the EndpointConfig whose fleet answered: during an
+# update both fleets may have a variant of one name, and an alarm on the new fleet needs to tell
+# them apart (SageMaker's EndpointConfigName dimension). Empty in standalone mode.
+_FLEET_LABELS = (*_LABELS, "endpoint_config")
 
 
 @dataclass(frozen=True)
@@ -35,52 +39,52 @@ class GatewayMetrics:
         self.invocations = Counter(
             "sageport_invocations",
             "Invocations sent to the model (SageMaker Invocations).",
-            _LABELS,
+            _FLEET_LABELS,
             registry=registry,
         )
         self.invocation_4xx_errors = Counter(
             "sageport_invocation_4xx_errors",
             "Invocations where the model answered 4xx (Invocation4XXErrors).",
-            _LABELS,
+            _FLEET_LABELS,
             registry=registry,
         )
         self.invocation_5xx_errors = Counter(
             "sageport_invocation_5xx_errors",
             "Invocations where the model answered 5xx (Invocation5XXErrors).",
-            _LABELS,
+            _FLEET_LABELS,
             registry=registry,
         )
         self.invocation_model_errors = Counter(
             "sageport_invocation_model_errors",
             "Invocations that were not 2xx from the model, including timeouts and broken connections "
             "(InvocationModelErrors).",
-            _LABELS,
+            _FLEET_LABELS,
             registry=registry,
         )
         self.invocations_per_instance = Counter(
             "sageport_invocations_per_instance",
             "Each invocation adds 1/ready instances of its variant (InvocationsPerInstance).",
-            _LABELS,
+            _FLEET_LABELS,
             registry=registry,
         )
         self.model_latency = Histogram(
             "sageport_model_latency_seconds",
             "Time the model took to answer, seen from the gateway (ModelLatency).",
-            _LABELS,
+            _FLEET_LABELS,
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
         self.overhead_latency = Histogram(
             "sageport_overhead_latency_seconds",
             "Time spent in the gateway: total minus model latency (OverheadLatency).",
-            _LABELS,
+            _FLEET_LABELS,
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
         self.in_flight = Gauge(
             "sageport_in_flight_requests",
             "Requests currently being served by the model (ConcurrentRequests).",
-            _LABELS,
+            _FLEET_LABELS,
             registry=registry,
         )
         self.shadow_copies_dropped = Counter(
@@ -116,8 +120,8 @@ class GatewayMetrics:
             registry=registry,
         )
 
-    def for_variant(self, endpoint: str, variant: str) -> VariantMetrics:
-        labels = (endpoint, variant)
+    def for_variant(self, endpoint: str, variant: str, config: str = "") -> VariantMetrics:
+        labels = (endpoint, variant, config)
         return VariantMetrics(
             invocations=self.invocations.labels(*labels),
             invocation_4xx_errors=self.invocation_4xx_errors.labels(*labels),

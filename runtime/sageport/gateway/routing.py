@@ -42,6 +42,7 @@ class VariantSpec:
     backends: tuple[str, ...]
     strategy: RoutingStrategy = RoutingStrategy.LEAST_OUTSTANDING_REQUESTS
     container_hostnames: frozenset[str] | None = None
+    config: str = ""  # the config_label of the EndpointConfig whose fleet it is ("" standalone)
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ class Variant:
     instances: list[Instance]
     strategy: RoutingStrategy
     container_hostnames: frozenset[str] | None
-    # Per-(endpoint, variant) cache slot for metric children, filled by the shell.
+    # Per-(endpoint, config, variant) cache slot for metric children, filled by the shell.
     metrics: object = None
+    config: str = ""
 
 
 @dataclass
@@ -189,7 +191,7 @@ class RouteTable:
     def __init__(self) -> None:
         self._endpoints: dict[str, Endpoint] = {}
         self._instances: dict[str, Instance] = {}
-        self._metrics_slots: dict[tuple[str, str], object] = {}
+        self._metrics_slots: dict[tuple[str, str, str], object] = {}
 
     def lookup(self, name: str) -> Endpoint | None:
         return self._endpoints.get(name)
@@ -223,9 +225,10 @@ class RouteTable:
             instances=members,
             strategy=spec.strategy,
             container_hostnames=spec.container_hostnames,
-            metrics=self._metrics_slots.get((endpoint, spec.name)),
+            metrics=self._metrics_slots.get((endpoint, spec.config, spec.name)),
+            config=spec.config,
         )
 
     def remember_metrics(self, endpoint: str, variant: Variant, slot: object) -> None:
         variant.metrics = slot
-        self._metrics_slots[(endpoint, variant.name)] = slot
+        self._metrics_slots[(endpoint, variant.config, variant.name)] = slot

@@ -273,7 +273,7 @@ def test_metrics_are_exported(client: Any, gateway: Process) -> None:
         "sageport_in_flight_requests",
     ):
         assert name in text, name
-    assert 'sageport_invocations_total{endpoint="echo",variant="AllTraffic"}' in text
+    assert 'sageport_invocations_total{endpoint="echo",endpoint_config="",variant="AllTraffic"}' in text
 
 
 def test_secrets_never_reach_the_log(client: Any, gateway: Process, gateway_files: dict[str, Any]) -> None:
@@ -299,7 +299,7 @@ def _metric(gateway: Process, line_prefix: str) -> float:
 
 
 def test_error_counters_follow_the_model_status(client: Any, gateway: Process) -> None:
-    labels = '{endpoint="multi",variant="AllTraffic"}'
+    labels = '{endpoint="multi",endpoint_config="",variant="AllTraffic"}'
     before = {
         name: _metric(gateway, f"sageport_{name}_total{labels}")
         for name in (

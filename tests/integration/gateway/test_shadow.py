@@ -93,12 +93,16 @@ def test_every_request_is_copied_to_the_shadow_and_a_slow_shadow_costs_the_calle
     assert max(with_shadow) < 1.0, "a call waited for the 5 s shadow"
     assert p50_shadowed < p50_plain + 0.005, (p50_plain, p50_shadowed)
     # Per-variant metrics let the two be compared: the shadow's latency is its own.
-    answered = f'sageport_model_latency_seconds_count{{endpoint="shadowed",variant="Shadow"}} {float(CALLS)}'
+    answered = f'sageport_model_latency_seconds_count{{endpoint="shadowed",endpoint_config="",variant="Shadow"}} {float(CALLS)}'
     eventually(lambda: answered in _metrics(gateway), 20, what="the shadow's answers counted")
     metrics = _metrics(gateway)
-    assert f'sageport_invocations_total{{endpoint="shadowed",variant="Shadow"}} {float(CALLS)}' in metrics
     assert (
-        'sageport_model_latency_seconds_bucket{endpoint="shadowed",le="2.5",variant="Shadow"} 0.0' in metrics
+        f'sageport_invocations_total{{endpoint="shadowed",endpoint_config="",variant="Shadow"}} {float(CALLS)}'
+        in metrics
+    )
+    assert (
+        'sageport_model_latency_seconds_bucket{endpoint="shadowed",endpoint_config="",le="2.5",variant="Shadow"} 0.0'
+        in metrics
     )
 
 
@@ -129,7 +133,9 @@ def test_a_dead_shadow_fails_no_call(tmp_path: Path) -> None:
         for call in range(20):
             response = client.invoke_endpoint(EndpointName="e", ContentType="text/plain", Body=b"x")
             assert response["InvokedProductionVariant"] == "Production", call
-        counted = 'sageport_invocation_model_errors_total{endpoint="e",variant="Gone"} 20.0'
+        counted = (
+            'sageport_invocation_model_errors_total{endpoint="e",endpoint_config="",variant="Gone"} 20.0'
+        )
         eventually(lambda: counted in _metrics(gateway), 10, what="20 shadow errors counted")
     finally:
         gateway.stop()

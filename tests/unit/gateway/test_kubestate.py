@@ -257,10 +257,10 @@ def test_an_update_shares_the_traffic_by_the_shift_weights_between_two_fleets() 
         parse_endpoint_slice(endpoint_slice("ns", "ep", "A", ("10.0.0.2", True), config="v2")),
     ]
     (spec,), _ = build_routes([parse_endpoint(obj)], [s for s in slices if s is not None])
-    assert [(v.name, v.weight, v.backends) for v in spec.variants] == [
-        ("A", 0.75, ("http://10.0.0.1:8080",)),
-        ("A", 0.25, ("http://10.0.0.2:8080",)),
-    ]
+    assert [(v.name, v.weight, v.backends, v.config) for v in spec.variants] == [
+        ("A", 0.75, ("http://10.0.0.1:8080",), "v1"),
+        ("A", 0.25, ("http://10.0.0.2:8080",), "v2"),
+    ]  # the config labels the fleet's metrics (endpoint_config), for an alarm on the new fleet alone
 
 
 def test_an_update_without_traffic_yet_is_not_routed() -> None:
