@@ -79,6 +79,8 @@ class StackEnv:
         return {
             "KUBECONFIG": self.kubeconfig,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.runtime_url,
+            # The control-plane API (boto3's "sagemaker" client) is served on the gateway's port.
+            "AWS_ENDPOINT_URL_SAGEMAKER": self.runtime_url,
             "AWS_ENDPOINT_URL_S3": self.s3_url,
             "AWS_ACCESS_KEY_ID": self.access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.secret_access_key,

@@ -46,6 +46,11 @@ LABEL_CATALOG: Final = f"{API_GROUP}/catalog"
 ANNOTATION_TEMPLATE_HASH: Final = f"{API_GROUP}/template-hash"
 MANAGED_BY: Final = "sageport-operator"
 
+# --- the SageMaker control-plane API (awsJson 1.1) ---------------------------------------------
+# The header naming the operation ("SageMaker.CreateEndpoint"): the gateway sends POST / requests
+# carrying it to the control-plane API, which reads the operation from it.
+AMZ_TARGET_HEADER: Final = "x-amz-target"
+
 # --- the SageMaker container contract -------------------------------------------------------
 CONTAINER_PORT: Final = 8080
 CONTAINER_PORT_NAME: Final = "http"

@@ -54,11 +54,19 @@ peering rules: the operator runs standalone (one replica, no kopf peering object
 
 {{/* Gateway, in the namespaces it serves: Endpoints (status: variants, weights), their
 EndpointSlices (ready pod addresses), and access-key Secrets. RBAC cannot filter by label:
-the gateway itself lists Secrets with the selector sageport.io/access-key=true. */}}
+the gateway itself lists Secrets with the selector sageport.io/access-key=true. With the
+control-plane API on, it also watches and writes Models, EndpointConfigs and Endpoints (the API
+acts with the gateway's ServiceAccount; acting as each key's identity is a later step). */}}
 {{- define "sageport.gateway.namespacedRules" -}}
+{{- if .Values.gateway.controlApi.enabled }}
+- apiGroups: ["sageport.io"]
+  resources: ["models", "endpointconfigs", "endpoints"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- else }}
 - apiGroups: ["sageport.io"]
   resources: ["endpoints"]
   verbs: ["get", "list", "watch"]
+{{- end }}
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["list", "watch"]

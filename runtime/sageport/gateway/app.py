@@ -13,10 +13,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sageport.contract import INVOCATIONS_PATH, PING_PATH, SERVING_STATUSES
+from sageport.contract import AMZ_TARGET_HEADER, INVOCATIONS_PATH, PING_PATH, SERVING_STATUSES
 from sageport.gateway import errors
 from sageport.gateway.auth import Authenticator
 from sageport.gateway.capture import DataCapture
@@ -54,6 +55,12 @@ from sageport.net.upstream import (
 )
 
 log = logging.getLogger("sageport.gateway")
+
+
+class ControlApiHandler(Protocol):
+    async def handle(self, request: Request) -> Response: ...
+
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 # Response headers a model may set that SageMaker passes back to the caller.
@@ -109,6 +116,8 @@ class Gateway:
         self._pool: UpstreamPool | None = None
         # Kubernetes mode: re-read an Endpoint (namespace, name) the table has not in service yet.
         self.refresh_endpoint: Callable[[str, str], Awaitable[None]] | None = None
+        # Kubernetes mode: the SageMaker control-plane API (sageport.controlapi), if enabled.
+        self.control_api: ControlApiHandler | None = None
         self._request_ids = RequestIds()
         self._targets: dict[str, Target] = {}
         self.shadow_copies = ShadowCopies(
@@ -145,6 +154,19 @@ class Gateway:
         return self._error_response(error, self._request_ids.next())
 
     async def dispatch(self, request: Request, sink: StreamSink) -> Response | None:
+        # The control-plane API shares the port: awsJson requests are POST / with X-Amz-Target,
+        # a path the Runtime API never uses.
+        if (
+            self.control_api is not None
+            and request.method == "POST"
+            and request.raw_path == "/"
+            and AMZ_TARGET_HEADER in request.headers
+        ):
+            if not self.ready:
+                return self._error_response(
+                    awserrors.service_unavailable("The gateway is starting."), self._request_ids.next()
+                )
+            return await self.control_api.handle(request)
         if request.method == "GET":
             if request.raw_path in _HEALTH_PATHS:
                 return self.ping()

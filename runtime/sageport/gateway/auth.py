@@ -21,6 +21,9 @@ class AccessKey:
     # None means every endpoint / every namespace.
     endpoints: frozenset[str] | None = None
     namespaces: frozenset[str] | None = None
+    # Where the key's control-plane calls (CreateEndpoint...) act: its Secret's namespace, or the
+    # one namespace a system-namespace key names. None: the key has no control-plane namespace.
+    home_namespace: str | None = None
 
     def allows(self, endpoint_name: str, namespace: str | None) -> bool:
         if self.endpoints is not None and endpoint_name not in self.endpoints:

@@ -272,11 +272,14 @@ def parse_access_key_secret(obj: Mapping[str, Any], system_namespace: str) -> Ac
         namespaces = _names(_decode(data, "namespaces"))
     else:
         namespaces = frozenset({namespace})
+    # The control-plane API acts in one namespace: the only one the key reaches, else its own.
+    home = next(iter(namespaces)) if namespaces is not None and len(namespaces) == 1 else namespace
     return AccessKey(
         access_key_id=access_key_id.strip(),
         secret_access_key=secret.strip(),
         endpoints=_names(_decode(data, "endpoints")),
         namespaces=namespaces,
+        home_namespace=home,
     )
 
 

@@ -15,17 +15,29 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from sageport.controlapi.http import ControlApiServer
 from sageport.gateway import config, logs
 from sageport.gateway.app import Gateway, Settings
-from sageport.gateway.auth import AccessKey, Authenticator, NoAuth, sigv4_authenticator
+from sageport.gateway.auth import (
+    AccessKey,
+    AnonymousPrincipal,
+    Authenticator,
+    KeyPrincipal,
+    NoAuth,
+    sigv4_authenticator,
+)
 from sageport.gateway.capture import DataCapture
 from sageport.gateway.metrics import GatewayMetrics
 from sageport.gateway.routing import RouteTable
 from sageport.net.auth import KeyStore
 from sageport.net.httpserver import HttpProtocol
+
+if TYPE_CHECKING:
+    from sageport.controlapi.kube import KubeObjects
 
 log = logging.getLogger("sageport.gateway")
 
@@ -99,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="data capture: payload MiB held in memory before calls go uncaptured (default 32)",
     )
     parser.add_argument("--account", default="sageport", help="account name used in not-found messages")
+    parser.add_argument(
+        "--control-api",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Kubernetes mode: serve the SageMaker control-plane API (POST / with X-Amz-Target) on "
+        "the same port (default on)",
+    )
+    parser.add_argument(
+        "--account-id",
+        default="000000000000",
+        help="the 12-digit account id in the control-plane API's ARNs (default 000000000000)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log one line per successful invocation")
     parser.add_argument("--log-level", default="INFO")
     return parser
@@ -190,6 +214,11 @@ async def serve(args: argparse.Namespace) -> None:
     gateway.ready = source is None
     if source is not None:
         gateway.refresh_endpoint = source.refresh_endpoint
+    control = None
+    if args.kubernetes and args.control_api:
+        control = await _control_api(args, authenticator)
+        closers.append(control.stop)
+        gateway.control_api = control.server
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -215,6 +244,8 @@ async def serve(args: argparse.Namespace) -> None:
         len(table.names()),
     )
 
+    if control is not None:
+        await control.start()
     if source is not None:
         await source.start()
         gateway.ready = True
@@ -240,6 +271,44 @@ async def serve(args: argparse.Namespace) -> None:
     for close in closers:
         close()
     log.info("gateway stopped")
+
+
+class _ControlApi:
+    """The control-plane API's parts: its cache and writer (one Kubernetes shell) and its server."""
+
+    def __init__(self, objects: KubeObjects, server: ControlApiServer) -> None:
+        self.objects = objects
+        self.server = server
+
+    async def start(self) -> None:
+        await self.objects.start()
+
+    def stop(self) -> None:
+        self.objects.stop()
+
+
+async def _control_api(args: argparse.Namespace, authenticator: Authenticator) -> _ControlApi:
+    from sageport.controlapi import shapes
+    from sageport.controlapi.kube import KubeObjects
+    from sageport.controlapi.service import ControlApi, Store
+
+    store = Store()
+    objects = KubeObjects(store, args.namespace, args.kubeconfig)
+    table = await asyncio.to_thread(shapes.load)
+    fallback = args.namespace[0] if args.namespace else "default"
+
+    def namespace_of(principal: object) -> str | None:
+        """A key acts in its home namespace; a key limited to named endpoints is for invoking
+        only. Without authentication (--no-auth) calls act in the first --namespace."""
+        if isinstance(principal, KeyPrincipal):
+            key = principal.key
+            return key.home_namespace if key.endpoints is None else None
+        if isinstance(principal, AnonymousPrincipal):
+            return fallback
+        return None  # bearer tokens: a later step (impersonation)
+
+    server = ControlApiServer(ControlApi(table, store, objects), authenticator, namespace_of, args.account_id)
+    return _ControlApi(objects, server)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

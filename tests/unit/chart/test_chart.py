@@ -46,7 +46,8 @@ OPERATOR_CLUSTER_RULES = [
     _rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["list", "watch"]),
 ]
 GATEWAY_NAMESPACED_RULES = [
-    _rule(["sageport.io"], ["endpoints"], ["get", "list", "watch"]),
+    # The control-plane API (on by default) writes the three kinds with the gateway's identity.
+    _rule(["sageport.io"], ["models", "endpointconfigs", "endpoints"], OWN),
     _rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
     _rule([""], ["secrets"], ["list", "watch"]),
 ]
@@ -190,6 +191,22 @@ def test_gateway_without_auth_loses_the_review_permissions() -> None:
     assert rendered.get("ClusterRole", GATEWAY)["rules"] == GATEWAY_NAMESPACED_RULES
     assert gateway_parser().parse_args(_container(rendered, GATEWAY)["args"]).no_auth
     assert not gateway_parser().parse_args(_container(render(), GATEWAY)["args"]).no_auth
+
+
+def test_control_api_off_leaves_the_gateway_read_only() -> None:
+    on = render()
+    args = gateway_parser().parse_args(_container(on, GATEWAY)["args"])
+    assert args.control_api
+    assert args.account_id == "000000000000"
+    rendered = render("--set", "gateway.controlApi.enabled=false")
+    assert not gateway_parser().parse_args(_container(rendered, GATEWAY)["args"]).control_api
+    assert rendered.get("ClusterRole", GATEWAY)["rules"] == [
+        _rule(["sageport.io"], ["endpoints"], ["get", "list", "watch"]),
+        *GATEWAY_NAMESPACED_RULES[1:],
+        *GATEWAY_CLUSTER_RULES,
+    ]
+    account = render("--set-string", "gateway.controlApi.accountId=123456789012")
+    assert gateway_parser().parse_args(_container(account, GATEWAY)["args"]).account_id == "123456789012"
 
 
 def test_rbac_create_false_creates_none() -> None:

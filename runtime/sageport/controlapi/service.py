@@ -1,0 +1,374 @@
+"""The operations: each reads from a :class:`Store` (the watch cache) and writes through a
+:class:`Writer` (the Kubernetes API). Both are handed in, so this module does no I/O of its own
+and is tested with in-memory fakes; :mod:`sageport.controlapi.kube` provides the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sageport.contract import EndpointStatus
+from sageport.controlapi import errors
+from sageport.controlapi.names import ENDPOINT, ENDPOINT_CONFIG, KINDS, MODEL, Account, Kind, object_name
+from sageport.controlapi.shapes import ShapeTable
+from sageport.controlapi.translate import (
+    describe_endpoint,
+    describe_endpoint_config,
+    describe_model,
+    kube_error,
+    new_object,
+    page,
+    parse_list_query,
+    sagemaker_name,
+    summary,
+    to_spec,
+    validate,
+)
+from sageport.net.awserrors import ApiError
+
+log = logging.getLogger("sageport.controlapi")
+
+TARGET_PREFIX = "SageMaker."
+# An update is refused while one of these is under way (SageMaker: "Cannot update in-progress").
+_IN_PROGRESS = frozenset(
+    {
+        EndpointStatus.CREATING,
+        EndpointStatus.UPDATING,
+        EndpointStatus.SYSTEM_UPDATING,
+        EndpointStatus.ROLLING_BACK,
+        EndpointStatus.DELETING,
+    }
+)
+_CREDENTIAL_REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/")
+
+
+class KubeRefusalError(Exception):
+    """The Kubernetes API refused a write (status and its message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _resource_version(obj: Mapping[str, Any]) -> int:
+    try:
+        return int(str(obj.get("metadata", {}).get("resourceVersion", "0")))
+    except ValueError:
+        return 0
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    metadata = obj.get("metadata", {})
+    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+
+
+class Store:
+    """The watch cache: the objects of each kind by namespace and name.
+
+    Watch threads feed it (:meth:`replace`, :meth:`event`); the API puts its own writes in at
+    once (:meth:`remember`, :meth:`forget`) so a Describe right after a Create sees the object.
+    A watch event older than what is held (by resourceVersion) is ignored, and so is a late event
+    of an object this API deleted.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # (plural, ns) -> name -> obj
+        self._deleted: dict[tuple[str, str, str], int] = {}  # (plural, ns, name) -> last version
+        self.synced: set[str] = set()
+
+    # ---- fed by the watches ----
+    def replace(self, kind: Kind, items: list[Mapping[str, Any]], namespace: str | None = None) -> None:
+        with self._lock:
+            for key in [k for k in self._objects if k[0] == kind.plural and namespace in (None, k[1])]:
+                del self._objects[key]
+            for gone in [k for k in self._deleted if k[0] == kind.plural and namespace in (None, k[1])]:
+                del self._deleted[gone]
+            for obj in items:
+                self._put(kind, obj)
+            self.synced.add(kind.plural)
+
+    def event(self, kind: Kind, event_type: str, obj: Mapping[str, Any]) -> None:
+        namespace, name = _key(obj)
+        version = _resource_version(obj)
+        with self._lock:
+            tombstone = self._deleted.get((kind.plural, namespace, name))
+            if event_type == "DELETED":
+                self._objects.get((kind.plural, namespace), {}).pop(name, None)
+                self._deleted.pop((kind.plural, namespace, name), None)
+                return
+            if tombstone is not None and 0 < version <= tombstone:
+                return
+            current = self._objects.get((kind.plural, namespace), {}).get(name)
+            if current is not None and 0 < version < _resource_version(current):
+                return
+            self._deleted.pop((kind.plural, namespace, name), None)
+            self._put(kind, obj)
+
+    def _put(self, kind: Kind, obj: Mapping[str, Any]) -> None:
+        namespace, name = _key(obj)
+        slim = dict(obj)
+        metadata = dict(slim.get("metadata", {}))
+        metadata.pop("managedFields", None)
+        slim["metadata"] = metadata
+        self._objects.setdefault((kind.plural, namespace), {})[name] = slim
+
+    # ---- the API's own writes ----
+    def remember(self, kind: Kind, obj: Mapping[str, Any]) -> None:
+        self.event(kind, "MODIFIED", obj)
+
+    def forget(self, kind: Kind, obj: Mapping[str, Any]) -> None:
+        namespace, name = _key(obj)
+        with self._lock:
+            self._objects.get((kind.plural, namespace), {}).pop(name, None)
+            self._deleted[(kind.plural, namespace, name)] = _resource_version(obj)
+
+    # ---- reads ----
+    def all(self, kind: Kind, namespace: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._objects.get((kind.plural, namespace), {}).values())
+
+    def find(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object whose SageMaker name is ``name`` (the oldest, should kubectl have made two)."""
+        with self._lock:
+            objects = self._objects.get((kind.plural, namespace), {})
+            direct = objects.get(object_name(name))
+            if direct is not None and sagemaker_name(kind, direct) == name:
+                return direct
+            matches = [obj for obj in objects.values() if sagemaker_name(kind, obj) == name]
+        if not matches:
+            return None
+        return min(matches, key=lambda obj: (str(obj["metadata"].get("creationTimestamp", "")), _key(obj)))
+
+
+class Writer(Protocol):
+    """Writes to the Kubernetes API; each raises :class:`KubeRefusalError` when refused."""
+
+    async def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> Mapping[str, Any]: ...
+
+    async def delete(self, kind: Kind, namespace: str, name: str) -> Mapping[str, Any]: ...
+
+    async def patch(
+        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls: the namespace the key acts in, and the account ARNs are made in."""
+
+    namespace: str
+    account: Account
+
+
+def region_of(authorization: str | None, default: str) -> str:
+    """The region a SigV4 request was signed for (the ARNs' region)."""
+    match = _CREDENTIAL_REGION.search(authorization or "")
+    return match.group(1) if match else default
+
+
+Operation = Callable[[Mapping[str, Any], Caller], Awaitable[dict[str, Any]]]
+
+
+class ControlApi:
+    def __init__(self, table: ShapeTable, store: Store, writer: Writer) -> None:
+        self.table = table
+        self.store = store
+        self.writer = writer
+        self.operations: dict[str, Operation] = {
+            "CreateModel": self.create_model,
+            "DescribeModel": self._describer(MODEL),
+            "ListModels": self._lister(MODEL, "ModelSummary", "Models"),
+            "DeleteModel": self._deleter(MODEL),
+            "CreateEndpointConfig": self.create_endpoint_config,
+            "DescribeEndpointConfig": self._describer(ENDPOINT_CONFIG),
+            "ListEndpointConfigs": self._lister(ENDPOINT_CONFIG, "EndpointConfigSummary", "EndpointConfigs"),
+            "DeleteEndpointConfig": self._deleter(ENDPOINT_CONFIG),
+            "CreateEndpoint": self.create_endpoint,
+            "DescribeEndpoint": self._describer(ENDPOINT),
+            "ListEndpoints": self._lister(ENDPOINT, "EndpointSummary", "Endpoints"),
+            "UpdateEndpoint": self.update_endpoint,
+            "DeleteEndpoint": self._deleter(ENDPOINT),
+        }
+
+    async def call(self, target: str, body: bytes, caller: Caller) -> dict[str, Any]:
+        """Run ``X-Amz-Target`` on a JSON body; raises :class:`ApiError` in SageMaker's shapes."""
+        operation = self.operations.get(target.removeprefix(TARGET_PREFIX))
+        if not target.startswith(TARGET_PREFIX) or operation is None:
+            raise errors.unknown_operation(target)
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            raise errors.serialization("The request body is not valid JSON.") from None
+        if not isinstance(request, dict):
+            raise errors.serialization("The request body must be a JSON object.")
+        return await operation(request, caller)
+
+    # ---- the shared shapes of Describe, List, Delete ----
+    def describe(self, kind: Kind, obj: Mapping[str, Any], account: Account) -> dict[str, Any]:
+        if kind is MODEL:
+            return describe_model(self.table, obj, account)
+        if kind is ENDPOINT_CONFIG:
+            return describe_endpoint_config(self.table, obj, account)
+        return describe_endpoint(self.table, obj, account)
+
+    def _require(self, kind: Kind, caller: Caller, name: str) -> dict[str, Any]:
+        obj = self.store.find(kind, caller.namespace, name)
+        if obj is None:
+            raise errors.not_found(kind, caller.account, name)
+        return obj
+
+    def _describer(self, kind: Kind) -> Operation:
+        async def describe(request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+            validate(self.table, f"Describe{kind.kind}Input", request)
+            obj = self._require(kind, caller, request[kind.name_member])
+            return self.describe(kind, obj, caller.account)
+
+        return describe
+
+    def _lister(self, kind: Kind, summary_shape: str, list_member: str) -> Operation:
+        plural = {MODEL: "Models", ENDPOINT_CONFIG: "EndpointConfigs", ENDPOINT: "Endpoints"}[kind]
+
+        async def list_objects(request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+            validate(self.table, f"List{plural}Input", request)
+            query = parse_list_query(request)
+            entries = [
+                summary(self.table, summary_shape, self.describe(kind, obj, caller.account))
+                for obj in self.store.all(kind, caller.namespace)
+            ]
+            selected, token = page(entries, query, kind.name_member)
+            response: dict[str, Any] = {list_member: selected}
+            if token is not None:
+                response["NextToken"] = token
+            return response
+
+        return list_objects
+
+    def _deleter(self, kind: Kind) -> Operation:
+        async def delete(request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+            validate(self.table, f"Delete{kind.kind}Input", request)
+            name = request[kind.name_member]
+            obj = self._require(kind, caller, name)
+            try:
+                deleted = await self.writer.delete(kind, caller.namespace, obj["metadata"]["name"])
+            except KubeRefusalError as refusal:
+                if refusal.status == 404:
+                    self.store.forget(kind, obj)
+                    raise errors.not_found(kind, caller.account, name) from None
+                raise self._refused(refusal, None, f"Delete{kind.kind}", kind, caller, name) from None
+            self.store.forget(kind, deleted if deleted.get("metadata") else obj)
+            return {}
+
+        return delete
+
+    def _refused(
+        self,
+        refusal: KubeRefusalError,
+        input_shape: str | None,
+        operation: str,
+        kind: Kind,
+        caller: Caller,
+        name: str,
+    ) -> ApiError:
+        log.info("Kubernetes refused %s %s: %s", operation, name, refusal.message)
+        return kube_error(
+            self.table,
+            input_shape,
+            refusal.status,
+            refusal.message,
+            operation,
+            caller.account.arn(kind, name),
+        )
+
+    async def _create(
+        self, kind: Kind, input_shape: str, spec: Mapping[str, Any], caller: Caller, name: str
+    ) -> None:
+        body = new_object(kind, caller.namespace, name, spec)
+        try:
+            created = await self.writer.create(kind, caller.namespace, body)
+        except KubeRefusalError as refusal:
+            if refusal.status == 409:
+                taken = self.store.all(kind, caller.namespace)
+                holder = next((o for o in taken if o["metadata"]["name"] == body["metadata"]["name"]), None)
+                if holder is None or sagemaker_name(kind, holder) == name:
+                    raise errors.already_exists(kind, caller.account, name) from None
+                raise errors.resource_in_use(
+                    f"The Kubernetes object {kind.kind} {body['metadata']['name']} that {name} maps to "
+                    f"is taken by {kind.name_member} {sagemaker_name(kind, holder)}."
+                ) from None
+            raise self._refused(refusal, input_shape, f"Create{kind.kind}", kind, caller, name) from None
+        self.store.remember(kind, created)
+
+    # ---- Create / Update ----
+    async def create_model(self, request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+        spec = to_spec(self.table, "CreateModelInput", request)
+        name = request["ModelName"]
+        if self.store.find(MODEL, caller.namespace, name) is not None:
+            raise errors.already_exists(MODEL, caller.account, name)
+        await self._create(MODEL, "CreateModelInput", spec, caller, name)
+        return {"ModelArn": caller.account.arn(MODEL, name)}
+
+    async def create_endpoint_config(self, request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+        spec = to_spec(self.table, "CreateEndpointConfigInput", request)
+        name = request["EndpointConfigName"]
+        if self.store.find(ENDPOINT_CONFIG, caller.namespace, name) is not None:
+            raise errors.already_exists(ENDPOINT_CONFIG, caller.account, name)
+        for variant in [*request.get("ProductionVariants", ()), *request.get("ShadowProductionVariants", ())]:
+            model = variant.get("ModelName")
+            if model and self.store.find(MODEL, caller.namespace, model) is None:
+                raise errors.not_found(MODEL, caller.account, model)
+        await self._create(ENDPOINT_CONFIG, "CreateEndpointConfigInput", spec, caller, name)
+        return {"EndpointConfigArn": caller.account.arn(ENDPOINT_CONFIG, name)}
+
+    async def create_endpoint(self, request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+        spec = to_spec(self.table, "CreateEndpointInput", request)
+        name = request["EndpointName"]
+        if self.store.find(ENDPOINT, caller.namespace, name) is not None:
+            raise errors.already_exists(ENDPOINT, caller.account, name)
+        self._require(ENDPOINT_CONFIG, caller, request["EndpointConfigName"])
+        await self._create(ENDPOINT, "CreateEndpointInput", spec, caller, name)
+        return {"EndpointArn": caller.account.arn(ENDPOINT, name)}
+
+    async def update_endpoint(self, request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+        """A new config (and deployment policy) for an endpoint: the operator does the blue/green
+        or rolling update it describes. Variant properties are not retained (SageMaker's default):
+        RetainAllVariantProperties is refused by name, not ignored."""
+        leave_out = ("EndpointName", "RetainAllVariantProperties", "ExcludeRetainedVariantProperties")
+        spec = to_spec(self.table, "UpdateEndpointInput", request, leave_out=("RetainDeploymentConfig",))
+        for member in leave_out[1:]:
+            if request.get(member):
+                raise errors.validation(f"sageport does not support the request member {member} yet.")
+        name = request["EndpointName"]
+        endpoint = self._require(ENDPOINT, caller, name)
+        status = describe_endpoint(self.table, endpoint, caller.account)["EndpointStatus"]
+        if status in _IN_PROGRESS:
+            raise errors.validation(
+                f'Cannot update in-progress endpoint "{caller.account.arn(ENDPOINT, name)}".'
+            )
+        self._require(ENDPOINT_CONFIG, caller, request["EndpointConfigName"])
+        deployment = spec.get("deploymentConfig")
+        if deployment is None and request.get("RetainDeploymentConfig"):
+            deployment = endpoint.get("spec", {}).get("deploymentConfig")
+        patch = {
+            "spec": {"endpointConfigName": request["EndpointConfigName"], "deploymentConfig": deployment}
+        }
+        try:
+            updated = await self.writer.patch(ENDPOINT, caller.namespace, endpoint["metadata"]["name"], patch)
+        except KubeRefusalError as refusal:
+            if refusal.status == 404:
+                raise errors.not_found(ENDPOINT, caller.account, name) from None
+            raise self._refused(
+                refusal, "UpdateEndpointInput", "UpdateEndpoint", ENDPOINT, caller, name
+            ) from None
+        self.store.remember(ENDPOINT, updated)
+        return {"EndpointArn": caller.account.arn(ENDPOINT, name)}
+
+
+__all__ = ["KINDS", "Caller", "ControlApi", "KubeRefusalError", "Store", "Writer", "region_of"]
