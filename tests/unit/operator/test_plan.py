@@ -9,7 +9,7 @@ import pytest
 from sageport.api.v1alpha1 import InstanceTypeSpec
 from sageport.operator.reconcile import plan
 from sageport.operator.reconcile.plan import EndpointPlan, plan_endpoint
-from sageport.operator.reconcile.resolve import ResolvedVariant
+from sageport.operator.reconcile.resolve import ResolvedEndpoint, ResolvedVariant
 from sageport.operator.render import variant_children
 from sageport.operator.render.shape import (
     Autoscaler,
@@ -67,7 +67,7 @@ def test_model_data_source_is_the_url_fetched() -> None:
 
 
 def test_a_sidecar_rule_adds_a_container_without_touching_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
-    def agent(rv: ResolvedVariant, settings: RenderSettings) -> Sidecar:
+    def agent(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> Sidecar:
         return Sidecar("agent", settings.runtime_image, ("agent",))
 
     docs = load_documents(EXAMPLES / "realtime-sklearn")
@@ -159,6 +159,8 @@ def test_a_direct_variant_is_one_pod_of_every_container_behind_the_router() -> N
     assert router.args == (
         "sageport-router",
         "--port=8080",
+        "--endpoint=iris-direct",
+        "--variant=AllTraffic",
         "--container=sklearn=23000",
         "--container=custom=23066",
     )

@@ -56,16 +56,17 @@ def container_ports(index: int) -> tuple[int, str]:
     return start, f"{start + 1}-{start + width - 1}"
 
 
-def _router(rv: ResolvedVariant, settings: RenderSettings) -> Sidecar | None:
+def _router(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> Sidecar | None:
     """The Direct router: the pod's only served port; routes by TargetContainerHostname."""
     if not is_direct(rv):
         return None
     hostnames = _hostnames(rv)
     targets = [f"--container={host}={container_ports(i)[0]}" for i, host in enumerate(hostnames)]
+    labels = (f"--endpoint={resolved.endpoint.sagemaker_name}", f"--variant={rv.variant.variant_name}")
     return Sidecar(
         name=ROUTER_NAME,
         image=settings.runtime_image,
-        args=("sageport-router", f"--port={contract.CONTAINER_PORT}", *targets),
+        args=("sageport-router", f"--port={contract.CONTAINER_PORT}", *labels, *targets),
         resources=ContainerResources(f"{ROUTER_CPU_MILLIS}m", f"{ROUTER_MEMORY_MIB}Mi"),
         port=contract.CONTAINER_PORT,
         port_name=contract.CONTAINER_PORT_NAME,
@@ -74,7 +75,9 @@ def _router(rv: ResolvedVariant, settings: RenderSettings) -> Sidecar | None:
 
 
 # Containers the pod runs next to the model's, each added by a rule when its feature is used.
-SIDECARS: tuple[Callable[[ResolvedVariant, RenderSettings], Sidecar | None], ...] = (_router,)
+SIDECARS: tuple[Callable[[ResolvedEndpoint, ResolvedVariant, RenderSettings], Sidecar | None], ...] = (
+    _router,
+)
 
 # Who owns the instance count: the first rule that holds; no autoscaler when none does.
 AUTOSCALERS: tuple[tuple[Callable[[ResolvedVariant], bool], Autoscaler], ...] = (
@@ -212,7 +215,7 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         replicas=rv.instance_count if autoscaler is Autoscaler.NONE else None,
         autoscaler=autoscaler,
         autoscaling=rv.autoscaling,
-        sidecars=tuple(s for rule in SIDECARS if (s := rule(rv, settings)) is not None),
+        sidecars=tuple(s for rule in SIDECARS if (s := rule(resolved, rv, settings)) is not None),
         services=(ServiceShape(name),),
     )
 
