@@ -118,6 +118,12 @@ def shift_policy(config: DeploymentConfig | None, new_instances: int) -> ShiftPo
     )
 
 
+def alarm_names(config: DeploymentConfig | None) -> tuple[str, ...]:
+    """The alarms whose firing rolls an update back (``autoRollbackConfiguration``)."""
+    rollback = config.auto_rollback_configuration if config is not None else None
+    return tuple(alarm.alarm_name for alarm in rollback.alarms or []) if rollback is not None else ()
+
+
 def advance(
     policy: ShiftPolicy, shift: TrafficShift | None, now: datetime, ready: bool
 ) -> TrafficShift | None:

@@ -37,12 +37,12 @@ from sageport.operator.reconcile.lookups import (
 )
 from sageport.operator.reconcile.plan import plan_endpoint, with_capacity
 from sageport.operator.reconcile.readiness import broken_container_message, unschedulable_message
-from sageport.operator.reconcile.resolve import resolve_endpoint, validation_message
+from sageport.operator.reconcile.resolve import ResolvedEndpoint, resolve_endpoint, validation_message
 from sageport.operator.reconcile.state import EndpointState, EndpointStates, Outcome
 from sageport.operator.render import RenderSettings, variant_children
 from sageport.operator.render.event import warning_event
 from sageport.operator.render.shape import OwnerRef
-from sageport.operator.shift import ShiftStep, next_change, shift_policy
+from sageport.operator.shift import ShiftStep, alarm_names, next_change, shift_policy
 from sageport.operator.status import (
     Problem,
     VariantObservation,
@@ -139,12 +139,7 @@ class EndpointReconciler:
             rolled_back = (failed[1], failed[2])
             spec = endpoint.spec.model_copy(update={"endpoint_config_name": serving_now})
             endpoint = endpoint.model_copy(update={"spec": spec})
-        resolved = resolve_endpoint(
-            endpoint,
-            configs=lambda name: lookups.configs(key[0], name),
-            models=lambda name: lookups.models(key[0], name),
-            instance_types=lookups.instance_types,
-        )
+        resolved = _resolve(endpoint, key, lookups)
         if isinstance(resolved, Problem):
             return Outcome(endpoint.spec.endpoint_config_name, (), resolved)
         admission = admit(resolved)
@@ -158,8 +153,7 @@ class EndpointReconciler:
         plan = plan_endpoint(resolved, self._settings)
         if step is not None:  # a rolling update's batch of the new fleet
             plan = with_capacity(plan, step.new_capacity)
-        rollback = deployment.auto_rollback_configuration if deployment is not None else None
-        alarms = tuple(alarm.alarm_name for alarm in (rollback.alarms or [])) if rollback is not None else ()
+        alarms = alarm_names(deployment)
         not_acted_on = admission.not_acted_on
         if alarms and self._alarms is None:
             not_acted_on += (NO_ALARM_SOURCE,)
@@ -189,12 +183,7 @@ class EndpointReconciler:
         spec = endpoint.spec.model_copy(
             update={"endpoint_config_name": config, "desired_weights_and_capacities": None}
         )
-        serving = resolve_endpoint(
-            endpoint.model_copy(update={"spec": spec}),
-            configs=lambda name: lookups.configs(key[0], name),
-            models=lambda name: lookups.models(key[0], name),
-            instance_types=lookups.instance_types,
-        )
+        serving = _resolve(endpoint.model_copy(update={"spec": spec}), key, lookups)
         if isinstance(serving, Problem):
             return []
         plan = with_capacity(plan_endpoint(serving, self._settings), capacity)
@@ -381,6 +370,15 @@ class EndpointReconciler:
         task = asyncio.ensure_future(work)
         self._background.add(task)  # a reference, so the task is not collected mid-way
         task.add_done_callback(self._background.discard)
+
+
+def _resolve(endpoint: Endpoint, key: Key, lookups: Lookups) -> ResolvedEndpoint | Problem:
+    return resolve_endpoint(
+        endpoint,
+        configs=lambda name: lookups.configs(key[0], name),
+        models=lambda name: lookups.models(key[0], name),
+        instance_types=lookups.instance_types,
+    )
 
 
 def _capacities(step: ShiftStep) -> tuple[float, float]:
