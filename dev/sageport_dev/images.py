@@ -102,6 +102,7 @@ SPECS = (
             "serve": "sageport.server serve",
             "sageport-server": "sageport.server",
             "sageport-gateway": "sageport.gateway",
+            "sageport-router": "sageport.router",  # the Direct multi-container sidecar
         },
         cmd=("serve",),
         working_dir="/opt/ml",

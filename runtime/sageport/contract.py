@@ -59,6 +59,13 @@ INVOCATIONS_PATH: Final = "/invocations"
 MODEL_DIR: Final = "/opt/ml/model"
 CODE_DIR: Final = "/opt/ml/code"
 MULTI_MODEL_ROOT: Final = "/opt/ml/models"
+# Direct multi-container: the header naming the container (TargetContainerHostname); the
+# gateway forwards it and the router sidecar in the pod routes by it.
+TARGET_CONTAINER_HEADER: Final = "X-Amzn-SageMaker-Target-Container-Hostname"
+# The ports of a multi-container pod's model containers (inclusive): each container gets its own
+# slice, SAGEMAKER_BIND_TO_PORT its first port and SAGEMAKER_SAFE_PORT_RANGE the rest, since
+# every container of a pod shares one network namespace. The router keeps CONTAINER_PORT.
+MULTI_CONTAINER_PORTS: Final = (23000, 23999)
 
 
 class SageMakerEnv(StrEnum):

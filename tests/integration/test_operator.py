@@ -291,6 +291,7 @@ def test_ack_samples_are_accepted(kube_cluster: KubeCluster, namespace: str) -> 
         "alarm-rollback",
         "shadow-variant",
         "rolling-update",
+        "multi-container-direct",
     ],
 )
 def test_every_example_applies_and_serves(kube_cluster: KubeCluster, namespace: str, example: str) -> None:
@@ -298,6 +299,46 @@ def test_every_example_applies_and_serves(kube_cluster: KubeCluster, namespace: 
     apply(kube_cluster, docs, namespace)
     name = next(d for d in docs if d["kind"] == "Endpoint")["metadata"]["name"]
     _in_service(kube_cluster, namespace, name)
+
+
+def test_a_direct_endpoint_is_one_pod_per_instance_and_names_its_containers(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    """The status the gateway validates TargetContainerHostname against, through the real API
+    server (the CRD keeps it), and the pod of every container behind the router."""
+    apply(kube_cluster, load_documents(EXAMPLES / "multi-container-direct"), namespace)
+    endpoint = _in_service(kube_cluster, namespace, "iris-direct")
+    (variant,) = endpoint["status"]["productionVariants"]
+    assert variant["containerHostnames"] == ["sklearn", "custom"]
+    (deployment,) = _children(kube_cluster, namespace, "iris-direct")["deployments"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["sklearn", "custom", "sageport-router"]
+    assert [c["name"] for c in pod["initContainers"]] == ["model-fetch-0", "model-fetch-1"]
+
+
+def test_bad_multi_container_models_are_refused_naming_the_field(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    docs = load_documents(EXAMPLES / "multi-container-direct")
+    model = next(d for d in docs if d["kind"] == "Model")
+    bad_hostname = copy.deepcopy(model)
+    bad_hostname["spec"]["containers"][0]["containerHostname"] = "bad_host"
+    assert "containerHostname" in apply(kube_cluster, [bad_hostname], namespace, check=False)
+    sixteen = copy.deepcopy(model)
+    sixteen["spec"]["containers"] = [model["spec"]["containers"][0]] * 16
+    assert "spec.containers" in apply(kube_cluster, [sixteen], namespace, check=False)
+    unnamed = copy.deepcopy(model)
+    for container in unnamed["spec"]["containers"]:
+        del container["containerHostname"]
+    apply(kube_cluster, [unnamed], namespace)
+
+    def refused() -> dict[str, Any] | None:
+        ready = condition(get(kube_cluster, "models.sageport.io", namespace, "iris-direct"))
+        return ready if ready and ready["status"] == "False" else None
+
+    ready = eventually(refused, timeout=30, what="Model Ready=False")
+    assert ready["reason"] == "InvalidSpec"
+    assert "Direct needs containerHostname on every container" in ready["message"]
 
 
 def test_data_capture_is_summarised_in_the_endpoint_status(kube_cluster: KubeCluster, namespace: str) -> None:

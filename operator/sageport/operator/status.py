@@ -51,6 +51,8 @@ class VariantPlan:
     image: str
     routing_strategy: RoutingStrategy | None = None
     shadow: bool = False  # reported under shadowProductionVariants; gets copies, not traffic
+    # Direct multi-container: the hostnames TargetContainerHostname may name (None otherwise)
+    container_hostnames: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -466,6 +468,7 @@ def _variant_summary(
         routing_config=RoutingConfig(routing_strategy=plan.routing_strategy)
         if plan.routing_strategy
         else None,
+        container_hostnames=list(plan.container_hostnames) if plan.container_hostnames is not None else None,
     )
 
 

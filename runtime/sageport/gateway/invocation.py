@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import unquote
 
+from sageport.contract import TARGET_CONTAINER_HEADER
 from sageport.net import awserrors
+
+_TARGET_CONTAINER_LOWER = TARGET_CONTAINER_HEADER.lower()
 
 MAX_BODY_BYTES = 6 * 1024 * 1024
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
@@ -49,7 +52,7 @@ _FORWARDED = (
     "X-Amzn-SageMaker-Custom-Attributes",
     "X-Amzn-SageMaker-Target-Model",
     "X-Amzn-SageMaker-Target-Variant",
-    "X-Amzn-SageMaker-Target-Container-Hostname",
+    TARGET_CONTAINER_HEADER,
     INFERENCE_ID_HEADER,
     "X-Amzn-SageMaker-Enable-Explanations",
     "X-Amzn-SageMaker-Inference-Component",
@@ -71,7 +74,7 @@ _LIMITS: tuple[tuple[str, int, int, re.Pattern[str] | None], ...] = (
     ("X-Amzn-SageMaker-Custom-Attributes", 0, 1024, None),
     ("X-Amzn-SageMaker-Target-Model", 1, 1024, None),
     ("X-Amzn-SageMaker-Target-Variant", 0, 63, ENDPOINT_NAME_PATTERN),
-    ("X-Amzn-SageMaker-Target-Container-Hostname", 0, 63, None),
+    (TARGET_CONTAINER_HEADER, 0, 63, None),
     ("X-Amzn-SageMaker-Inference-Id", 1, 64, None),
     ("X-Amzn-SageMaker-Enable-Explanations", 1, 64, None),
     ("X-Amzn-SageMaker-Inference-Component", 0, 63, _INFERENCE_COMPONENT_PATTERN),
@@ -90,7 +93,7 @@ _MEMBER_NAMES = {
     "X-Amzn-SageMaker-Custom-Attributes": "customAttributes",
     "X-Amzn-SageMaker-Target-Model": "targetModel",
     "X-Amzn-SageMaker-Target-Variant": "targetVariant",
-    "X-Amzn-SageMaker-Target-Container-Hostname": "targetContainerHostname",
+    TARGET_CONTAINER_HEADER: "targetContainerHostname",
     "X-Amzn-SageMaker-Inference-Id": "inferenceId",
     "X-Amzn-SageMaker-Enable-Explanations": "enableExplanations",
     "X-Amzn-SageMaker-Inference-Component": "inferenceComponentName",
@@ -168,6 +171,6 @@ def parse_invocation(raw_path: str, headers: Mapping[str, str]) -> Invocation:
         operation=operation,
         endpoint_name=endpoint_name,
         target_variant=headers.get("x-amzn-sagemaker-target-variant") or None,
-        target_container=headers.get("x-amzn-sagemaker-target-container-hostname") or None,
+        target_container=headers.get(_TARGET_CONTAINER_LOWER) or None,
         forward_headers=forwarded,
     )

@@ -141,7 +141,8 @@ def validate_target_container(variant: Variant, endpoint_name: str, hostname: st
         )
     if hostname not in hostnames:
         raise awserrors.validation_error(
-            f"Container hostname {hostname} not found in endpoint {endpoint_name}."
+            f"Container hostname {hostname} not found in endpoint {endpoint_name}; "
+            f"valid hostnames: {', '.join(sorted(hostnames))}."
         )
 
 

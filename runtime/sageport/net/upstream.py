@@ -281,8 +281,14 @@ class UpstreamPool:
     ) -> Response:
         """Send the request and wait for the response headers. ``deadline`` bounds the whole
         exchange (headers and body), in seconds, unless the body is then streamed with ``iter_chunks``."""
+        return await self.request("POST", target, path, headers, body, deadline)
+
+    async def request(
+        self, method: str, target: Target, path: str, headers: Mapping[str, str], body: bytes, deadline: float
+    ) -> Response:
+        """``post`` with another method (the router's ``GET /ping`` of each container)."""
         connection = await self._acquire(target)
-        lines = [f"POST {target.path_prefix}{path} HTTP/1.1", f"Host: {target.host_header}"]
+        lines = [f"{method} {target.path_prefix}{path} HTTP/1.1", f"Host: {target.host_header}"]
         lines.extend(f"{name}: {value}" for name, value in headers.items())
         lines.append(f"Content-Length: {len(body)}\r\n\r\n")
         connection.send("\r\n".join(lines).encode("latin-1"), body, deadline)

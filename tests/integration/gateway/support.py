@@ -15,6 +15,7 @@ from sageport_dev.processes import free_port, wait_http
 
 BACKEND_SCRIPT = Path(__file__).with_name("backend.py")
 GATEWAY_COMMAND = [str(Path(sys.executable).with_name("sageport-gateway"))]
+ROUTER_COMMAND = [str(Path(sys.executable).with_name("sageport-router"))]
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG"
 
@@ -78,3 +79,22 @@ def runtime_client(
 ):  # type: ignore[no-untyped-def]
     """No retries: every test sees the gateway's first answer."""
     return wire.runtime_client(endpoint_url, access_key, secret_key, attempts=1, read_timeout=read_timeout)
+
+
+def start_router(containers: Mapping[str, str], *extra: str, ready: bool = True) -> Process:
+    """The Direct router on a free port, in front of ``containers`` (hostname -> backend URL);
+    ``ready``: wait until its /ping answers 200 (every container ready)."""
+    port = free_port()
+    targets = [f"--container={host}={url.rsplit(':', 1)[1]}" for host, url in containers.items()]
+    popen = subprocess.Popen(
+        [*ROUTER_COMMAND, "--host", "127.0.0.1", "--port", str(port), *targets, *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    if ready:
+        wait_http(url + "/ping", popen, timeout=20.0)
+    else:
+        wait_http(url + "/metrics", popen, timeout=20.0)
+    return Process(popen, url)

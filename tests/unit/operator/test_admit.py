@@ -64,12 +64,16 @@ def test_async_inference_is_refused_naming_the_field() -> None:
     assert "EndpointConfig.asyncInferenceConfig is not supported yet" in _refusal(docs).message
 
 
-def test_multi_container_and_multi_model_are_refused_naming_the_field() -> None:
+def test_serial_pipelines_and_multi_model_are_refused_naming_the_field() -> None:
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     model = kind(docs, "Model")["spec"]
     container = model.pop("primaryContainer")
     model["containers"] = [container, {**container, "image": "other:1"}]
-    assert "Model[iris-sklearn].containers is not supported yet" in _refusal(docs).message
+    message = _refusal(docs).message
+    assert "Model[iris-sklearn].containers is not supported yet: serial inference pipelines" in message
+    assert "inferenceExecutionConfig.mode to Direct" in message
+    model["inferenceExecutionConfig"] = {"mode": "Serial"}
+    assert "serial inference pipelines" in _refusal(docs).message
 
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     kind(docs, "Model")["spec"]["primaryContainer"]["mode"] = "MultiModel"
@@ -154,3 +158,30 @@ def test_a_partial_rollback_batch_is_reported_as_not_acted_on() -> None:
     assert _admit(docs).not_acted_on == (
         "Endpoint.deploymentConfig.rollingUpdatePolicy.rollbackMaximumBatchSize",
     )
+
+
+def test_a_direct_multi_container_model_is_admitted() -> None:
+    admission = _admit(load_documents(EXAMPLES / "multi-container-direct"))
+    assert admission == Admission(None, ())
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda m: m["containers"][0].update(containerHostname="-bad-"), "containers.0.containerHostname"),
+        (lambda m: m["containers"].extend([dict(m["containers"][0])] * 14), "containers"),
+        (lambda m: [c.pop("containerHostname") for c in m["containers"]], "Direct needs containerHostname"),
+        (
+            lambda m: m["containers"][1].update(containerHostname="sklearn"),
+            "containerHostname values must be unique",
+        ),
+    ],
+    ids=["hostname-pattern", "16-containers", "direct-without-hostnames", "duplicate-hostnames"],
+)
+def test_bad_direct_models_are_refused_naming_the_field(change: Any, named: str) -> None:
+    docs = load_documents(EXAMPLES / "multi-container-direct")
+    change(kind(docs, "Model")["spec"])
+    problem = resolve_documents(docs)
+    assert isinstance(problem, Problem), problem
+    assert (problem.reason, problem.terminal) == ("InvalidModel", True)
+    assert named in problem.message

@@ -6,11 +6,18 @@ from typing import Any
 
 import pytest
 
+from sageport.api.v1alpha1 import InstanceTypeSpec
 from sageport.operator.reconcile import plan
 from sageport.operator.reconcile.plan import EndpointPlan, plan_endpoint
-from sageport.operator.reconcile.resolve import ResolvedVariant
+from sageport.operator.reconcile.resolve import ResolvedEndpoint, ResolvedVariant
 from sageport.operator.render import variant_children
-from sageport.operator.render.shape import Autoscaler, RenderSettings, ServiceShape, Sidecar
+from sageport.operator.render.shape import (
+    Autoscaler,
+    ContainerResources,
+    RenderSettings,
+    ServiceShape,
+    Sidecar,
+)
 from sageport.operator.status import Problem
 from tests.support.endpoints import kind, resolve_documents
 from tests.support.manifests import EXAMPLES, load_documents
@@ -60,7 +67,7 @@ def test_model_data_source_is_the_url_fetched() -> None:
 
 
 def test_a_sidecar_rule_adds_a_container_without_touching_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
-    def agent(rv: ResolvedVariant, settings: RenderSettings) -> Sidecar:
+    def agent(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> Sidecar:
         return Sidecar("agent", settings.runtime_image, ("agent",))
 
     docs = load_documents(EXAMPLES / "realtime-sklearn")
@@ -134,3 +141,55 @@ def test_with_capacity_scales_production_variants_and_keeps_at_least_one() -> No
     assert [p.desired_instances for p in quarter.plans] == [1, 1]
     assert [s.replicas for s in plan.with_capacity(full, 0.5).variants] == [1, 1]
     assert plan.with_capacity(full, 1.0) is full
+
+
+def test_a_direct_variant_is_one_pod_of_every_container_behind_the_router() -> None:
+    result = _plan(load_documents(EXAMPLES / "multi-container-direct"))
+    (shape,) = result.variants
+    sklearn, custom = shape.containers
+    assert [(c.name, c.hostname, c.port, c.port_name) for c in shape.containers] == [
+        ("sklearn", "sklearn", 23000, None),
+        ("custom", "custom", 23066, None),
+    ]
+    assert (sklearn.safe_port_range, custom.safe_port_range) == ("23001-23065", "23067-23131")
+    assert (sklearn.volume_suffix, custom.volume_suffix) == ("-0", "-1")
+    assert custom.model_url == "s3://sageport-models/echo/model.tar.gz"
+    (router,) = shape.sidecars
+    assert (router.name, router.port, router.port_name) == ("sageport-router", 8080, "http")
+    assert router.args == (
+        "sageport-router",
+        "--port=8080",
+        "--endpoint=iris-direct",
+        "--variant=AllTraffic",
+        "--container=sklearn=23000",
+        "--container=custom=23066",
+    )
+    assert shape.services == (ServiceShape(shape.name),)  # the Service targets the router's port
+    assert result.plans[0].container_hostnames == ("sklearn", "custom")
+
+
+def test_single_container_models_get_no_router_and_no_hostnames() -> None:
+    result = _plan(load_documents(EXAMPLES / "realtime-sklearn"))
+    assert result.variants[0].sidecars == ()
+    assert result.plans[0].container_hostnames is None
+
+
+def test_the_instance_is_split_among_the_containers_and_the_router() -> None:
+    m5 = InstanceTypeSpec(cpu="3600m", memory="14745Mi")
+    assert plan.split_resources(m5, 2) == [ContainerResources("1750m", "7308Mi", 0)] * 2
+    gpus = InstanceTypeSpec(cpu="48", memory="180Gi", gpu_count=4)
+    shares = plan.split_resources(gpus, 3)
+    assert [s.gpus for s in shares] == [2, 1, 1]
+    assert (shares[0].cpu, shares[0].memory) == ("15966m", "61397Mi")
+    assert [
+        s.gpus for s in plan.split_resources(InstanceTypeSpec(cpu="8", memory="32Gi", gpu_count=1), 2)
+    ] == [1, 0]
+    # every slice of ports fits in the range, for the most containers SageMaker allows
+    port, safe = plan.container_ports(14)
+    assert (port, safe) == (23924, "23925-23989")
+
+
+def test_hostnames_that_collide_in_lower_case_give_positional_container_names() -> None:
+    assert plan._container_names(["A", "a"]) == ["model-0", "model-1"]
+    assert plan._container_names(["sageport-router", "x"]) == ["model-0", "model-1"]
+    assert plan._container_names(["Pre", "post"]) == ["pre", "post"]

@@ -22,6 +22,13 @@ from tests.support.endpoints import resolve_documents
 from tests.support.manifests import EXAMPLES, REPO, load_documents
 
 GOLDEN = REPO / "tests" / "data" / "golden"
+GOLDEN_EXAMPLES = [
+    "realtime-sklearn",
+    "gpu-g5",
+    "ab-test-two-variants",
+    "autoscaling",
+    "multi-container-direct",
+]
 SETTINGS = RenderSettings(
     runtime_image="sageport/runtime:test", storage_env=(("AWS_ENDPOINT_URL", "http://s3:9000"),)
 )
@@ -51,7 +58,7 @@ def _check_golden(name: str, manifests: list[dict[str, Any]]) -> None:
     assert text == path.read_text(), f"{name} differs from its golden file"
 
 
-@pytest.mark.parametrize("example", ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling"])
+@pytest.mark.parametrize("example", GOLDEN_EXAMPLES)
 def test_examples_render_like_their_goldens(example: str) -> None:
     _check_golden(example, _children(_resolve(load_documents(EXAMPLES / example))))
 
@@ -192,7 +199,7 @@ def test_ack_sample_resolves() -> None:
 
 
 def test_goldens_directory_is_only_what_tests_write() -> None:
-    expected = {f"{n}.yaml" for n in ("realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling")}
+    expected = {f"{n}.yaml" for n in GOLDEN_EXAMPLES}
     assert {p.name for p in Path(GOLDEN).glob("*.yaml")} == expected
 
 
@@ -248,3 +255,36 @@ def test_the_download_budget_bounds_the_fetch_and_extends_the_progress_deadline(
     (fetcher,) = deployment["spec"]["template"]["spec"]["initContainers"]
     assert fetcher["command"][-2:] == ["--timeout", "1200"]
     assert deployment["spec"]["progressDeadlineSeconds"] == 600 + 1200 + 300
+
+
+def test_a_direct_pod_gives_each_container_its_model_port_and_share() -> None:
+    deployment, service, _ = _children(_resolve(load_documents(EXAMPLES / "multi-container-direct")))
+    pod = deployment["spec"]["template"]["spec"]
+    sklearn, custom, router = pod["containers"]
+    env = {c["name"]: {e["name"]: e["value"] for e in c["env"]} for c in pod["containers"]}
+    assert env["sklearn"]["SAGEMAKER_BIND_TO_PORT"] == "23000"
+    assert env["sklearn"]["SAGEMAKER_SAFE_PORT_RANGE"] == "23001-23065"
+    assert env["custom"]["SAGEMAKER_BIND_TO_PORT"] == "23066"
+    assert env["custom"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert "SAGEMAKER_PROGRAM" not in env["sklearn"]
+    assert sklearn["readinessProbe"]["httpGet"] == {"path": "/ping", "port": 23000}
+    assert custom["startupProbe"]["httpGet"] == {"path": "/ping", "port": 23066}
+    assert [m["name"] for m in sklearn["volumeMounts"]] == ["model-0", "tmp-0"]
+    assert [m["name"] for m in custom["volumeMounts"]] == ["model-1", "tmp-1"]
+    fetches = pod["initContainers"]
+    assert [(f["name"], f["command"][-2], f["volumeMounts"][0]["name"]) for f in fetches] == [
+        ("model-fetch-0", "s3://sageport-models/iris/model.tar.gz", "model-0"),
+        ("model-fetch-1", "s3://sageport-models/echo/model.tar.gz", "model-1"),
+    ]
+    # ml.m5.xlarge (3600m, 14745Mi): 100m and 128Mi for the router, the rest halved
+    assert sklearn["resources"] == {
+        "requests": {"cpu": "1750m", "memory": "7308Mi"},
+        "limits": {"memory": "7308Mi"},
+    }
+    assert router["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+    # the router alone has the named port the Service targets, and answers readiness
+    assert router["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert all("name" not in p for c in (sklearn, custom) for p in c["ports"])
+    assert router["readinessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
+    assert router["args"][0] == "sageport-router"
+    assert service["spec"]["ports"][0]["targetPort"] == "http"

@@ -488,3 +488,23 @@ def test_a_rolling_step_moves_traffic_only_once_its_batch_is_ready() -> None:
     assert (baking.step, baking.new_fleet_share, baking.provisioning) == (2, 0.5, False)
     assert baking.step_start_time == T0 + timedelta(seconds=45)
     assert not done(policy, second, T0 + timedelta(hours=1))
+
+
+def test_direct_container_hostnames_reach_the_status_the_gateway_reads() -> None:
+    plans = (
+        VariantPlan("a", 1.0, 1, "img", container_hostnames=("sklearn", "custom")),
+        VariantPlan("b", 1.0, 1, "img"),
+    )
+    status = endpoint_status(
+        previous=None,
+        generation=1,
+        config_name="cfg",
+        plans=plans,
+        observed={"a": VariantObservation(1), "b": VariantObservation(1)},
+        problem=None,
+        deleting=False,
+        now=T0,
+    )
+    a, b = status_patch(status)["productionVariants"]
+    assert a["containerHostnames"] == ["sklearn", "custom"]
+    assert "containerHostnames" not in b

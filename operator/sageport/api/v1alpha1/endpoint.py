@@ -223,6 +223,13 @@ class ProductionVariantSummary(ApiModel):
     routing_config: RoutingConfig | None = Field(
         default=None, description="How the gateway picks an instance."
     )
+    container_hostnames: list[str] | None = Field(
+        default=None,
+        description=(
+            "sageport extra: the containers of a Direct multi-container variant, which "
+            "TargetContainerHostname must name (the gateway checks it)."
+        ),
+    )
 
 
 class TrafficShift(ApiModel):

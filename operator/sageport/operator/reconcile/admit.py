@@ -76,6 +76,8 @@ class Row:
     verdict: Verdict
     note: str = ""  # NOT_SUPPORTED: what to do instead; NO_EFFECT: why it has none
     applies: Callable[[Any], bool] | None = None  # the verdict holds only when this is true of the value
+    # ... and only when this is true of the whole spec object (a verdict that depends on another field)
+    when: Callable[[Any], bool] | None = None
 
     @property
     def wire_name(self) -> str:
@@ -85,6 +87,11 @@ class Row:
 
 def _many(containers: Any) -> bool:
     return containers is not None and len(containers) > 1
+
+
+def _direct(model: ModelSpec) -> bool:
+    config = model.inference_execution_config
+    return config is not None and config.mode == "Direct"
 
 
 def _not_s3(capture: Any) -> bool:
@@ -153,14 +160,18 @@ TABLE: tuple[Row, ...] = (
     # Model
     Row(S.MODEL, "model_name", V.ACTED),
     Row(S.MODEL, "primary_container", V.ACTED),
+    Row(S.MODEL, "containers", V.ACTED, when=_direct),  # one pod: the containers behind the router
     Row(
         S.MODEL,
         "containers",
         V.NOT_SUPPORTED,
-        "multi-container models (serial pipelines, Direct mode) come later; use one container",
+        "serial inference pipelines (SageMaker's default mode for several containers) come later; "
+        "set inferenceExecutionConfig.mode to Direct and invoke each container by TargetContainerHostname, "
+        "or use one container",
         applies=_many,
     ),
     Row(S.MODEL, "containers", V.ACTED),  # one container
+    Row(S.MODEL, "inference_execution_config", V.ACTED, applies=lambda c: c.mode == "Direct"),
     Row(S.MODEL, "inference_execution_config", V.NO_EFFECT, "it only concerns multi-container models"),
     Row(S.MODEL, "enable_network_isolation", V.NOT_ACTED_YET),  # no NetworkPolicy yet
     Row(S.MODEL, "execution_role_arn", V.NO_EFFECT, "pods act as their service account"),
@@ -186,7 +197,7 @@ TABLE: tuple[Row, ...] = (
         "the model registry is not supported; set image and modelDataURL",
     ),
     Row(S.CONTAINER, "inference_specification_name", V.NOT_ACTED_YET),
-    Row(S.CONTAINER, "container_hostname", V.NO_EFFECT, "it only names containers of multi-container models"),
+    Row(S.CONTAINER, "container_hostname", V.ACTED),  # Direct mode routes by it; ignored with one container
     Row(S.CONTAINER, "image_config", V.NO_EFFECT, "images are pulled by the kubelet; use imagePullSecrets"),
     Row(S.CONTAINER, "multi_model_config", V.NO_EFFECT, "it only concerns MultiModel mode"),
 )
@@ -240,7 +251,7 @@ def admit(resolved: ResolvedEndpoint) -> Admission:
         decided: set[str] = set()
         for row in (r for r in TABLE if r.scope is scope and r.field not in decided):
             value = getattr(spec, row.field)
-            if not verdict(row, value):
+            if not verdict(row, value) or (row.when is not None and not row.when(spec)):
                 continue
             decided.add(row.field)  # the first row that holds decides
             path = f"{prefix}.{row.wire_name}"

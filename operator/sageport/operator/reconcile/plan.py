@@ -12,11 +12,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sageport.api.v1alpha1 import ContainerDefinition
+from sageport import contract
+from sageport.api.v1alpha1 import ContainerDefinition, InstanceTypeSpec
 from sageport.operator.reconcile.resolve import ResolvedEndpoint, ResolvedVariant
 from sageport.operator.render.names import child_name
 from sageport.operator.render.shape import (
     Autoscaler,
+    ContainerResources,
     ModelContainer,
     OwnerRef,
     RenderSettings,
@@ -28,8 +30,54 @@ from sageport.operator.status import VariantPlan
 
 DEFAULT_STARTUP_SECONDS = 240  # SageMaker's default window to pass the health check
 
+# Direct multi-container mode: the router sidecar takes the pod's port (contract.CONTAINER_PORT)
+# and this much of the instance; the model containers share the rest (see split_resources).
+ROUTER_NAME = "sageport-router"
+ROUTER_CPU_MILLIS = 100
+ROUTER_MEMORY_MIB = 128
+MAX_CONTAINERS = 15  # SageMaker's limit; the port range is cut into this many slices
+
+
+def is_direct(rv: ResolvedVariant) -> bool:
+    """The Model is a Direct multi-container model: one pod per instance holds every container
+    behind the router sidecar. (Serial pipelines, SageMaker's default mode, will be a plan of
+    their own: one pod per stage per instance; admit refuses them for now.)"""
+    config = rv.model.spec.inference_execution_config
+    return rv.model.spec.containers is not None and config is not None and config.mode == "Direct"
+
+
+def container_ports(index: int) -> tuple[int, str]:
+    """The ``SAGEMAKER_BIND_TO_PORT`` and ``SAGEMAKER_SAFE_PORT_RANGE`` of the ``index``-th
+    container of a multi-container pod: its own slice of contract.MULTI_CONTAINER_PORTS (the
+    pod's containers share one network namespace, so their extra ports must not collide)."""
+    first, last = contract.MULTI_CONTAINER_PORTS
+    width = (last - first + 1) // MAX_CONTAINERS
+    start = first + index * width
+    return start, f"{start + 1}-{start + width - 1}"
+
+
+def _router(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> Sidecar | None:
+    """The Direct router: the pod's only served port; routes by TargetContainerHostname."""
+    if not is_direct(rv):
+        return None
+    hostnames = _hostnames(rv)
+    targets = [f"--container={host}={container_ports(i)[0]}" for i, host in enumerate(hostnames)]
+    labels = (f"--endpoint={resolved.endpoint.sagemaker_name}", f"--variant={rv.variant.variant_name}")
+    return Sidecar(
+        name=ROUTER_NAME,
+        image=settings.runtime_image,
+        args=("sageport-router", f"--port={contract.CONTAINER_PORT}", *labels, *targets),
+        resources=ContainerResources(f"{ROUTER_CPU_MILLIS}m", f"{ROUTER_MEMORY_MIB}Mi"),
+        port=contract.CONTAINER_PORT,
+        port_name=contract.CONTAINER_PORT_NAME,
+        ready_path=contract.PING_PATH,
+    )
+
+
 # Containers the pod runs next to the model's, each added by a rule when its feature is used.
-SIDECARS: tuple[Callable[[ResolvedVariant, RenderSettings], Sidecar | None], ...] = ()
+SIDECARS: tuple[Callable[[ResolvedEndpoint, ResolvedVariant, RenderSettings], Sidecar | None], ...] = (
+    _router,
+)
 
 # Who owns the instance count: the first rule that holds; no autoscaler when none does.
 AUTOSCALERS: tuple[tuple[Callable[[ResolvedVariant], bool], Autoscaler], ...] = (
@@ -56,13 +104,87 @@ def _model_url(container: ContainerDefinition) -> str | None:
     return source.s3_data_source.s3_uri if source is not None else None
 
 
-def _model_container(container: ContainerDefinition, settings: RenderSettings) -> ModelContainer:
+def _model_container(
+    container: ContainerDefinition, settings: RenderSettings, it: InstanceTypeSpec
+) -> ModelContainer:
     return ModelContainer(
         name="model",
         image=image_of(container, settings),
         environment=tuple(sorted((container.environment or {}).items())),
         model_url=_model_url(container),
+        resources=ContainerResources(it.cpu, it.memory, it.gpu_count),
     )
+
+
+def _hostnames(rv: ResolvedVariant) -> list[str]:
+    return [c.container_hostname or f"container-{i + 1}" for i, c in enumerate(rv.containers)]
+
+
+def _container_names(hostnames: list[str]) -> list[str]:
+    """Pod container names: the hostnames in lower case (they are DNS labels then), unless two
+    collide or one takes a name sageport uses, then ``model-<index>``."""
+    lowered = [h.lower() for h in hostnames]
+    reserved = {ROUTER_NAME} | {f"model-fetch-{i}" for i in range(len(hostnames))}
+    if len(set(lowered)) == len(lowered) and not reserved & set(lowered):
+        return lowered
+    return [f"model-{i}" for i in range(len(hostnames))]
+
+
+_MEMORY_UNITS: dict[str, float] = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3}
+_MEMORY_UNITS |= {"M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3, "": 1}
+
+
+def _cpu_millis(quantity: str) -> int:
+    if quantity.endswith("m"):
+        return int(float(quantity[:-1]))
+    return int(float(quantity) * 1000)
+
+
+def _memory_bytes(quantity: str) -> int:
+    number = quantity.rstrip("KMGTikm")
+    return int(float(number) * _MEMORY_UNITS[quantity[len(number) :]])
+
+
+def split_resources(it: InstanceTypeSpec, count: int) -> list[ContainerResources]:
+    """The instance type's resources shared among ``count`` model containers and the router.
+
+    The rule: the router gets ROUTER_CPU_MILLIS and ROUTER_MEMORY_MIB; CPU and memory left are
+    split evenly (rounded down to a millicore and a MiB), each share also the container's memory
+    limit; GPUs are whole devices, dealt in container order: each gets ``gpus // count``, and
+    the first ``gpus % count`` one more (with fewer GPUs than containers, the first containers
+    get one each and the rest none). The pod as a whole requests what the instance type has, so
+    it fits wherever a single-container pod of that type fits.
+    """
+    cpu = max(_cpu_millis(it.cpu) - ROUTER_CPU_MILLIS, count) // count
+    memory = max(_memory_bytes(it.memory) // 2**20 - ROUTER_MEMORY_MIB, count) // count
+    whole, extra = divmod(it.gpu_count, count)
+    return [ContainerResources(f"{cpu}m", f"{memory}Mi", whole + (i < extra)) for i in range(count)]
+
+
+def _model_containers(
+    rv: ResolvedVariant, settings: RenderSettings, it: InstanceTypeSpec
+) -> tuple[ModelContainer, ...]:
+    if not is_direct(rv):
+        return tuple(_model_container(c, settings, it) for c in rv.containers)
+    hostnames = _hostnames(rv)
+    names = _container_names(hostnames)
+    shares = split_resources(it, len(rv.containers))
+    containers = []
+    for i, container in enumerate(rv.containers):
+        port, safe_range = container_ports(i)
+        containers.append(
+            replace(
+                _model_container(container, settings, it),
+                name=names[i],
+                resources=shares[i],
+                port=port,
+                port_name=None,
+                safe_port_range=safe_range,
+                hostname=hostnames[i],
+                volume_suffix=f"-{i}",
+            )
+        )
+    return tuple(containers)
 
 
 def _autoscaler(rv: ResolvedVariant) -> Autoscaler:
@@ -86,14 +208,14 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         config_name=config_name,
         variant_name=rv.variant.variant_name,
         instance_type=rv.instance_type,
-        containers=tuple(_model_container(c, settings) for c in rv.containers),
+        containers=_model_containers(rv, settings, rv.instance_type),
         startup_seconds=rv.variant.container_startup_health_check_timeout_in_seconds
         or DEFAULT_STARTUP_SECONDS,
         download_seconds=rv.variant.model_data_download_timeout_in_seconds,
         replicas=rv.instance_count if autoscaler is Autoscaler.NONE else None,
         autoscaler=autoscaler,
         autoscaling=rv.autoscaling,
-        sidecars=tuple(s for rule in SIDECARS if (s := rule(rv, settings)) is not None),
+        sidecars=tuple(s for rule in SIDECARS if (s := rule(resolved, rv, settings)) is not None),
         services=(ServiceShape(name),),
     )
 
@@ -107,6 +229,7 @@ def _summary(rv: ResolvedVariant, shape: VariantShape) -> VariantPlan:
         image=shape.containers[0].image,
         routing_strategy=routing.routing_strategy if routing else None,
         shadow=rv.shadow,
+        container_hostnames=tuple(_hostnames(rv)) if is_direct(rv) else None,
     )
 
 

@@ -10,7 +10,7 @@ from sageport.api.v1alpha1 import InstanceTypeSpec
 from sageport.contract import SageMakerEnv
 
 from .names import variant_selector
-from .shape import ModelContainer, RenderSettings, Sidecar, VariantShape
+from .shape import ContainerResources, ModelContainer, RenderSettings, Sidecar, VariantShape
 
 _PROBE_PERIOD = 2
 SOURCE_DIR = "/mnt/model-source"
@@ -27,12 +27,12 @@ def restricted_security_context() -> dict[str, Any]:
     }
 
 
-def _resources(it: InstanceTypeSpec) -> dict[str, Any]:
-    requests = {"cpu": it.cpu, "memory": it.memory}
-    limits: dict[str, str] = {"memory": it.memory}  # no CPU limit: throttling hurts tail latency
-    if it.gpu_count:
-        requests[it.gpu_resource_name] = str(it.gpu_count)
-        limits[it.gpu_resource_name] = str(it.gpu_count)
+def _resources(share: ContainerResources, it: InstanceTypeSpec) -> dict[str, Any]:
+    requests = {"cpu": share.cpu, "memory": share.memory}
+    limits: dict[str, str] = {"memory": share.memory}  # no CPU limit: throttling hurts tail latency
+    if share.gpus:
+        requests[it.gpu_resource_name] = str(share.gpus)
+        limits[it.gpu_resource_name] = str(share.gpus)
     return {"requests": requests, "limits": limits}
 
 
@@ -52,7 +52,7 @@ def _node_placement(it: InstanceTypeSpec, settings: RenderSettings) -> dict[str,
     return placement
 
 
-def _model_source(url: str) -> tuple[str, dict[str, Any] | None]:
+def _model_source(url: str, suffix: str = "") -> tuple[str, dict[str, Any] | None]:
     """The URL the fetcher reads, and the volume it needs to read it (for pvc:// and file://).
 
     ``pvc://claim/path`` mounts the claim read-only; ``file:///path`` mounts the node's path
@@ -60,24 +60,30 @@ def _model_source(url: str) -> tuple[str, dict[str, Any] | None]:
     """
     if url.startswith("pvc://"):
         claim, _, path = url.removeprefix("pvc://").partition("/")
-        volume = {"name": _SOURCE_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        volume = {
+            "name": _SOURCE_VOLUME + suffix,
+            "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+        }
         return f"file://{SOURCE_DIR}/{path}", volume
     if url.startswith("file://"):
         path = url.removeprefix("file://")
         directory, _, leaf = path.rstrip("/").rpartition("/")
-        volume = {"name": _SOURCE_VOLUME, "hostPath": {"path": directory or "/", "type": "Directory"}}
+        volume = {
+            "name": _SOURCE_VOLUME + suffix,
+            "hostPath": {"path": directory or "/", "type": "Directory"},
+        }
         return f"file://{SOURCE_DIR}/{leaf}", volume
     return url, None
 
 
 def _model_fetch_container(
-    url: str, mounts_source: bool, settings: RenderSettings, timeout_seconds: int | None
+    url: str, mounts_source: bool, settings: RenderSettings, timeout_seconds: int | None, suffix: str = ""
 ) -> dict[str, Any]:
-    mounts: list[dict[str, Any]] = [{"name": _FETCH_VOLUME, "mountPath": contract.MODEL_DIR}]
+    mounts: list[dict[str, Any]] = [{"name": _FETCH_VOLUME + suffix, "mountPath": contract.MODEL_DIR}]
     if mounts_source:
-        mounts.append({"name": _SOURCE_VOLUME, "mountPath": SOURCE_DIR, "readOnly": True})
+        mounts.append({"name": _SOURCE_VOLUME + suffix, "mountPath": SOURCE_DIR, "readOnly": True})
     container: dict[str, Any] = {
-        "name": "model-fetch",
+        "name": "model-fetch" + suffix,
         "image": settings.runtime_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": [
@@ -101,31 +107,29 @@ def _model_fetch_container(
 
 def _model_container(model: ModelContainer, shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
     env = [{"name": k, "value": v} for k, v in model.environment]
-    env += [
-        {"name": SageMakerEnv.BIND_TO_PORT, "value": str(contract.CONTAINER_PORT)},
-        {"name": SageMakerEnv.MODEL_DIR, "value": contract.MODEL_DIR},
-    ]
+    env.append({"name": SageMakerEnv.BIND_TO_PORT, "value": str(model.port)})
+    if model.safe_port_range is not None:
+        env.append({"name": SageMakerEnv.SAFE_PORT_RANGE, "value": model.safe_port_range})
+    env.append({"name": SageMakerEnv.MODEL_DIR, "value": contract.MODEL_DIR})
     ping = {
-        "httpGet": {"path": contract.PING_PATH, "port": contract.CONTAINER_PORT_NAME},
+        "httpGet": {"path": contract.PING_PATH, "port": model.port_name or model.port},
         "timeoutSeconds": 2,
     }
+    port: dict[str, Any] = {"containerPort": model.port, "protocol": "TCP"}
+    if model.port_name is not None:
+        port = {"name": model.port_name, **port}
+    suffix = model.volume_suffix
     return {
         "name": model.name,
         "image": model.image,
         "imagePullPolicy": settings.image_pull_policy,
         "args": ["serve"],
-        "ports": [
-            {
-                "name": contract.CONTAINER_PORT_NAME,
-                "containerPort": contract.CONTAINER_PORT,
-                "protocol": "TCP",
-            }
-        ],
+        "ports": [port],
         "env": env,
-        "resources": _resources(shape.instance_type),
+        "resources": _resources(model.resources, shape.instance_type),
         "volumeMounts": [
-            {"name": _FETCH_VOLUME, "mountPath": contract.MODEL_DIR, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": _FETCH_VOLUME + suffix, "mountPath": contract.MODEL_DIR, "readOnly": True},
+            {"name": "tmp" + suffix, "mountPath": "/tmp"},
         ],
         "startupProbe": {
             **ping,
@@ -138,8 +142,8 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
     }
 
 
-def _sidecar_container(sidecar: Sidecar, settings: RenderSettings) -> dict[str, Any]:
-    return {
+def _sidecar_container(sidecar: Sidecar, shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
+    container: dict[str, Any] = {
         "name": sidecar.name,
         "image": sidecar.image,
         "imagePullPolicy": settings.image_pull_policy,
@@ -147,11 +151,25 @@ def _sidecar_container(sidecar: Sidecar, settings: RenderSettings) -> dict[str, 
         "env": [{"name": k, "value": v} for k, v in sidecar.environment],
         "securityContext": restricted_security_context(),
     }
+    if sidecar.resources is not None:
+        container["resources"] = _resources(sidecar.resources, shape.instance_type)
+    if sidecar.port is not None:
+        port: dict[str, Any] = {"containerPort": sidecar.port, "protocol": "TCP"}
+        container["ports"] = [{"name": sidecar.port_name, **port} if sidecar.port_name else port]
+    if sidecar.port is not None and sidecar.ready_path is not None:
+        probe = {"httpGet": {"path": sidecar.ready_path, "port": sidecar.port_name or sidecar.port}}
+        container["readinessProbe"] = {**probe, "timeoutSeconds": 3, "periodSeconds": _PROBE_PERIOD}
+        container["livenessProbe"] = {
+            "tcpSocket": {"port": sidecar.port_name or sidecar.port},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        }
+    return container
 
 
 def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
-    """The pod template's spec. One model container today: multi-container models will give
-    each container its own model volume and fetch."""
+    """The pod template's spec. Each model container has its own model volume, fetch and /tmp
+    (named with its ``volume_suffix``); a Direct multi-container pod adds the router sidecar."""
     spread = [
         {
             "maxSkew": 1,
@@ -162,23 +180,33 @@ def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
         for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
     ]
     containers = [_model_container(c, shape, settings) for c in shape.containers]
-    containers += [_sidecar_container(s, settings) for s in shape.sidecars]
+    containers += [_sidecar_container(s, shape, settings) for s in shape.sidecars]
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,  # SageMaker sends SIGKILL 30 s after SIGTERM
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": containers,
-        "volumes": [{"name": _FETCH_VOLUME, "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        "volumes": [
+            {"name": name + c.volume_suffix, "emptyDir": {}}
+            for c in shape.containers
+            for name in (_FETCH_VOLUME, "tmp")
+        ],
         "topologySpreadConstraints": spread,
         **_node_placement(shape.instance_type, settings),
     }
-    url = shape.containers[0].model_url if shape.containers else None
-    if url is not None:
-        fetched, volume = _model_source(url)
-        spec["initContainers"] = [
-            _model_fetch_container(fetched, volume is not None, settings, shape.download_seconds)
-        ]
+    fetches = []
+    for model in shape.containers:
+        if model.model_url is None:
+            continue
+        fetched, volume = _model_source(model.model_url, model.volume_suffix)
+        fetches.append(
+            _model_fetch_container(
+                fetched, volume is not None, settings, shape.download_seconds, model.volume_suffix
+            )
+        )
         if volume is not None:
             spec["volumes"].append(volume)
+    if fetches:
+        spec["initContainers"] = fetches
     return spec

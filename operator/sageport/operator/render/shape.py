@@ -56,6 +56,15 @@ class Autoscaler(StrEnum):
 
 
 @dataclass(frozen=True)
+class ContainerResources:
+    """What one container requests: its share of the instance type (see plan's split rule)."""
+
+    cpu: str  # a Kubernetes quantity, e.g. "1800m"
+    memory: str  # a Kubernetes quantity, e.g. "3686Mi"; also the limit
+    gpus: int = 0  # of the instance type's gpu_resource_name
+
+
+@dataclass(frozen=True)
 class ModelContainer:
     """A container that serves a model on the SageMaker container contract."""
 
@@ -63,6 +72,14 @@ class ModelContainer:
     image: str
     environment: tuple[tuple[str, str], ...]  # the Model's environment, sorted
     model_url: str | None  # fetched into /opt/ml/model before the container starts
+    resources: ContainerResources
+    port: int = contract.CONTAINER_PORT  # SAGEMAKER_BIND_TO_PORT; probes go to it
+    port_name: str | None = contract.CONTAINER_PORT_NAME  # the Service's target (single container)
+    safe_port_range: str | None = None  # SAGEMAKER_SAFE_PORT_RANGE, "first-last"
+    hostname: str | None = None  # containerHostname: what a Direct invocation targets
+    # The suffix of this container's own volumes (model, tmp) and model fetch: "" for a single
+    # container, "-<index>" when a pod holds several, so each gets its own /opt/ml/model.
+    volume_suffix: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,10 @@ class Sidecar:
     image: str
     args: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
+    resources: ContainerResources | None = None
+    port: int | None = None  # a named port (port_name) the readiness probe checks on ready_path
+    port_name: str | None = None
+    ready_path: str | None = None
 
 
 @dataclass(frozen=True)

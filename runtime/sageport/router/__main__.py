@@ -1,0 +1,3 @@
+from sageport.router.main import main
+
+main()

@@ -1,0 +1,94 @@
+"""``sageport-router --port 8080 --container HOST=PORT ...``: the router sidecar of a Direct
+multi-container pod (the operator writes these arguments)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry
+
+from sageport.contract import CONTAINER_PORT
+from sageport.net.httpserver import HttpProtocol
+from sageport.router.app import Router, RouterSettings
+from sageport.router.metrics import RouterMetrics
+from sageport.router.routing import container_table, parse_container
+
+log = logging.getLogger("sageport.router")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sageport-router", description=__doc__)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=CONTAINER_PORT)
+    parser.add_argument(
+        "--container",
+        action="append",
+        type=parse_container,
+        required=True,
+        metavar="HOST=PORT",
+        help="a model container: its containerHostname and SAGEMAKER_BIND_TO_PORT (repeat per container)",
+    )
+    parser.add_argument("--endpoint", default="", help="the endpoint name, a label of the metrics")
+    parser.add_argument("--variant", default="", help="the variant name, a label of the metrics")
+    parser.add_argument("--model-timeout", type=float, default=60.0)
+    parser.add_argument("--drain-timeout", type=float, default=25.0)
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+async def serve(args: argparse.Namespace) -> None:
+    table = container_table(args.container)
+    metrics = RouterMetrics(CollectorRegistry(), args.endpoint, args.variant)
+    router = Router(table, metrics, RouterSettings(model_timeout=args.model_timeout))
+    await router.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    state = router.server_state()
+    server = await loop.create_server(
+        lambda: HttpProtocol(state), args.host, args.port, reuse_address=True, backlog=2048
+    )
+    log.info(
+        "router listening on %s:%d for %s",
+        args.host,
+        args.port,
+        ", ".join(f"{c.hostname}:{c.port}" for c in table.values()),
+    )
+    await stop.wait()
+    router.draining = True
+    server.close()
+    await state.drain(args.drain_timeout)
+    await router.close()
+    log.info("router stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        container_table(args.container)
+    except ValueError as error:
+        parser.error(str(error))
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        import uvloop
+
+        runner: Callable[..., object] = uvloop.run
+    except ImportError:  # uvloop is optional
+        runner = asyncio.run
+    runner(serve(args))
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+
+
+if __name__ == "__main__":
+    main()
