@@ -54,6 +54,8 @@ INVOCATIONS_PATH: Final = "/invocations"
 MODEL_DIR: Final = "/opt/ml/model"
 CODE_DIR: Final = "/opt/ml/code"
 MULTI_MODEL_ROOT: Final = "/opt/ml/models"
+# Batch transform asks the container for its preferred batch parameters here, when offered.
+EXECUTION_PARAMETERS_PATH: Final = "/execution-parameters"
 
 
 class SageMakerEnv(StrEnum):
@@ -69,6 +71,15 @@ class SageMakerEnv(StrEnum):
     MODEL_SERVER_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
     MODEL_SERVER_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
     MODEL_DIR = "SM_MODEL_DIR"
+
+
+# --- batch transform ------------------------------------------------------------------------
+# The TransformJob's spec (ACK field names, JSON) for the driver in each job pod.
+TRANSFORM_JOB_ENV: Final = "SAGEPORT_TRANSFORM_JOB"
+# Set by Kubernetes in the pods of an indexed Job: which worker this pod is.
+JOB_COMPLETION_INDEX_ENV: Final = "JOB_COMPLETION_INDEX"
+# Kubernetes copies this file into the container's status (terminated.message): the driver's result.
+TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
 
 
 # --- statuses and strategies ----------------------------------------------------------------
