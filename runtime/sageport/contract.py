@@ -66,6 +66,8 @@ TARGET_CONTAINER_HEADER: Final = "X-Amzn-SageMaker-Target-Container-Hostname"
 # slice, SAGEMAKER_BIND_TO_PORT its first port and SAGEMAKER_SAFE_PORT_RANGE the rest, since
 # every container of a pod shares one network namespace. The router keeps CONTAINER_PORT.
 MULTI_CONTAINER_PORTS: Final = (23000, 23999)
+# Batch transform asks the container for its preferred batch parameters here, when offered.
+EXECUTION_PARAMETERS_PATH: Final = "/execution-parameters"
 
 
 class SageMakerEnv(StrEnum):
@@ -81,6 +83,15 @@ class SageMakerEnv(StrEnum):
     MODEL_SERVER_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
     MODEL_SERVER_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
     MODEL_DIR = "SM_MODEL_DIR"
+
+
+# --- batch transform ------------------------------------------------------------------------
+# The TransformJob's spec (ACK field names, JSON) for the driver in each job pod.
+TRANSFORM_JOB_ENV: Final = "SAGEPORT_TRANSFORM_JOB"
+# Set by Kubernetes in the pods of an indexed Job: which worker this pod is.
+JOB_COMPLETION_INDEX_ENV: Final = "JOB_COMPLETION_INDEX"
+# Kubernetes copies this file into the container's status (terminated.message): the driver's result.
+TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
 
 
 # --- statuses and strategies ----------------------------------------------------------------

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote
 
 import numpy as np
 
-from sageport.contract import INVOCATIONS_PATH, PING_PATH
+from sageport.contract import EXECUTION_PARAMETERS_PATH, INVOCATIONS_PATH, PING_PATH
 from sageport.server.batching import MicroBatcher
 from sageport.server.config import ServerConfig
 from sageport.server.errors import (
@@ -251,7 +251,7 @@ class SageportApp:
                 return await self._invocations(scope, receive, send, None)
             if path == PING_PATH:
                 return await self._ping(send)
-            if path == "/execution-parameters" and method == "GET":
+            if path == EXECUTION_PARAMETERS_PATH and method == "GET":
                 return await self._execution_parameters(send)
             if self.state.store is not None and (path == "/models" or path.startswith("/models/")):
                 return await self._multi_model(scope, receive, send, path, method)

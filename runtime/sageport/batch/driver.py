@@ -1,0 +1,263 @@
+"""The batch transform driver: one worker of a TransformJob, next to the model container.
+
+It lists the job's input, takes its share of the objects (``objects.shard``), waits for ``GET
+/ping``, asks ``GET /execution-parameters``, then per object: reads it whole, splits and batches
+it (``pipeline.prepare``), sends the batches to ``POST /invocations`` with at most
+``MaxConcurrentTransforms`` requests in flight for the whole worker, assembles the responses in
+input order and writes the output object in one go (a single PUT, or a multipart upload that is
+only visible once complete), so no partial ``.out`` is ever visible. An object whose record the
+model rejects is not written; the others go on and are kept, and the job then fails naming it
+(sagemaker-semantics.md §1.7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sageport.api.v1alpha1 import TransformJobSpec
+from sageport.batch.objects import (
+    InputError,
+    InputObject,
+    manifest_objects,
+    no_objects_message,
+    output_location,
+    parse_s3_uri,
+    prefix_objects,
+    shard,
+)
+from sageport.batch.params import Parameters, resolve
+from sageport.batch.pipeline import finish, prepare
+from sageport.contract import EXECUTION_PARAMETERS_PATH, INVOCATIONS_PATH, PING_PATH
+from sageport.net.upstream import Target, UpstreamError, UpstreamPool
+
+log = logging.getLogger(__name__)
+
+# FailureReason is at most 1024 characters in SageMaker's API.
+FAILURE_REASON_LIMIT = 1024
+_RETRY_BASE_SECONDS = 0.2
+
+
+class ModelError(Exception):
+    """The model container answered a batch with an error, after the retries it was due."""
+
+
+@dataclass
+class Result:
+    """What the worker did; its JSON is the pod's termination message (the operator's input)."""
+
+    status: str = "Completed"
+    failure_reason: str | None = None
+    objects: int = 0
+    failed_objects: list[str] = field(default_factory=list)
+    records: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> str:
+        body: dict[str, Any] = {
+            "transformJobStatus": self.status,
+            "objects": self.objects,
+            "failedObjects": self.failed_objects[:20],
+            "records": self.records,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.failure_reason:
+            body["failureReason"] = self.failure_reason[:FAILURE_REASON_LIMIT]
+        return json.dumps(body)
+
+
+@dataclass
+class Driver:
+    spec: TransformJobSpec
+    index: int
+    s3: Any
+    model_url: str = "http://127.0.0.1:8080"
+    ping_timeout: float = 1800.0
+    clock: Callable[[], float] = time.monotonic
+    result: Result = field(default_factory=Result)
+
+    @property
+    def count(self) -> int:
+        return self.spec.transform_resources.instance_count
+
+    async def run(self) -> Result:
+        started = self.clock()
+        try:
+            mine = await asyncio.to_thread(self._my_objects)
+            self.result.objects = len(mine)
+            log.info("worker %d of %d: %d objects", self.index, self.count, len(mine))
+            if mine:
+                await self._wait_for_ping()
+                params = resolve(self.spec, await asyncio.to_thread(self._execution_parameters))
+                log.info(
+                    "MaxConcurrentTransforms=%d, MaxPayloadInMB=%d, BatchStrategy=%s",
+                    params.max_concurrent_transforms,
+                    params.max_payload_in_mb,
+                    params.batch_strategy,
+                )
+                await self._transform_all(mine, params)
+        except (InputError, ValueError) as error:
+            self._fail(f"ClientError: {error}")
+        except ModelError as error:
+            self._fail(f"AlgorithmError: {error}")
+        finally:
+            self.result.seconds = self.clock() - started
+        return self.result
+
+    def _fail(self, reason: str) -> None:
+        self.result.status = "Failed"
+        if self.result.failure_reason is None:
+            self.result.failure_reason = reason
+
+    # --- input ----------------------------------------------------------------------------------
+
+    def _my_objects(self) -> list[InputObject]:
+        source = self.spec.transform_input.data_source.s3_data_source
+        if source.s3_data_type == "S3Prefix":
+            bucket, prefix = parse_s3_uri(source.s3_uri)
+            listing: list[tuple[str, int]] = []
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                listing.extend((item["Key"], int(item.get("Size", 0))) for item in page.get("Contents", []))
+            objects = prefix_objects(source.s3_uri, listing)
+        elif source.s3_data_type == "ManifestFile":
+            bucket, key = parse_s3_uri(source.s3_uri)
+            manifest = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            objects = manifest_objects(manifest, source.s3_uri)
+        else:
+            raise InputError(f"S3DataType {source.s3_data_type} is not supported by batch transform")
+        if not objects:
+            raise InputError(no_objects_message(source.s3_uri))
+        return shard(objects, self.index, self.count)
+
+    # --- the model container --------------------------------------------------------------------
+
+    async def _wait_for_ping(self) -> None:
+        deadline = self.clock() + self.ping_timeout
+        while True:
+            status = await asyncio.to_thread(self._get_status, PING_PATH)
+            if status == 200:
+                return
+            if self.clock() > deadline:
+                raise ModelError("Model container failed to respond to ping")
+            await asyncio.sleep(0.5)
+
+    def _get_status(self, path: str) -> int | None:
+        try:
+            with urllib.request.urlopen(self.model_url + path, timeout=2) as reply:
+                return int(reply.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return None
+
+    def _execution_parameters(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(self.model_url + EXECUTION_PARAMETERS_PATH, timeout=10) as reply:
+                offered = json.loads(reply.read())
+        except (OSError, ValueError):
+            return None  # not offered (404), or not JSON: the job's values and the defaults apply
+        log.info("the container offers %s", offered)
+        return offered if isinstance(offered, dict) else None
+
+    # --- transforming ---------------------------------------------------------------------------
+
+    async def _transform_all(self, mine: list[InputObject], params: Parameters) -> None:
+        pool = UpstreamPool()
+        target = Target(self.model_url)
+        in_flight = asyncio.Semaphore(params.max_concurrent_transforms)
+        # Objects are read ahead of the model so that it never waits on S3; at most this many at once.
+        objects_at_once = asyncio.Semaphore(params.max_concurrent_transforms + 1)
+
+        async def one(item: InputObject) -> None:
+            async with objects_at_once:
+                try:
+                    records = await self._transform(item, params, pool, target, in_flight)
+                    self.result.records += records  # after the await: `+=` reads before awaiting
+                except (InputError, ValueError) as error:
+                    self._object_failed(item, f"ClientError: {error}")
+                except ModelError as error:
+                    self._object_failed(item, str(error))
+
+        try:
+            await asyncio.gather(*(one(item) for item in mine))
+        finally:
+            pool.close()
+
+    def _object_failed(self, item: InputObject, reason: str) -> None:
+        log.error("%s: %s", item.uri, reason)
+        self.result.failed_objects.append(item.uri)
+        self._fail(f"{item.uri}: {reason}")
+
+    async def _transform(
+        self,
+        item: InputObject,
+        params: Parameters,
+        pool: UpstreamPool,
+        target: Target,
+        in_flight: asyncio.Semaphore,
+    ) -> int:
+        data = await asyncio.to_thread(self._read, item)
+        prepared = await asyncio.to_thread(prepare, data, params)
+        headers = {}
+        if params.content_type:
+            headers["Content-Type"] = params.content_type
+        if params.accept:
+            headers["Accept"] = params.accept
+
+        async def call(body: bytes) -> bytes:
+            async with in_flight:
+                return await self._invoke(pool, target, headers, body, params)
+
+        tasks = [asyncio.ensure_future(call(sent.body)) for sent in prepared.batches]
+        try:
+            responses = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        output = await asyncio.to_thread(finish, prepared, responses, params)
+        bucket, key = output_location(self.spec.transform_output.s3_output_path, item.relative)
+        await asyncio.to_thread(self._write, bucket, key, output)
+        log.info("%s -> s3://%s/%s (%d records)", item.uri, bucket, key, len(prepared.records))
+        return len(prepared.records)
+
+    async def _invoke(
+        self, pool: UpstreamPool, target: Target, headers: dict[str, str], body: bytes, params: Parameters
+    ) -> bytes:
+        attempt = 0
+        while True:
+            try:
+                response = await pool.post(
+                    target, INVOCATIONS_PATH, headers, body, params.invocations_timeout_seconds
+                )
+                try:
+                    content = await response.read()
+                finally:
+                    response.release()
+                if response.status < 300:
+                    return content
+                problem = f"ClientError: {response.status}: {content[:300].decode('utf-8', 'replace')}"
+                retryable = response.status >= 500
+            except UpstreamError as error:
+                problem, retryable = f"{type(error).__name__}: {error}", True
+            if not retryable or attempt >= params.invocations_max_retries:
+                raise ModelError(problem)
+            attempt += 1
+            await asyncio.sleep(_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+
+    def _read(self, item: InputObject) -> bytes:
+        data: bytes = self.s3.get_object(Bucket=item.bucket, Key=item.key)["Body"].read()
+        return data
+
+    def _write(self, bucket: str, key: str, output: bytes) -> None:
+        # upload_fileobj uses one PUT for small outputs and a multipart upload for large ones:
+        # either way the object appears whole or not at all.
+        self.s3.upload_fileobj(io.BytesIO(output), bucket, key)
