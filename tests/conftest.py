@@ -103,9 +103,15 @@ def kube_api(kube_cluster: KubeCluster) -> Iterator[ApiClient]:
         yield client
 
 
-def _namespace_name(test_name: str) -> str:
+# Namespaces of tests that play the operator: the session's real operator leaves them alone
+# (tests/integration/conftest.py starts it with --namespace=!<prefix>*), or it would overwrite
+# the status those tests write.
+UNMANAGED_PREFIX = "nop-"
+
+
+def _namespace_name(test_name: str, unmanaged: bool = False) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:40].strip("-")
-    return f"t-{slug}-{secrets.token_hex(3)}"
+    return f"{UNMANAGED_PREFIX if unmanaged else 't-'}{slug}-{secrets.token_hex(3)}"
 
 
 @pytest.fixture
@@ -118,7 +124,9 @@ def namespace(kube_api: ApiClient, request: pytest.FixtureRequest) -> Iterator[s
     from kubernetes.client.exceptions import ApiException
 
     core = CoreV1Api(kube_api)
-    name = _namespace_name(request.node.name)
+    name = _namespace_name(
+        request.node.name, unmanaged=request.node.get_closest_marker("fake_operator") is not None
+    )
     core.create_namespace(
         body=V1Namespace(metadata=V1ObjectMeta(name=name, labels={"sageport.io/test": "true"}))
     )

@@ -20,6 +20,7 @@ from sageport.operator.crdgen import CATALOG_FILE, CRD_DIR, KINDS
 from sageport_dev.handle import KubeCluster
 from sageport_dev.processes import free_port as _free_port
 from sageport_dev.processes import wait_http
+from tests.conftest import UNMANAGED_PREFIX
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,13 @@ def sageport_operator(
     }
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sageport.operator", f"--liveness=http://127.0.0.1:{port}/healthz"],
+            [
+                sys.executable,
+                "-m",
+                "sageport.operator",
+                f"--liveness=http://127.0.0.1:{port}/healthz",
+                f"--namespace=!{UNMANAGED_PREFIX}*",
+            ],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,

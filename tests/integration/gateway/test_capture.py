@@ -253,6 +253,7 @@ def test_an_s3_that_never_answers_fills_the_buffer_not_the_calls(
     assert stopped_in < 12  # the last flush is given 5 s; a hung upload does not hold the exit
 
 
+@pytest.mark.fake_operator
 def test_kubernetes_mode_captures_by_the_endpoint_status(
     s3: S3,
     kube_cluster: Any,

@@ -148,6 +148,7 @@ def _start_kube_gateway(kube_cluster: Any, namespace: str, tmp_path: Path, *extr
     )
 
 
+@pytest.mark.fake_operator
 def test_routes_from_endpoints_and_endpoint_slices(
     kube_cluster: Any,
     kube_api: Any,
@@ -202,6 +203,7 @@ def _error_code(client: Any, name: str) -> str | None:
     return None
 
 
+@pytest.mark.fake_operator
 def test_bearer_tokens_are_checked_with_token_and_access_reviews(
     kube_cluster: Any,
     kube_api: Any,
@@ -269,6 +271,7 @@ def test_bearer_tokens_are_checked_with_token_and_access_reviews(
         gateway.stop()
 
 
+@pytest.mark.fake_operator
 async def test_a_lagging_watch_is_overtaken_by_a_read_through(
     kube_cluster: Any, kube_api: Any, namespace: str, crd_applied: None
 ) -> None:
