@@ -337,7 +337,7 @@ class Gateway:
         status = response.status
         if status >= 300:
             self._count_model_failure(metrics, status)
-            raise _model_failure(response, payload)
+            raise _model_failure(response, payload, invocation.target_container)
         headers = _response_headers(response.headers, chosen.variant.name, request_id)
         content_type = response.headers.get("content-type")
         if content_type is not None:
@@ -518,8 +518,12 @@ def _other_instance(variant: Variant, failed: Instance, rng: random.Random) -> I
     return min(others, key=lambda instance: (instance.outstanding, rng.random()))
 
 
-def _model_failure(response: UpstreamResponse, payload: bytes) -> awserrors.ApiError:
-    return errors.from_model_response(response.status, response.headers.get("x-amzn-errortype"), payload)
+def _model_failure(
+    response: UpstreamResponse, payload: bytes, container: str | None = None
+) -> awserrors.ApiError:
+    """The error for a model's non-2xx answer, naming the container (Direct mode) or ``primary``."""
+    error_type = response.headers.get("x-amzn-errortype")
+    return errors.from_model_response(response.status, error_type, payload, container or "primary")
 
 
 def _response_headers(model_headers: Mapping[str, str], variant: str, request_id: str) -> dict[str, str]:

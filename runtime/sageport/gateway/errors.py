@@ -36,7 +36,9 @@ def model_error_from_response(status: int, body: bytes, container: str = "primar
     )
 
 
-def from_model_response(status: int, error_type_header: str | None, body: bytes) -> ApiError:
+def from_model_response(
+    status: int, error_type_header: str | None, body: bytes, container: str = "primary"
+) -> ApiError:
     """The error for a non-2xx answer from a model container.
 
     "Still loading" becomes ModelNotReadyException (429, which boto3 retries): a container 429
@@ -56,7 +58,7 @@ def from_model_response(status: int, error_type_header: str | None, body: bytes)
     if not_ready:
         text = message or body[:1024].decode("utf-8", errors="replace")
         return model_not_ready(text or "Model is not ready yet.")
-    return model_error_from_response(status, body)
+    return model_error_from_response(status, body, container)
 
 
 def model_timeout(container: str = "primary", seconds: float = 60.0) -> ApiError:

@@ -114,6 +114,7 @@ def test_a_failing_container_is_a_model_error(client: Any) -> None:
     assert error.response["Error"]["Code"] == "ModelError"
     assert error.response["OriginalStatusCode"] == 500
     assert "b1 failed with 500" in error.response["OriginalMessage"]
+    assert "(500) from first with" in error.response["Error"]["Message"]  # names the container
 
 
 def test_a_streaming_container_streams_through_the_router(client: Any) -> None:

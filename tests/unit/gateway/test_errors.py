@@ -58,3 +58,10 @@ def test_model_answers_are_classified(status: int, header: str | None, body: byt
     if code == "ModelNotReadyException":
         assert error.status == 429
         assert error.message
+
+
+def test_a_model_error_names_the_container_it_came_from() -> None:
+    assert "from primary with" in errors.from_model_response(500, None, b"boom").message
+    named = errors.from_model_response(500, None, b"boom", "featurizer")
+    assert (named.code, named.status) == ("ModelError", 424)
+    assert named.message == 'Received server error (500) from featurizer with message "boom".'
