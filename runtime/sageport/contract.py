@@ -92,6 +92,19 @@ TRANSFORM_JOB_ENV: Final = "SAGEPORT_TRANSFORM_JOB"
 JOB_COMPLETION_INDEX_ENV: Final = "JOB_COMPLETION_INDEX"
 # Kubernetes copies this file into the container's status (terminated.message): the driver's result.
 TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
+# SageMaker's StopTransformJob without deleting the object (a TransformJob's spec is immutable):
+# any value on this annotation asks the operator to stop the job; it ends in Stopped.
+ANNOTATION_STOP_REQUESTED: Final = f"{API_GROUP}/stop-requested"
+
+
+class TransformJobStatus(StrEnum):
+    """SageMaker's TransformJobStatus values (status.transformJobStatus)."""
+
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
 
 
 # --- statuses and strategies ----------------------------------------------------------------

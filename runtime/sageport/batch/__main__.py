@@ -24,6 +24,7 @@ from sageport.contract import (
     JOB_COMPLETION_INDEX_ENV,
     TERMINATION_MESSAGE_PATH,
     TRANSFORM_JOB_ENV,
+    TransformJobStatus,
 )
 from sageport.storage.s3 import s3_client
 
@@ -72,9 +73,9 @@ async def _run(driver: Driver) -> tuple[Result, int]:
     try:
         result = await driver.run()
     except asyncio.CancelledError:
-        driver.result.status = "Stopped"
+        driver.result.status = TransformJobStatus.STOPPED
         return driver.result, EXIT_STOPPED
-    return result, 0 if result.status == "Completed" else 1
+    return result, 0 if result.status == TransformJobStatus.COMPLETED else 1
 
 
 if __name__ == "__main__":

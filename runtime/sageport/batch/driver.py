@@ -36,7 +36,7 @@ from sageport.batch.objects import (
 )
 from sageport.batch.params import Parameters, resolve
 from sageport.batch.pipeline import finish, prepare
-from sageport.contract import EXECUTION_PARAMETERS_PATH, INVOCATIONS_PATH, PING_PATH
+from sageport.contract import EXECUTION_PARAMETERS_PATH, INVOCATIONS_PATH, PING_PATH, TransformJobStatus
 from sageport.net.upstream import Target, UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class ModelError(Exception):
 class Result:
     """What the worker did; its JSON is the pod's termination message (the operator's input)."""
 
-    status: str = "Completed"
+    status: TransformJobStatus = TransformJobStatus.COMPLETED
     failure_reason: str | None = None
     objects: int = 0
     failed_objects: list[str] = field(default_factory=list)
@@ -113,7 +113,7 @@ class Driver:
         return self.result
 
     def _fail(self, reason: str) -> None:
-        self.result.status = "Failed"
+        self.result.status = TransformJobStatus.FAILED
         if self.result.failure_reason is None:
             self.result.failure_reason = reason
 

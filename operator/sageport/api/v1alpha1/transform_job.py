@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
+
+from sageport.contract import TransformJobStatus as TransformJobState
 
 from .common import ApiModel, ObjectStatus, Resource, SageMakerName, Tag
 
@@ -83,8 +86,10 @@ class TransformJobSpec(ApiModel):
 
 
 class TransformJobStatus(ObjectStatus):
-    transform_job_status: Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"] | None = None
+    transform_job_status: TransformJobState | None = None
     failure_reason: str | None = Field(default=None, max_length=1024)
+    transform_start_time: datetime | None = None
+    transform_end_time: datetime | None = None
 
 
 class TransformJob(Resource):
