@@ -10,6 +10,7 @@ here fails with what is missing.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import subprocess
@@ -89,8 +90,20 @@ class Deployed:
         return subprocess.run(real_node.ctr(paths, *args), capture_output=True, text=True, check=True).stdout
 
 
+# The machine has one real node: two e2e runs at once (two checkouts) would re-install each
+# other's chart and images under each other's tests. A run waits here for the one before it.
+NODE_LOCK = Path("/tmp/sageport-node.lock")
+
+
 @pytest.fixture(scope="session")
-def deployed(pytestconfig: pytest.Config) -> Iterator[Deployed]:
+def node_lock() -> Iterator[None]:
+    with NODE_LOCK.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="session")
+def deployed(pytestconfig: pytest.Config, node_lock: None) -> Iterator[Deployed]:
     state_dir = local_stack.stack_dir_from_env().absolute()
     was_up, _ = local_stack.status(state_dir)
     timings: dict[str, float] = {}
