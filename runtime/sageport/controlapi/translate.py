@@ -277,8 +277,15 @@ def describe_endpoint_config(table: ShapeTable, obj: Mapping[str, Any], account:
 def endpoint_status(obj: Mapping[str, Any]) -> str:
     if _mapping(obj.get("metadata")).get("deletionTimestamp"):
         return EndpointStatus.DELETING
-    status = _mapping(obj.get("status")).get("endpointStatus")
-    return status if isinstance(status, str) and status else EndpointStatus.CREATING
+    status = _mapping(obj.get("status"))
+    value = status.get("endpointStatus")
+    if not isinstance(value, str) or not value:
+        return EndpointStatus.CREATING
+    # SageMaker answers Updating from the moment UpdateEndpoint returns; a spec change the operator
+    # has not seen yet would otherwise read InService, and the waiter would end before the update.
+    seen, generation = status.get("observedGeneration"), _mapping(obj.get("metadata")).get("generation")
+    unseen = isinstance(seen, int) and isinstance(generation, int) and seen < generation
+    return EndpointStatus.UPDATING if unseen and value == EndpointStatus.IN_SERVICE else value
 
 
 def describe_endpoint(table: ShapeTable, obj: Mapping[str, Any], account: Account) -> dict[str, Any]:

@@ -352,3 +352,20 @@ def test_a_bad_token_is_a_validation_error() -> None:
 
 def test_names_module_kinds() -> None:
     assert [kind.kind for kind in names.KINDS] == ["Model", "EndpointConfig", "Endpoint"]
+
+
+@pytest.mark.parametrize(
+    ("generation", "observed", "written", "described"),
+    [
+        (2, 1, "InService", "Updating"),  # UpdateEndpoint returned; the operator has not seen it yet
+        (2, 2, "InService", "InService"),
+        (2, 1, "Failed", "Failed"),
+        (1, None, None, "Creating"),
+    ],
+)
+def test_an_update_the_operator_has_not_seen_reads_updating(
+    generation: int, observed: int | None, written: str | None, described: str
+) -> None:
+    status = {} if written is None else {"endpointStatus": written, "observedGeneration": observed}
+    endpoint = {"metadata": {"name": "e", "generation": generation}, "spec": {}, "status": status}
+    assert translate.endpoint_status(endpoint) == described
