@@ -29,6 +29,18 @@ def already_exists(kind: Kind, account: Account, name: str) -> ApiError:
     return validation(f'Cannot create already existing {kind.noun} "{account.arn(kind, name)}".')
 
 
+def access_denied(user: str | None, operation: str, resource: str, reason: str) -> ApiError:
+    """AWS's text ("User: ... is not authorized to perform: sagemaker:X on resource: arn because
+    ..."), the user being the Kubernetes identity the call acted as and the reason RBAC's."""
+    who = user or "the gateway's ServiceAccount"
+    return ApiError(
+        "AccessDeniedException",
+        400,
+        f"User: {who} is not authorized to perform: sagemaker:{operation} on resource: {resource} "
+        f"because {reason}",
+    )
+
+
 def resource_in_use(message: str) -> ApiError:
     return ApiError("ResourceInUse", 400, message)
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sageport.contract import EndpointStatus
+from sageport.contract import API_GROUP, EndpointStatus
 from sageport.controlapi import errors
 from sageport.controlapi.names import ENDPOINT, ENDPOINT_CONFIG, KINDS, MODEL, Account, Kind, object_name
 from sageport.controlapi.shapes import ShapeTable
@@ -149,23 +149,44 @@ class Store:
 
 
 class Writer(Protocol):
-    """Writes to the Kubernetes API; each raises :class:`KubeRefusalError` when refused."""
+    """Writes to the Kubernetes API as ``user`` (impersonated; None: the gateway's own identity);
+    each raises :class:`KubeRefusalError` when refused."""
 
-    async def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> Mapping[str, Any]: ...
+    async def create(
+        self, kind: Kind, namespace: str, body: Mapping[str, Any], *, user: str | None
+    ) -> Mapping[str, Any]: ...
 
-    async def delete(self, kind: Kind, namespace: str, name: str) -> Mapping[str, Any]: ...
+    async def delete(
+        self, kind: Kind, namespace: str, name: str, *, user: str | None
+    ) -> Mapping[str, Any]: ...
 
     async def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any]
+        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, user: str | None
     ) -> Mapping[str, Any]: ...
+
+
+class Authorizer(Protocol):
+    """Whether Kubernetes RBAC lets ``user`` do ``verb`` on ``kind`` in ``namespace`` (reads are
+    served from the cache, so they are checked here rather than by the API server)."""
+
+    async def allowed(self, user: str, verb: str, kind: Kind, namespace: str) -> bool: ...
+
+
+class AllowAll:
+    """No read checks: for callers without an identity of their own (``--no-auth``)."""
+
+    async def allowed(self, user: str, verb: str, kind: Kind, namespace: str) -> bool:
+        return True
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who calls: the namespace the key acts in, and the account ARNs are made in."""
+    """Who calls: the namespace the key acts in, the account ARNs are made in, and the
+    Kubernetes user every call acts as (None: the gateway's own identity, for ``--no-auth``)."""
 
     namespace: str
     account: Account
+    user: str | None = None
 
 
 def region_of(authorization: str | None, default: str) -> str:
@@ -178,10 +199,13 @@ Operation = Callable[[Mapping[str, Any], Caller], Awaitable[dict[str, Any]]]
 
 
 class ControlApi:
-    def __init__(self, table: ShapeTable, store: Store, writer: Writer) -> None:
+    def __init__(
+        self, table: ShapeTable, store: Store, writer: Writer, authorizer: Authorizer | None = None
+    ) -> None:
         self.table = table
         self.store = store
         self.writer = writer
+        self.authorizer: Authorizer = authorizer or AllowAll()
         self.operations: dict[str, Operation] = {
             "CreateModel": self.create_model,
             "DescribeModel": self._describer(MODEL),
@@ -225,10 +249,24 @@ class ControlApi:
             raise errors.not_found(kind, caller.account, name)
         return obj
 
+    async def _check_read(self, caller: Caller, verb: str, kind: Kind, operation: str, name: str) -> None:
+        """Reads come from the cache: RBAC is asked (SubjectAccessReview, cached) whether the
+        caller's identity may ``get``/``list`` the kind, as the API server would on a GET."""
+        if caller.user is None or await self.authorizer.allowed(caller.user, verb, kind, caller.namespace):
+            return
+        raise errors.access_denied(
+            caller.user,
+            operation,
+            caller.account.arn(kind, name),
+            f"Kubernetes RBAC does not allow {verb} on {kind.plural}.{API_GROUP} in namespace {caller.namespace}",
+        )
+
     def _describer(self, kind: Kind) -> Operation:
         async def describe(request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
             validate(self.table, f"Describe{kind.kind}Input", request)
-            obj = self._require(kind, caller, request[kind.name_member])
+            name = request[kind.name_member]
+            await self._check_read(caller, "get", kind, f"Describe{kind.kind}", name)
+            obj = self._require(kind, caller, name)
             return self.describe(kind, obj, caller.account)
 
         return describe
@@ -238,6 +276,7 @@ class ControlApi:
 
         async def list_objects(request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
             validate(self.table, f"List{plural}Input", request)
+            await self._check_read(caller, "list", kind, f"List{plural}", "*")
             query = parse_list_query(request)
             entries = [
                 summary(self.table, summary_shape, self.describe(kind, obj, caller.account))
@@ -257,7 +296,9 @@ class ControlApi:
             name = request[kind.name_member]
             obj = self._require(kind, caller, name)
             try:
-                deleted = await self.writer.delete(kind, caller.namespace, obj["metadata"]["name"])
+                deleted = await self.writer.delete(
+                    kind, caller.namespace, obj["metadata"]["name"], user=caller.user
+                )
             except KubeRefusalError as refusal:
                 if refusal.status == 404:
                     self.store.forget(kind, obj)
@@ -285,6 +326,7 @@ class ControlApi:
             refusal.message,
             operation,
             caller.account.arn(kind, name),
+            caller.user,
         )
 
     async def _create(
@@ -292,7 +334,7 @@ class ControlApi:
     ) -> None:
         body = new_object(kind, caller.namespace, name, spec)
         try:
-            created = await self.writer.create(kind, caller.namespace, body)
+            created = await self.writer.create(kind, caller.namespace, body, user=caller.user)
         except KubeRefusalError as refusal:
             if refusal.status == 409:
                 taken = self.store.all(kind, caller.namespace)
@@ -360,7 +402,9 @@ class ControlApi:
             "spec": {"endpointConfigName": request["EndpointConfigName"], "deploymentConfig": deployment}
         }
         try:
-            updated = await self.writer.patch(ENDPOINT, caller.namespace, endpoint["metadata"]["name"], patch)
+            updated = await self.writer.patch(
+                ENDPOINT, caller.namespace, endpoint["metadata"]["name"], patch, user=caller.user
+            )
         except KubeRefusalError as refusal:
             if refusal.status == 404:
                 raise errors.not_found(ENDPOINT, caller.account, name) from None
@@ -371,4 +415,14 @@ class ControlApi:
         return {"EndpointArn": caller.account.arn(ENDPOINT, name)}
 
 
-__all__ = ["KINDS", "Caller", "ControlApi", "KubeRefusalError", "Store", "Writer", "region_of"]
+__all__ = [
+    "KINDS",
+    "AllowAll",
+    "Authorizer",
+    "Caller",
+    "ControlApi",
+    "KubeRefusalError",
+    "Store",
+    "Writer",
+    "region_of",
+]

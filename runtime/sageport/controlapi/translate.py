@@ -422,15 +422,21 @@ def member_path(table: ShapeTable, input_shape: str, ack_path: str) -> str:
 
 
 def kube_error(
-    table: ShapeTable, input_shape: str | None, status: int, message: str, operation: str, resource: str
+    table: ShapeTable,
+    input_shape: str | None,
+    status: int,
+    message: str,
+    operation: str,
+    resource: str,
+    user: str | None = None,
 ) -> ApiError:
-    """The SageMaker error for a Kubernetes API refusal of a write."""
+    """The SageMaker error for a Kubernetes API refusal of a write made as ``user``."""
     if status == 403:
-        return ApiError(
-            "AccessDeniedException",
-            400,
-            f"User is not authorized to perform: sagemaker:{operation} on resource: {resource}",
-        )
+        if "cannot impersonate" in message:
+            reason = f"the gateway may not act as this identity ({message})"
+        else:
+            reason = f"Kubernetes RBAC refused it: {message}"
+        return errors.access_denied(user, operation, resource, reason)
     unknown = _UNKNOWN_FIELD.findall(message)
     if status == 400 and unknown and input_shape is not None:
         members = ", ".join(member_path(table, input_shape, path) for path in unknown)

@@ -5,7 +5,6 @@ List with pagination, UpdateEndpoint, Delete, and SageMaker's errors.
 
 from __future__ import annotations
 
-import base64
 import secrets
 import statistics
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from sageport.controlapi.names import object_name
+from sageport_dev import stack
 from sageport_dev.handle import KubeCluster
 from tests.integration.gateway.support import Process, start_gateway
 from tests.support.kube import apply, get
@@ -25,22 +25,36 @@ REGION = "eu-west-1"
 WAIT = {"Delay": 1, "MaxAttempts": 90}
 
 
-def _access_key(kube_api: Any, namespace: str) -> tuple[str, str]:
-    from kubernetes.client import CoreV1Api
+def _key_client(gateway: Process, kube_cluster: KubeCluster, namespace: str, *, service_account: str | None,
+                verbs: tuple[str, ...] = stack.ALL_VERBS, name: str = "control-key") -> Any:  # fmt: skip
+    """boto3's ``sagemaker`` client with a new access key in ``namespace`` whose Secret names
+    ``service_account`` (made here, bound to a Role with ``verbs`` on the sageport.io kinds)."""
+    import boto3  # type: ignore[import-untyped]
+    from botocore.config import Config  # type: ignore[import-untyped]
 
-    key_id, secret = "AKID" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24)
-
-    def encode(text: str) -> str:
-        return base64.b64encode(text.encode()).decode()
-
-    CoreV1Api(kube_api).create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": "control-key", "labels": {"sageport.io/access-key": "true"}},
-            "data": {"accessKeyId": encode(key_id), "secretAccessKey": encode(secret)},
-        },
+    key = stack.AccessKey("AKID" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24))
+    identity = stack.api_identity(service_account, verbs) if service_account else []
+    apply(kube_cluster, [*identity, stack.access_key_secret(name, key, service_account)], namespace)
+    client = boto3.client(
+        "sagemaker",
+        endpoint_url=gateway.url,
+        region_name=REGION,
+        aws_access_key_id=key.access_key_id,
+        aws_secret_access_key=key.secret_access_key,
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
     )
-    return key_id, secret
+    # The key Secret reaches the gateway through its watch: wait until it signs in.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.list_models()
+            return client
+        except client.exceptions.ClientError as error:
+            if error.response["Error"]["Code"] == "AccessDeniedException":
+                return client  # signed in: what it may do is the test's business
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the access key never worked: {error}") from None
+            time.sleep(0.3)
 
 
 @pytest.fixture
@@ -56,29 +70,9 @@ def gateway(kube_cluster: KubeCluster, namespace: str, tmp_path: Path) -> Iterat
 
 
 @pytest.fixture
-def sagemaker(gateway: Process, kube_api: Any, namespace: str) -> Any:
-    import boto3  # type: ignore[import-untyped]
-    from botocore.config import Config  # type: ignore[import-untyped]
-
-    key_id, secret = _access_key(kube_api, namespace)
-    client = boto3.client(
-        "sagemaker",
-        endpoint_url=gateway.url,
-        region_name=REGION,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
-    )
-    # The key Secret reaches the gateway through its watch: wait until it signs in.
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            client.list_models()
-            return client
-        except client.exceptions.ClientError as error:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the access key never worked: {error}") from None
-            time.sleep(0.3)
+def sagemaker(gateway: Process, kube_cluster: KubeCluster, namespace: str) -> Any:
+    """A key whose identity may do everything on the sageport.io kinds in the namespace."""
+    return _key_client(gateway, kube_cluster, namespace, service_account=stack.API_IDENTITY)
 
 
 def _variant(model: str, count: int = 1) -> dict[str, Any]:
@@ -257,3 +251,43 @@ def test_pagination_over_many_endpoints_and_describe_latency(sagemaker: Any) -> 
     p50, p99 = statistics.median(timings), timings[int(len(timings) * 0.99)]
     print(f"\nDescribeEndpoint at 50 endpoints (boto3 round trip): p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     assert p50 < 25  # generous on a loaded machine; the number is in the report
+
+
+def test_rbac_decides_what_a_key_may_do(
+    sagemaker: Any, gateway: Process, kube_cluster: KubeCluster, namespace: str
+) -> None:
+    """Every call acts as the key's ServiceAccount: one that may only read is refused
+    CreateEndpoint with AWS's AccessDeniedException; the same call with the full key works; a
+    key naming no identity may not use the control plane at all."""
+    sagemaker.create_model(ModelName="m", PrimaryContainer={"ModelDataUrl": "s3://b/m.tar.gz"})
+    sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[_variant("m")])
+    viewer = _key_client(gateway, kube_cluster, namespace, service_account="viewer",
+                         verbs=("get", "list", "watch"), name="viewer-key")  # fmt: skip
+    assert viewer.describe_endpoint_config(EndpointConfigName="c")["EndpointConfigName"] == "c"
+    code, message = _error(viewer.create_endpoint, EndpointName="e", EndpointConfigName="c")
+    assert code == "AccessDeniedException"
+    assert message.startswith(
+        f"User: system:serviceaccount:{namespace}:viewer is not authorized to perform: "
+        f"sagemaker:CreateEndpoint on resource: arn:aws:sagemaker:{REGION}:123456789012:endpoint/e because "
+    )
+    assert 'cannot create resource "endpoints"' in message
+    assert get(kube_cluster, "endpoints.sageport.io", namespace, "e") is None  # nothing half-made
+    with pytest.raises(viewer.exceptions.ClientError):
+        viewer.delete_model(ModelName="m")
+    assert sagemaker.create_endpoint(EndpointName="e", EndpointConfigName="c")["EndpointArn"].endswith(
+        ":endpoint/e"
+    )
+    assert viewer.describe_endpoint(EndpointName="e")["EndpointName"] == "e"
+
+    # An identity without even read rights: Describe and List are refused too (RBAC is asked).
+    stranger = _key_client(gateway, kube_cluster, namespace, service_account="stranger", verbs=("create",),
+                           name="stranger-key")  # fmt: skip
+    code, message = _error(stranger.describe_endpoint, EndpointName="e")
+    assert code == "AccessDeniedException"
+    assert "does not allow get on endpoints.sageport.io" in message
+    assert _error(stranger.list_models)[0] == "AccessDeniedException"
+
+    invoke_only = _key_client(gateway, kube_cluster, namespace, service_account=None, name="invoke-key")
+    code, message = _error(invoke_only.list_endpoints)
+    assert code == "AccessDeniedException"
+    assert "names no Kubernetes identity" in message

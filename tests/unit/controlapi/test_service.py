@@ -24,8 +24,12 @@ class FakeWriter:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.forbid = forbid or set()
         self.store = store
+        self.users: list[str | None] = []
 
-    async def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    async def create(
+        self, kind: Kind, namespace: str, body: Mapping[str, Any], *, user: str | None
+    ) -> Mapping[str, Any]:
+        self.users.append(user)
         if kind.kind in self.forbid:
             raise KubeRefusalError(403, "forbidden")
         key = (kind.plural, body["metadata"]["name"])
@@ -36,13 +40,13 @@ class FakeWriter:
         self.objects[key] = obj
         return obj
 
-    async def delete(self, kind: Kind, namespace: str, name: str) -> Mapping[str, Any]:
+    async def delete(self, kind: Kind, namespace: str, name: str, *, user: str | None) -> Mapping[str, Any]:
         if (kind.plural, name) not in self.objects:
             raise KubeRefusalError(404, "not found")
         return self.objects.pop((kind.plural, name))
 
     async def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any]
+        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, user: str | None
     ) -> Mapping[str, Any]:
         obj = self.objects[(kind.plural, name)]
         obj["spec"].update({k: v for k, v in patch["spec"].items() if v is not None})
@@ -156,10 +160,45 @@ async def test_list_pages_through_everything(api: ControlApi) -> None:
 
 async def test_rbac_refusal_is_access_denied(table: shapes.ShapeTable) -> None:
     store = Store()
-    api = ControlApi(table, store, FakeWriter(store, forbid={"Model"}))
+    writer = FakeWriter(store, forbid={"Model"})
+    api = ControlApi(table, store, writer)
+    caller = Caller("team", CALLER.account, "system:serviceaccount:team:reader")
     with pytest.raises(ApiError) as raised:
-        await call(api, "CreateModel", ModelName="M")
+        await api.call("SageMaker.CreateModel", json.dumps({"ModelName": "M"}).encode(), caller)
     assert raised.value.code == "AccessDeniedException"
+    assert raised.value.message.startswith(
+        "User: system:serviceaccount:team:reader is not authorized to perform: sagemaker:CreateModel "
+        "on resource: arn:aws:sagemaker:us-east-1:123456789012:model/m because Kubernetes RBAC refused it"
+    )
+    assert writer.users == ["system:serviceaccount:team:reader"]  # the write was made as the caller
+
+
+class Rbac:
+    """An authorizer allowing what ``grants`` lists: (user, verb, plural)."""
+
+    def __init__(self, *grants: tuple[str, str, str]) -> None:
+        self.grants = set(grants)
+        self.asked: list[tuple[str, str, str, str]] = []
+
+    async def allowed(self, user: str, verb: str, kind: Kind, namespace: str) -> bool:
+        self.asked.append((user, verb, kind.plural, namespace))
+        return (user, verb, kind.plural) in self.grants
+
+
+async def test_reads_from_the_cache_are_checked_against_rbac(table: shapes.ShapeTable) -> None:
+    store = Store()
+    user = "system:serviceaccount:team:viewer"
+    rbac = Rbac((user, "get", "endpoints"))
+    api = ControlApi(table, store, FakeWriter(store), authorizer=rbac)
+    await _make_endpoint(api)  # as the gateway itself (no user): not checked
+    caller = Caller("team", CALLER.account, user)
+    described = await api.call("SageMaker.DescribeEndpoint", b'{"EndpointName": "Ep"}', caller)
+    assert described["EndpointName"] == "Ep"
+    with pytest.raises(ApiError) as raised:
+        await api.call("SageMaker.ListEndpoints", b"{}", caller)
+    assert raised.value.code == "AccessDeniedException"
+    assert "does not allow list on endpoints.sageport.io in namespace team" in raised.value.message
+    assert rbac.asked == [(user, "get", "endpoints", "team"), (user, "list", "endpoints", "team")]
 
 
 async def test_unknown_operations_and_bodies(api: ControlApi) -> None:
