@@ -219,6 +219,7 @@ class ControlApi:
             "DescribeEndpoint": self._describer(ENDPOINT),
             "ListEndpoints": self._lister(ENDPOINT, "EndpointSummary", "Endpoints"),
             "UpdateEndpoint": self.update_endpoint,
+            "UpdateEndpointWeightsAndCapacities": self.update_endpoint_weights_and_capacities,
             "DeleteEndpoint": self._deleter(ENDPOINT),
         }
 
@@ -413,6 +414,61 @@ class ControlApi:
             ) from None
         self.store.remember(ENDPOINT, updated)
         return {"EndpointArn": caller.account.arn(ENDPOINT, name)}
+
+    async def update_endpoint_weights_and_capacities(
+        self, request: Mapping[str, Any], caller: Caller
+    ) -> dict[str, Any]:
+        """New weights and instance counts for variants of the running config, in place (no new
+        fleet): ``spec.desiredWeightsAndCapacities``, merged per variant with what an earlier call
+        set, which the operator applies (Updating, then InService)."""
+        spec = to_spec(self.table, "UpdateEndpointWeightsAndCapacitiesInput", request)
+        name = request["EndpointName"]
+        endpoint = self._require(ENDPOINT, caller, name)
+        arn = caller.account.arn(ENDPOINT, name)
+        if describe_endpoint(self.table, endpoint, caller.account)["EndpointStatus"] in _IN_PROGRESS:
+            raise errors.validation(f'Cannot update in-progress endpoint "{arn}".')
+        current = endpoint.get("spec", {})
+        config = self.store.find(ENDPOINT_CONFIG, caller.namespace, current.get("endpointConfigName", ""))
+        variants = [
+            str(v.get("variantName")) for v in (config or {}).get("spec", {}).get("productionVariants") or ()
+        ] or [str(v.get("variantName")) for v in endpoint.get("status", {}).get("productionVariants") or ()]
+        requested = spec["desiredWeightsAndCapacities"]
+        unknown = [d["variantName"] for d in requested if d["variantName"] not in variants]
+        if unknown:
+            raise errors.validation(
+                f'The variant(s) {", ".join(unknown)} are not present in endpoint "{arn}" '
+                f"(its variants: {', '.join(variants)})."
+            )
+        scaled = {s.get("variantName") for s in current.get("autoScaling") or ()}
+        owned = [
+            d["variantName"] for d in requested if "desiredInstanceCount" in d and d["variantName"] in scaled
+        ]
+        if owned:
+            raise errors.validation(
+                f"DesiredInstanceCount of variant(s) {', '.join(owned)} is set by the endpoint's "
+                "autoscaling (spec.autoScaling): change its minInstanceCount/maxInstanceCount instead."
+            )
+        merged = {d["variantName"]: dict(d) for d in current.get("desiredWeightsAndCapacities") or ()}
+        for desired in requested:
+            merged.setdefault(desired["variantName"], {}).update(desired)
+        patch = {"spec": {"desiredWeightsAndCapacities": list(merged.values())}}
+        try:
+            updated = await self.writer.patch(
+                ENDPOINT, caller.namespace, endpoint["metadata"]["name"], patch, user=caller.user
+            )
+        except KubeRefusalError as refusal:
+            if refusal.status == 404:
+                raise errors.not_found(ENDPOINT, caller.account, name) from None
+            raise self._refused(
+                refusal,
+                "UpdateEndpointWeightsAndCapacitiesInput",
+                "UpdateEndpointWeightsAndCapacities",
+                ENDPOINT,
+                caller,
+                name,
+            ) from None
+        self.store.remember(ENDPOINT, updated)
+        return {"EndpointArn": arn}
 
 
 __all__ = [

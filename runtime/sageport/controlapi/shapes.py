@@ -26,6 +26,7 @@ OPERATIONS = (
     "DescribeEndpoint",
     "ListEndpoints",
     "UpdateEndpoint",
+    "UpdateEndpointWeightsAndCapacities",
     "DeleteEndpoint",
 )
 

@@ -275,10 +275,41 @@ def describe_endpoint_config(table: ShapeTable, obj: Mapping[str, Any], account:
 
 
 def endpoint_status(obj: Mapping[str, Any]) -> str:
-    if _mapping(obj.get("metadata")).get("deletionTimestamp"):
+    """The status SageMaker would answer. An InService Endpoint whose spec asks for a config or
+    for weights and counts the operator has not acted on yet is ``Updating``: SageMaker says so
+    the moment UpdateEndpoint or UpdateEndpointWeightsAndCapacities returns, so a waiter started
+    right after never sees the old InService (a tags-only change does not count)."""
+    metadata = _mapping(obj.get("metadata"))
+    if metadata.get("deletionTimestamp"):
         return EndpointStatus.DELETING
-    status = _mapping(obj.get("status")).get("endpointStatus")
-    return status if isinstance(status, str) and status else EndpointStatus.CREATING
+    status = _mapping(obj.get("status"))
+    value = status.get("endpointStatus")
+    if not isinstance(value, str) or not value:
+        return EndpointStatus.CREATING
+    if value == EndpointStatus.IN_SERVICE and _change_pending(_mapping(obj.get("spec")), status, metadata):
+        return EndpointStatus.UPDATING
+    return value
+
+
+def _change_pending(spec: Mapping[str, Any], status: Mapping[str, Any], metadata: Mapping[str, Any]) -> bool:
+    generation, observed = metadata.get("generation"), status.get("observedGeneration")
+    if not isinstance(generation, int) or not isinstance(observed, int) or generation <= observed:
+        return False
+    if spec.get("endpointConfigName") != status.get("endpointConfigName"):
+        return True
+    variants = {
+        v.get("variantName"): v for v in status.get("productionVariants") or () if isinstance(v, Mapping)
+    }
+    for desired in spec.get("desiredWeightsAndCapacities") or ():
+        current = _mapping(variants.get(_mapping(desired).get("variantName")))
+        for field, status_field in (
+            ("desiredWeight", "desiredWeight"),
+            ("desiredInstanceCount", "desiredInstanceCount"),
+        ):
+            wanted = _mapping(desired).get(field)
+            if wanted is not None and current.get(status_field) != wanted:
+                return True
+    return False
 
 
 def describe_endpoint(table: ShapeTable, obj: Mapping[str, Any], account: Account) -> dict[str, Any]:

@@ -291,3 +291,49 @@ def test_rbac_decides_what_a_key_may_do(
     code, message = _error(invoke_only.list_endpoints)
     assert code == "AccessDeniedException"
     assert "names no Kubernetes identity" in message
+
+
+def test_update_endpoint_weights_and_capacities_in_place(sagemaker: Any, kube_cluster: KubeCluster,
+                                                         namespace: str) -> None:  # fmt: skip
+    """SageMaker's semantics: Updating at once, then InService with the new weight and count on
+    the same config; an unknown variant is refused naming it; no call while Updating."""
+    sagemaker.create_model(ModelName="m", PrimaryContainer={"ModelDataUrl": "s3://b/m.tar.gz"})
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="ab",
+        ProductionVariants=[{**_variant("m"), "VariantName": "A"}, {**_variant("m"), "VariantName": "B"}],
+    )
+    sagemaker.create_endpoint(EndpointName="Ab", EndpointConfigName="ab")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="Ab", WaiterConfig=WAIT)
+
+    code, message = _error(sagemaker.update_endpoint_weights_and_capacities, EndpointName="Ab",
+                           DesiredWeightsAndCapacities=[{"VariantName": "C", "DesiredWeight": 1.0}])  # fmt: skip
+    assert code == "ValidationException"
+    assert message.startswith("The variant(s) C are not present in endpoint")
+    assert _error(sagemaker.update_endpoint_weights_and_capacities, EndpointName="nope",
+                  DesiredWeightsAndCapacities=[{"VariantName": "A", "DesiredWeight": 1.0}])[0] == "ValidationException"  # fmt: skip
+
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName="Ab",
+        DesiredWeightsAndCapacities=[{"VariantName": "A", "DesiredWeight": 3.0, "DesiredInstanceCount": 2}],
+    )
+    assert sagemaker.describe_endpoint(EndpointName="Ab")["EndpointStatus"] == "Updating"  # at once
+    code, message = _error(sagemaker.update_endpoint_weights_and_capacities, EndpointName="Ab",
+                           DesiredWeightsAndCapacities=[{"VariantName": "B", "DesiredWeight": 1.0}])  # fmt: skip
+    assert (code, message.split(" endpoint")[0]) == ("ValidationException", "Cannot update in-progress")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="Ab", WaiterConfig=WAIT)
+    variants = {
+        v["VariantName"]: v for v in sagemaker.describe_endpoint(EndpointName="Ab")["ProductionVariants"]
+    }
+    assert (variants["A"]["DesiredWeight"], variants["A"]["CurrentInstanceCount"]) == (3.0, 2)
+    assert variants["B"]["CurrentInstanceCount"] == 1
+    assert sagemaker.describe_endpoint(EndpointName="Ab")["EndpointConfigName"] == "ab"  # same config
+
+    # A later call keeps what an earlier one set for the same variant.
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName="Ab", DesiredWeightsAndCapacities=[{"VariantName": "A", "DesiredWeight": 1.0}]
+    )
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="Ab", WaiterConfig=WAIT)
+    endpoint = get(kube_cluster, "endpoints.sageport.io", namespace, object_name("Ab"))
+    assert endpoint["spec"]["desiredWeightsAndCapacities"] == [
+        {"variantName": "A", "desiredWeight": 1.0, "desiredInstanceCount": 2}
+    ]
