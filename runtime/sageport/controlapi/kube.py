@@ -150,6 +150,23 @@ class KubeObjects:
             raise _refusal(error) from None
         return cast(dict[str, Any], patched)
 
+    async def get(self, kind: Kind, namespace: str, name: str, *, user: str | None) -> Mapping[str, Any]:
+        custom = kubernetes.client.CustomObjectsApi(self.api)
+        try:
+            found = await asyncio.to_thread(
+                custom.get_namespaced_custom_object,
+                contract.API_GROUP,
+                contract.API_VERSION_NAME,
+                namespace,
+                kind.plural,
+                name,
+                _request_timeout=_WRITE_TIMEOUT,
+                _headers=_acting_as(user),
+            )
+        except ApiException as error:
+            raise _refusal(error) from None
+        return cast(dict[str, Any], found)
+
     # ---- the Authorizer protocol: reads are served from the cache, RBAC is asked ----
     async def allowed(self, user: str, verb: str, kind: Kind, namespace: str) -> bool:
         key = (user, verb, kind.plural, namespace)

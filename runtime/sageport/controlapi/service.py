@@ -15,7 +15,16 @@ from typing import Any, Protocol
 
 from sageport.contract import API_GROUP, EndpointStatus
 from sageport.controlapi import errors
-from sageport.controlapi.names import ENDPOINT, ENDPOINT_CONFIG, KINDS, MODEL, Account, Kind, object_name
+from sageport.controlapi.names import (
+    ENDPOINT,
+    ENDPOINT_CONFIG,
+    KINDS,
+    MODEL,
+    Account,
+    Kind,
+    object_name,
+    parse_arn,
+)
 from sageport.controlapi.shapes import ShapeTable
 from sageport.controlapi.translate import (
     describe_endpoint,
@@ -45,6 +54,10 @@ _IN_PROGRESS = frozenset(
         EndpointStatus.DELETING,
     }
 )
+# SageMaker's limit of tags on one resource (TagList max), which the CRDs hold too.
+_MAX_TAGS = 50
+# A tags change is a read-modify-write of spec.tags guarded by resourceVersion: retried on conflict.
+_TAG_ATTEMPTS = 4
 _CREDENTIAL_REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/")
 
 
@@ -164,6 +177,8 @@ class Writer(Protocol):
         self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, user: str | None
     ) -> Mapping[str, Any]: ...
 
+    async def get(self, kind: Kind, namespace: str, name: str, *, user: str | None) -> Mapping[str, Any]: ...
+
 
 class Authorizer(Protocol):
     """Whether Kubernetes RBAC lets ``user`` do ``verb`` on ``kind`` in ``namespace`` (reads are
@@ -221,6 +236,9 @@ class ControlApi:
             "UpdateEndpoint": self.update_endpoint,
             "UpdateEndpointWeightsAndCapacities": self.update_endpoint_weights_and_capacities,
             "DeleteEndpoint": self._deleter(ENDPOINT),
+            "AddTags": self.add_tags,
+            "ListTags": self.list_tags,
+            "DeleteTags": self.delete_tags,
         }
 
     async def call(self, target: str, body: bytes, caller: Caller) -> dict[str, Any]:
@@ -415,6 +433,112 @@ class ControlApi:
         self.store.remember(ENDPOINT, updated)
         return {"EndpointArn": caller.account.arn(ENDPOINT, name)}
 
+    # ---- tags: spec.tags of the object an ARN names ----
+    def _tagged(self, caller: Caller, arn: str) -> tuple[Kind, dict[str, Any]]:
+        parsed = parse_arn(arn)
+        kind = next((k for k in KINDS if parsed is not None and k.arn_type == parsed.arn_type), None)
+        if parsed is None or kind is None:
+            taggable = ", ".join(k.arn_type for k in KINDS)
+            raise errors.validation(
+                f"sageport tags only these resource types ({taggable}); got the ARN {arn}."
+            )
+        if parsed.account.account_id != caller.account.account_id:
+            raise errors.validation(f"Resource {arn} is not in this account ({caller.account.account_id}).")
+        # ARNs lower-case the name: the oldest object whose SageMaker name matches, ignoring case.
+        matches = [
+            o
+            for o in self.store.all(kind, caller.namespace)
+            if sagemaker_name(kind, o).lower() == parsed.name
+        ]
+        if not matches:
+            raise errors.not_found(kind, caller.account, parsed.name)
+        return kind, min(
+            matches, key=lambda o: (str(o["metadata"].get("creationTimestamp", "")), o["metadata"]["name"])
+        )
+
+    async def _retag(
+        self,
+        caller: Caller,
+        arn: str,
+        operation: str,
+        change: Callable[[list[dict[str, str]]], list[dict[str, str]]],
+    ) -> list[dict[str, str]]:
+        """Apply ``change`` to the object's tags: a merge patch of spec.tags guarded by the
+        resourceVersion it was computed from, so two concurrent calls never lose a tag."""
+        kind, obj = self._tagged(caller, arn)
+        name = sagemaker_name(kind, obj)
+        for _ in range(_TAG_ATTEMPTS):
+            tags = change(_tags(obj))
+            if len(tags) > _MAX_TAGS:
+                raise errors.validation(
+                    f"{arn} would have {len(tags)} tags; a resource may have at most {_MAX_TAGS}."
+                )
+            patch = {
+                "metadata": {"resourceVersion": obj["metadata"].get("resourceVersion")},
+                "spec": {"tags": [{"key": t["Key"], "value": t["Value"]} for t in tags] or None},
+            }
+            try:
+                updated = await self.writer.patch(
+                    kind, caller.namespace, obj["metadata"]["name"], patch, user=caller.user
+                )
+            except KubeRefusalError as refusal:
+                if refusal.status == 409:  # changed since it was read: read it again, as the caller
+                    try:
+                        obj = dict(
+                            await self.writer.get(
+                                kind, caller.namespace, obj["metadata"]["name"], user=caller.user
+                            )
+                        )
+                    except KubeRefusalError as again:
+                        refusal = again
+                    else:
+                        continue
+                if refusal.status == 404:
+                    raise errors.not_found(kind, caller.account, name) from None
+                raise self._refused(refusal, None, operation, kind, caller, name) from None
+            self.store.remember(kind, updated)
+            return _tags(updated)
+        raise errors.resource_in_use(f"{arn} kept changing while its tags were updated; retry the request.")
+
+    async def add_tags(self, request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+        """Adds or overwrites (by key) the given tags; answers the resource's tags."""
+        validate(self.table, "AddTagsInput", request)
+        given = [{"Key": t["Key"], "Value": t["Value"]} for t in request["Tags"]]
+
+        def add(tags: list[dict[str, str]]) -> list[dict[str, str]]:
+            keys = {t["Key"] for t in given}
+            return [t for t in tags if t["Key"] not in keys] + given
+
+        return {"Tags": await self._retag(caller, request["ResourceArn"], "AddTags", add)}
+
+    async def delete_tags(self, request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+        validate(self.table, "DeleteTagsInput", request)
+        keys = set(request["TagKeys"])
+        await self._retag(
+            caller,
+            request["ResourceArn"],
+            "DeleteTags",
+            lambda tags: [t for t in tags if t["Key"] not in keys],
+        )
+        return {}
+
+    async def list_tags(self, request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+        validate(self.table, "ListTagsInput", request)
+        kind, obj = self._tagged(caller, request["ResourceArn"])
+        await self._check_read(caller, "get", kind, "ListTags", sagemaker_name(kind, obj))
+        tags = _tags(obj)
+        start = 0
+        if request.get("NextToken"):
+            try:
+                start = int(str(request["NextToken"]))
+            except ValueError:
+                raise errors.validation(f"Invalid pagination token: {request['NextToken']}") from None
+        size = int(request.get("MaxResults") or _MAX_TAGS)
+        response: dict[str, Any] = {"Tags": tags[start : start + size]}
+        if start + size < len(tags):
+            response["NextToken"] = str(start + size)
+        return response
+
     async def update_endpoint_weights_and_capacities(
         self, request: Mapping[str, Any], caller: Caller
     ) -> dict[str, Any]:
@@ -469,6 +593,16 @@ class ControlApi:
             ) from None
         self.store.remember(ENDPOINT, updated)
         return {"EndpointArn": arn}
+
+
+def _tags(obj: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``spec.tags`` in botocore's shape (Key, Value), in the order they were added."""
+    found = obj.get("spec", {}).get("tags") or ()
+    return [
+        {"Key": str(t.get("key", "")), "Value": str(t.get("value", ""))}
+        for t in found
+        if isinstance(t, Mapping)
+    ]
 
 
 __all__ = [

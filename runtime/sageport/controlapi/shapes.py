@@ -28,6 +28,9 @@ OPERATIONS = (
     "UpdateEndpoint",
     "UpdateEndpointWeightsAndCapacities",
     "DeleteEndpoint",
+    "AddTags",
+    "ListTags",
+    "DeleteTags",
 )
 
 

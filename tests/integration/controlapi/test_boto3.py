@@ -337,3 +337,46 @@ def test_update_endpoint_weights_and_capacities_in_place(sagemaker: Any, kube_cl
     assert endpoint["spec"]["desiredWeightsAndCapacities"] == [
         {"variantName": "A", "desiredWeight": 1.0, "desiredInstanceCount": 2}
     ]
+
+
+def test_tags_round_trip_on_every_kind(sagemaker: Any, kube_cluster: KubeCluster, namespace: str) -> None:
+    """Tags given at Create* are kept; AddTags adds or overwrites by key, DeleteTags removes,
+    ListTags reads; they live in spec.tags (ACK's field), so kubectl sees them, and a tag change
+    leaves an endpoint InService. Models and EndpointConfigs stay immutable except their tags."""
+    arn = f"arn:aws:sagemaker:{REGION}:123456789012"
+    team = [{"Key": "team", "Value": "fraud"}]
+    sagemaker.create_model(ModelName="Tm", PrimaryContainer={"ModelDataUrl": "s3://b/m.tar.gz"}, Tags=team)
+    sagemaker.create_endpoint_config(EndpointConfigName="tc", ProductionVariants=[_variant("Tm")], Tags=team)
+    sagemaker.create_endpoint(EndpointName="Te", EndpointConfigName="tc", Tags=team)
+    for resource in (f"{arn}:model/tm", f"{arn}:endpoint-config/tc", f"{arn}:endpoint/te"):
+        assert sagemaker.list_tags(ResourceArn=resource)["Tags"] == team
+        added = sagemaker.add_tags(ResourceArn=resource, Tags=[{"Key": "team", "Value": "risk"},
+                                                               {"Key": "cost-center", "Value": "42"}])  # fmt: skip
+        expected = [{"Key": "team", "Value": "risk"}, {"Key": "cost-center", "Value": "42"}]
+        assert added["Tags"] == expected
+        assert sagemaker.list_tags(ResourceArn=resource)["Tags"] == expected
+        sagemaker.delete_tags(ResourceArn=resource, TagKeys=["team"])
+        assert sagemaker.list_tags(ResourceArn=resource)["Tags"] == [{"Key": "cost-center", "Value": "42"}]
+    model = get(kube_cluster, "models.sageport.io", namespace, object_name("Tm"))
+    assert model["spec"]["tags"] == [{"key": "cost-center", "value": "42"}]
+
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="Te", WaiterConfig=WAIT)
+    sagemaker.add_tags(ResourceArn=f"{arn}:endpoint/te", Tags=[{"Key": "stage", "Value": "prod"}])
+    assert sagemaker.describe_endpoint(EndpointName="Te")["EndpointStatus"] == "InService"
+
+    # Fifty tags, paged by ListTags (MaxResults is at least 50 in SageMaker's model).
+    many = [{"Key": f"k{index:02d}", "Value": str(index)} for index in range(48)]
+    sagemaker.add_tags(ResourceArn=f"{arn}:model/tm", Tags=many)
+    pages = list(sagemaker.get_paginator("list_tags").paginate(ResourceArn=f"{arn}:model/tm",
+                                                               PaginationConfig={"PageSize": 50}))  # fmt: skip
+    assert len([t for page in pages for t in page["Tags"]]) == 49
+    code, message = _error(sagemaker.add_tags, ResourceArn=f"{arn}:model/tm",
+                           Tags=[{"Key": "one-more", "Value": ""}, {"Key": "and-one", "Value": ""}])  # fmt: skip
+    assert (code, "at most 50" in message) == ("ValidationException", True)
+    assert _error(sagemaker.list_tags, ResourceArn=f"{arn}:model/ghost") == (
+        "ValidationException", f'Could not find model "{arn}:model/ghost".')  # fmt: skip
+
+    # Still immutable but for tags: kubectl cannot change what the model serves.
+    changed = kube_cluster.kubectl("-n", namespace, "patch", "models.sageport.io", object_name("Tm"), "--type=merge",
+                                   "-p", '{"spec": {"executionRoleARN": "arn:aws:iam::1:role/x"}}', check=False)  # fmt: skip
+    assert "Model spec is immutable except tags" in changed.stderr

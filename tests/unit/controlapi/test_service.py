@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sageport.controlapi import shapes
-from sageport.controlapi.names import ENDPOINT, Account, Kind
+from sageport.controlapi.names import ENDPOINT, Account, Kind, object_name
 from sageport.controlapi.service import Caller, ControlApi, KubeRefusalError, Store, region_of
 from sageport.net.awserrors import ApiError
 
@@ -49,9 +49,19 @@ class FakeWriter:
         self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, user: str | None
     ) -> Mapping[str, Any]:
         obj = self.objects[(kind.plural, name)]
-        obj["spec"].update({k: v for k, v in patch["spec"].items() if v is not None})
+        expected = patch.get("metadata", {}).get("resourceVersion")
+        if expected is not None and expected != obj["metadata"]["resourceVersion"]:
+            raise KubeRefusalError(409, "the object has been modified")
+        for key, value in patch["spec"].items():
+            if value is None:
+                obj["spec"].pop(key, None)
+            else:
+                obj["spec"][key] = value
         obj["metadata"]["resourceVersion"] = str(next(_versions))
-        return obj
+        return copy.deepcopy(obj)
+
+    async def get(self, kind: Kind, namespace: str, name: str, *, user: str | None) -> Mapping[str, Any]:
+        return copy.deepcopy(self.objects[(kind.plural, name)])
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +224,40 @@ def test_the_region_comes_from_the_signature() -> None:
     header = "AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-central-1/sagemaker/aws4_request, SignedHeaders=host, Signature=x"
     assert region_of(header, "us-east-1") == "eu-central-1"
     assert region_of(None, "us-east-1") == "us-east-1"
+
+
+async def test_tags_round_trip_and_a_stale_cache_loses_no_tag(api: ControlApi) -> None:
+    await call(api, "CreateModel", ModelName="Tagged", PrimaryContainer={"Image": "img"},
+               Tags=[{"Key": "team", "Value": "a"}])  # fmt: skip
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model/tagged"
+    assert (await call(api, "ListTags", ResourceArn=arn))["Tags"] == [{"Key": "team", "Value": "a"}]
+    # Someone else changes the object after our cache saw it: the guarded patch conflicts, the
+    # object is read again and the change applied on top.
+    writer = api.writer
+    assert isinstance(writer, FakeWriter)
+    stored = writer.objects[("models", object_name("Tagged"))]
+    stored["spec"]["tags"] = [*stored["spec"]["tags"], {"key": "owner", "value": "kubectl"}]
+    stored["metadata"]["resourceVersion"] = str(next(_versions))
+    added = await call(
+        api, "AddTags", ResourceArn=arn, Tags=[{"Key": "team", "Value": "b"}, {"Key": "x", "Value": ""}]
+    )
+    assert added["Tags"] == [
+        {"Key": "owner", "Value": "kubectl"},
+        {"Key": "team", "Value": "b"},
+        {"Key": "x", "Value": ""},
+    ]
+    await call(api, "DeleteTags", ResourceArn=arn, TagKeys=["owner", "absent"])
+    assert (await call(api, "ListTags", ResourceArn=arn))["Tags"] == [
+        {"Key": "team", "Value": "b"},
+        {"Key": "x", "Value": ""},
+    ]
+    with pytest.raises(ApiError, match=r'Could not find model ".*:model/ghost"'):
+        await call(
+            api, "AddTags", ResourceArn=arn.replace("tagged", "ghost"), Tags=[{"Key": "k", "Value": "v"}]
+        )
+    with pytest.raises(ApiError, match="only these resource types"):
+        await call(
+            api, "ListTags", ResourceArn="arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/n"
+        )
+    with pytest.raises(ApiError, match="at most 50"):
+        await call(api, "AddTags", ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": ""} for i in range(49)])
