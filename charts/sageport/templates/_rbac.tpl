@@ -62,7 +62,7 @@ itself writes nothing. */}}
 {{- define "sageport.gateway.namespacedRules" -}}
 {{- if .Values.gateway.controlApi.enabled }}
 - apiGroups: ["sageport.io"]
-  resources: ["models", "endpointconfigs", "endpoints"]
+  resources: ["models", "endpointconfigs", "endpoints", "transformjobs"]
   verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]

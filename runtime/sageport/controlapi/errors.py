@@ -41,6 +41,24 @@ def access_denied(user: str | None, operation: str, resource: str, reason: str) 
     )
 
 
+def job_not_found(name: str) -> ApiError:
+    """A missing job on Describe: ValidationException, which the transform_job_completed_or_stopped
+    waiter takes as failure, with the text SageMaker uses for its jobs."""
+    return validation(f"Could not find requested job with name {name}")
+
+
+def job_in_use(arn: str) -> ApiError:
+    """A duplicate job name (CreateTransformJob models ResourceInUse; SageMaker's jobs word it so)."""
+    return resource_in_use(
+        "Transform job names must be unique within an AWS account and region, and a transform job "
+        f"with this name already exists ({arn})"
+    )
+
+
+def resource_not_found(message: str) -> ApiError:
+    return ApiError("ResourceNotFound", 400, message)
+
+
 def resource_in_use(message: str) -> ApiError:
     return ApiError("ResourceInUse", 400, message)
 

@@ -52,7 +52,15 @@ ENDPOINT_CONFIG = Kind(
     "endpointConfigName",
 )
 ENDPOINT = Kind("Endpoint", Plural.ENDPOINTS, "endpoint", "endpoint", "EndpointName", "endpointName")
-KINDS = (MODEL, ENDPOINT_CONFIG, ENDPOINT)
+TRANSFORM_JOB = Kind(
+    "TransformJob",
+    Plural.TRANSFORM_JOBS,
+    "transform-job",
+    "transform job",
+    "TransformJobName",
+    "transformJobName",
+)
+KINDS = (MODEL, ENDPOINT_CONFIG, ENDPOINT, TRANSFORM_JOB)
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sageport.contract import API_GROUP, EndpointStatus
+from sageport.contract import ANNOTATION_STOP_REQUESTED, API_GROUP, EndpointStatus, TransformJobStatus
 from sageport.controlapi import errors
 from sageport.controlapi.names import (
     ENDPOINT,
     ENDPOINT_CONFIG,
     KINDS,
     MODEL,
+    TRANSFORM_JOB,
     Account,
     Kind,
     object_name,
@@ -30,6 +31,7 @@ from sageport.controlapi.translate import (
     describe_endpoint,
     describe_endpoint_config,
     describe_model,
+    describe_transform_job,
     kube_error,
     new_object,
     page,
@@ -37,6 +39,7 @@ from sageport.controlapi.translate import (
     sagemaker_name,
     summary,
     to_spec,
+    transform_job_status,
     validate,
 )
 from sageport.net.awserrors import ApiError
@@ -224,18 +227,30 @@ class ControlApi:
         self.operations: dict[str, Operation] = {
             "CreateModel": self.create_model,
             "DescribeModel": self._describer(MODEL),
-            "ListModels": self._lister(MODEL, "ModelSummary", "Models"),
+            "ListModels": self._lister(MODEL, "Models", "ModelSummary", "Models"),
             "DeleteModel": self._deleter(MODEL),
             "CreateEndpointConfig": self.create_endpoint_config,
             "DescribeEndpointConfig": self._describer(ENDPOINT_CONFIG),
-            "ListEndpointConfigs": self._lister(ENDPOINT_CONFIG, "EndpointConfigSummary", "EndpointConfigs"),
+            "ListEndpointConfigs": self._lister(
+                ENDPOINT_CONFIG, "EndpointConfigs", "EndpointConfigSummary", "EndpointConfigs"
+            ),
             "DeleteEndpointConfig": self._deleter(ENDPOINT_CONFIG),
             "CreateEndpoint": self.create_endpoint,
             "DescribeEndpoint": self._describer(ENDPOINT),
-            "ListEndpoints": self._lister(ENDPOINT, "EndpointSummary", "Endpoints"),
+            "ListEndpoints": self._lister(ENDPOINT, "Endpoints", "EndpointSummary", "Endpoints"),
             "UpdateEndpoint": self.update_endpoint,
             "UpdateEndpointWeightsAndCapacities": self.update_endpoint_weights_and_capacities,
             "DeleteEndpoint": self._deleter(ENDPOINT),
+            "CreateTransformJob": self.create_transform_job,
+            "DescribeTransformJob": self._describer(TRANSFORM_JOB),
+            "ListTransformJobs": self._lister(
+                TRANSFORM_JOB,
+                "TransformJobs",
+                "TransformJobSummary",
+                "TransformJobSummaries",
+                "TransformJobStatus",
+            ),
+            "StopTransformJob": self.stop_transform_job,
             "AddTags": self.add_tags,
             "ListTags": self.list_tags,
             "DeleteTags": self.delete_tags,
@@ -260,7 +275,13 @@ class ControlApi:
             return describe_model(self.table, obj, account)
         if kind is ENDPOINT_CONFIG:
             return describe_endpoint_config(self.table, obj, account)
+        if kind is TRANSFORM_JOB:
+            shape = self.table.operations["DescribeTransformJob"].output or ""
+            return describe_transform_job(self.table, obj, account, shape)
         return describe_endpoint(self.table, obj, account)
+
+    def _input(self, operation: str) -> str:
+        return self.table.operations[operation].input or ""
 
     def _require(self, kind: Kind, caller: Caller, name: str) -> dict[str, Any]:
         obj = self.store.find(kind, caller.namespace, name)
@@ -282,26 +303,37 @@ class ControlApi:
 
     def _describer(self, kind: Kind) -> Operation:
         async def describe(request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
-            validate(self.table, f"Describe{kind.kind}Input", request)
+            validate(self.table, self._input(f"Describe{kind.kind}"), request)
             name = request[kind.name_member]
             await self._check_read(caller, "get", kind, f"Describe{kind.kind}", name)
-            obj = self._require(kind, caller, name)
+            obj = self.store.find(kind, caller.namespace, name)
+            if obj is None:
+                raise (
+                    errors.job_not_found(name)
+                    if kind is TRANSFORM_JOB
+                    else errors.not_found(kind, caller.account, name)
+                )
             return self.describe(kind, obj, caller.account)
 
         return describe
 
-    def _lister(self, kind: Kind, summary_shape: str, list_member: str) -> Operation:
-        plural = {MODEL: "Models", ENDPOINT_CONFIG: "EndpointConfigs", ENDPOINT: "Endpoints"}[kind]
-
+    def _lister(
+        self,
+        kind: Kind,
+        plural: str,
+        summary_shape: str,
+        list_member: str,
+        status_member: str = "EndpointStatus",
+    ) -> Operation:
         async def list_objects(request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
-            validate(self.table, f"List{plural}Input", request)
+            validate(self.table, self._input(f"List{plural}"), request)
             await self._check_read(caller, "list", kind, f"List{plural}", "*")
             query = parse_list_query(request)
             entries = [
                 summary(self.table, summary_shape, self.describe(kind, obj, caller.account))
                 for obj in self.store.all(kind, caller.namespace)
             ]
-            selected, token = page(entries, query, kind.name_member)
+            selected, token = page(entries, query, kind.name_member, status_member)
             response: dict[str, Any] = {list_member: selected}
             if token is not None:
                 response["NextToken"] = token
@@ -311,7 +343,7 @@ class ControlApi:
 
     def _deleter(self, kind: Kind) -> Operation:
         async def delete(request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
-            validate(self.table, f"Delete{kind.kind}Input", request)
+            validate(self.table, self._input(f"Delete{kind.kind}"), request)
             name = request[kind.name_member]
             obj = self._require(kind, caller, name)
             try:
@@ -432,6 +464,49 @@ class ControlApi:
             ) from None
         self.store.remember(ENDPOINT, updated)
         return {"EndpointArn": caller.account.arn(ENDPOINT, name)}
+
+    # ---- TransformJobs: the operator runs them; the API creates, reads and stops ----
+    async def create_transform_job(self, request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+        shape = self._input("CreateTransformJob")
+        spec = to_spec(self.table, shape, request)
+        name = request["TransformJobName"]
+        arn = caller.account.arn(TRANSFORM_JOB, name)
+        if self.store.find(TRANSFORM_JOB, caller.namespace, name) is not None:
+            raise errors.job_in_use(arn)
+        self._require(MODEL, caller, request["ModelName"])
+        try:
+            await self._create(TRANSFORM_JOB, shape, spec, caller, name)
+        except ApiError as error:
+            if error.message.startswith("Cannot create already existing"):
+                raise errors.job_in_use(arn) from None
+            raise
+        return {"TransformJobArn": arn}
+
+    async def stop_transform_job(self, request: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+        """Sets the stop-requested annotation (a TransformJob's spec is immutable); the operator
+        stops the job's pods and writes Stopped. Stopping a stopping job is a no-op, as in
+        SageMaker; a job that already ended is refused."""
+        validate(self.table, self._input("StopTransformJob"), request)
+        name = request["TransformJobName"]
+        job = self.store.find(TRANSFORM_JOB, caller.namespace, name)
+        if job is None:
+            raise errors.resource_not_found(f"Could not find requested job with name {name}")
+        status = transform_job_status(job)
+        if status not in (TransformJobStatus.IN_PROGRESS, TransformJobStatus.STOPPING):
+            raise errors.validation(
+                f"The request was rejected because the transform job is in status {status}."
+            )
+        patch = {"metadata": {"annotations": {ANNOTATION_STOP_REQUESTED: "true"}}}
+        try:
+            updated = await self.writer.patch(
+                TRANSFORM_JOB, caller.namespace, job["metadata"]["name"], patch, user=caller.user
+            )
+        except KubeRefusalError as refusal:
+            if refusal.status == 404:
+                raise errors.resource_not_found(f"Could not find requested job with name {name}") from None
+            raise self._refused(refusal, None, "StopTransformJob", TRANSFORM_JOB, caller, name) from None
+        self.store.remember(TRANSFORM_JOB, updated)
+        return {}
 
     # ---- tags: spec.tags of the object an ARN names ----
     def _tagged(self, caller: Caller, arn: str) -> tuple[Kind, dict[str, Any]]:

@@ -19,9 +19,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sageport.contract import API_VERSION, EndpointStatus
+from sageport.contract import ANNOTATION_STOP_REQUESTED, API_VERSION, EndpointStatus, TransformJobStatus
 from sageport.controlapi import errors
-from sageport.controlapi.names import ENDPOINT, ENDPOINT_CONFIG, MODEL, Account, Kind, ack_name, object_name
+from sageport.controlapi.names import (
+    ENDPOINT,
+    ENDPOINT_CONFIG,
+    MODEL,
+    TRANSFORM_JOB,
+    Account,
+    Kind,
+    ack_name,
+    object_name,
+)
 from sageport.controlapi.shapes import Shape, ShapeTable
 from sageport.net.awserrors import ApiError
 
@@ -334,6 +343,40 @@ def describe_endpoint(table: ShapeTable, obj: Mapping[str, Any], account: Accoun
     return response
 
 
+def transform_job_status(obj: Mapping[str, Any]) -> str:
+    """The operator's status; InProgress until it writes one (SageMaker's first status), and
+    Stopping once a stop was asked of a job still in progress."""
+    status = _mapping(obj.get("status")).get("transformJobStatus")
+    value = status if isinstance(status, str) and status else TransformJobStatus.IN_PROGRESS
+    stop_asked = ANNOTATION_STOP_REQUESTED in _mapping(_mapping(obj.get("metadata")).get("annotations"))
+    if value == TransformJobStatus.IN_PROGRESS and stop_asked:
+        return TransformJobStatus.STOPPING
+    return value
+
+
+def describe_transform_job(
+    table: ShapeTable, obj: Mapping[str, Any], account: Account, shape: str
+) -> dict[str, Any]:
+    """DescribeTransformJob: the spec (what was asked) and the status the operator writes."""
+    spec, status = _mapping(obj.get("spec")), _mapping(obj.get("status"))
+    response = from_ack(table, shape, {**spec, **{k: v for k, v in status.items() if k != "conditions"}})
+    name = sagemaker_name(TRANSFORM_JOB, obj)
+    created = creation_time(obj)
+    response.update(
+        TransformJobName=name,
+        TransformJobArn=account.arn(TRANSFORM_JOB, name),
+        TransformJobStatus=transform_job_status(obj),
+        CreationTime=created,
+    )
+    # For ListTransformJobs' LastModifiedTime: the latest moment the job changed state.
+    response["LastModifiedTime"] = max(
+        t
+        for t in (created, response.get("TransformStartTime"), response.get("TransformEndTime"))
+        if t is not None
+    )
+    return response
+
+
 def summary(table: ShapeTable, shape_name: str, described: Mapping[str, Any]) -> dict[str, Any]:
     """A list entry: the members of the summary shape taken from the Describe response."""
     return {member: described[member] for member in table[shape_name]["members"] if member in described}
@@ -382,14 +425,16 @@ def parse_list_query(request: Mapping[str, Any]) -> ListQuery:
 
 
 def page(
-    entries: Sequence[Mapping[str, Any]], query: ListQuery, name_member: str
+    entries: Sequence[Mapping[str, Any]],
+    query: ListQuery,
+    name_member: str,
+    status_member: str = "EndpointStatus",
 ) -> tuple[list[Mapping[str, Any]], str | None]:
     """One page of list entries (already filtered by kind and namespace), and the next token.
 
     The token holds the sort key of the page's last entry, so entries created or deleted between
     calls neither repeat nor shift the pages (a deleted entry is simply not there).
     """
-    status_member = "EndpointStatus"
     sort_member = {"Name": name_member, "Status": status_member}.get(query.sort_by, "CreationTime")
 
     def key(entry: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -5,14 +5,17 @@ List with pagination, UpdateEndpoint, Delete, and SageMaker's errors.
 
 from __future__ import annotations
 
+import json
 import secrets
 import statistics
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import WaiterError  # type: ignore[import-untyped]
 
 from sageport.controlapi.names import object_name
 from sageport_dev import stack
@@ -380,3 +383,98 @@ def test_tags_round_trip_on_every_kind(sagemaker: Any, kube_cluster: KubeCluster
     changed = kube_cluster.kubectl("-n", namespace, "patch", "models.sageport.io", object_name("Tm"), "--type=merge",
                                    "-p", '{"spec": {"executionRoleARN": "arn:aws:iam::1:role/x"}}', check=False)  # fmt: skip
     assert "Model spec is immutable except tags" in changed.stderr
+
+
+def _job(name: str, model: str = "m", **extra: Any) -> dict[str, Any]:
+    return {"TransformJobName": name, "ModelName": model,
+            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in/"}},
+                               "ContentType": "text/csv", "SplitType": "Line"},
+            "TransformOutput": {"S3OutputPath": "s3://b/out/", "AssembleWith": "Line"},
+            "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1}, **extra}  # fmt: skip
+
+
+def _job_status(kube_cluster: KubeCluster, namespace: str, name: str, **status: Any) -> None:
+    """Write the status as the batch operator does (this test plays it)."""
+    kube_cluster.kubectl("-n", namespace, "patch", "transformjobs.sageport.io", object_name(name),
+                         "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}))  # fmt: skip
+
+
+@pytest.mark.fake_operator
+def test_transform_jobs_create_describe_list_stop_and_wait(
+    sagemaker: Any, kube_cluster: KubeCluster, namespace: str
+) -> None:
+    arn = f"arn:aws:sagemaker:{REGION}:123456789012"
+    sagemaker.create_model(ModelName="m", PrimaryContainer={"ModelDataUrl": "s3://b/m.tar.gz"})
+    created = sagemaker.create_transform_job(**_job("Nightly", MaxPayloadInMB=2, BatchStrategy="MultiRecord",
+                                                    Environment={"A": "1"}, Tags=[{"Key": "k", "Value": "v"}]))  # fmt: skip
+    assert created["TransformJobArn"] == f"{arn}:transform-job/nightly"
+    job = get(kube_cluster, "transformjobs.sageport.io", namespace, object_name("Nightly"))
+    assert job["spec"]["transformJobName"] == "Nightly"
+    assert job["spec"]["transformInput"]["dataSource"]["s3DataSource"]["s3URI"] == "s3://b/in/"
+
+    described = sagemaker.describe_transform_job(TransformJobName="Nightly")
+    assert described["TransformJobStatus"] == "InProgress"  # until the operator writes one
+    assert (described["ModelName"], described["MaxPayloadInMB"], described["Environment"]) == (
+        "m",
+        2,
+        {"A": "1"},
+    )
+    assert described["TransformInput"] == _job("x")["TransformInput"]
+    assert described["TransformResources"] == {"InstanceType": "ml.m5.large", "InstanceCount": 1}
+    assert sagemaker.list_tags(ResourceArn=f"{arn}:transform-job/nightly")["Tags"] == [
+        {"Key": "k", "Value": "v"}
+    ]
+
+    # SageMaker's errors: a duplicate name is ResourceInUse, a missing model or job ValidationException,
+    # a member the CRD cannot hold is named, a missing job to stop ResourceNotFound.
+    code, message = _error(sagemaker.create_transform_job, **_job("Nightly"))
+    assert (code, message) == ("ResourceInUse", "Transform job names must be unique within an AWS account and "
+                               f"region, and a transform job with this name already exists ({arn}:transform-job/nightly)")  # fmt: skip
+    assert _error(sagemaker.create_transform_job, **_job("Other", model="ghost")) == (
+        "ValidationException", f'Could not find model "{arn}:model/ghost".')  # fmt: skip
+    code, message = _error(
+        sagemaker.create_transform_job, **_job("Exp", ExperimentConfig={"ExperimentName": "e"})
+    )
+    assert code == "ValidationException"
+    assert "ExperimentConfig" in message
+    assert _error(sagemaker.describe_transform_job, TransformJobName="Ghost") == (
+        "ValidationException", "Could not find requested job with name Ghost")  # fmt: skip
+    assert _error(sagemaker.stop_transform_job, TransformJobName="Ghost")[0] == "ResourceNotFound"
+
+    # Stop: the annotation the operator acts on, Stopping at once, Stopped when it says so.
+    sagemaker.stop_transform_job(TransformJobName="Nightly")
+    job = get(kube_cluster, "transformjobs.sageport.io", namespace, object_name("Nightly"))
+    assert "sageport.io/stop-requested" in job["metadata"]["annotations"]
+    assert sagemaker.describe_transform_job(TransformJobName="Nightly")["TransformJobStatus"] == "Stopping"
+    sagemaker.stop_transform_job(TransformJobName="Nightly")  # again: no-op while stopping
+    _job_status(kube_cluster, namespace, "Nightly", transformJobStatus="Stopped",
+                transformStartTime="2026-12-07T10:00:00Z", transformEndTime="2026-12-07T10:01:00Z")  # fmt: skip
+    waiter = sagemaker.get_waiter("transform_job_completed_or_stopped")
+    waiter.wait(TransformJobName="Nightly", WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    described = sagemaker.describe_transform_job(TransformJobName="Nightly")
+    assert described["TransformJobStatus"] == "Stopped"
+    assert (described["TransformEndTime"] - described["TransformStartTime"]).total_seconds() == 60
+    assert _error(sagemaker.stop_transform_job, TransformJobName="Nightly") == (
+        "ValidationException", "The request was rejected because the transform job is in status Stopped.")  # fmt: skip
+
+    # Completed and Failed, as the waiter reads them; List filters by status and sorts by name.
+    sagemaker.create_transform_job(**_job("Done"))
+    sagemaker.create_transform_job(**_job("Broken"))
+    later = datetime.now(UTC) + timedelta(minutes=5)  # after the creation time, as a real job ends
+    _job_status(kube_cluster, namespace, "Done", transformJobStatus="Completed",
+                transformStartTime=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                transformEndTime=later.strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
+    _job_status(kube_cluster, namespace, "Broken", transformJobStatus="Failed",
+                failureReason="ClientError: s3://b/in/x.csv: the model answered 400")  # fmt: skip
+    waiter.wait(TransformJobName="Done", WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    with pytest.raises(WaiterError) as failed:
+        waiter.wait(TransformJobName="Broken", WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    assert (
+        failed.value.last_response["FailureReason"] == "ClientError: s3://b/in/x.csv: the model answered 400"
+    )
+    listed = sagemaker.list_transform_jobs(SortBy="Name", SortOrder="Ascending")["TransformJobSummaries"]
+    assert [(j["TransformJobName"], j["TransformJobStatus"]) for j in listed] == [
+        ("Broken", "Failed"), ("Done", "Completed"), ("Nightly", "Stopped")]  # fmt: skip
+    completed = sagemaker.list_transform_jobs(StatusEquals="Completed")["TransformJobSummaries"]
+    assert [j["TransformJobName"] for j in completed] == ["Done"]
+    assert completed[0]["LastModifiedTime"] == completed[0]["TransformEndTime"]

@@ -48,7 +48,9 @@ OPERATOR_CLUSTER_RULES = [
 GATEWAY_NAMESPACED_RULES = [
     # The control-plane API (on by default) caches the kinds and writes them only as the
     # ServiceAccount each key names (impersonation): the gateway itself writes nothing.
-    _rule(["sageport.io"], ["models", "endpointconfigs", "endpoints"], ["get", "list", "watch"]),
+    _rule(
+        ["sageport.io"], ["models", "endpointconfigs", "endpoints", "transformjobs"], ["get", "list", "watch"]
+    ),
     _rule([""], ["serviceaccounts"], ["impersonate"]),
     _rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
     _rule([""], ["secrets"], ["list", "watch"]),

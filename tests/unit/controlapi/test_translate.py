@@ -115,7 +115,7 @@ SAGEPORT_EXTRAS = {"autoScaling", "minInstanceCount", "maxInstanceCount", "targe
 @pytest.mark.parametrize(
     ("plural", "input_shape"),
     [("models", "CreateModelInput"), ("endpointconfigs", "CreateEndpointConfigInput"),
-     ("endpoints", "CreateEndpointInput")],
+     ("endpoints", "CreateEndpointInput"), ("transformjobs", "CreateTransformJobRequest")],
 )  # fmt: skip
 def test_every_crd_field_is_a_botocore_member_renamed(
     table: shapes.ShapeTable, plural: str, input_shape: str
@@ -351,7 +351,7 @@ def test_a_bad_token_is_a_validation_error() -> None:
 
 
 def test_names_module_kinds() -> None:
-    assert [kind.kind for kind in names.KINDS] == ["Model", "EndpointConfig", "Endpoint"]
+    assert [kind.kind for kind in names.KINDS] == ["Model", "EndpointConfig", "Endpoint", "TransformJob"]
 
 
 def test_an_update_the_operator_has_not_seen_yet_is_updating() -> None:
