@@ -507,6 +507,12 @@ def kube_error(
     user: str | None = None,
 ) -> ApiError:
     """The SageMaker error for a Kubernetes API refusal of a write made as ``user``."""
+    if status == 403 and "exceeded quota" in message:
+        # A ResourceQuota (count/endpoints.sageport.io...) is the namespace's service quota.
+        return errors.resource_limit_exceeded(
+            f"The namespace's resource quota does not allow {operation} on {resource}: {message}. "
+            "Ask the namespace's administrator to raise the quota."
+        )
     if status == 403:
         if "cannot impersonate" in message:
             reason = f"the gateway may not act as this identity ({message})"
