@@ -6,76 +6,22 @@ List with pagination, UpdateEndpoint, Delete, and SageMaker's errors.
 from __future__ import annotations
 
 import json
-import secrets
 import statistics
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import WaiterError  # type: ignore[import-untyped]
 
 from sageport.controlapi.names import object_name
-from sageport_dev import stack
 from sageport_dev.handle import KubeCluster
-from tests.integration.gateway.support import Process, start_gateway
+from tests.integration.controlapi.support import REGION, key_client
+from tests.integration.gateway.support import Process
 from tests.support.kube import apply, get
 
 pytestmark = pytest.mark.usefixtures("sageport_operator")
-REGION = "eu-west-1"
 WAIT = {"Delay": 1, "MaxAttempts": 90}
-
-
-def _key_client(gateway: Process, kube_cluster: KubeCluster, namespace: str, *, service_account: str | None,
-                verbs: tuple[str, ...] = stack.ALL_VERBS, name: str = "control-key") -> Any:  # fmt: skip
-    """boto3's ``sagemaker`` client with a new access key in ``namespace`` whose Secret names
-    ``service_account`` (made here, bound to a Role with ``verbs`` on the sageport.io kinds)."""
-    import boto3  # type: ignore[import-untyped]
-    from botocore.config import Config  # type: ignore[import-untyped]
-
-    key = stack.AccessKey("AKID" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24))
-    identity = stack.api_identity(service_account, verbs) if service_account else []
-    apply(kube_cluster, [*identity, stack.access_key_secret(name, key, service_account)], namespace)
-    client = boto3.client(
-        "sagemaker",
-        endpoint_url=gateway.url,
-        region_name=REGION,
-        aws_access_key_id=key.access_key_id,
-        aws_secret_access_key=key.secret_access_key,
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
-    )
-    # The key Secret reaches the gateway through its watch: wait until it signs in.
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            client.list_models()
-            return client
-        except client.exceptions.ClientError as error:
-            if error.response["Error"]["Code"] == "AccessDeniedException":
-                return client  # signed in: what it may do is the test's business
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the access key never worked: {error}") from None
-            time.sleep(0.3)
-
-
-@pytest.fixture
-def gateway(kube_cluster: KubeCluster, namespace: str, tmp_path: Path) -> Iterator[Process]:
-    process = start_gateway(
-        ["--kubernetes", "--kubeconfig", str(kube_cluster.kubeconfig), "--namespace", namespace,
-         "--account-id", "123456789012"],
-        log_path=tmp_path / "gateway.log",
-        ready_timeout=90,
-    )  # fmt: skip
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def sagemaker(gateway: Process, kube_cluster: KubeCluster, namespace: str) -> Any:
-    """A key whose identity may do everything on the sageport.io kinds in the namespace."""
-    return _key_client(gateway, kube_cluster, namespace, service_account=stack.API_IDENTITY)
 
 
 def _variant(model: str, count: int = 1) -> dict[str, Any]:
@@ -333,7 +279,7 @@ def test_rbac_decides_what_a_key_may_do(
     key naming no identity may not use the control plane at all."""
     sagemaker.create_model(ModelName="m", PrimaryContainer={"ModelDataUrl": "s3://b/m.tar.gz"})
     sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[_variant("m")])
-    viewer = _key_client(gateway, kube_cluster, namespace, service_account="viewer",
+    viewer = key_client(gateway, kube_cluster, namespace, service_account="viewer",
                          verbs=("get", "list", "watch"), name="viewer-key")  # fmt: skip
     assert viewer.describe_endpoint_config(EndpointConfigName="c")["EndpointConfigName"] == "c"
     code, message = _error(viewer.create_endpoint, EndpointName="e", EndpointConfigName="c")
@@ -352,14 +298,14 @@ def test_rbac_decides_what_a_key_may_do(
     assert viewer.describe_endpoint(EndpointName="e")["EndpointName"] == "e"
 
     # An identity without even read rights: Describe and List are refused too (RBAC is asked).
-    stranger = _key_client(gateway, kube_cluster, namespace, service_account="stranger", verbs=("create",),
+    stranger = key_client(gateway, kube_cluster, namespace, service_account="stranger", verbs=("create",),
                            name="stranger-key")  # fmt: skip
     code, message = _error(stranger.describe_endpoint, EndpointName="e")
     assert code == "AccessDeniedException"
     assert "does not allow get on endpoints.sageport.io" in message
     assert _error(stranger.list_models)[0] == "AccessDeniedException"
 
-    invoke_only = _key_client(gateway, kube_cluster, namespace, service_account=None, name="invoke-key")
+    invoke_only = key_client(gateway, kube_cluster, namespace, service_account=None, name="invoke-key")
     code, message = _error(invoke_only.list_endpoints)
     assert code == "AccessDeniedException"
     assert "names no Kubernetes identity" in message
