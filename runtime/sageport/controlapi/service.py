@@ -449,8 +449,14 @@ class ControlApi:
         deployment = spec.get("deploymentConfig")
         if deployment is None and request.get("RetainDeploymentConfig"):
             deployment = endpoint.get("spec", {}).get("deploymentConfig")
+        # Variant properties are not retained (SageMaker's default): weights and counts set by
+        # UpdateEndpointWeightsAndCapacities belonged to the old config's variants.
         patch = {
-            "spec": {"endpointConfigName": request["EndpointConfigName"], "deploymentConfig": deployment}
+            "spec": {
+                "endpointConfigName": request["EndpointConfigName"],
+                "deploymentConfig": deployment,
+                "desiredWeightsAndCapacities": None,
+            }
         }
         try:
             updated = await self.writer.patch(

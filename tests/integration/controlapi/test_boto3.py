@@ -356,6 +356,19 @@ def test_update_endpoint_weights_and_capacities_in_place(sagemaker: Any, kube_cl
         {"variantName": "A", "desiredWeight": 1.0, "desiredInstanceCount": 2}
     ]
 
+    # UpdateEndpoint to a config with other variants: the old variants' properties are not
+    # retained (SageMaker's default), so the new config serves as it says.
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="z", ProductionVariants=[{**_variant("m"), "VariantName": "Z"}]
+    )
+    sagemaker.update_endpoint(EndpointName="Ab", EndpointConfigName="z")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="Ab", WaiterConfig=WAIT)
+    described = sagemaker.describe_endpoint(EndpointName="Ab")
+    assert described["EndpointConfigName"] == "z"
+    assert [v["VariantName"] for v in described["ProductionVariants"]] == ["Z"]
+    endpoint = get(kube_cluster, "endpoints.sageport.io", namespace, object_name("Ab"))
+    assert "desiredWeightsAndCapacities" not in endpoint["spec"]
+
 
 def test_tags_round_trip_on_every_kind(sagemaker: Any, kube_cluster: KubeCluster, namespace: str) -> None:
     """Tags given at Create* are kept; AddTags adds or overwrites by key, DeleteTags removes,
