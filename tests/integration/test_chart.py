@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sageport_dev import stack, wire
 from sageport_dev.handle import KubeCluster
 from sageport_dev.processes import eventually, free_ports, terminate, wait_http
 from tests.support.helm import CHART, helm
@@ -244,6 +245,26 @@ def test_operator_and_gateway_work_with_exactly_the_charts_rbac(
         body = refused.value.read().decode()
         assert refused.value.code == 403
         assert "is not authorized to invoke endpoint" in body
+
+        # The control-plane API: the gateway writes nothing as itself, yet a key whose Secret
+        # names a ServiceAccount with rights creates, reads and deletes (impersonation and the
+        # read checks are all the chart grants it).
+        key = stack.AccessKey("AKIDCHART" + namespace[-6:].upper(), "chart-secret-key")
+        apply(kube_cluster, [*stack.api_identity(), stack.access_key_secret("api-key", key)], namespace)
+        sagemaker = wire.control_client(
+            f"http://127.0.0.1:{api_port}", key.access_key_id, key.secret_access_key, attempts=1
+        )
+
+        def listed() -> Any:
+            try:
+                return sagemaker.list_models()
+            except sagemaker.exceptions.ClientError:
+                return None  # the key Secret is not in the gateway's watch yet
+
+        eventually(listed, what="the access key signs in")
+        sagemaker.create_model(ModelName="ChartModel", PrimaryContainer={"Image": "registry.local/m:1"})
+        assert sagemaker.describe_model(ModelName="ChartModel")["ModelName"] == "ChartModel"
+        sagemaker.delete_model(ModelName="ChartModel")
     finally:
         terminate(operator_process, 15)
         terminate(gateway_process, 15)

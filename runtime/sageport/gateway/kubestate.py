@@ -10,6 +10,7 @@ newcomer can therefore never take traffic away from an endpoint that already ser
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -254,7 +255,9 @@ def _names(text: str | None) -> frozenset[str] | None:
 
 def parse_access_key_secret(obj: Mapping[str, Any], system_namespace: str) -> AccessKey | None:
     """A Secret labelled ``sageport.io/access-key=true`` holding ``accessKeyId`` and
-    ``secretAccessKey``, optionally ``endpoints`` (comma-separated names, default all).
+    ``secretAccessKey``, optionally ``endpoints`` (comma-separated names, default all) and
+    ``serviceAccount`` (the ServiceAccount, in the key's home namespace, that the key's
+    control-plane calls act as).
 
     A key is scoped to its Secret's namespace: a team can mint keys only for its own endpoints.
     Only Secrets in the gateway's system namespace may set ``namespaces`` (comma-separated or
@@ -280,7 +283,17 @@ def parse_access_key_secret(obj: Mapping[str, Any], system_namespace: str) -> Ac
         endpoints=_names(_decode(data, "endpoints")),
         namespaces=namespaces,
         home_namespace=home,
+        service_account=_service_account(_decode(data, "serviceAccount")),
     )
+
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
+
+
+def _service_account(text: str | None) -> str | None:
+    """A ServiceAccount name (a DNS subdomain); anything else names no identity."""
+    name = (text or "").strip()
+    return name if _DNS_SUBDOMAIN.match(name) else None
 
 
 def merge_keys(keys: Iterable[tuple[ObjectKey, AccessKey]]) -> tuple[list[AccessKey], list[str]]:

@@ -46,8 +46,12 @@ OPERATOR_CLUSTER_RULES = [
     _rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["list", "watch"]),
 ]
 GATEWAY_NAMESPACED_RULES = [
-    # The control-plane API (on by default) writes the three kinds with the gateway's identity.
-    _rule(["sageport.io"], ["models", "endpointconfigs", "endpoints"], OWN),
+    # The control-plane API (on by default) caches the kinds and writes them only as the
+    # ServiceAccount each key names (impersonation): the gateway itself writes nothing.
+    _rule(
+        ["sageport.io"], ["models", "endpointconfigs", "endpoints", "transformjobs"], ["get", "list", "watch"]
+    ),
+    _rule([""], ["serviceaccounts"], ["impersonate"]),
     _rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
     _rule([""], ["secrets"], ["list", "watch"]),
 ]
@@ -119,6 +123,17 @@ def test_crds_without_keep_or_not_at_all() -> None:
 
 
 # ---- RBAC ----------------------------------------------------------------------------------
+
+
+def test_the_gateway_writes_no_sageport_object_as_itself() -> None:
+    for args in ((), ("--set-json", 'watchNamespaces=["team-a"]')):
+        rendered = render(*args)
+        for doc in [*rendered.kind("ClusterRole"), *rendered.kind("Role")]:
+            if doc["metadata"]["name"] != GATEWAY:
+                continue
+            for rule in doc["rules"]:
+                if "sageport.io" in rule["apiGroups"]:
+                    assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
 
 
 def test_rbac_is_exactly_least_privilege() -> None:
@@ -202,7 +217,7 @@ def test_control_api_off_leaves_the_gateway_read_only() -> None:
     assert not gateway_parser().parse_args(_container(rendered, GATEWAY)["args"]).control_api
     assert rendered.get("ClusterRole", GATEWAY)["rules"] == [
         _rule(["sageport.io"], ["endpoints"], ["get", "list", "watch"]),
-        *GATEWAY_NAMESPACED_RULES[1:],
+        *GATEWAY_NAMESPACED_RULES[2:],
         *GATEWAY_CLUSTER_RULES,
     ]
     account = render("--set-string", "gateway.controlApi.accountId=123456789012")

@@ -158,6 +158,26 @@ def test_system_namespace_keys_may_span_namespaces() -> None:
     assert two.namespaces == frozenset({"a", "b"})
 
 
+def test_a_key_names_the_service_account_its_control_plane_calls_act_as() -> None:
+    key = parse_access_key_secret(
+        secret("team-a", accessKeyId="AK", secretAccessKey="s", serviceAccount=" sagemaker-api "), "sys"
+    )
+    assert key is not None
+    assert key.kubernetes_user == "system:serviceaccount:team-a:sagemaker-api"
+    # A system-namespace key reaching exactly one namespace acts there, as an account of it.
+    system = parse_access_key_secret(
+        secret("sys", accessKeyId="AK", secretAccessKey="s", namespaces="team-b", serviceAccount="ops"), "sys"
+    )
+    assert system is not None
+    assert system.kubernetes_user == "system:serviceaccount:team-b:ops"
+    for missing in ({}, {"serviceAccount": "Not/A:Name"}):
+        plain = parse_access_key_secret(
+            secret("team-a", accessKeyId="AK", secretAccessKey="s", **missing), "sys"
+        )
+        assert plain is not None
+        assert plain.kubernetes_user is None  # invoke only
+
+
 def test_incomplete_secrets_and_duplicate_ids_are_refused() -> None:
     assert parse_access_key_secret(secret("a", accessKeyId="AK"), "sys") is None
     assert (
