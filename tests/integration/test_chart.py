@@ -200,6 +200,21 @@ def test_operator_and_gateway_work_with_exactly_the_charts_rbac(
             ),
             what="autoscaler deleted",
         )
+        # A Serial pipeline: stage pods created, its anchors labelled and annotated.
+        apply(kube_cluster, load_documents(EXAMPLES / "serial-pipeline"), namespace)
+
+        def pipeline_kept() -> bool:
+            pods = get(kube_cluster, "pods", namespace, selector="sageport.io/endpoint-object=iris-pipeline")
+            anchors = [p for p in pods if p["metadata"]["labels"].get("sageport.io/role") == "instance"]
+            stages = [p for p in pods if "sageport.io/stage" in p["metadata"]["labels"]]
+            annotated = [
+                a
+                for a in anchors
+                if len((a["metadata"].get("annotations") or {}).get("sageport.io/stages", "")) > 0
+            ]
+            return len(anchors) == 2 and len(stages) == 4 and len(annotated) == 2
+
+        eventually(pipeline_kept, timeout=90, what="pipeline stage pods kept by the chart's operator")
         unschedulable = [
             {
                 "apiVersion": "sageport.io/v1alpha1",

@@ -6,7 +6,8 @@ a ClusterRole, the namespaced ones in a Role in each watched namespace.
 
 {{/* Operator, in the namespaces it watches: read the sageport.io kinds it reconciles, write
 their status, own the children (server-side apply = patch; create/delete), list the pods of
-an Endpoint whose instances do not start (why unschedulable), post kopf's events. */}}
+an Endpoint whose instances do not start (why unschedulable), keep a Serial pipeline's stage
+pods (create, delete; label and annotate its anchor pods), post kopf's events. */}}
 {{- define "sageport.operator.namespacedRules" -}}
 - apiGroups: ["sageport.io"]
   resources: ["models", "endpointconfigs", "endpoints"]
@@ -28,7 +29,7 @@ an Endpoint whose instances do not start (why unschedulable), post kopf's events
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

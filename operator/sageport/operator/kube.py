@@ -63,6 +63,18 @@ class KubeApi(Protocol):
         """Pods matching a label selector (filtered by the API server)."""
         ...
 
+    async def create_pod(self, pod: Manifest) -> None:
+        """Create a pod (a Serial pipeline's stage pod); one that exists already is left alone."""
+        ...
+
+    async def patch_pod(self, namespace: str, name: str, patch: Manifest) -> None:
+        """JSON-merge-patch a pod's metadata; a pod gone meanwhile is not an error."""
+        ...
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod if it exists."""
+        ...
+
 
 def _collection_path(api_version: str, plural: str, namespace: str | None) -> str:
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
@@ -151,6 +163,31 @@ class KubernetesApi:
         path = _collection_path("v1", "pods", namespace)
         found = await self._call("GET", path, None, "application/json", [("labelSelector", label_selector)])
         return list(found.get("items") or [])
+
+    async def create_pod(self, pod: Manifest) -> None:
+        path = _collection_path("v1", "pods", pod["metadata"]["namespace"])
+        try:
+            await self._call("POST", path, pod, "application/json", [("fieldManager", self._field_manager)])
+        except KubeError as error:
+            if error.status != 409:
+                raise
+
+    async def patch_pod(self, namespace: str, name: str, patch: Manifest) -> None:
+        path = f"{_collection_path('v1', 'pods', namespace)}/{name}"
+        query = [("fieldManager", self._field_manager)]
+        try:
+            await self._call("PATCH", path, patch, "application/merge-patch+json", query)
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        path = f"{_collection_path('v1', 'pods', namespace)}/{name}"
+        try:
+            await self._call("DELETE", path, None, "application/json", [])
+        except KubeError as error:
+            if error.status != 404:
+                raise
 
     async def list_cluster_objects(self, api_version: str, plural: str) -> list[Manifest]:
         """Every object of a cluster-scoped kind."""

@@ -48,11 +48,13 @@ class VariantPlan:
     name: str
     weight: float
     desired_instances: int | None  # None when an autoscaler owns the count
-    image: str
+    images: tuple[str, ...]  # of every container, in order (a pipeline's stages included)
     routing_strategy: RoutingStrategy | None = None
     shadow: bool = False  # reported under shadowProductionVariants; gets copies, not traffic
     # Direct multi-container: the hostnames TargetContainerHostname may name (None otherwise)
     container_hostnames: tuple[str, ...] | None = None
+    # Serial pipeline: its stages' hostnames, in the order a call goes through them (None otherwise)
+    pipeline_hostnames: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -463,12 +465,13 @@ def _variant_summary(
         desired_weight=plan.weight,
         current_instance_count=obs.ready_instances,
         desired_instance_count=_wanted(plan, obs),
-        deployed_images=[DeployedImage(specified_image=plan.image)],
+        deployed_images=[DeployedImage(specified_image=image) for image in plan.images],
         variant_status=variant_status,
         routing_config=RoutingConfig(routing_strategy=plan.routing_strategy)
         if plan.routing_strategy
         else None,
         container_hostnames=list(plan.container_hostnames) if plan.container_hostnames is not None else None,
+        pipeline_hostnames=list(plan.pipeline_hostnames) if plan.pipeline_hostnames is not None else None,
     )
 
 

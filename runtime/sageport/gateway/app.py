@@ -17,7 +17,14 @@ from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sageport.contract import AMZ_TARGET_HEADER, INVOCATIONS_PATH, PING_PATH, SERVING_STATUSES
+from sageport.contract import (
+    AMZ_TARGET_HEADER,
+    FAILED_CONTAINER_HEADER,
+    INVOCATIONS_PATH,
+    PING_PATH,
+    RETRY_ELSEWHERE_HEADER,
+    SERVING_STATUSES,
+)
 from sageport.gateway import errors
 from sageport.gateway.auth import Authenticator
 from sageport.gateway.capture import DataCapture
@@ -54,6 +61,8 @@ from sageport.net.upstream import (
     Response as UpstreamResponse,
 )
 
+_FAILED_CONTAINER = FAILED_CONTAINER_HEADER.lower()
+_RETRY_ELSEWHERE = RETRY_ELSEWHERE_HEADER.lower()
 log = logging.getLogger("sageport.gateway")
 
 
@@ -291,6 +300,19 @@ class Gateway:
                 response = await self._pool.post(
                     self._target(instance), INVOCATIONS_PATH, headers, body, self.settings.model_timeout
                 )
+                if response.status == 503 and _RETRY_ELSEWHERE in response.headers and attempt == 1:
+                    # A stage of this pipeline instance is not there; no model was reached past it.
+                    stage = response.headers[_RETRY_ELSEWHERE]
+                    alternative = _other_instance(chosen.variant, instance, self.rng)
+                    if alternative is not None:
+                        await response.read()
+                        response.release()
+                        instance.outstanding -= 1
+                        log.warning(
+                            "instance %s lacks its stage %s: trying another", instance.base_url, stage
+                        )
+                        instance = alternative
+                        continue
                 return instance, response
             except ConnectFailedError as error:
                 instance.outstanding -= 1
@@ -521,9 +543,11 @@ def _other_instance(variant: Variant, failed: Instance, rng: random.Random) -> I
 def _model_failure(
     response: UpstreamResponse, payload: bytes, container: str | None = None
 ) -> awserrors.ApiError:
-    """The error for a model's non-2xx answer, naming the container (Direct mode) or ``primary``."""
+    """The error for a model's non-2xx answer, naming the container: the one the router says
+    answered (a Serial pipeline's failing stage), the one a Direct call targets, or ``primary``."""
     error_type = response.headers.get("x-amzn-errortype")
-    return errors.from_model_response(response.status, error_type, payload, container or "primary")
+    named = response.headers.get(_FAILED_CONTAINER) or container or "primary"
+    return errors.from_model_response(response.status, error_type, payload, named)
 
 
 def _response_headers(model_headers: Mapping[str, str], variant: str, request_id: str) -> dict[str, str]:

@@ -38,7 +38,7 @@ OPERATOR_NAMESPACED_RULES = [
     _rule([""], ["services"], OWN),
     _rule(["policy"], ["poddisruptionbudgets"], OWN),
     _rule(["autoscaling"], ["horizontalpodautoscalers"], OWN),
-    _rule([""], ["pods"], ["list"]),
+    _rule([""], ["pods"], ["list", "create", "patch", "delete"]),
     _rule([""], ["events"], ["create"]),
 ]
 OPERATOR_CLUSTER_RULES = [

@@ -64,16 +64,15 @@ def test_async_inference_is_refused_naming_the_field() -> None:
     assert "EndpointConfig.asyncInferenceConfig is not supported yet" in _refusal(docs).message
 
 
-def test_serial_pipelines_and_multi_model_are_refused_naming_the_field() -> None:
+def test_serial_pipelines_are_admitted_and_multi_model_is_refused_naming_the_field() -> None:
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     model = kind(docs, "Model")["spec"]
     container = model.pop("primaryContainer")
     model["containers"] = [container, {**container, "image": "other:1"}]
-    message = _refusal(docs).message
-    assert "Model[iris-sklearn].containers is not supported yet: serial inference pipelines" in message
-    assert "inferenceExecutionConfig.mode to Direct" in message
+    assert _admit(docs).problem is None  # Serial: SageMaker's default for several containers
     model["inferenceExecutionConfig"] = {"mode": "Serial"}
-    assert "serial inference pipelines" in _refusal(docs).message
+    admission = _admit(docs)
+    assert (admission.problem, admission.not_acted_on) == (None, ())
 
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     kind(docs, "Model")["spec"]["primaryContainer"]["mode"] = "MultiModel"

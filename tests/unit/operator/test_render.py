@@ -17,6 +17,7 @@ import yaml
 from sageport.operator.reconcile.admit import admit
 from sageport.operator.reconcile.plan import EndpointPlan, plan_endpoint
 from sageport.operator.render import RenderSettings, child_name, variant_children
+from sageport.operator.render.stage import stage_pod
 from sageport.operator.status import Problem
 from tests.support.endpoints import resolve_documents
 from tests.support.manifests import EXAMPLES, REPO, load_documents
@@ -28,6 +29,7 @@ GOLDEN_EXAMPLES = [
     "ab-test-two-variants",
     "autoscaling",
     "multi-container-direct",
+    "serial-pipeline",
 ]
 SETTINGS = RenderSettings(
     runtime_image="sageport/runtime:test", storage_env=(("AWS_ENDPOINT_URL", "http://s3:9000"),)
@@ -42,9 +44,15 @@ def _resolve(docs: Sequence[dict[str, Any]], *, namespace: str = "ml") -> Endpoi
     return admit(resolved).problem or plan_endpoint(resolved, SETTINGS)
 
 
+# A Serial pipeline's stage pods are made per anchor pod: the goldens show them for this one.
+ANCHOR = ("iris-pipeline-alltraffic-abcde-7d9f8c6b5-x2x4q", "anchor-uid")
+
+
 def _children(resolution: EndpointPlan | Problem) -> list[dict[str, Any]]:
     assert isinstance(resolution, EndpointPlan), resolution
-    return [m for rv in resolution.variants for m in variant_children(rv, SETTINGS)]
+    children = [m for rv in resolution.variants for m in variant_children(rv, SETTINGS)]
+    stages = [stage_pod(rv, stage, *ANCHOR, SETTINGS) for rv in resolution.variants for stage in rv.stages]
+    return children + stages
 
 
 def _check_golden(name: str, manifests: list[dict[str, Any]]) -> None:

@@ -230,6 +230,13 @@ class ProductionVariantSummary(ApiModel):
             "TargetContainerHostname must name (the gateway checks it)."
         ),
     )
+    pipeline_hostnames: list[str] | None = Field(
+        default=None,
+        description=(
+            "sageport extra: the containers of a Serial inference pipeline variant, in the order "
+            "each call goes through them."
+        ),
+    )
 
 
 class TrafficShift(ApiModel):

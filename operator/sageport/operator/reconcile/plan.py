@@ -40,10 +40,16 @@ MAX_CONTAINERS = 15  # SageMaker's limit; the port range is cut into this many s
 
 def is_direct(rv: ResolvedVariant) -> bool:
     """The Model is a Direct multi-container model: one pod per instance holds every container
-    behind the router sidecar. (Serial pipelines, SageMaker's default mode, will be a plan of
-    their own: one pod per stage per instance; admit refuses them for now.)"""
+    behind the router sidecar."""
     config = rv.model.spec.inference_execution_config
     return rv.model.spec.containers is not None and config is not None and config.mode == "Direct"
+
+
+def is_serial(rv: ResolvedVariant) -> bool:
+    """The Model is a Serial inference pipeline (SageMaker's mode for several containers unless
+    Direct is asked for): one pod per stage per instance, all on one node; the first stage's
+    pod (the anchor) also runs the router that chains them."""
+    return len(rv.model.spec.containers or ()) > 1 and not is_direct(rv)
 
 
 def container_ports(index: int) -> tuple[int, str]:
@@ -57,12 +63,20 @@ def container_ports(index: int) -> tuple[int, str]:
 
 
 def _router(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> Sidecar | None:
-    """The Direct router: the pod's only served port; routes by TargetContainerHostname."""
-    if not is_direct(rv):
+    """The router: the pod's only served port. Direct: routes by TargetContainerHostname.
+    Serial: runs the chain, the first stage in its own pod, the others at the addresses the
+    operator writes on the pod (ANNOTATION_STAGES, read as the downward API file STAGES_FILE)."""
+    serial = is_serial(rv)
+    if not (is_direct(rv) or serial):
         return None
     hostnames = _hostnames(rv)
-    targets = [f"--container={host}={container_ports(i)[0]}" for i, host in enumerate(hostnames)]
     labels = (f"--endpoint={resolved.endpoint.sagemaker_name}", f"--variant={rv.variant.variant_name}")
+    if serial:
+        targets = [f"--container={hostnames[0]}={container_ports(0)[0]}"]
+        targets += [f"--stage={host}" for host in hostnames[1:]]
+        targets.append(f"--stages-file={contract.STAGES_FILE}")
+    else:
+        targets = [f"--container={host}={container_ports(i)[0]}" for i, host in enumerate(hostnames)]
     return Sidecar(
         name=ROUTER_NAME,
         image=settings.runtime_image,
@@ -71,6 +85,8 @@ def _router(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSet
         port=contract.CONTAINER_PORT,
         port_name=contract.CONTAINER_PORT_NAME,
         ready_path=contract.PING_PATH,
+        ready_failure_threshold=1 if serial else 3,
+        annotation_files=((contract.STAGES_FILE, contract.ANNOTATION_STAGES),) if serial else (),
     )
 
 
@@ -164,7 +180,9 @@ def split_resources(it: InstanceTypeSpec, count: int) -> list[ContainerResources
 def _model_containers(
     rv: ResolvedVariant, settings: RenderSettings, it: InstanceTypeSpec
 ) -> tuple[ModelContainer, ...]:
-    if not is_direct(rv):
+    """Every model container of an instance, in order, each with its port slice and share of
+    the instance (several containers), or the one container with all of it."""
+    if not (is_direct(rv) or is_serial(rv)):
         return tuple(_model_container(c, settings, it) for c in rv.containers)
     hostnames = _hostnames(rv)
     names = _container_names(hostnames)
@@ -197,6 +215,11 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         raise ValueError(f"variant {rv.variant.variant_name} has no instance type: admit refuses it")
     autoscaler = _autoscaler(rv)
     config_name = resolved.config.sagemaker_name
+    containers = _model_containers(rv, settings, rv.instance_type)
+    # A Serial pipeline: the anchor pod runs the first stage, the others get pods of their own.
+    stages = containers[1:] if is_serial(rv) else ()
+    if stages:
+        containers = containers[:1]
     name = child_name(endpoint.metadata.name, rv.variant.variant_name, config_name)
     return VariantShape(
         namespace=resolved.namespace,
@@ -208,7 +231,8 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         config_name=config_name,
         variant_name=rv.variant.variant_name,
         instance_type=rv.instance_type,
-        containers=_model_containers(rv, settings, rv.instance_type),
+        containers=containers,
+        stages=stages,
         startup_seconds=rv.variant.container_startup_health_check_timeout_in_seconds
         or DEFAULT_STARTUP_SECONDS,
         download_seconds=rv.variant.model_data_download_timeout_in_seconds,
@@ -226,10 +250,11 @@ def _summary(rv: ResolvedVariant, shape: VariantShape) -> VariantPlan:
         name=shape.variant_name,
         weight=rv.weight,
         desired_instances=shape.replicas,
-        image=shape.containers[0].image,
+        images=tuple(c.image for c in (*shape.containers, *shape.stages)),
         routing_strategy=routing.routing_strategy if routing else None,
         shadow=rv.shadow,
         container_hostnames=tuple(_hostnames(rv)) if is_direct(rv) else None,
+        pipeline_hostnames=tuple(_hostnames(rv)) if is_serial(rv) else None,
     )
 
 

@@ -16,6 +16,7 @@ _PROBE_PERIOD = 2
 SOURCE_DIR = "/mnt/model-source"
 _FETCH_VOLUME = "model"
 _SOURCE_VOLUME = "model-source"
+_POD_INFO_VOLUME = "pod-info"
 
 
 def restricted_security_context() -> dict[str, Any]:
@@ -159,17 +160,36 @@ def _sidecar_container(sidecar: Sidecar, shape: VariantShape, settings: RenderSe
     if sidecar.port is not None and sidecar.ready_path is not None:
         probe = {"httpGet": {"path": sidecar.ready_path, "port": sidecar.port_name or sidecar.port}}
         container["readinessProbe"] = {**probe, "timeoutSeconds": 3, "periodSeconds": _PROBE_PERIOD}
+        if sidecar.ready_failure_threshold != 3:  # Kubernetes' default
+            container["readinessProbe"]["failureThreshold"] = sidecar.ready_failure_threshold
         container["livenessProbe"] = {
             "tcpSocket": {"port": sidecar.port_name or sidecar.port},
             "periodSeconds": 10,
             "failureThreshold": 6,
         }
+    if sidecar.annotation_files:
+        directories = {path.rpartition("/")[0] for path, _ in sidecar.annotation_files}
+        container["volumeMounts"] = [
+            {"name": _POD_INFO_VOLUME, "mountPath": directory, "readOnly": True}
+            for directory in sorted(directories)
+        ]
     return container
+
+
+def _pod_info_volume(sidecars: tuple[Sidecar, ...]) -> list[dict[str, Any]]:
+    """The downward API volume of the pod's own annotations that sidecars read as files (the
+    kubelet rewrites them when the annotation changes)."""
+    items = [
+        {"path": path.rpartition("/")[2], "fieldRef": {"fieldPath": f"metadata.annotations['{annotation}']"}}
+        for sidecar in sidecars
+        for path, annotation in sidecar.annotation_files
+    ]
+    return [{"name": _POD_INFO_VOLUME, "downwardAPI": {"items": items}}] if items else []
 
 
 def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
     """The pod template's spec. Each model container has its own model volume, fetch and /tmp
-    (named with its ``volume_suffix``); a Direct multi-container pod adds the router sidecar."""
+    (named with its ``volume_suffix``); a multi-container pod adds the router sidecar."""
     spread = [
         {
             "maxSkew": 1,
@@ -179,8 +199,21 @@ def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
         }
         for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
     ]
-    containers = [_model_container(c, shape, settings) for c in shape.containers]
-    containers += [_sidecar_container(s, shape, settings) for s in shape.sidecars]
+    spec = model_pod_spec(shape, shape.containers, shape.sidecars, settings)
+    spec["topologySpreadConstraints"] = spread
+    return spec
+
+
+def model_pod_spec(
+    shape: VariantShape,
+    models: tuple[ModelContainer, ...],
+    sidecars: tuple[Sidecar, ...],
+    settings: RenderSettings,
+) -> dict[str, Any]:
+    """A pod of ``models`` and ``sidecars`` on the variant's instance type, without placement
+    rules between pods (the caller adds spread or affinity)."""
+    containers = [_model_container(c, shape, settings) for c in models]
+    containers += [_sidecar_container(s, shape, settings) for s in sidecars]
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -189,14 +222,14 @@ def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
         "containers": containers,
         "volumes": [
             {"name": name + c.volume_suffix, "emptyDir": {}}
-            for c in shape.containers
+            for c in models
             for name in (_FETCH_VOLUME, "tmp")
-        ],
-        "topologySpreadConstraints": spread,
+        ]
+        + _pod_info_volume(sidecars),
         **_node_placement(shape.instance_type, settings),
     }
     fetches = []
-    for model in shape.containers:
+    for model in models:
         if model.model_url is None:
             continue
         fetched, volume = _model_source(model.model_url, model.volume_suffix)

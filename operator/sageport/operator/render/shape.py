@@ -94,6 +94,10 @@ class Sidecar:
     port: int | None = None  # a named port (port_name) the readiness probe checks on ready_path
     port_name: str | None = None
     ready_path: str | None = None
+    ready_failure_threshold: int = 3  # 1 for a pipeline's router: a dead stage leaves rotation at once
+    # Annotations of its own pod the sidecar reads as files (downward API, kept current by the
+    # kubelet): (path in the container, annotation). The pipeline router's stage addresses.
+    annotation_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,10 @@ class VariantShape:
     sidecars: tuple[Sidecar, ...] = ()
     download_seconds: int | None = None  # the time the model fetch has (modelDataDownloadTimeoutInSeconds)
     services: tuple[ServiceShape, ...] = ()
+    # A Serial pipeline's further stages, in order: one pod each per instance, on the node of
+    # the instance's anchor pod (this variant's Deployment pod, which runs the first stage in
+    # ``containers`` and the router). Empty for every other variant.
+    stages: tuple[ModelContainer, ...] = ()
 
     @property
     def name(self) -> str:
