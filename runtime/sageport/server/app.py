@@ -21,21 +21,30 @@ from urllib.parse import parse_qs, unquote
 
 import numpy as np
 
-from sageport.contract import EXECUTION_PARAMETERS_PATH, INVOCATIONS_PATH, PING_PATH
+from sageport.contract import (
+    EXECUTION_PARAMETERS_PATH,
+    INVOCATIONS_PATH,
+    PING_PATH,
+    TARGET_MODEL_HEADER,
+    multi_model_id,
+)
 from sageport.server.batching import MicroBatcher
 from sageport.server.config import ServerConfig
 from sageport.server.errors import (
+    InsufficientMemoryError,
+    ModelAlreadyLoadedError,
     ModelLoadError,
     ModelNotLoadedError,
     ModelNotReadyError,
     PayloadError,
     ServerError,
+    TargetModelNotFoundError,
 )
 from sageport.server.frameworks import preload
 from sageport.server.handler import ModelHandler, Reply, RequestContext, load_handler
 from sageport.server.kserve_bridge import KServeRoutes
 from sageport.server.memory import default_budget
-from sageport.server.multimodel import ModelStore
+from sageport.server.multimodel import ModelStore, delete_artifact
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 _JSON = [(b"content-type", b"application/json")]
+_TARGET_MODEL = TARGET_MODEL_HEADER.lower()
 _MODEL_PATH = re.compile(r"^/models/([^/]+)(/invoke)?$")
 # Up to this size the built-in codecs run on the event loop: a thread hop costs more than the work.
 _INLINE_CODEC_BYTES = 64 * 1024
@@ -78,6 +88,7 @@ class ServerState:
                 on_unload=self._on_model_unloaded,
             )
         self._background: set[asyncio.Task[Any]] = set()
+        self._target_loads: dict[str, asyncio.Task[Any]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -140,6 +151,51 @@ class ServerState:
         if self.kserve is not None:
             self.kserve.unregister(name)
 
+    # -- multi-model endpoints: the platform's part (load on first call) ---------------------
+    async def load_target(self, name: str, target: str) -> None:
+        """Load TargetModel from the prefix on its first call on this instance: one download and
+        load per model however many calls wait for it. A call waits up to the load wait, then is
+        answered ModelNotReady while the load goes on (SageMaker: 60 s)."""
+        store, prefix = self.store, self.config.model_prefix
+        assert store is not None
+        assert prefix is not None
+        if store.has(name):
+            return
+        if multi_model_id(target) != name:
+            raise PayloadError(f"{TARGET_MODEL_HEADER} {target!r} does not name model {name!r}")
+        task = self._target_loads.get(name)
+        if task is None:
+            task = asyncio.ensure_future(store.load(name, join_prefix(prefix, target)))
+            self._target_loads[name] = task
+            task.add_done_callback(lambda done: self._target_load_done(name, done))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.config.model_load_wait_seconds)
+        except TimeoutError:
+            raise ModelNotReadyError(
+                f"Model {target} is still loading after {self.config.model_load_wait_seconds:g} s; "
+                "the load goes on, retry the call."
+            ) from None
+        except ModelAlreadyLoadedError:
+            pass  # loaded meanwhile through POST /models
+        except (TargetModelNotFoundError, InsufficientMemoryError):
+            raise
+        except Exception as exc:  # the client learns which model failed and why
+            detail = exc.message if isinstance(exc, ServerError) else f"{type(exc).__name__}: {exc}"
+            raise ModelLoadError(f"Model {target} could not be loaded: {detail}") from exc
+
+    def _target_load_done(self, name: str, task: asyncio.Task[Any]) -> None:
+        self._target_loads.pop(name, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("model %s failed to load: %s", name, task.exception())
+
+    def forget_after_call(self, name: str) -> None:
+        """ModelCacheSetting Disabled: unload the model and delete its files once its call is done."""
+        store = self.store
+        assert store is not None
+        if store.has(name):
+            store.unload(name)
+        self._spawn(asyncio.get_running_loop().run_in_executor(self.pool, delete_artifact, store.root, name))
+
     # -- prediction ------------------------------------------------------------------------
     async def handler_for(self, name: str | None) -> ModelHandler:
         if self.store is not None:
@@ -199,8 +255,14 @@ class ServerState:
         return await loop.run_in_executor(self.pool, handler.encode, prediction, context)
 
 
+def join_prefix(prefix: str, target: str) -> str:
+    """The URL of a TargetModel: the Model's prefix, with or without its trailing slash, + the key."""
+    return prefix.rstrip("/") + "/" + target
+
+
 def _fetch_for_multi_model(url: str, destination: Path) -> Path:
-    """A local model directory is used in place; anything else is fetched into ``destination``."""
+    """A local model directory is used in place; anything else is fetched into ``destination``,
+    once: a model unloaded for memory is loaded again from the disk, as SageMaker does."""
     if "://" not in url:
         local = Path(url)
         if local.is_dir():
@@ -208,12 +270,23 @@ def _fetch_for_multi_model(url: str, destination: Path) -> Path:
         if not local.exists():
             raise ModelNotLoadedError(f"no model at {url!r}")
     from sageport.storage import FetchError, UnsafeArchiveError, fetch
+    from sageport.storage.fetch import ArtifactMissingError
 
-    target = destination / "model"
+    target, complete = destination / "model", destination / ".fetched"
+    if complete.exists():
+        return target
     try:
         fetch(url, target)
+    except ArtifactMissingError as exc:
+        bucket, _, key = url.removeprefix("s3://").partition("/")
+        raise TargetModelNotFoundError(
+            f"Failed to download model data(bucket: {bucket}, key: {key}). Please ensure that there is "
+            "an object located at the URL and that the role passed to CreateModel has permissions to "
+            "download the model."
+        ) from exc
     except (FetchError, UnsafeArchiveError) as exc:
         raise ModelLoadError(f"cannot fetch model from {url!r}: {exc}") from exc
+    complete.touch()
     return target
 
 
@@ -343,7 +416,15 @@ class SageportApp:
         if invoke:
             if method != "POST":
                 return await _respond(send, 405, b'{"message":"use POST"}', _JSON)
-            return await self._invocations(scope, receive, send, name)
+            target = _headers(scope).get(_TARGET_MODEL) if self.state.config.model_prefix else None
+            if target is None:
+                return await self._invocations(scope, receive, send, name)
+            await self.state.load_target(name, target)
+            try:
+                return await self._invocations(scope, receive, send, name)
+            finally:
+                if not self.state.config.model_cache:
+                    self.state.forget_after_call(name)
         if method == "GET":
             resident = store.describe(name)
             body = {"modelName": name, "modelUrl": resident.url, "memoryBytes": resident.memory_bytes}
