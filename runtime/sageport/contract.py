@@ -70,6 +70,7 @@ MULTI_CONTAINER_PORTS: Final = (23000, 23999)
 # Model's S3 prefix). The gateway sends such a call to POST /models/<multi_model_id>/invoke with the
 # header kept; sageport's server, given the prefix in MODEL_PREFIX_ENV, loads it there on first use.
 TARGET_MODEL_HEADER: Final = "X-Amzn-SageMaker-Target-Model"
+MULTI_MODEL_PATH: Final = "/models"  # SageMaker's multi-model container API: /models/<name>/invoke
 MODEL_PREFIX_ENV: Final = "SAGEPORT_MODEL_PREFIX"
 # "Disabled" (SageMaker's ModelCacheSetting): each model is unloaded and deleted after its call.
 MODEL_CACHE_ENV: Final = "SAGEPORT_MODEL_CACHE"

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sageport.contract import AMZ_TARGET_HEADER, INVOCATIONS_PATH, PING_PATH, SERVING_STATUSES
+from sageport.contract import AMZ_TARGET_HEADER, PING_PATH, SERVING_STATUSES
 from sageport.gateway import errors
 from sageport.gateway.auth import Authenticator
 from sageport.gateway.capture import DataCapture
@@ -247,7 +247,13 @@ class Gateway:
         if endpoint.status not in SERVING_STATUSES and self.refresh_endpoint and endpoint.namespace:
             await self.refresh_endpoint(endpoint.namespace, name)
             endpoint = self.table.lookup(name) or endpoint
-        chosen = route(endpoint, invocation.target_variant, invocation.target_container, self.rng)
+        chosen = route(
+            endpoint,
+            invocation.target_variant,
+            invocation.target_container,
+            self.rng,
+            invocation.target_model,
+        )
         for shadow in choose_shadows(endpoint.shadows, self.rng) if endpoint.shadows else ():
             self._copy_to_shadow(endpoint, shadow, invocation, body, request_id)
         if invocation.operation is Operation.INVOKE_STREAM:
@@ -289,7 +295,7 @@ class Gateway:
             instance.outstanding += 1
             try:
                 response = await self._pool.post(
-                    self._target(instance), INVOCATIONS_PATH, headers, body, self.settings.model_timeout
+                    self._target(instance), chosen.path, headers, body, self.settings.model_timeout
                 )
                 return instance, response
             except ConnectFailedError as error:

@@ -16,6 +16,7 @@ from sageport.contract import TARGET_CONTAINER_HEADER, TARGET_MODEL_HEADER
 from sageport.net import awserrors
 
 _TARGET_CONTAINER_LOWER = TARGET_CONTAINER_HEADER.lower()
+_TARGET_MODEL_LOWER = TARGET_MODEL_HEADER.lower()
 
 MAX_BODY_BYTES = 6 * 1024 * 1024
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
@@ -41,6 +42,7 @@ class Invocation:
     endpoint_name: str
     target_variant: str | None
     target_container: str | None
+    target_model: str | None
     # Headers to send to the model container, already renamed to the container contract.
     forward_headers: Mapping[str, str]
 
@@ -172,5 +174,6 @@ def parse_invocation(raw_path: str, headers: Mapping[str, str]) -> Invocation:
         endpoint_name=endpoint_name,
         target_variant=headers.get("x-amzn-sagemaker-target-variant") or None,
         target_container=headers.get(_TARGET_CONTAINER_LOWER) or None,
+        target_model=headers.get(_TARGET_MODEL_LOWER) if operation is not Operation.INVOKE_STREAM else None,
         forward_headers=forwarded,
     )

@@ -24,6 +24,7 @@ import numpy as np
 from sageport.contract import (
     EXECUTION_PARAMETERS_PATH,
     INVOCATIONS_PATH,
+    MULTI_MODEL_PATH,
     PING_PATH,
     TARGET_MODEL_HEADER,
     multi_model_id,
@@ -326,7 +327,9 @@ class SageportApp:
                 return await self._ping(send)
             if path == EXECUTION_PARAMETERS_PATH and method == "GET":
                 return await self._execution_parameters(send)
-            if self.state.store is not None and (path == "/models" or path.startswith("/models/")):
+            if self.state.store is not None and (
+                path == MULTI_MODEL_PATH or path.startswith(MULTI_MODEL_PATH + "/")
+            ):
                 return await self._multi_model(scope, receive, send, path, method)
         except ServerError as exc:
             return await _respond(send, exc.status, _error_body(exc), _JSON)
@@ -388,7 +391,7 @@ class SageportApp:
     async def _multi_model(self, scope: Scope, receive: Receive, send: Send, path: str, method: str) -> None:
         store = self.state.store
         assert store is not None
-        if path == "/models":
+        if path == MULTI_MODEL_PATH:
             if method == "POST":
                 request = _json_object(await _read_body(receive))
                 name = request.get("model_name")
