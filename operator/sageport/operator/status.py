@@ -53,6 +53,7 @@ class VariantPlan:
     shadow: bool = False  # reported under shadowProductionVariants; gets copies, not traffic
     # Direct multi-container: the hostnames TargetContainerHostname may name (None otherwise)
     container_hostnames: tuple[str, ...] | None = None
+    multi_model: bool = False  # a multi-model variant: calls name a TargetModel
 
 
 @dataclass(frozen=True)
@@ -469,6 +470,7 @@ def _variant_summary(
         if plan.routing_strategy
         else None,
         container_hostnames=list(plan.container_hostnames) if plan.container_hostnames is not None else None,
+        multi_model=True if plan.multi_model else None,
     )
 
 

@@ -46,7 +46,9 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
         client = server.client()
         client.create_bucket(Bucket=BUCKET)
         for i in range(8):
-            client.put_object(Bucket=BUCKET, Key=f"models/team-{i % 2}/m{i}.tar.gz", Body=model_tarball(100.0 * i))
+            client.put_object(
+                Bucket=BUCKET, Key=f"models/team-{i % 2}/m{i}.tar.gz", Body=model_tarball(100.0 * i)
+            )
         client.put_object(Bucket=BUCKET, Key="models/broken.tar.gz", Body=b"not a tarball")
         yield server
 
@@ -67,7 +69,9 @@ def _server(start: Servers, s3: S3, root: Path, **env: str) -> Server:
 
 def invoke(server: Server, target: str, x: float = 1.0) -> Response:
     headers = {"Content-Type": "application/json", TARGET_MODEL_HEADER: target}
-    return server.request("POST", f"/models/{multi_model_id(target)}/invoke", json.dumps([[x]]).encode(), headers)
+    return server.request(
+        "POST", f"/models/{multi_model_id(target)}/invoke", json.dumps([[x]]).encode(), headers
+    )
 
 
 def prediction(response: Response) -> float:

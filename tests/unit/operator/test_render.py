@@ -28,6 +28,7 @@ GOLDEN_EXAMPLES = [
     "ab-test-two-variants",
     "autoscaling",
     "multi-container-direct",
+    "multi-model",
 ]
 SETTINGS = RenderSettings(
     runtime_image="sageport/runtime:test", storage_env=(("AWS_ENDPOINT_URL", "http://s3:9000"),)

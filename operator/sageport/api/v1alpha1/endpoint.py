@@ -230,6 +230,10 @@ class ProductionVariantSummary(ApiModel):
             "TargetContainerHostname must name (the gateway checks it)."
         ),
     )
+    multi_model: bool | None = Field(
+        default=None,
+        description="sageport extra: true on a multi-model variant, whose calls must name a TargetModel.",
+    )
 
 
 class TrafficShift(ApiModel):
