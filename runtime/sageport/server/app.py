@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sageport.contract import (
     EXECUTION_PARAMETERS_PATH,
@@ -45,6 +46,7 @@ from sageport.server.frameworks import preload
 from sageport.server.handler import ModelHandler, Reply, RequestContext, load_handler
 from sageport.server.kserve_bridge import KServeRoutes
 from sageport.server.memory import default_budget
+from sageport.server.metrics import MultiModelMetrics
 from sageport.server.multimodel import ModelStore, delete_artifact
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 _JSON = [(b"content-type", b"application/json")]
 _TARGET_MODEL = TARGET_MODEL_HEADER.lower()
+METRICS_PATH = "/metrics"
 _MODEL_PATH = re.compile(r"^/models/([^/]+)(/invoke)?$")
 # Up to this size the built-in codecs run on the event loop: a thread hop costs more than the work.
 _INLINE_CODEC_BYTES = 64 * 1024
@@ -76,17 +79,22 @@ class ServerState:
         self.batchers: dict[str, MicroBatcher] = {}
         self.kserve = KServeRoutes(self.predict_array) if config.kserve_routes else None
         self.store: ModelStore | None = None
+        self.metrics: MultiModelMetrics | None = None
         if config.multi_model:
             budget = config.multi_model_memory_bytes or default_budget()
             self.store = ModelStore(
                 load=self._load_named,
                 prepare=lambda model_dir: preload(model_dir, config.framework),
-                fetch_remote=_fetch_for_multi_model,
+                fetch_remote=self._fetch_timed,
                 root=config.multi_model_root,
                 budget_bytes=budget,
                 executor=self.pool,
                 on_load=lambda name, _handler: self._on_model_loaded(name),
                 on_unload=self._on_model_unloaded,
+            )
+            store = self.store
+            self.metrics = MultiModelMetrics(
+                loaded=lambda: len(store.listing()), on_disk=lambda: _models_on_disk(store.root)
             )
         self._background: set[asyncio.Task[Any]] = set()
         self._target_loads: dict[str, asyncio.Task[Any]] = {}
@@ -108,7 +116,19 @@ class ServerState:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _fetch_timed(self, url: str, destination: Path) -> Path:
+        if self.metrics is None or (destination / _FETCHED).exists():
+            return _fetch_for_multi_model(url, destination)
+        with self.metrics.downloading.time():
+            return _fetch_for_multi_model(url, destination)
+
     def _load_named(self, name: str, model_dir: Path) -> ModelHandler:
+        if self.metrics is not None:
+            with self.metrics.loading.time():
+                return self._load_handler(name, model_dir)
+        return self._load_handler(name, model_dir)
+
+    def _load_handler(self, name: str, model_dir: Path) -> ModelHandler:
         return load_handler(
             name,
             model_dir,
@@ -146,6 +166,12 @@ class ServerState:
             self._spawn(self.kserve.start())
 
     def _on_model_unloaded(self, name: str) -> None:
+        started = time.perf_counter()
+        self._release_model(name)
+        if self.metrics is not None:
+            self.metrics.unloading.observe(time.perf_counter() - started)
+
+    def _release_model(self, name: str) -> None:
         batcher = self.batchers.pop(name, None)
         if batcher is not None:
             self._spawn(batcher.close())
@@ -160,8 +186,13 @@ class ServerState:
         store, prefix = self.store, self.config.model_prefix
         assert store is not None
         assert prefix is not None
+        metrics = self.metrics
         if store.has(name):
+            if metrics is not None:
+                metrics.cache_hits.inc()
             return
+        if metrics is not None:
+            metrics.cache_misses.inc()
         if multi_model_id(target) != name:
             raise PayloadError(f"{TARGET_MODEL_HEADER} {target!r} does not name model {name!r}")
         task = self._target_loads.get(name)
@@ -169,6 +200,7 @@ class ServerState:
             task = asyncio.ensure_future(store.load(name, join_prefix(prefix, target)))
             self._target_loads[name] = task
             task.add_done_callback(lambda done: self._target_load_done(name, done))
+        started = time.perf_counter()
         try:
             await asyncio.wait_for(asyncio.shield(task), self.config.model_load_wait_seconds)
         except TimeoutError:
@@ -183,6 +215,9 @@ class ServerState:
         except Exception as exc:  # the client learns which model failed and why
             detail = exc.message if isinstance(exc, ServerError) else f"{type(exc).__name__}: {exc}"
             raise ModelLoadError(f"Model {target} could not be loaded: {detail}") from exc
+        finally:
+            if metrics is not None:
+                metrics.loading_wait.observe(time.perf_counter() - started)
 
     def _target_load_done(self, name: str, task: asyncio.Task[Any]) -> None:
         self._target_loads.pop(name, None)
@@ -256,6 +291,13 @@ class ServerState:
         return await loop.run_in_executor(self.pool, handler.encode, prediction, context)
 
 
+_FETCHED = ".fetched"  # written once a model's download is complete: the disk cache's own mark
+
+
+def _models_on_disk(root: Path) -> int:
+    return sum(1 for _ in root.glob(f"*/{_FETCHED}"))
+
+
 def join_prefix(prefix: str, target: str) -> str:
     """The URL of a TargetModel: the Model's prefix, with or without its trailing slash, + the key."""
     return prefix.rstrip("/") + "/" + target
@@ -273,7 +315,7 @@ def _fetch_for_multi_model(url: str, destination: Path) -> Path:
     from sageport.storage import FetchError, UnsafeArchiveError, fetch
     from sageport.storage.fetch import ArtifactMissingError
 
-    target, complete = destination / "model", destination / ".fetched"
+    target, complete = destination / "model", destination / _FETCHED
     if complete.exists():
         return target
     try:
@@ -325,6 +367,9 @@ class SageportApp:
                 return await self._invocations(scope, receive, send, None)
             if path == PING_PATH:
                 return await self._ping(send)
+            if path == METRICS_PATH and method == "GET" and self.state.metrics is not None:
+                page = generate_latest(self.state.metrics.registry)
+                return await _respond(send, 200, page, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
             if path == EXECUTION_PARAMETERS_PATH and method == "GET":
                 return await self._execution_parameters(send)
             if self.state.store is not None and (

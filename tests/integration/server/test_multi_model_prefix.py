@@ -74,6 +74,15 @@ def invoke(server: Server, target: str, x: float = 1.0) -> Response:
     )
 
 
+def _metrics(server: Server) -> dict[str, float]:
+    page = server.request("GET", "/metrics").body.decode()
+    return {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in page.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
 def prediction(response: Response) -> float:
     assert response.status == 200, response.body
     return round(float(np.asarray(response.json()).ravel()[0]), 6)
@@ -90,6 +99,12 @@ def test_first_call_loads_from_the_prefix_once(start_module_server: Servers, s3:
         assert prediction(invoke(server, f"team-{i % 2}/m{i}.tar.gz", 2.0)) == 100.0 * i + 2.0
     loaded = {m["modelName"] for m in server.request("GET", "/models").json()["models"]}
     assert loaded == {multi_model_id(f"team-{i % 2}/m{i}.tar.gz") for i in range(8)}
+    metrics = _metrics(server)  # SageMaker's MME metrics, per instance
+    assert metrics["sageport_loaded_models"] == metrics["sageport_models_on_disk"] == 8
+    assert metrics["sageport_model_downloading_seconds_count"] == 8  # one download per model
+    assert metrics["sageport_model_loading_seconds_count"] == 8
+    assert metrics["sageport_model_cache_hits_total"] == 1  # m3's second round
+    assert metrics["sageport_model_cache_misses_total"] == 16 + 7
 
 
 def test_missing_key_and_broken_artifact(start_module_server: Servers, s3: S3, tmp_path: Path) -> None:
