@@ -132,10 +132,11 @@ class ModelStore:
 
     async def _load_locked(self, name: str, url: str) -> Resident:
         loop = asyncio.get_running_loop()
-        # Downloads run side by side (one per model: ``load`` refuses a second); loading and
-        # evicting, which decide the memory, one at a time.
-        local = await loop.run_in_executor(self._executor, self._fetch_remote, url, self.root / name)
+        # One model at a time, download included: the load is measured with tracemalloc, and
+        # CPython 3.11 crashes when tracemalloc stops while another thread allocates outside the
+        # GIL (zlib does, unpacking an archive): seen as a segfault with downloads side by side.
         async with self._lock:
+            local = await loop.run_in_executor(self._executor, self._fetch_remote, url, self.root / name)
             # Make room for at least the artifact's size before loading, so the load itself
             # does not push the pod over its limit; the real size is settled afterwards. An
             # artifact larger than the whole budget is refused before anything is evicted.
