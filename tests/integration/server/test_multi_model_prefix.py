@@ -132,3 +132,18 @@ def test_evicted_model_reloads_from_disk_and_cache_disabled_forgets(
         assert time.monotonic() < deadline, "the model's files are still on disk"
         time.sleep(0.05)
     assert prediction(invoke(server, "team-0/m2.tar.gz")) == 201.0  # and fetched again
+
+
+def test_a_call_that_outwaits_the_load_is_not_ready_and_the_load_goes_on(
+    start_module_server: Servers, s3: S3, tmp_path: Path
+) -> None:
+    server = _server(start_module_server, s3, tmp_path / "models", SAGEPORT_MODEL_LOAD_WAIT_SECONDS="0.001")
+    server.wait_until(lambda r: r.status == 200)
+    waited = invoke(server, "team-1/m5.tar.gz")
+    assert (waited.status, waited.json()["type"]) == (503, "ModelNotReadyError")  # the gateway's 429
+    assert "still loading" in waited.json()["message"]
+    loaded = multi_model_id("team-1/m5.tar.gz")
+    server.wait_until(
+        lambda r: loaded in {m["modelName"] for m in r.json()["models"]}, path="/models", timeout=30
+    )
+    assert prediction(invoke(server, "team-1/m5.tar.gz")) == 501.0
