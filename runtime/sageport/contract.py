@@ -88,6 +88,17 @@ FAILED_CONTAINER_HEADER: Final = "X-Sageport-Container"
 # On a router's 503 when a stage of its instance is not there (no model was reached past it):
 # the gateway sends the call to another instance, as when an instance refuses the connection.
 RETRY_ELSEWHERE_HEADER: Final = "X-Sageport-Retry-Elsewhere"
+# Multi-model endpoints: the header naming the model (boto3's TargetModel, a key relative to the
+# Model's S3 prefix). The gateway sends such a call to POST /models/<multi_model_id>/invoke with the
+# header kept; sageport's server, given the prefix in MODEL_PREFIX_ENV, loads it there on first use.
+TARGET_MODEL_HEADER: Final = "X-Amzn-SageMaker-Target-Model"
+MULTI_MODEL_PATH: Final = "/models"  # SageMaker's multi-model container API: /models/<name>/invoke
+MODEL_PREFIX_ENV: Final = "SAGEPORT_MODEL_PREFIX"
+# "Disabled" (SageMaker's ModelCacheSetting): each model is unloaded and deleted after its call.
+MODEL_CACHE_ENV: Final = "SAGEPORT_MODEL_CACHE"
+# The error type (JSON "type") the server answers when TargetModel names no object under the prefix:
+# the gateway answers it as SageMaker does, a ValidationError, not a ModelError.
+TARGET_MODEL_MISSING_ERROR: Final = "TargetModelNotFoundError"
 # Batch transform asks the container for its preferred batch parameters here, when offered.
 EXECUTION_PARAMETERS_PATH: Final = "/execution-parameters"
 
@@ -196,3 +207,9 @@ def config_label(config_name: str) -> str:
     if _LABEL_VALUE.fullmatch(config_name):
         return config_name
     return "h-" + hashlib.sha256(config_name.encode()).hexdigest()[:40]
+
+
+def multi_model_id(target_model: str) -> str:
+    """The name a multi-model container knows a TargetModel by (SageMaker's is opaque too): safe in
+    a URL path and a directory name whatever the key holds, and the same in gateway and server."""
+    return "m-" + hashlib.sha256(target_model.encode()).hexdigest()[:40]

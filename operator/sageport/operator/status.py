@@ -55,6 +55,7 @@ class VariantPlan:
     container_hostnames: tuple[str, ...] | None = None
     # Serial pipeline: its stages' hostnames, in the order a call goes through them (None otherwise)
     pipeline_hostnames: tuple[str, ...] | None = None
+    multi_model: bool = False  # a multi-model variant: calls name a TargetModel
 
 
 @dataclass(frozen=True)
@@ -472,6 +473,7 @@ def _variant_summary(
         else None,
         container_hostnames=list(plan.container_hostnames) if plan.container_hostnames is not None else None,
         pipeline_hostnames=list(plan.pipeline_hostnames) if plan.pipeline_hostnames is not None else None,
+        multi_model=True if plan.multi_model else None,
     )
 
 

@@ -20,7 +20,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sageport.contract import (
     AMZ_TARGET_HEADER,
     FAILED_CONTAINER_HEADER,
-    INVOCATIONS_PATH,
     PING_PATH,
     RETRY_ELSEWHERE_HEADER,
     SERVING_STATUSES,
@@ -256,7 +255,13 @@ class Gateway:
         if endpoint.status not in SERVING_STATUSES and self.refresh_endpoint and endpoint.namespace:
             await self.refresh_endpoint(endpoint.namespace, name)
             endpoint = self.table.lookup(name) or endpoint
-        chosen = route(endpoint, invocation.target_variant, invocation.target_container, self.rng)
+        chosen = route(
+            endpoint,
+            invocation.target_variant,
+            invocation.target_container,
+            self.rng,
+            invocation.target_model,
+        )
         for shadow in choose_shadows(endpoint.shadows, self.rng) if endpoint.shadows else ():
             self._copy_to_shadow(endpoint, shadow, invocation, body, request_id)
         if invocation.operation is Operation.INVOKE_STREAM:
@@ -298,7 +303,7 @@ class Gateway:
             instance.outstanding += 1
             try:
                 response = await self._pool.post(
-                    self._target(instance), INVOCATIONS_PATH, headers, body, self.settings.model_timeout
+                    self._target(instance), chosen.path, headers, body, self.settings.model_timeout
                 )
                 if response.status == 503 and _RETRY_ELSEWHERE in response.headers and attempt == 1:
                     # A stage of this pipeline instance is not there; no model was reached past it.

@@ -22,6 +22,8 @@ from sageport.gateway.capture import CaptureSettings, settings_from_summary
 from sageport.gateway.routing import EndpointSpec, VariantSpec
 
 ObjectKey = tuple[str, str]  # (namespace, name)
+# (config label, variant name, weight, routing strategy, container hostnames or None, multi-model)
+VariantRow = tuple[str, str, float, RoutingStrategy, frozenset[str] | None, bool]
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,11 @@ class EndpointObject:
     object_name: str
     created: str
     status: str
-    # (config label, variant name, weight, routing strategy, container hostnames or None), the
-    # serving config's variants in status order, then those of an update that has traffic.
-    variants: tuple[tuple[str, str, float, RoutingStrategy, frozenset[str] | None], ...]
+    # The serving config's variants in status order, then those of an update that has traffic.
+    variants: tuple[VariantRow, ...]
     # The serving config's shadow variants, as variants are, with the weight the fraction of
     # requests copied to each: its desiredWeight over the production variants' (SageMaker's rule).
-    shadows: tuple[tuple[str, str, float, RoutingStrategy, frozenset[str] | None], ...] = ()
+    shadows: tuple[VariantRow, ...] = ()
     # metadata.resourceVersion as a number (0 if absent): a read-through GET may be newer than
     # the watch's next event, which must then not take the table back.
     resource_version: int = 0
@@ -94,9 +95,7 @@ def _strategy(variant: Mapping[str, Any]) -> RoutingStrategy:
         return RoutingStrategy.LEAST_OUTSTANDING_REQUESTS
 
 
-def _variants(
-    config: Any, summaries: Any, *, shifted: bool
-) -> list[tuple[str, str, float, RoutingStrategy, frozenset[str] | None]]:
+def _variants(config: Any, summaries: Any, *, shifted: bool) -> list[VariantRow]:
     """The routable variants of one config's fleet. ``shifted``: an update's fleet, which gets
     traffic only once its currentWeight (its share of the traffic shift) is above zero."""
     label = contract.config_label(config) if isinstance(config, str) else ""
@@ -115,6 +114,7 @@ def _variants(
                 weight,
                 _strategy(variant),
                 frozenset(str(host) for host in hostnames) if isinstance(hostnames, list) else None,
+                variant.get("multiModel") is True,
             )
         )
     return variants
@@ -142,9 +142,7 @@ def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
     )
 
 
-def _shadows(
-    status: Mapping[str, Any],
-) -> list[tuple[str, str, float, RoutingStrategy, frozenset[str] | None]]:
+def _shadows(status: Mapping[str, Any]) -> list[VariantRow]:
     """The serving config's shadow variants, each with the fraction of requests it gets a copy of."""
     production = 0.0
     for variant in _items(status.get("productionVariants")):
@@ -152,11 +150,11 @@ def _shadows(
         if isinstance(desired, int | float) and not isinstance(desired, bool):
             production += float(desired)
     shadows = []
-    for config, name, weight, strategy, hostnames in _variants(
+    for config, name, weight, strategy, hostnames, multi_model in _variants(
         status.get("endpointConfigName"), status.get("shadowProductionVariants"), shifted=False
     ):
         fraction = min(weight / production, 1.0) if production > 0 else 1.0
-        shadows.append((config, name, fraction, strategy, hostnames))
+        shadows.append((config, name, fraction, strategy, hostnames, multi_model))
     return shadows
 
 
@@ -219,12 +217,13 @@ def build_routes(
         # By object identity only: the invoke name may be another object's name in the namespace.
         def spec(
             config: str, name: str, weight: float, strategy: RoutingStrategy, hostnames: frozenset[str] | None,
-            endpoint: EndpointObject = endpoint,
+            multi_model: bool, endpoint: EndpointObject = endpoint,
         ) -> VariantSpec:  # fmt: skip
             fleet = (endpoint.namespace, endpoint.object_name, config, name)
             return VariantSpec(
-                name, weight, tuple(dict.fromkeys(backends.get(fleet, ()))), strategy, hostnames, config
-            )
+                name, weight, tuple(dict.fromkeys(backends.get(fleet, ()))), strategy, hostnames, config,
+                multi_model,
+            )  # fmt: skip
 
         variants = tuple(spec(*variant) for variant in endpoint.variants)
         shadows = tuple(spec(*shadow) for shadow in endpoint.shadows)

@@ -7,12 +7,20 @@ outstanding-request counters alive across updates, so a watch event never resets
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sageport.contract import INVOCATIONS_PATH, SERVING_STATUSES, EndpointStatus, RoutingStrategy
+from sageport.contract import (
+    INVOCATIONS_PATH,
+    MULTI_MODEL_PATH,
+    SERVING_STATUSES,
+    EndpointStatus,
+    RoutingStrategy,
+    multi_model_id,
+)
 from sageport.net import awserrors
 
 if TYPE_CHECKING:
@@ -43,6 +51,7 @@ class VariantSpec:
     strategy: RoutingStrategy = RoutingStrategy.LEAST_OUTSTANDING_REQUESTS
     container_hostnames: frozenset[str] | None = None
     config: str = ""  # the config_label of the EndpointConfig whose fleet it is ("" standalone)
+    multi_model: bool = False  # a multi-model endpoint's variant: calls name a TargetModel
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class Variant:
     # Per-(endpoint, config, variant) cache slot for metric children, filled by the shell.
     metrics: object = None
     config: str = ""
+    multi_model: bool = False
 
 
 @dataclass
@@ -146,11 +156,58 @@ def validate_target_container(variant: Variant, endpoint_name: str, hostname: st
         )
 
 
+# A multi-model call goes to the instance its model hashes to, unless that instance already has this
+# many calls in flight: then to the next in the model's ranking, which loads the model too, so a hot
+# model spreads over more instances while a cold one stays on one.
+HOT_MODEL_OUTSTANDING = 4
+
+
+def _rank(target_model: str, instance: Instance) -> int:
+    digest = hashlib.blake2b(f"{target_model}\0{instance.base_url}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def choose_model_instance(variant: Variant, target_model: str) -> Instance | None:
+    """Rendezvous hashing of the model over the variant's instances: every gateway replica picks
+    the same instance, and adding or removing one instance moves only the models it wins or held
+    (about 1/N of them), so a fleet of N holds about N times the models of one."""
+    ranked = sorted(variant.instances, key=lambda instance: _rank(target_model, instance), reverse=True)
+    for instance in ranked:
+        if instance.outstanding < HOT_MODEL_OUTSTANDING:
+            return instance
+    return min(ranked[:2], key=lambda instance: instance.outstanding, default=None)
+
+
+def validate_target_model(variant: Variant, endpoint_name: str, target_model: str | None) -> None:
+    if not variant.multi_model:
+        if target_model is not None:
+            raise awserrors.validation_error(
+                f"Endpoint {endpoint_name} is not a multi-model endpoint and does not support target model header."
+            )
+        return
+    if target_model is None:
+        raise awserrors.validation_error(
+            f"Endpoint {endpoint_name} is a multi-model endpoint: the request is missing a target model "
+            "header (TargetModel, a key relative to the model's S3 prefix)."
+        )
+    parts = target_model.split("/")
+    if target_model.startswith("/") or ".." in parts or "\\" in target_model:
+        raise awserrors.validation_error(
+            f"TargetModel {target_model} must be a key relative to the model's S3 prefix, "
+            'without a leading "/" or ".." segments.'
+        )
+
+
+def model_invocations_path(target_model: str) -> str:
+    return f"{MULTI_MODEL_PATH}/{multi_model_id(target_model)}/invoke"
+
+
 @dataclass(frozen=True)
 class Route:
     endpoint: Endpoint
     variant: Variant
     instance: Instance
+    path: str = INVOCATIONS_PATH  # on the instance: /invocations, or a multi-model model's route
 
 
 def route(
@@ -158,6 +215,7 @@ def route(
     target_variant: str | None,
     target_container: str | None,
     rng: random.Random,
+    target_model: str | None = None,
 ) -> Route:
     """Choose variant and instance for one request, or raise the SageMaker error for why not."""
     if endpoint.status not in SERVING_STATUSES:
@@ -178,11 +236,17 @@ def route(
             )
         chosen = maybe
     validate_target_container(chosen, endpoint.name, target_container)
-    instance = choose_instance(chosen, rng)
+    validate_target_model(chosen, endpoint.name, target_model)
+    if target_model is not None:
+        instance = choose_model_instance(chosen, target_model)
+    else:
+        instance = choose_instance(chosen, rng)
     if instance is None:
         raise awserrors.service_unavailable(
             f"Variant {chosen.name} of endpoint {endpoint.name} has no instance ready to serve the request."
         )
+    if target_model is not None:
+        return Route(endpoint, chosen, instance, model_invocations_path(target_model))
     return Route(endpoint, chosen, instance)
 
 
@@ -228,6 +292,7 @@ class RouteTable:
             container_hostnames=spec.container_hostnames,
             metrics=self._metrics_slots.get((endpoint, spec.config, spec.name)),
             config=spec.config,
+            multi_model=spec.multi_model,
         )
 
     def remember_metrics(self, endpoint: str, variant: Variant, slot: object) -> None:

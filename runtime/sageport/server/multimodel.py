@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -126,8 +127,14 @@ class ModelStore:
         pending.set_result(resident)
         return resident
 
+    def has(self, name: str) -> bool:
+        return name in self._resident
+
     async def _load_locked(self, name: str, url: str) -> Resident:
         loop = asyncio.get_running_loop()
+        # One model at a time, download included: the load is measured with tracemalloc, and
+        # CPython 3.11 crashes when tracemalloc stops while another thread allocates outside the
+        # GIL (zlib does, unpacking an archive): seen as a segfault with downloads side by side.
         async with self._lock:
             local = await loop.run_in_executor(self._executor, self._fetch_remote, url, self.root / name)
             # Make room for at least the artifact's size before loading, so the load itself
@@ -177,3 +184,8 @@ def _tree_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def delete_artifact(root: Path, name: str) -> None:
+    """Remove a model's files from the instance's disk (ModelCacheSetting Disabled)."""
+    shutil.rmtree(root / name, ignore_errors=True)

@@ -65,12 +65,15 @@ def test_endpoint_status_to_variants() -> None:
         )
     )
     assert parsed.status == "InService"
-    assert [(name, weight) for _, name, weight, _, _ in parsed.variants] == [
+    assert [(name, weight) for _, name, weight, *_ in parsed.variants] == [
         ("A", 0.25),
         ("B", 0.75),
         ("C", 1.0),
     ]
     assert parsed.variants[1][3] is RoutingStrategy.RANDOM
+    assert [row[5] for row in parsed.variants] == [False, False, False]
+    multi = parse_endpoint(endpoint("n", "e", productionVariants=[{"variantName": "A", "multiModel": True}]))
+    assert multi.variants[0][5] is True
     assert parse_endpoint({"metadata": {"name": "x"}}).status == "Creating"
 
 

@@ -30,6 +30,7 @@ GOLDEN_EXAMPLES = [
     "autoscaling",
     "multi-container-direct",
     "serial-pipeline",
+    "multi-model",
 ]
 SETTINGS = RenderSettings(
     runtime_image="sageport/runtime:test", storage_env=(("AWS_ENDPOINT_URL", "http://s3:9000"),)

@@ -237,6 +237,10 @@ class ProductionVariantSummary(ApiModel):
             "each call goes through them."
         ),
     )
+    multi_model: bool | None = Field(
+        default=None,
+        description="sageport extra: true on a multi-model variant, whose calls must name a TargetModel.",
+    )
 
 
 class TrafficShift(ApiModel):

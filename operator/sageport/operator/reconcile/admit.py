@@ -144,7 +144,7 @@ TABLE: tuple[Row, ...] = (
     Row(S.VARIANT, "routing_config", V.ACTED),  # by the gateway
     Row(S.VARIANT, "serverless_config", V.NOT_SUPPORTED, "use instanceType and initialInstanceCount"),
     Row(S.VARIANT, "managed_instance_scaling", V.NOT_ACTED_YET),  # use the Endpoint's spec.autoScaling
-    Row(S.VARIANT, "volume_size_in_gb", V.NOT_ACTED_YET),  # the model volume has no size limit
+    Row(S.VARIANT, "volume_size_in_gb", V.ACTED),  # the size limit of the model volumes (the MME disk cache)
     Row(S.VARIANT, "model_data_download_timeout_in_seconds", V.ACTED),  # the fetcher's deadline
     Row(S.VARIANT, "core_dump_config", V.NOT_ACTED_YET),
     Row(
@@ -169,14 +169,7 @@ TABLE: tuple[Row, ...] = (
     Row(S.CONTAINER, "model_data_url", V.ACTED),
     Row(S.CONTAINER, "model_data_source", V.ACTED),
     Row(S.CONTAINER, "environment", V.ACTED),
-    Row(
-        S.CONTAINER,
-        "mode",
-        V.NOT_SUPPORTED,
-        "multi-model endpoints come later; use SingleModel",
-        applies=lambda mode: mode == "MultiModel",
-    ),
-    Row(S.CONTAINER, "mode", V.ACTED),  # SingleModel
+    Row(S.CONTAINER, "mode", V.ACTED),  # MultiModel: the server loads each TargetModel from the prefix
     Row(
         S.CONTAINER,
         "model_package_name",
@@ -186,7 +179,7 @@ TABLE: tuple[Row, ...] = (
     Row(S.CONTAINER, "inference_specification_name", V.NOT_ACTED_YET),
     Row(S.CONTAINER, "container_hostname", V.ACTED),  # routes Direct calls, names pipeline stages
     Row(S.CONTAINER, "image_config", V.NO_EFFECT, "images are pulled by the kubelet; use imagePullSecrets"),
-    Row(S.CONTAINER, "multi_model_config", V.NO_EFFECT, "it only concerns MultiModel mode"),
+    Row(S.CONTAINER, "multi_model_config", V.ACTED),  # modelCacheSetting
 )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from sageport import contract
 from sageport.api.v1alpha1 import ContainerDefinition, InstanceTypeSpec
+from sageport.contract import MODEL_CACHE_ENV, SageMakerEnv
 from sageport.operator.reconcile.resolve import ResolvedEndpoint, ResolvedVariant
 from sageport.operator.render.names import child_name
 from sageport.operator.render.shape import (
@@ -120,15 +121,35 @@ def _model_url(container: ContainerDefinition) -> str | None:
     return source.s3_data_source.s3_uri if source is not None else None
 
 
+def is_multi_model(container: ContainerDefinition) -> bool:
+    return container.mode == "MultiModel"
+
+
 def _model_container(
     container: ContainerDefinition, settings: RenderSettings, it: InstanceTypeSpec
 ) -> ModelContainer:
+    environment = dict(container.environment or {})
+    if not is_multi_model(container):
+        return ModelContainer(
+            name="model",
+            image=image_of(container, settings),
+            environment=tuple(sorted(environment.items())),
+            model_url=_model_url(container),
+            resources=ContainerResources(it.cpu, it.memory, it.gpu_count),
+        )
+    # Multi-model: nothing is fetched before start; the server loads each TargetModel from the
+    # prefix on its first call (SageMaker's platform does the same on the instance).
+    cache = container.multi_model_config.model_cache_setting if container.multi_model_config else None
+    environment[SageMakerEnv.MULTI_MODEL] = "true"
+    if cache == "Disabled":
+        environment[MODEL_CACHE_ENV] = cache
     return ModelContainer(
         name="model",
         image=image_of(container, settings),
-        environment=tuple(sorted((container.environment or {}).items())),
-        model_url=_model_url(container),
+        environment=tuple(sorted(environment.items())),
+        model_url=None,
         resources=ContainerResources(it.cpu, it.memory, it.gpu_count),
+        model_prefix=_model_url(container),
     )
 
 
@@ -236,6 +257,7 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         startup_seconds=rv.variant.container_startup_health_check_timeout_in_seconds
         or DEFAULT_STARTUP_SECONDS,
         download_seconds=rv.variant.model_data_download_timeout_in_seconds,
+        volume_gib=rv.variant.volume_size_in_gb,
         replicas=rv.instance_count if autoscaler is Autoscaler.NONE else None,
         autoscaler=autoscaler,
         autoscaling=rv.autoscaling,
@@ -255,6 +277,7 @@ def _summary(rv: ResolvedVariant, shape: VariantShape) -> VariantPlan:
         shadow=rv.shadow,
         container_hostnames=tuple(_hostnames(rv)) if is_direct(rv) else None,
         pipeline_hostnames=tuple(_hostnames(rv)) if is_serial(rv) else None,
+        multi_model=any(is_multi_model(c) for c in rv.containers),
     )
 
 

@@ -17,6 +17,7 @@ SOURCE_DIR = "/mnt/model-source"
 _FETCH_VOLUME = "model"
 _SOURCE_VOLUME = "model-source"
 _POD_INFO_VOLUME = "pod-info"
+_MODELS_VOLUME = "models"  # a multi-model container's disk cache (MULTI_MODEL_ROOT)
 
 
 def restricted_security_context() -> dict[str, Any]:
@@ -112,6 +113,9 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
     if model.safe_port_range is not None:
         env.append({"name": SageMakerEnv.SAFE_PORT_RANGE, "value": model.safe_port_range})
     env.append({"name": SageMakerEnv.MODEL_DIR, "value": contract.MODEL_DIR})
+    if model.model_prefix is not None:
+        env.append({"name": contract.MODEL_PREFIX_ENV, "value": model.model_prefix})
+        env += [{"name": k, "value": v} for k, v in settings.storage_env]
     ping = {
         "httpGet": {"path": contract.PING_PATH, "port": model.port_name or model.port},
         "timeoutSeconds": 2,
@@ -120,6 +124,15 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
     if model.port_name is not None:
         port = {"name": model.port_name, **port}
     suffix = model.volume_suffix
+    mounts = [
+        {"name": _FETCH_VOLUME + suffix, "mountPath": contract.MODEL_DIR, "readOnly": True},
+        {"name": "tmp" + suffix, "mountPath": "/tmp"},
+    ]
+    extra: dict[str, Any] = {}
+    if model.model_prefix is not None:
+        mounts.append({"name": _MODELS_VOLUME + suffix, "mountPath": contract.MULTI_MODEL_ROOT})
+        if settings.storage_secret:
+            extra["envFrom"] = [{"secretRef": {"name": settings.storage_secret}}]
     return {
         "name": model.name,
         "image": model.image,
@@ -128,10 +141,8 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
         "ports": [port],
         "env": env,
         "resources": _resources(model.resources, shape.instance_type),
-        "volumeMounts": [
-            {"name": _FETCH_VOLUME + suffix, "mountPath": contract.MODEL_DIR, "readOnly": True},
-            {"name": "tmp" + suffix, "mountPath": "/tmp"},
-        ],
+        "volumeMounts": mounts,
+        **extra,
         "startupProbe": {
             **ping,
             "periodSeconds": _PROBE_PERIOD,
@@ -221,9 +232,12 @@ def model_pod_spec(
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": containers,
         "volumes": [
-            {"name": name + c.volume_suffix, "emptyDir": {}}
+            volume
             for c in models
-            for name in (_FETCH_VOLUME, "tmp")
+            for volume in (
+                {"name": _FETCH_VOLUME + c.volume_suffix, "emptyDir": _size_limit(shape.volume_gib)},
+                {"name": "tmp" + c.volume_suffix, "emptyDir": {}},
+            )
         ]
         + _pod_info_volume(sidecars),
         **_node_placement(shape.instance_type, settings),
@@ -242,4 +256,13 @@ def model_pod_spec(
             spec["volumes"].append(volume)
     if fetches:
         spec["initContainers"] = fetches
+    for model in models:
+        if model.model_prefix is not None:
+            cache = _size_limit(shape.volume_gib)
+            spec["volumes"].append({"name": _MODELS_VOLUME + model.volume_suffix, "emptyDir": cache})
     return spec
+
+
+def _size_limit(gib: int | None) -> dict[str, Any]:
+    """volumeSizeInGB: the instance's storage for model data (the multi-model disk cache)."""
+    return {} if gib is None else {"sizeLimit": f"{gib}Gi"}

@@ -80,6 +80,9 @@ class ModelContainer:
     # The suffix of this container's own volumes (model, tmp) and model fetch: "" for a single
     # container, "-<index>" when a pod holds several, so each gets its own /opt/ml/model.
     volume_suffix: str = ""
+    # Multi-model: models load on first call from model_prefix, so the container itself reads S3
+    # (the fetcher's credentials) into its own disk cache at /opt/ml/models, of this size limit.
+    model_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class VariantShape:
     autoscaling: VariantAutoScaling | None = None  # the HPA's bounds and target
     sidecars: tuple[Sidecar, ...] = ()
     download_seconds: int | None = None  # the time the model fetch has (modelDataDownloadTimeoutInSeconds)
+    volume_gib: int | None = None  # volumeSizeInGB: the size limit of the model volumes
     services: tuple[ServiceShape, ...] = ()
     # A Serial pipeline's further stages, in order: one pod each per instance, on the node of
     # the instance's anchor pod (this variant's Deployment pod, which runs the first stage in
