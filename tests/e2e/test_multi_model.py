@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from sageport.contract import LABEL_ROLE
+from sageport.contract import LABEL_ENDPOINT_OBJECT
 from sageport_dev import stack
 from tests.e2e.conftest import Deployed
 
@@ -54,7 +54,7 @@ def _predict(runtime: Any, target: str, x: float = 1.0) -> float:
 
 def _instance_metrics(deployed: Deployed, ns: str, *names: str) -> list[list[float]]:
     """Each named metric of every instance, read from its model server's /metrics at the pod's IP."""
-    selector = f"{LABEL_ROLE}=instance"
+    selector = f"{LABEL_ENDPOINT_OBJECT}=many-models"
     pods = json.loads(deployed.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))
     values: list[list[float]] = [[] for _ in names]
     for pod in pods["items"]:
@@ -106,6 +106,7 @@ def test_two_hundred_models_behind_one_endpoint(
     with ThreadPoolExecutor(8) as pool:
         first = list(pool.map(lambda t: _predict(runtime, t), targets))
     cold = time.monotonic() - started
+    print(f"multi-model: {MODELS} first calls in {cold:.1f} s")
     assert first == [10.0 * i for i in range(MODELS)]
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
