@@ -54,7 +54,8 @@ def make_app(name: str, loading: bool = False, sleep: float = 0.0) -> web.Applic
             await asyncio.sleep(float(argument))
         if kind == "headers":
             received = {key: value for key, value in request.headers.items()}
-            return web.json_response({"backend": name, "headers": received}, headers=reply_headers)
+            answer = {"backend": name, "path": request.path, "headers": received}
+            return web.json_response(answer, headers=reply_headers)
         if kind.startswith("stream"):
             response = web.StreamResponse(headers={**reply_headers, "Content-Type": "text/plain"})
             response.enable_chunked_encoding()
@@ -77,6 +78,7 @@ def make_app(name: str, loading: bool = False, sleep: float = 0.0) -> web.Applic
     app.router.add_get("/ping", ping)
     app.router.add_get("/seen", count)
     app.router.add_post("/invocations", invocations)
+    app.router.add_post("/models/{model}/invoke", invocations)  # a multi-model container's route
     # The same handler under the Runtime API path lets a boto3 client call the backend directly
     # (the benchmark's baseline).
     app.router.add_post("/endpoints/{name}/invocations", invocations)
