@@ -130,6 +130,7 @@ class Gateway:
         self.control_api: ControlApiHandler | None = None
         self._request_ids = RequestIds()
         self._targets: dict[str, Target] = {}
+        metrics.count_instances(table.instance_counts)
         self.shadow_copies = ShadowCopies(
             settings.max_shadow_copies, lambda e, v: metrics.shadow_copies_dropped.labels(e, v).inc()
         )
