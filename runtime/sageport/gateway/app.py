@@ -30,6 +30,7 @@ from sageport.gateway.capture import DataCapture
 from sageport.gateway.invocation import (
     INFERENCE_ID_HEADER,
     MAX_BODY_BYTES,
+    MAX_RESPONSE_BYTES,
     Invocation,
     Operation,
     parse_invocation,
@@ -55,6 +56,7 @@ from sageport.net.upstream import (
     UpstreamError,
     UpstreamPool,
     UpstreamTimeoutError,
+    UpstreamTooLargeError,
 )
 from sageport.net.upstream import (
     Response as UpstreamResponse,
@@ -128,6 +130,7 @@ class Gateway:
         self.control_api: ControlApiHandler | None = None
         self._request_ids = RequestIds()
         self._targets: dict[str, Target] = {}
+        metrics.count_instances(table.instance_counts)
         self.shadow_copies = ShadowCopies(
             settings.max_shadow_copies, lambda e, v: metrics.shadow_copies_dropped.labels(e, v).inc()
         )
@@ -158,7 +161,12 @@ class Gateway:
 
     def _render_protocol_error(self, status: int, message: str) -> Response:
         """For requests the HTTP layer refuses before the handler runs (malformed, too large)."""
-        error = awserrors.validation_error(message) if status < 500 else awserrors.internal_failure()
+        if status == 413:
+            error = errors.payload_too_large(MAX_BODY_BYTES)
+        elif status < 500:
+            error = awserrors.validation_error(message)
+        else:
+            error = awserrors.internal_failure()
         return self._error_response(error, self._request_ids.next())
 
     async def dispatch(self, request: Request, sink: StreamSink) -> Response | None:
@@ -228,7 +236,7 @@ class Gateway:
             raise awserrors.unknown_operation()
         invocation = parse_invocation(request.raw_path, request.headers)
         if self.in_flight > self.settings.max_in_flight:
-            raise awserrors.service_unavailable("The gateway is overloaded; retry the request.")
+            raise errors.gateway_throttled(self.settings.max_in_flight)
         if not self.ready:
             raise awserrors.service_unavailable("The gateway is starting; retry the request.")
         body = request.body
@@ -337,6 +345,8 @@ class Gateway:
         metrics.invocation_model_errors.inc()
         if isinstance(error, UpstreamTimeoutError):
             return errors.model_timeout(seconds=self.settings.model_timeout)
+        if isinstance(error, UpstreamTooLargeError):
+            return errors.model_response_too_large(MAX_RESPONSE_BYTES)
         log.warning("model call failed: %s", error)
         return errors.model_broken_response()
 
@@ -351,7 +361,7 @@ class Gateway:
         try:
             instance, response = await self._post(chosen, invocation, body, request_id)
             try:
-                payload = await response.read()
+                payload = await response.read(MAX_RESPONSE_BYTES)
             finally:
                 instance.outstanding -= 1
                 response.release()
@@ -529,13 +539,6 @@ class RequestIds:
     def next(self) -> str:
         self._counter = (self._counter + 1) & 0xFFFFFFFFFFFF
         return f"{self._prefix}{self._counter:012x}"
-
-
-def _body_too_large(length: int | None) -> awserrors.ApiError:
-    size = f"{length} bytes" if length is not None else "The request body"
-    return awserrors.validation_error(
-        f"{size} exceeds the maximum request payload size of {MAX_BODY_BYTES} bytes (6 MiB)."
-    )
 
 
 def _other_instance(variant: Variant, failed: Instance, rng: random.Random) -> Instance | None:

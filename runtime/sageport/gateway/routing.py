@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -263,6 +263,12 @@ class RouteTable:
 
     def names(self) -> list[str]:
         return sorted(self._endpoints)
+
+    def instance_counts(self) -> Iterator[tuple[str, str, str, int]]:
+        """(endpoint, variant, endpoint config, ready instances) for every variant and shadow."""
+        for endpoint in list(self._endpoints.values()):
+            for variant in (*endpoint.variants, *endpoint.shadows):
+                yield endpoint.name, variant.name, variant.config, len(variant.instances)
 
     def replace(self, specs: Iterable[EndpointSpec]) -> None:
         """Install a new set of endpoints, reusing Instance objects (and their counters) by URL."""

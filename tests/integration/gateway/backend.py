@@ -2,7 +2,7 @@
 
 Behaviour per request comes from CustomAttributes ``mode=...`` so one process can play every
 part: ``echo`` (default), ``headers`` (JSON of the headers received), ``status:<code>``,
-``sleep:<seconds>``, ``stream:<chunks>``, ``stream-break``, ``stream-stall:<seconds>``.
+``sleep:<seconds>``, ``big:<bytes>`` (a body of that size), ``stream:<chunks>``, ``stream-break``, ``stream-stall:<seconds>``.
 ``--loading`` makes every invocation answer 429 (a model still loading); ``--sleep S`` makes
 every invocation take S seconds more (a slow shadow). ``GET /seen`` is the number of invocations.
 Run: python tests/integration/gateway/backend.py --name b1 [--port 0]; prints ``PORT <n>``.
@@ -52,6 +52,8 @@ def make_app(name: str, loading: bool = False, sleep: float = 0.0) -> web.Applic
             )
         if kind == "sleep":
             await asyncio.sleep(float(argument))
+        if kind == "big":
+            return web.Response(body=b"z" * int(argument), headers=reply_headers)
         if kind == "headers":
             received = {key: value for key, value in request.headers.items()}
             answer = {"backend": name, "path": request.path, "headers": received}

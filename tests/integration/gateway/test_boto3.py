@@ -142,11 +142,31 @@ def test_unknown_variant_and_container_are_validation_errors(client: Any) -> Non
     assert ok["Body"].read() == b"x"
 
 
-def test_body_over_6_mib_is_validation_error(client: Any) -> None:
+def test_body_over_6_mib_is_413_as_sagemaker_answers(client: Any) -> None:
     error = _error(lambda: client.invoke_endpoint(EndpointName="echo", Body=b"x" * (6 * 1024 * 1024 + 1)))
-    assert isinstance(error, client.exceptions.ValidationError)
+    # SageMaker's front door: no error type, so boto3 names the error by its status.
+    assert type(error) is botocore.exceptions.ClientError
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert error.response["Error"]["Code"] == "413"
+    assert error.response["Error"]["Message"] == "HTTP content length exceeded 6291456 bytes."
     exactly = client.invoke_endpoint(EndpointName="echo", Body=b"y" * (6 * 1024 * 1024))
     assert len(exactly["Body"].read()) == 6 * 1024 * 1024
+
+
+def test_response_over_6_mib_is_model_error(client: Any) -> None:
+    limit = 6 * 1024 * 1024
+    exactly = client.invoke_endpoint(EndpointName="echo", Body=b"x", CustomAttributes=f"mode=big:{limit}")
+    assert len(exactly["Body"].read()) == limit
+    error = _error(
+        lambda: client.invoke_endpoint(
+            EndpointName="echo", Body=b"x", CustomAttributes=f"mode=big:{limit + 1}"
+        )
+    )
+    assert isinstance(error, client.exceptions.ModelError)
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert "exceeds the maximum payload size of 6291456 bytes" in error.response["Error"]["Message"]
+    # The gateway still serves the same backend afterwards (the oversized answer was cut off).
+    assert client.invoke_endpoint(EndpointName="echo", Body=b"ok")["Body"].read() == b"ok"
 
 
 @pytest.mark.parametrize("status", [400, 500, 503])
