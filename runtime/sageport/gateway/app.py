@@ -358,6 +358,8 @@ class Gateway:
         metrics.invocations_per_instance.inc(1.0 / max(len(chosen.variant.instances), 1))
         metrics.in_flight.inc()
         model_started = time.perf_counter()
+        if chosen.target_model is not None:
+            chosen.instance.begin_model_call(chosen.target_model)
         try:
             instance, response = await self._post(chosen, invocation, body, request_id)
             try:
@@ -369,6 +371,8 @@ class Gateway:
             raise self._model_call_failed(metrics, error) from None
         finally:
             metrics.in_flight.dec()
+            if chosen.target_model is not None:
+                chosen.instance.end_model_call(chosen.target_model)
         model_seconds = time.perf_counter() - model_started
         metrics.model_latency.observe(model_seconds)
         status = response.status
