@@ -10,6 +10,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -150,7 +151,11 @@ def test_killing_the_leader_mid_reconcile_hands_over_and_every_endpoint_ends_in_
     eventually(lambda: "standing by" in standby.logs() or None, timeout=30, what="the standby to wait")
     assert _alive(standby.liveness), "a standby must pass its liveness probe while it waits"
 
-    apply(kube_cluster, [doc for i in range(ENDPOINTS) for doc in _documents(i)], own_namespace)
+    # Applied in the background: the leader reconciles while the objects arrive, and the kill must
+    # land before it is done (applied first, a fast machine finishes all 50 before the first poll).
+    documents = [doc for i in range(ENDPOINTS) for doc in _documents(i)]
+    applying = threading.Thread(target=apply, args=(kube_cluster, documents, own_namespace))
+    applying.start()
     apps = AppsV1Api(kube_api)
 
     def deployments() -> list[Any]:
@@ -165,6 +170,7 @@ def test_killing_the_leader_mid_reconcile_hands_over_and_every_endpoint_ends_in_
     killed_at = time.monotonic()
     leader.process.send_signal(signal.SIGKILL)
     leader.process.wait()
+    applying.join()
 
     eventually(lambda: _holder(kube_api, own_namespace) == standby.name or None, timeout=30, interval=0.1,
                what="the standby to take the Lease")  # fmt: skip

@@ -260,9 +260,11 @@ def test_a_resource_quota_is_resource_limit_exceeded(
     apply(kube_cluster, [quota], namespace)
     sagemaker.create_model(ModelName="m", PrimaryContainer={"ModelDataUrl": "s3://b/m.tar.gz"})
     sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[_variant("m")])
-    deadline = time.monotonic() + 30  # the quota controller fills status.hard first
-    while not (get(kube_cluster, "resourcequota", namespace, "endpoints").get("status") or {}).get("hard"):
-        assert time.monotonic() < deadline
+    deadline = time.monotonic() + 60  # the quota controller counts the kind first (else "status unknown")
+    while "count/endpoints.sageport.io" not in (
+        (get(kube_cluster, "resourcequota", namespace, "endpoints").get("status") or {}).get("used") or {}
+    ):
+        assert time.monotonic() < deadline, "the quota controller never counted endpoints"
         time.sleep(0.2)
     sagemaker.create_endpoint(EndpointName="first", EndpointConfigName="c")
     code, message = _error(sagemaker.create_endpoint, EndpointName="second", EndpointConfigName="c")
