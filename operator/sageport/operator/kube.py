@@ -27,6 +27,7 @@ _PLURALS = {
     ("v1", "Service"): "services",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("batch/v1", "Job"): "jobs",  # a TransformJob's
     (API_VERSION, "InstanceType"): Plural.INSTANCE_TYPES,  # cluster-scoped: the catalog sync
 }
 
@@ -61,6 +62,12 @@ class KubeApi(Protocol):
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[Manifest]:
         """Pods matching a label selector (filtered by the API server)."""
+        ...
+
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: Manifest
+    ) -> None:
+        """JSON-merge-patch one field of a child (a Job's ``suspend``), leaving its other fields to apply."""
         ...
 
 
@@ -151,6 +158,12 @@ class KubernetesApi:
         path = _collection_path("v1", "pods", namespace)
         found = await self._call("GET", path, None, "application/json", [("labelSelector", label_selector)])
         return list(found.get("items") or [])
+
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: Manifest
+    ) -> None:
+        path = f"{_collection_path(api_version, _PLURALS[api_version, kind], namespace)}/{name}"
+        await self._call("PATCH", path, patch, "application/merge-patch+json", [])
 
     async def list_cluster_objects(self, api_version: str, plural: str) -> list[Manifest]:
         """Every object of a cluster-scoped kind."""

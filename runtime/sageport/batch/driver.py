@@ -8,6 +8,11 @@ input order and writes the output object in one go (a single PUT, or a multipart
 only visible once complete), so no partial ``.out`` is ever visible. An object whose record the
 model rejects is not written; the others go on and are kept, and the job then fails naming it
 (sagemaker-semantics.md §1.7).
+
+A worker that runs again after its pod died (``retry`` > 0) skips the objects whose output this
+job already wrote: each output carries the job's uid as S3 user metadata, so an output left by an
+earlier job at the same path is never mistaken for one, and only the object that was in flight
+when the pod died is transformed again.
 """
 
 from __future__ import annotations
@@ -36,7 +41,13 @@ from sageport.batch.objects import (
 )
 from sageport.batch.params import Parameters, resolve
 from sageport.batch.pipeline import finish, prepare
-from sageport.contract import EXECUTION_PARAMETERS_PATH, INVOCATIONS_PATH, PING_PATH, TransformJobStatus
+from sageport.contract import (
+    EXECUTION_PARAMETERS_PATH,
+    INVOCATIONS_PATH,
+    PING_PATH,
+    TRANSFORM_OUTPUT_METADATA,
+    TransformJobStatus,
+)
 from sageport.net.upstream import Target, UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -60,6 +71,7 @@ class Result:
     failed_objects: list[str] = field(default_factory=list)
     records: int = 0
     seconds: float = 0.0
+    skipped: int = 0  # objects a previous run of this worker had written already
 
     def to_json(self) -> str:
         body: dict[str, Any] = {
@@ -69,6 +81,8 @@ class Result:
             "records": self.records,
             "seconds": round(self.seconds, 3),
         }
+        if self.skipped:
+            body["skippedObjects"] = self.skipped
         if self.failure_reason:
             body["failureReason"] = self.failure_reason[:FAILURE_REASON_LIMIT]
         return json.dumps(body)
@@ -83,6 +97,8 @@ class Driver:
     ping_timeout: float = 1800.0
     clock: Callable[[], float] = time.monotonic
     result: Result = field(default_factory=Result)
+    job_uid: str | None = None  # written on every output; a retry skips outputs carrying it
+    retry: int = 0  # how many runs of this worker's index failed before this one
 
     @property
     def count(self) -> int:
@@ -204,6 +220,13 @@ class Driver:
         target: Target,
         in_flight: asyncio.Semaphore,
     ) -> int:
+        bucket, key = output_location(self.spec.transform_output.s3_output_path, item.relative)
+        if self.retry and self.job_uid and await asyncio.to_thread(self._written_by_this_job, bucket, key):
+            log.info(
+                "%s: s3://%s/%s was written by an earlier run of this job, skipped", item.uri, bucket, key
+            )
+            self.result.skipped += 1
+            return 0
         data = await asyncio.to_thread(self._read, item)
         prepared = await asyncio.to_thread(prepare, data, params)
         headers = {}
@@ -224,7 +247,6 @@ class Driver:
                 task.cancel()
             raise
         output = await asyncio.to_thread(finish, prepared, responses, params)
-        bucket, key = output_location(self.spec.transform_output.s3_output_path, item.relative)
         await asyncio.to_thread(self._write, bucket, key, output)
         log.info("%s -> s3://%s/%s (%d records)", item.uri, bucket, key, len(prepared.records))
         return len(prepared.records)
@@ -260,4 +282,18 @@ class Driver:
     def _write(self, bucket: str, key: str, output: bytes) -> None:
         # upload_fileobj uses one PUT for small outputs and a multipart upload for large ones:
         # either way the object appears whole or not at all.
-        self.s3.upload_fileobj(io.BytesIO(output), bucket, key)
+        extra = {"Metadata": {TRANSFORM_OUTPUT_METADATA: self.job_uid}} if self.job_uid else None
+        self.s3.upload_fileobj(io.BytesIO(output), bucket, key, ExtraArgs=extra)
+
+    def _written_by_this_job(self, bucket: str, key: str) -> bool:
+        try:
+            head = self.s3.head_object(Bucket=bucket, Key=key)
+        except Exception as error:  # botocore's ClientError (404) without importing botocore here
+            if getattr(error, "response", {}).get("Error", {}).get("Code") in (
+                "404",
+                "NoSuchKey",
+                "NotFound",
+            ):
+                return False
+            raise
+        return bool(head.get("Metadata", {}).get(TRANSFORM_OUTPUT_METADATA) == self.job_uid)

@@ -36,7 +36,7 @@ def _resources(share: ContainerResources, it: InstanceTypeSpec) -> dict[str, Any
     return {"requests": requests, "limits": limits}
 
 
-def _node_placement(it: InstanceTypeSpec, settings: RenderSettings) -> dict[str, Any]:
+def node_placement(it: InstanceTypeSpec, settings: RenderSettings) -> dict[str, Any]:
     node_selector = dict(it.node_selector or {})
     if it.gpu_product:
         node_selector.setdefault("nvidia.com/gpu.product", it.gpu_product)
@@ -105,7 +105,10 @@ def _model_fetch_container(
     return container
 
 
-def _model_container(model: ModelContainer, shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
+def model_container(
+    model: ModelContainer, it: InstanceTypeSpec, startup_seconds: int, settings: RenderSettings
+) -> dict[str, Any]:
+    """A model container on the SageMaker contract (``serve``, its port, /opt/ml/model, probes on /ping)."""
     env = [{"name": k, "value": v} for k, v in model.environment]
     env.append({"name": SageMakerEnv.BIND_TO_PORT, "value": str(model.port)})
     if model.safe_port_range is not None:
@@ -126,7 +129,7 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
         "args": ["serve"],
         "ports": [port],
         "env": env,
-        "resources": _resources(model.resources, shape.instance_type),
+        "resources": _resources(model.resources, it),
         "volumeMounts": [
             {"name": _FETCH_VOLUME + suffix, "mountPath": contract.MODEL_DIR, "readOnly": True},
             {"name": "tmp" + suffix, "mountPath": "/tmp"},
@@ -134,7 +137,7 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
         "startupProbe": {
             **ping,
             "periodSeconds": _PROBE_PERIOD,
-            "failureThreshold": shape.startup_seconds // _PROBE_PERIOD,
+            "failureThreshold": startup_seconds // _PROBE_PERIOD,
         },
         "readinessProbe": {**ping, "periodSeconds": _PROBE_PERIOD, "failureThreshold": 2},
         "livenessProbe": {**ping, "periodSeconds": 10, "failureThreshold": 6},
@@ -179,7 +182,9 @@ def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
         }
         for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
     ]
-    containers = [_model_container(c, shape, settings) for c in shape.containers]
+    containers = [
+        model_container(c, shape.instance_type, shape.startup_seconds, settings) for c in shape.containers
+    ]
     containers += [_sidecar_container(s, shape, settings) for s in shape.sidecars]
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
@@ -187,26 +192,34 @@ def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
         "terminationGracePeriodSeconds": 30,  # SageMaker sends SIGKILL 30 s after SIGTERM
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": containers,
-        "volumes": [
-            {"name": name + c.volume_suffix, "emptyDir": {}}
-            for c in shape.containers
-            for name in (_FETCH_VOLUME, "tmp")
-        ],
         "topologySpreadConstraints": spread,
-        **_node_placement(shape.instance_type, settings),
+        **node_placement(shape.instance_type, settings),
     }
+    fetches, volumes = model_fetches(shape.containers, shape.download_seconds, settings)
+    spec["volumes"] = volumes
+    if fetches:
+        spec["initContainers"] = fetches
+    return spec
+
+
+def model_fetches(
+    models: tuple[ModelContainer, ...], download_seconds: int | None, settings: RenderSettings
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The model fetch init containers (one per model with an artifact) and the pod's volumes:
+    each model's /opt/ml/model and /tmp, and what a pvc:// or file:// artifact is read from."""
+    volumes = [
+        {"name": name + c.volume_suffix, "emptyDir": {}} for c in models for name in (_FETCH_VOLUME, "tmp")
+    ]
     fetches = []
-    for model in shape.containers:
+    for model in models:
         if model.model_url is None:
             continue
         fetched, volume = _model_source(model.model_url, model.volume_suffix)
         fetches.append(
             _model_fetch_container(
-                fetched, volume is not None, settings, shape.download_seconds, model.volume_suffix
+                fetched, volume is not None, settings, download_seconds, model.volume_suffix
             )
         )
         if volume is not None:
-            spec["volumes"].append(volume)
-    if fetches:
-        spec["initContainers"] = fetches
-    return spec
+            volumes.append(volume)
+    return fetches, volumes
