@@ -72,6 +72,9 @@ class Result:
     records: int = 0
     seconds: float = 0.0
     skipped: int = 0  # objects a previous run of this worker had written already
+    # From the first object read to the last output written: the transform itself, without
+    # listing the input or waiting for the model to answer /ping (what throughput is measured on).
+    transform_seconds: float = 0.0
 
     def to_json(self) -> str:
         body: dict[str, Any] = {
@@ -80,6 +83,7 @@ class Result:
             "failedObjects": self.failed_objects[:20],
             "records": self.records,
             "seconds": round(self.seconds, 3),
+            "transformSeconds": round(self.transform_seconds, 3),
         }
         if self.skipped:
             body["skippedObjects"] = self.skipped
@@ -119,7 +123,11 @@ class Driver:
                     params.max_payload_in_mb,
                     params.batch_strategy,
                 )
-                await self._transform_all(mine, params)
+                transforming = self.clock()
+                try:
+                    await self._transform_all(mine, params)
+                finally:
+                    self.result.transform_seconds = self.clock() - transforming
         except (InputError, ValueError) as error:
             self._fail(f"ClientError: {error}")
         except ModelError as error:
