@@ -172,7 +172,9 @@ def _run_client(kubeconfig: Any, namespace: str, template: dict[str, Any], name:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=1, help="job/client pairs, alternated")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="job/client pairs, alternated (the median is kept)"
+    )
     args = parser.parse_args()
     deployed = iris_stack()
     kubeconfig = deployed.kubeconfig

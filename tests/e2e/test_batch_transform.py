@@ -259,10 +259,11 @@ def test_two_instances_share_the_objects(
 
 
 def _slow_job(deployed: Deployed, ns: str, name: str, prefix: str) -> None:
-    """A job on the probe model that takes minutes: 400 records of 0.5 s each in one object,
-    after a quick one (written within seconds)."""
+    """A job on the probe model that takes minutes: two instances, one with a quick object
+    (written within seconds), the other with 400 records of 0.5 s each. Returns once the quick
+    output is written."""
     slow = b"".join(b'{"id": %d, "sleep": 0.5}\n' % i for i in range(400))
-    _put(deployed, prefix, {"0-quick.jsonl": b'{"id": "q"}\n', "1-slow.jsonl": slow})
+    _put(deployed, prefix, {"quick.jsonl": b'{"id": "q"}\n', "slow.jsonl": slow})
     model = {
         "apiVersion": "sageport.io/v1alpha1",
         "kind": "Model",
@@ -281,11 +282,19 @@ def _slow_job(deployed: Deployed, ns: str, name: str, prefix: str) -> None:
         maxConcurrentTransforms=1,
         transformInput={"contentType": "application/json"},
         transformOutput={"accept": "application/json"},
+        transformResources={"instanceType": "local", "instanceCount": 2},  # one object each
     )
     stack.apply_objects(deployed.kubeconfig, ns, [model, job])
-    eventually(
-        lambda: "0-quick.jsonl.out" in _outputs(deployed, prefix), 180, 1, what="the quick object's output"
-    )
+    try:
+        eventually(lambda: "quick.jsonl.out" in _outputs(deployed, prefix), 180, 1, what="the quick output")
+    except AssertionError as error:
+        pods = deployed.kubectl("get", "pods", "-n", ns, "-o", "wide", check=False)
+        logs = deployed.kubectl(
+            "logs", "-n", ns, "-l", f"sageport.io/transform-job={name}", "-c", "driver", check=False
+        )
+        raise AssertionError(
+            f"{error}\nstatus: {_status(deployed, ns, name)}\npods:\n{pods}\n{logs[-3000:]}"
+        ) from None
 
 
 def test_a_stop_request_ends_in_stopped_and_keeps_the_outputs_written(
@@ -301,10 +310,11 @@ def test_a_stop_request_ends_in_stopped_and_keeps_the_outputs_written(
     took = time.monotonic() - asked
     assert status["transformEndTime"]
     assert {c["type"]: c["status"] for c in status["conditions"]} == {"Ready": "False", "Succeeded": "False"}
-    assert _pods(deployed, ns, "stopped") == []
+    # The slow instance's pod is gone; the quick one's ended Succeeded before the stop.
+    assert [p["status"]["phase"] for p in _pods(deployed, ns, "stopped")] == ["Succeeded"]
     outputs = _outputs(deployed, prefix)
-    assert set(outputs) == {"0-quick.jsonl.out"}  # kept; the slow one was never partly written
-    assert json.loads(outputs["0-quick.jsonl.out"])["id"] == "q"
+    assert set(outputs) == {"quick.jsonl.out"}  # kept; the slow one was never partly written
+    assert json.loads(outputs["quick.jsonl.out"])["id"] == "q"
     print(f"stop: {' then '.join(sorted(seen))}, Stopped {took:.1f} s after the annotation")
 
 
@@ -313,7 +323,7 @@ def test_deleting_a_running_job_takes_its_pods_at_once(
 ) -> None:
     ns, _ = namespace
     _slow_job(deployed, ns, "deleted", prefix)
-    assert len(_pods(deployed, ns, "deleted")) == 1
+    assert [p["status"]["phase"] for p in _pods(deployed, ns, "deleted")].count("Running") == 1
     asked = time.monotonic()
     deployed.kubectl("delete", "-n", ns, KIND, "deleted", "--wait=true")
     eventually(lambda: _pods(deployed, ns, "deleted") == [], 60, 0.5, what="the job's pods gone")
@@ -322,5 +332,5 @@ def test_deleting_a_running_job_takes_its_pods_at_once(
         deployed.kubectl("get", "jobs", "-n", ns, "-l", "sageport.io/transform-job=deleted", "-o", "name")
         == ""
     )
-    assert "1-slow.jsonl.out" not in _outputs(deployed, prefix)
+    assert "slow.jsonl.out" not in _outputs(deployed, prefix)
     print(f"delete: pods gone {took:.1f} s after kubectl delete")

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 # FailureReason is at most 1024 characters in SageMaker's API.
 FAILURE_REASON_LIMIT = 1024
 _RETRY_BASE_SECONDS = 0.2
+MULTIPART_THRESHOLD = 8 * 2**20  # boto3's own default
 
 
 class ModelError(Exception):
@@ -288,10 +289,14 @@ class Driver:
         return data
 
     def _write(self, bucket: str, key: str, output: bytes) -> None:
-        # upload_fileobj uses one PUT for small outputs and a multipart upload for large ones:
-        # either way the object appears whole or not at all.
-        extra = {"Metadata": {TRANSFORM_OUTPUT_METADATA: self.job_uid}} if self.job_uid else None
-        self.s3.upload_fileobj(io.BytesIO(output), bucket, key, ExtraArgs=extra)
+        # One PUT below the multipart threshold (upload_fileobj's transfer manager costs
+        # milliseconds per call, which small objects feel), a multipart upload above it: either
+        # way the object appears whole or not at all.
+        metadata = {TRANSFORM_OUTPUT_METADATA: self.job_uid} if self.job_uid else {}
+        if len(output) < MULTIPART_THRESHOLD:
+            self.s3.put_object(Bucket=bucket, Key=key, Body=output, Metadata=metadata)
+        else:
+            self.s3.upload_fileobj(io.BytesIO(output), bucket, key, ExtraArgs={"Metadata": metadata})
 
     def _written_by_this_job(self, bucket: str, key: str) -> bool:
         try:
