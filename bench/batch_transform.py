@@ -58,7 +58,7 @@ bodies, records = [], 0
 for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
     prepared = prepare(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read(), params)
     bodies += [batch.body for batch in prepared.batches]
-    records += len(prepared.records)
+    records += prepared.count
 while True:
     try:
         urllib.request.urlopen("http://127.0.0.1:8080/ping", timeout=2)

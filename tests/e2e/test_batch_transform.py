@@ -310,8 +310,9 @@ def test_a_stop_request_ends_in_stopped_and_keeps_the_outputs_written(
     took = time.monotonic() - asked
     assert status["transformEndTime"]
     assert {c["type"]: c["status"] for c in status["conditions"]} == {"Ready": "False", "Succeeded": "False"}
-    # The slow instance's pod is gone; the quick one's ended Succeeded before the stop.
-    assert [p["status"]["phase"] for p in _pods(deployed, ns, "stopped")] == ["Succeeded"]
+    # No pod runs any more (the quick instance's had ended Succeeded; the Job controller may
+    # remove it with the suspension).
+    assert [p for p in _pods(deployed, ns, "stopped") if p["status"]["phase"] in ("Pending", "Running")] == []
     outputs = _outputs(deployed, prefix)
     assert set(outputs) == {"quick.jsonl.out"}  # kept; the slow one was never partly written
     assert json.loads(outputs["quick.jsonl.out"])["id"] == "q"
@@ -323,7 +324,7 @@ def test_deleting_a_running_job_takes_its_pods_at_once(
 ) -> None:
     ns, _ = namespace
     _slow_job(deployed, ns, "deleted", prefix)
-    assert [p["status"]["phase"] for p in _pods(deployed, ns, "deleted")].count("Running") == 1
+    assert "Running" in [p["status"]["phase"] for p in _pods(deployed, ns, "deleted")]
     asked = time.monotonic()
     deployed.kubectl("delete", "-n", ns, KIND, "deleted", "--wait=true")
     eventually(lambda: _pods(deployed, ns, "deleted") == [], 60, 0.5, what="the job's pods gone")

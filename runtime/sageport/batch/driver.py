@@ -257,8 +257,8 @@ class Driver:
             raise
         output = await asyncio.to_thread(finish, prepared, responses, params)
         await asyncio.to_thread(self._write, bucket, key, output)
-        log.info("%s -> s3://%s/%s (%d records)", item.uri, bucket, key, len(prepared.records))
-        return len(prepared.records)
+        log.info("%s -> s3://%s/%s (%d records)", item.uri, bucket, key, prepared.count)
+        return prepared.count
 
     async def _invoke(
         self, pool: UpstreamPool, target: Target, headers: dict[str, str], body: bytes, params: Parameters
