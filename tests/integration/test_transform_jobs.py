@@ -6,6 +6,7 @@ that transform S3 objects, are tests/e2e/test_batch_transform.py)."""
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import pytest
@@ -184,7 +185,9 @@ def test_a_stop_ends_in_stopped_and_a_delete_takes_the_job_with_it(
     assert "cannot be scheduled" in condition(found)["message"]
 
     kube_cluster.kubectl("annotate", "-n", namespace, KIND, "iris-batch", "sageport.io/stop-requested=true")
+    asked = time.monotonic()
     stopped = _status(kube_cluster, namespace, "iris-batch", "Stopped")
+    print(f"Stopped {time.monotonic() - asked:.1f} s after the annotation")
     assert stopped["status"]["transformEndTime"]
     assert condition(stopped, "Succeeded")["status"] == "False"
     (child,) = get(kube_cluster, "jobs", namespace, selector="sageport.io/transform-job=iris-batch")
