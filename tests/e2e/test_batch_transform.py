@@ -11,6 +11,8 @@ import copy
 import gzip
 import io
 import json
+import os
+import signal
 import tarfile
 import time
 import uuid
@@ -335,3 +337,53 @@ def test_deleting_a_running_job_takes_its_pods_at_once(
     )
     assert "slow.jsonl.out" not in _outputs(deployed, prefix)
     print(f"delete: pods gone {took:.1f} s after kubectl delete")
+
+
+def test_a_pod_killed_mid_object_is_replaced_and_redoes_only_what_was_not_written(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey], prefix: str
+) -> None:
+    ns, _ = namespace
+    # One request per object, all three in flight at once: the quick ones are written at once,
+    # the slow one's record takes 25 s.
+    slow = b'{"id": "slow", "sleep": 25}\n'
+    _put(deployed, prefix, {"q1.jsonl": b'{"id": "q1"}\n', "q2.jsonl": b'{"id": "q2"}\n', "slow.jsonl": slow})
+    model = {
+        "apiVersion": "sageport.io/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": "probe"},
+        "spec": {
+            "modelName": "probe",
+            "primaryContainer": {"modelDataURL": "s3://models/probe/model.tar.gz"},
+        },
+    }
+    job = _job(
+        _example(),
+        "killed",
+        prefix,
+        modelName="probe",
+        batchStrategy="SingleRecord",
+        maxConcurrentTransforms=3,
+        transformInput={"contentType": "application/json"},
+        transformOutput={"accept": "application/json"},
+    )
+    stack.apply_objects(deployed.kubeconfig, ns, [model, job])
+    eventually(lambda: "q1.jsonl.out" in _outputs(deployed, prefix), 180, 0.5, what="a quick output")
+    written = set(_outputs(deployed, prefix))
+    assert "slow.jsonl.out" not in written  # the slow object is mid-way
+    (pod,) = _pods(deployed, ns, "killed")
+    driver = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "driver")
+    container_id = driver["containerID"].split("://", 1)[1]
+    tasks = dict(line.split()[:2] for line in deployed.ctr("tasks", "list").splitlines()[1:])
+    os.kill(int(tasks[container_id]), signal.SIGKILL)  # as an out-of-memory kill would
+
+    status = _wait_for(deployed, ns, "killed", "Completed", "Failed")
+    assert status["transformJobStatus"] == "Completed", status
+    outputs = _outputs(deployed, prefix)
+    assert set(outputs) == {"q1.jsonl.out", "q2.jsonl.out", "slow.jsonl.out"}
+    assert json.loads(outputs["slow.jsonl.out"])["id"] == "slow"
+    pods = sorted(_pods(deployed, ns, "killed"), key=lambda p: p["metadata"]["creationTimestamp"])
+    assert [p["status"]["phase"] for p in pods] == ["Failed", "Succeeded"]
+    (rerun,) = _driver_results(pods[1:])
+    # The rerun skipped what the killed pod had written, and transformed only the rest.
+    assert rerun["skippedObjects"] == len(written)
+    assert rerun["records"] == (2 - len(written)) + 1
