@@ -2,7 +2,7 @@
 against a plain client calling the same model server with the same batches and concurrency.
 
 Measured, on ``make up``'s stack (started if it is not running, and left running): 100,000 CSV
-lines (iris rows) in 20 objects of 5,000 lines under one prefix, ``examples/batch-transform``'s job
+lines (iris rows) in 20 objects of 5,000 lines (``--objects``) under one prefix, ``examples/batch-transform``'s job
 on the ``local`` instance type with one instance, ``Line`` + ``MultiRecord`` at 1 MiB (one request
 per object), 4 requests in flight. The job's figure is the driver's own ``transformSeconds`` (from
 its termination message: the first object read to the last output written, S3 reads, splitting,
@@ -16,7 +16,7 @@ request bodies (``sageport.batch``'s own splitting, before the clock starts) and
 request to the last response. The ratio job/baseline is what the driver's S3 I/O and bookkeeping
 cost; the target is at least 0.9.
 
-    python -m bench.batch_transform [--rounds N]
+    python -m bench.batch_transform [--rounds N] [--objects N]
 
 Needs root (the real node).
 """
@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="job/client pairs, alternated (the median is kept)"
     )
+    parser.add_argument("--objects", type=int, default=OBJECTS, help="objects the 100,000 lines are cut into")
     args = parser.parse_args()
     deployed = iris_stack()
     kubeconfig = deployed.kubeconfig
@@ -191,9 +192,10 @@ def main() -> None:
     }
     stack.apply_objects(kubeconfig, namespace, [model])
     prefix = f"bench-{secrets.token_hex(4)}"
-    per_object = LINES // OBJECTS
+    objects = args.objects
+    per_object = LINES // objects
     body = b"".join(ROWS[i % len(ROWS)] for i in range(per_object))
-    for i in range(OBJECTS):
+    for i in range(objects):
         deployed.s3.put(BUCKET, f"{prefix}/in/part-{i:02d}.csv", body)
     job_rates, client_rates = [], []
     try:
@@ -219,7 +221,7 @@ def main() -> None:
         stack.kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)
     job_rate, client_rate = statistics.median(job_rates), statistics.median(client_rates)
     print(
-        f"batch transform, {LINES:,} CSV lines in {OBJECTS} objects, 1 instance, MultiRecord 1 MiB, "
+        f"batch transform, {LINES:,} CSV lines in {objects} objects, 1 instance, MultiRecord 1 MiB, "
         f"{CONCURRENCY} in flight: job {job_rate:,.0f} records/s, client {client_rate:,.0f} records/s, "
         f"ratio x{job_rate / client_rate:.2f} (target >= 0.9)"
     )
