@@ -131,6 +131,16 @@ TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
 # SageMaker's StopTransformJob without deleting the object (a TransformJob's spec is immutable):
 # any value on this annotation asks the operator to stop the job; it ends in Stopped.
 ANNOTATION_STOP_REQUESTED: Final = f"{API_GROUP}/stop-requested"
+# On the Job, its pods and nothing else: the metadata.name of the TransformJob they run.
+LABEL_TRANSFORM_JOB: Final = f"{API_GROUP}/transform-job"
+# The TransformJob's uid, for the driver: written as S3 user metadata on each output object, so a
+# worker that runs again after its pod died skips the objects this job already wrote.
+TRANSFORM_JOB_UID_ENV: Final = "SAGEPORT_TRANSFORM_JOB_UID"
+# How many times this worker's index failed before (Kubernetes' per-index failure count, which the
+# pod gets through the downward API): 0 on a first run, when no output can be this job's yet.
+TRANSFORM_RETRY_ENV: Final = "SAGEPORT_TRANSFORM_RETRY"
+# The S3 user-metadata key (x-amz-meta-...) holding TRANSFORM_JOB_UID_ENV on each output object.
+TRANSFORM_OUTPUT_METADATA: Final = "sageport-transform-job"
 
 
 class TransformJobStatus(StrEnum):

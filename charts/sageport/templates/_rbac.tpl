@@ -6,15 +6,20 @@ a ClusterRole, the namespaced ones in a Role in each watched namespace.
 
 {{/* Operator, in the namespaces it watches: read the sageport.io kinds it reconciles, write
 their status, own the children (server-side apply = patch; create/delete), list the pods of
-an Endpoint whose instances do not start (why unschedulable), keep a Serial pipeline's stage
-pods (create, delete; label and annotate its anchor pods), post kopf's events. */}}
+an Endpoint whose instances do not start (why unschedulable) and of a TransformJob (the
+drivers' termination messages), keep a Serial pipeline's stage pods (create, delete; label and
+annotate its anchor pods), post kopf's events. A TransformJob's Job is created once and then only
+patched (suspended on a stop): no delete, garbage collection removes it with its TransformJob. */}}
 {{- define "sageport.operator.namespacedRules" -}}
 - apiGroups: ["sageport.io"]
-  resources: ["models", "endpointconfigs", "endpoints"]
+  resources: ["models", "endpointconfigs", "endpoints", "transformjobs"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["sageport.io"]
-  resources: ["models/status", "endpointconfigs/status", "endpoints/status"]
+  resources: ["models/status", "endpointconfigs/status", "endpoints/status", "transformjobs/status"]
   verbs: ["patch"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

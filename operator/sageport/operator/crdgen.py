@@ -118,6 +118,15 @@ KINDS = (
         columns=(
             {"name": "Status", "type": "string", "jsonPath": ".status.transformJobStatus"},
             {"name": "Model", "type": "string", "jsonPath": ".spec.modelName"},
+            {"name": "Instances", "type": "integer", "jsonPath": ".spec.transformResources.instanceCount"},
+            {
+                "name": "Instance-Type",
+                "type": "string",
+                "jsonPath": ".spec.transformResources.instanceType",
+                "priority": 1,
+            },
+            {"name": "Start-Time", "type": "date", "jsonPath": ".status.transformStartTime", "priority": 1},
+            {"name": "Failure", "type": "string", "jsonPath": ".status.failureReason", "priority": 1},
             _AGE_COLUMN,
         ),
     ),

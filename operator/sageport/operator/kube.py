@@ -28,6 +28,7 @@ _PLURALS = {
     ("v1", "Service"): "services",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("batch/v1", "Job"): "jobs",  # a TransformJob's
     (API_VERSION, "InstanceType"): Plural.INSTANCE_TYPES,  # cluster-scoped: the catalog sync
 }
 
@@ -74,6 +75,12 @@ class KubeApi(Protocol):
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         """Delete a pod if it exists."""
+        ...
+
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: Manifest
+    ) -> None:
+        """JSON-merge-patch one field of a child (a Job's ``suspend``), leaving its other fields to apply."""
         ...
 
 
@@ -189,6 +196,12 @@ class KubernetesApi:
         except KubeError as error:
             if error.status != 404:
                 raise
+
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: Manifest
+    ) -> None:
+        path = f"{_collection_path(api_version, _PLURALS[api_version, kind], namespace)}/{name}"
+        await self._call("PATCH", path, patch, "application/merge-patch+json", [])
 
     async def list_cluster_objects(self, api_version: str, plural: str) -> list[Manifest]:
         """Every object of a cluster-scoped kind."""

@@ -14,6 +14,7 @@ from sageport.kubeclient import load_api_client
 from sageport.operator.alarms import prometheus_alarm_source
 from sageport.operator.kube import API_CLIENT_POOL_SIZE, KubernetesApi
 from sageport.operator.reconcile.endpoint import EndpointReconciler
+from sageport.operator.reconcile.transform import TransformJobReconciler
 from sageport.operator.render import RenderSettings
 
 PREFIX = contract.API_GROUP  # of kopf's finalizer and annotations
@@ -89,3 +90,7 @@ def make_reconciler(config: OperatorSettings) -> tuple[EndpointReconciler, Kuber
         kube, config.render_settings(), lambda: datetime.datetime.now(datetime.UTC), alarms
     )
     return reconciler, kube
+
+
+def make_transform_reconciler(config: OperatorSettings, kube: KubernetesApi) -> TransformJobReconciler:
+    return TransformJobReconciler(kube, config.render_settings(), lambda: datetime.datetime.now(datetime.UTC))

@@ -4,7 +4,10 @@ The job's spec (ACK field names, JSON) comes from ``$SAGEPORT_TRANSFORM_JOB`` or
 the worker index from ``$JOB_COMPLETION_INDEX`` (an indexed Job sets it) or ``--index``; S3 from
 the same environment as the model fetcher (``AWS_ENDPOINT_URL_S3``, boto3's credential chain).
 The result is one JSON line on stdout and, when Kubernetes mounted one, the termination message
-file; the exit code is 0 when every object was transformed, 1 when the job failed, 143 when stopped.
+file; the exit code is 0 when every object was transformed, 1 when the job failed, 143 when stopped,
+2 on an error that is not the job's (worth running the worker again).
+In a job pod the operator also sets ``$SAGEPORT_TRANSFORM_JOB_UID`` and ``$SAGEPORT_TRANSFORM_RETRY``
+(driver.py: a worker run again after its pod died skips the outputs this job already wrote).
 """
 
 from __future__ import annotations
@@ -24,11 +27,16 @@ from sageport.contract import (
     JOB_COMPLETION_INDEX_ENV,
     TERMINATION_MESSAGE_PATH,
     TRANSFORM_JOB_ENV,
+    TRANSFORM_JOB_UID_ENV,
+    TRANSFORM_RETRY_ENV,
     TransformJobStatus,
 )
 from sageport.storage.s3 import s3_client
 
 EXIT_STOPPED = 143
+# Not the job's failure (S3 unreachable, a crash): the operator's Job runs this worker again,
+# where exit 1 (a record the model rejected, bad input) fails it at once.
+EXIT_RETRY = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         s3_client(),
         model_url=args.model_url.rstrip("/"),
         ping_timeout=args.ping_timeout,
+        job_uid=os.environ.get(TRANSFORM_JOB_UID_ENV) or None,
+        retry=_int(os.environ.get(TRANSFORM_RETRY_ENV)),
     )
     result, code = asyncio.run(_run(driver))
     report = result.to_json()
@@ -65,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
 async def _run(driver: Driver) -> tuple[Result, int]:
     task = asyncio.current_task()
     assert task is not None
@@ -75,6 +92,11 @@ async def _run(driver: Driver) -> tuple[Result, int]:
     except asyncio.CancelledError:
         driver.result.status = TransformJobStatus.STOPPED
         return driver.result, EXIT_STOPPED
+    except Exception as error:  # S3 unreachable, a bug: not the job's fault, so worth another run
+        logging.getLogger(__name__).exception("the worker failed")
+        driver.result.status = TransformJobStatus.FAILED
+        driver.result.failure_reason = f"InternalServerError: {type(error).__name__}: {error}"
+        return driver.result, EXIT_RETRY
     return result, 0 if result.status == TransformJobStatus.COMPLETED else 1
 
 

@@ -8,6 +8,11 @@ input order and writes the output object in one go (a single PUT, or a multipart
 only visible once complete), so no partial ``.out`` is ever visible. An object whose record the
 model rejects is not written; the others go on and are kept, and the job then fails naming it
 (sagemaker-semantics.md §1.7).
+
+A worker that runs again after its pod died (``retry`` > 0) skips the objects whose output this
+job already wrote: each output carries the job's uid as S3 user metadata, so an output left by an
+earlier job at the same path is never mistaken for one, and only the object that was in flight
+when the pod died is transformed again.
 """
 
 from __future__ import annotations
@@ -36,7 +41,13 @@ from sageport.batch.objects import (
 )
 from sageport.batch.params import Parameters, resolve
 from sageport.batch.pipeline import finish, prepare
-from sageport.contract import EXECUTION_PARAMETERS_PATH, INVOCATIONS_PATH, PING_PATH, TransformJobStatus
+from sageport.contract import (
+    EXECUTION_PARAMETERS_PATH,
+    INVOCATIONS_PATH,
+    PING_PATH,
+    TRANSFORM_OUTPUT_METADATA,
+    TransformJobStatus,
+)
 from sageport.net.upstream import Target, UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -44,6 +55,7 @@ log = logging.getLogger(__name__)
 # FailureReason is at most 1024 characters in SageMaker's API.
 FAILURE_REASON_LIMIT = 1024
 _RETRY_BASE_SECONDS = 0.2
+MULTIPART_THRESHOLD = 8 * 2**20  # boto3's own default
 
 
 class ModelError(Exception):
@@ -60,6 +72,10 @@ class Result:
     failed_objects: list[str] = field(default_factory=list)
     records: int = 0
     seconds: float = 0.0
+    skipped: int = 0  # objects a previous run of this worker had written already
+    # From the first object read to the last output written: the transform itself, without
+    # listing the input or waiting for the model to answer /ping (what throughput is measured on).
+    transform_seconds: float = 0.0
 
     def to_json(self) -> str:
         body: dict[str, Any] = {
@@ -68,7 +84,10 @@ class Result:
             "failedObjects": self.failed_objects[:20],
             "records": self.records,
             "seconds": round(self.seconds, 3),
+            "transformSeconds": round(self.transform_seconds, 3),
         }
+        if self.skipped:
+            body["skippedObjects"] = self.skipped
         if self.failure_reason:
             body["failureReason"] = self.failure_reason[:FAILURE_REASON_LIMIT]
         return json.dumps(body)
@@ -83,6 +102,8 @@ class Driver:
     ping_timeout: float = 1800.0
     clock: Callable[[], float] = time.monotonic
     result: Result = field(default_factory=Result)
+    job_uid: str | None = None  # written on every output; a retry skips outputs carrying it
+    retry: int = 0  # how many runs of this worker's index failed before this one
 
     @property
     def count(self) -> int:
@@ -103,7 +124,11 @@ class Driver:
                     params.max_payload_in_mb,
                     params.batch_strategy,
                 )
-                await self._transform_all(mine, params)
+                transforming = self.clock()
+                try:
+                    await self._transform_all(mine, params)
+                finally:
+                    self.result.transform_seconds = self.clock() - transforming
         except (InputError, ValueError) as error:
             self._fail(f"ClientError: {error}")
         except ModelError as error:
@@ -204,6 +229,13 @@ class Driver:
         target: Target,
         in_flight: asyncio.Semaphore,
     ) -> int:
+        bucket, key = output_location(self.spec.transform_output.s3_output_path, item.relative)
+        if self.retry and self.job_uid and await asyncio.to_thread(self._written_by_this_job, bucket, key):
+            log.info(
+                "%s: s3://%s/%s was written by an earlier run of this job, skipped", item.uri, bucket, key
+            )
+            self.result.skipped += 1
+            return 0
         data = await asyncio.to_thread(self._read, item)
         prepared = await asyncio.to_thread(prepare, data, params)
         headers = {}
@@ -224,10 +256,9 @@ class Driver:
                 task.cancel()
             raise
         output = await asyncio.to_thread(finish, prepared, responses, params)
-        bucket, key = output_location(self.spec.transform_output.s3_output_path, item.relative)
         await asyncio.to_thread(self._write, bucket, key, output)
-        log.info("%s -> s3://%s/%s (%d records)", item.uri, bucket, key, len(prepared.records))
-        return len(prepared.records)
+        log.info("%s -> s3://%s/%s (%d records)", item.uri, bucket, key, prepared.count)
+        return prepared.count
 
     async def _invoke(
         self, pool: UpstreamPool, target: Target, headers: dict[str, str], body: bytes, params: Parameters
@@ -258,6 +289,24 @@ class Driver:
         return data
 
     def _write(self, bucket: str, key: str, output: bytes) -> None:
-        # upload_fileobj uses one PUT for small outputs and a multipart upload for large ones:
-        # either way the object appears whole or not at all.
-        self.s3.upload_fileobj(io.BytesIO(output), bucket, key)
+        # One PUT below the multipart threshold (upload_fileobj's transfer manager costs
+        # milliseconds per call, which small objects feel), a multipart upload above it: either
+        # way the object appears whole or not at all.
+        metadata = {TRANSFORM_OUTPUT_METADATA: self.job_uid} if self.job_uid else {}
+        if len(output) < MULTIPART_THRESHOLD:
+            self.s3.put_object(Bucket=bucket, Key=key, Body=output, Metadata=metadata)
+        else:
+            self.s3.upload_fileobj(io.BytesIO(output), bucket, key, ExtraArgs={"Metadata": metadata})
+
+    def _written_by_this_job(self, bucket: str, key: str) -> bool:
+        try:
+            head = self.s3.head_object(Bucket=bucket, Key=key)
+        except Exception as error:  # botocore's ClientError (404) without importing botocore here
+            if getattr(error, "response", {}).get("Error", {}).get("Code") in (
+                "404",
+                "NoSuchKey",
+                "NotFound",
+            ):
+                return False
+            raise
+        return bool(head.get("Metadata", {}).get(TRANSFORM_OUTPUT_METADATA) == self.job_uid)

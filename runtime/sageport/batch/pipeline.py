@@ -10,15 +10,26 @@ from dataclasses import dataclass
 
 from sageport.batch.assemble import ProcessingError, assemble, output_records
 from sageport.batch.params import Parameters
-from sageport.batch.records import Batch, Record, RecordError, SplitType, batch, split
+from sageport.batch.records import (
+    Batch,
+    BatchStrategy,
+    Record,
+    RecordError,
+    SplitType,
+    batch,
+    line_batches,
+    split,
+)
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """An object's records as read (for joins) and the request bodies to send, in order."""
+    """An object's records as read (for joins; left empty when nothing reads them) and the
+    request bodies to send, in order."""
 
     records: list[Record]
     batches: list[Batch]
+    count: int  # how many records the object has
 
 
 def prepare(data: bytes, params: Parameters) -> Prepared:
@@ -27,6 +38,20 @@ def prepare(data: bytes, params: Parameters) -> Prepared:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as error:
             raise RecordError(f"CompressionType Gzip, but the object is not gzip data: {error}") from None
+    if (
+        params.split_type is SplitType.LINE
+        and params.batch_strategy is BatchStrategy.MULTI_RECORD
+        and not params.processing.active
+    ):
+        # The common case (CSV or JSON Lines, MultiRecord, no filters): the bodies are slices of
+        # the object cut at newlines, found without making one bytes object per line.
+        count, batches = line_batches(data, params.max_payload_in_mb)
+        return Prepared([], batches, count)
+    return _prepare_records(data, params)
+
+
+def _prepare_records(data: bytes, params: Parameters) -> Prepared:
+
     records = split(data, params.split_type)
     sent = records
     processing = params.processing
@@ -36,7 +61,8 @@ def prepare(data: bytes, params: Parameters) -> Prepared:
         sent = [
             Record(filtered, filtered) for filtered in (processing.filter_input(r.payload) for r in records)
         ]
-    return Prepared(records, batch(sent, params.split_type, params.batch_strategy, params.max_payload_in_mb))
+    batches = batch(sent, params.split_type, params.batch_strategy, params.max_payload_in_mb)
+    return Prepared(records, batches, len(records))
 
 
 def finish(prepared: Prepared, responses: Sequence[bytes], params: Parameters) -> bytes:

@@ -70,7 +70,12 @@ def spec(prefix: str, output: str, instances: int = 1, **extra: Any) -> dict[str
 
 
 def run_driver(
-    s3: S3, server: Server, job: dict[str, Any], tmp_path: Path, index: int = 0
+    s3: S3,
+    server: Server,
+    job: dict[str, Any],
+    tmp_path: Path,
+    index: int = 0,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any], str]:
     spec_file = tmp_path / f"spec-{index}.json"
     spec_file.write_text(json.dumps(job))
@@ -85,6 +90,7 @@ def run_driver(
             **os.environ,
             **s3.env(),
             "PYTHONPATH": os.pathsep.join([str(REPO / "runtime"), str(REPO / "operator")]),
+            **(env or {}),
         },
         capture_output=True,
         text=True,
@@ -178,3 +184,33 @@ def test_an_empty_prefix_fails_with_sagemakers_message(s3: S3, model_server: Ser
     assert report["failureReason"].startswith(
         f'ClientError: No S3 objects found under S3 URL "s3://{BUCKET}/nothing/"'
     )
+
+
+def test_a_rerun_after_a_dead_pod_redoes_only_the_objects_without_this_jobs_output(
+    s3: S3, model_server: Server, sklearn_model: Any, tmp_path: Path
+) -> None:
+    client = s3.client()
+    job = spec("in/", "out-rerun")
+    first = {"SAGEPORT_TRANSFORM_JOB_UID": "uid-1", "SAGEPORT_TRANSFORM_RETRY": "0"}
+    code, report, log = run_driver(s3, model_server, job, tmp_path, env=first)
+    assert code == 0, log
+    head = client.head_object(Bucket=BUCKET, Key="out-rerun/a.csv.out")
+    assert head["Metadata"] == {"sageport-transform-job": "uid-1"}
+    # As if the pod died before b.csv's output was written, and a.csv's path held an older job's.
+    client.delete_object(Bucket=BUCKET, Key="out-rerun/b.csv.out")
+    client.put_object(
+        Bucket=BUCKET,
+        Key="out-rerun/a.csv.out",
+        Body=b"stale\n",
+        Metadata={"sageport-transform-job": "uid-0"},
+    )
+    again = {"SAGEPORT_TRANSFORM_JOB_UID": "uid-1", "SAGEPORT_TRANSFORM_RETRY": "1"}
+    code, report, log = run_driver(s3, model_server, job, tmp_path, env=again)
+    assert code == 0, log
+    assert report["skippedObjects"] == 1  # sub/c.csv, this job's
+    assert report["records"] == 5  # a.csv (2) and b.csv (3) transformed again
+    assert outputs(s3, "out-rerun/") == {
+        "out-rerun/a.csv.out": predictions(sklearn_model, INPUTS["in/a.csv"]),
+        "out-rerun/b.csv.out": predictions(sklearn_model, INPUTS["in/b.csv"]),
+        "out-rerun/sub/c.csv.out": predictions(sklearn_model, INPUTS["in/sub/c.csv"]),
+    }

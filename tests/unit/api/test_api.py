@@ -13,7 +13,12 @@ from sageport.api.v1alpha1.common import ack_alias
 from sageport.api.v1alpha1.endpoint import DeploymentConfig
 from tests.support.manifests import ACK_SAMPLES, example_dirs, load_documents
 
-KINDS: dict[str, Any] = {"Model": Model, "EndpointConfig": EndpointConfig, "Endpoint": Endpoint}
+KINDS: dict[str, Any] = {
+    "Model": Model,
+    "EndpointConfig": EndpointConfig,
+    "Endpoint": Endpoint,
+    "TransformJob": TransformJob,
+}
 
 
 @pytest.mark.parametrize(

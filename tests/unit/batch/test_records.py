@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 
 import pytest
@@ -14,6 +15,7 @@ from sageport.batch.records import (
     RecordError,
     SplitType,
     batch,
+    line_batches,
     masked_crc32c,
     recordio_frame,
     split,
@@ -110,3 +112,33 @@ def test_split_none_over_max_payload_is_an_error() -> None:
     records = split(b"z" * (MIB + 1), SplitType.NONE)
     with pytest.raises(RecordError, match="over MaxPayloadInMB=1"):
         batch(records, SplitType.NONE, BatchStrategy.MULTI_RECORD, 1)
+
+
+@pytest.mark.parametrize("payload_mb", [0, 1, 2])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"a\n",
+        b"no newline",
+        b"1,2\n3,4\n5,6",
+        b"\n\n\n",
+        b"x" * (MIB - 1) + b"\n" + b"y\n" * 10,  # a record of exactly 1 MiB, then small ones
+        b"x" * MIB + b"\n" + b"y\n",  # a record over 1 MiB
+        b"".join(b"%d,abc\n" % i for i in range(300_000)),  # about 3 MiB of lines
+        b"".join(b"%d\n" % i for i in range(200_000)) + b"last",
+    ],
+    ids=lambda d: f"{len(d)}b" if isinstance(d, bytes) else str(d),
+)
+def test_line_batches_are_the_general_multi_record_batches(data: bytes, payload_mb: int) -> None:
+    def general() -> tuple[int, list[Batch]]:
+        records = split(data, SplitType.LINE)
+        return len(records), batch(records, SplitType.LINE, BatchStrategy.MULTI_RECORD, payload_mb)
+
+    try:
+        expected = general()
+    except RecordError as error:
+        with pytest.raises(RecordError, match=re.escape(str(error))):
+            line_batches(data, payload_mb)
+        return
+    assert line_batches(data, payload_mb) == expected

@@ -11,10 +11,35 @@ from sageport.contract import TransformJobStatus as TransformJobState
 
 from .common import ApiModel, ObjectStatus, Resource, SageMakerName, Tag
 
+AUGMENTED_MANIFEST_REFUSED = (
+    "AugmentedManifestFile is not supported by batch transform (SageMaker documents it as not "
+    "compatible with transform jobs): use S3Prefix or ManifestFile"
+)
+
 
 class TransformS3DataSource(ApiModel):
+    """S3Prefix: every object whose key starts with s3URI; ManifestFile: the objects a JSON manifest lists."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.s3DataType != 'AugmentedManifestFile'",
+                    "fieldPath": ".s3DataType",
+                    "message": AUGMENTED_MANIFEST_REFUSED,
+                }
+            ]
+        }
+    }
+
     s3_data_type: Literal["S3Prefix", "ManifestFile", "AugmentedManifestFile"]
     s3_uri: Annotated[str, Field(max_length=1024, pattern=r"^(s3|https?)://.+$")]
+
+    @model_validator(mode="after")
+    def _transformable(self) -> TransformS3DataSource:
+        if self.s3_data_type == "AugmentedManifestFile":
+            raise ValueError(AUGMENTED_MANIFEST_REFUSED)
+        return self
 
 
 class TransformDataSource(ApiModel):
@@ -57,8 +82,36 @@ class DataProcessing(ApiModel):
     join_source: Literal["Input", "None"] | None = None
 
 
+PAYLOAD_BUDGET = "maxConcurrentTransforms x maxPayloadInMB must not exceed 100 (MB), as in SageMaker"
+STRATEGY_NEEDS_SPLIT = (
+    "batchStrategy needs transformInput.splitType Line, RecordIO or TFRecord (SageMaker: "
+    "BatchStrategy requires a SplitType other than None)"
+)
+
+
 class TransformJobSpec(ApiModel):
-    """A batch transform job. Reconciled by the batch issue; accepted and validated today."""
+    """A batch transform job (immutable); stop it with the annotation sageport.io/stop-requested or by deleting it."""
+
+    # The rules the API server checks (the model validator below checks the same in Python).
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.maxConcurrentTransforms) && self.maxConcurrentTransforms > 0 ? "
+                    "self.maxConcurrentTransforms : 1) * (has(self.maxPayloadInMB) ? self.maxPayloadInMB : 6)"
+                    " <= 100",
+                    "fieldPath": ".maxPayloadInMB",
+                    "message": PAYLOAD_BUDGET,
+                },
+                {
+                    "rule": "!has(self.batchStrategy) || (has(self.transformInput.splitType) && "
+                    "self.transformInput.splitType != 'None')",
+                    "fieldPath": ".batchStrategy",
+                    "message": STRATEGY_NEEDS_SPLIT,
+                },
+            ]
+        }
+    }
 
     transform_job_name: SageMakerName | None = Field(default=None, description="Defaults to metadata.name.")
     model_name: SageMakerName
@@ -78,18 +131,27 @@ class TransformJobSpec(ApiModel):
         concurrency = self.max_concurrent_transforms or 1
         payload = 6 if self.max_payload_in_mb is None else self.max_payload_in_mb
         if concurrency * payload > 100:
-            raise ValueError("maxConcurrentTransforms x maxPayloadInMB must not exceed 100")
+            raise ValueError(PAYLOAD_BUDGET)
         split = self.transform_input.split_type or "None"
         if self.batch_strategy is not None and split == "None":
-            raise ValueError("batchStrategy needs transformInput.splitType other than None")
+            raise ValueError(STRATEGY_NEEDS_SPLIT)
         return self
 
 
 class TransformJobStatus(ObjectStatus):
-    transform_job_status: TransformJobState | None = None
-    failure_reason: str | None = Field(default=None, max_length=1024)
-    transform_start_time: datetime | None = None
-    transform_end_time: datetime | None = None
+    """SageMaker's status fields, and conditions Ready and Succeeded (kubectl wait --for=condition=Succeeded)."""
+
+    transform_job_status: TransformJobState | None = Field(
+        default=None, description="InProgress, Completed, Failed, Stopping or Stopped (SageMaker's)."
+    )
+    failure_reason: str | None = Field(
+        default=None, max_length=1024, description="Why it failed: the object's S3 URI and the error."
+    )
+    transform_start_time: datetime | None = Field(default=None, description="When its pods were started.")
+    transform_end_time: datetime | None = Field(
+        default=None, description="When it reached Completed, Failed or Stopped."
+    )
+    job_name: str | None = Field(default=None, description="sageport: the batch/v1 Job that runs it.")
 
 
 class TransformJob(Resource):

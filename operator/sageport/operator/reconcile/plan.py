@@ -171,13 +171,13 @@ _MEMORY_UNITS: dict[str, float] = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 
 _MEMORY_UNITS |= {"M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3, "": 1}
 
 
-def _cpu_millis(quantity: str) -> int:
+def cpu_millis(quantity: str) -> int:
     if quantity.endswith("m"):
         return int(float(quantity[:-1]))
     return int(float(quantity) * 1000)
 
 
-def _memory_bytes(quantity: str) -> int:
+def memory_bytes(quantity: str) -> int:
     number = quantity.rstrip("KMGTikm")
     return int(float(number) * _MEMORY_UNITS[quantity[len(number) :]])
 
@@ -192,8 +192,8 @@ def split_resources(it: InstanceTypeSpec, count: int) -> list[ContainerResources
     get one each and the rest none). The pod as a whole requests what the instance type has, so
     it fits wherever a single-container pod of that type fits.
     """
-    cpu = max(_cpu_millis(it.cpu) - ROUTER_CPU_MILLIS, count) // count
-    memory = max(_memory_bytes(it.memory) // 2**20 - ROUTER_MEMORY_MIB, count) // count
+    cpu = max(cpu_millis(it.cpu) - ROUTER_CPU_MILLIS, count) // count
+    memory = max(memory_bytes(it.memory) // 2**20 - ROUTER_MEMORY_MIB, count) // count
     whole, extra = divmod(it.gpu_count, count)
     return [ContainerResources(f"{cpu}m", f"{memory}Mi", whole + (i < extra)) for i in range(count)]
 

@@ -38,7 +38,7 @@ def _resources(share: ContainerResources, it: InstanceTypeSpec) -> dict[str, Any
     return {"requests": requests, "limits": limits}
 
 
-def _node_placement(it: InstanceTypeSpec, settings: RenderSettings) -> dict[str, Any]:
+def node_placement(it: InstanceTypeSpec, settings: RenderSettings) -> dict[str, Any]:
     node_selector = dict(it.node_selector or {})
     if it.gpu_product:
         node_selector.setdefault("nvidia.com/gpu.product", it.gpu_product)
@@ -107,7 +107,14 @@ def _model_fetch_container(
     return container
 
 
-def _model_container(model: ModelContainer, shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
+def model_container(
+    model: ModelContainer,
+    it: InstanceTypeSpec,
+    startup_seconds: int,
+    settings: RenderSettings,
+    volume_gib: int | None = None,
+) -> dict[str, Any]:
+    """A model container on the SageMaker contract (``serve``, its port, /opt/ml/model, probes on /ping)."""
     env = [{"name": k, "value": v} for k, v in model.environment]
     env.append({"name": SageMakerEnv.BIND_TO_PORT, "value": str(model.port)})
     if model.safe_port_range is not None:
@@ -115,10 +122,8 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
     env.append({"name": SageMakerEnv.MODEL_DIR, "value": contract.MODEL_DIR})
     if model.model_prefix is not None:
         env.append({"name": contract.MODEL_PREFIX_ENV, "value": model.model_prefix})
-        if shape.volume_gib is not None:  # leave a fifth for the download that makes room
-            env.append(
-                {"name": contract.MODEL_DISK_BYTES_ENV, "value": str(shape.volume_gib * 2**30 * 4 // 5)}
-            )
+        if volume_gib is not None:  # leave a fifth for the download that makes room
+            env.append({"name": contract.MODEL_DISK_BYTES_ENV, "value": str(volume_gib * 2**30 * 4 // 5)})
         env += [{"name": k, "value": v} for k, v in settings.storage_env]
     ping = {
         "httpGet": {"path": contract.PING_PATH, "port": model.port_name or model.port},
@@ -144,13 +149,13 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
         "args": ["serve"],
         "ports": [port],
         "env": env,
-        "resources": _resources(model.resources, shape.instance_type),
+        "resources": _resources(model.resources, it),
         "volumeMounts": mounts,
         **extra,
         "startupProbe": {
             **ping,
             "periodSeconds": _PROBE_PERIOD,
-            "failureThreshold": shape.startup_seconds // _PROBE_PERIOD,
+            "failureThreshold": startup_seconds // _PROBE_PERIOD,
         },
         "readinessProbe": {**ping, "periodSeconds": _PROBE_PERIOD, "failureThreshold": 2},
         "livenessProbe": {**ping, "periodSeconds": 10, "failureThreshold": 6},
@@ -227,7 +232,10 @@ def model_pod_spec(
 ) -> dict[str, Any]:
     """A pod of ``models`` and ``sidecars`` on the variant's instance type, without placement
     rules between pods (the caller adds spread or affinity)."""
-    containers = [_model_container(c, shape, settings) for c in models]
+    containers = [
+        model_container(c, shape.instance_type, shape.startup_seconds, settings, shape.volume_gib)
+        for c in models
+    ]
     containers += [_sidecar_container(s, shape, settings) for s in sidecars]
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
@@ -235,17 +243,32 @@ def model_pod_spec(
         "terminationGracePeriodSeconds": 30,  # SageMaker sends SIGKILL 30 s after SIGTERM
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": containers,
-        "volumes": [
-            volume
-            for c in models
-            for volume in (
-                {"name": _FETCH_VOLUME + c.volume_suffix, "emptyDir": _size_limit(shape.volume_gib)},
-                {"name": "tmp" + c.volume_suffix, "emptyDir": {}},
-            )
-        ]
-        + _pod_info_volume(sidecars),
-        **_node_placement(shape.instance_type, settings),
+        **node_placement(shape.instance_type, settings),
     }
+    fetches, volumes = model_fetches(models, shape.download_seconds, settings, shape.volume_gib)
+    spec["volumes"] = volumes + _pod_info_volume(sidecars)
+    if fetches:
+        spec["initContainers"] = fetches
+    return spec
+
+
+def model_fetches(
+    models: tuple[ModelContainer, ...],
+    download_seconds: int | None,
+    settings: RenderSettings,
+    volume_gib: int | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The model fetch init containers (one per model with an artifact) and the models' volumes:
+    each model's /opt/ml/model (of volumeSizeInGB) and /tmp, what a pvc:// or file:// artifact is
+    read from, and a multi-model container's disk cache."""
+    volumes = [
+        volume
+        for c in models
+        for volume in (
+            {"name": _FETCH_VOLUME + c.volume_suffix, "emptyDir": _size_limit(volume_gib)},
+            {"name": "tmp" + c.volume_suffix, "emptyDir": {}},
+        )
+    ]
     fetches = []
     for model in models:
         if model.model_url is None:
@@ -253,18 +276,17 @@ def model_pod_spec(
         fetched, volume = _model_source(model.model_url, model.volume_suffix)
         fetches.append(
             _model_fetch_container(
-                fetched, volume is not None, settings, shape.download_seconds, model.volume_suffix
+                fetched, volume is not None, settings, download_seconds, model.volume_suffix
             )
         )
         if volume is not None:
-            spec["volumes"].append(volume)
-    if fetches:
-        spec["initContainers"] = fetches
+            volumes.append(volume)
     for model in models:
         if model.model_prefix is not None:
-            cache = _size_limit(shape.volume_gib)
-            spec["volumes"].append({"name": _MODELS_VOLUME + model.volume_suffix, "emptyDir": cache})
-    return spec
+            volumes.append(
+                {"name": _MODELS_VOLUME + model.volume_suffix, "emptyDir": _size_limit(volume_gib)}
+            )
+    return fetches, volumes
 
 
 def _size_limit(gib: int | None) -> dict[str, Any]:

@@ -140,3 +140,24 @@ class VariantShape:
     @property
     def name(self) -> str:
         return child_name(self.endpoint_object, self.variant_name, self.config_name)
+
+
+@dataclass(frozen=True)
+class TransformShape:
+    """Everything a TransformJob's indexed Job is built from (see reconcile/transform_plan.py)."""
+
+    namespace: str
+    transform_object: str  # metadata.name of the TransformJob
+    transform_job_name: str  # SageMaker's TransformJobName
+    owner: OwnerRef
+    name: str  # the Job's
+    uid: str  # the TransformJob's: the driver marks its outputs with it
+    instance_type: InstanceTypeSpec
+    instance_count: int
+    model: ModelContainer  # the Model's container; environment: the Model's, then the job's, then SAGEMAKER_*
+    driver_resources: ContainerResources  # the driver's request; the rest of the instance is the model's
+    driver_memory_limit: str  # the driver holds whole objects: it may use up to the instance's memory
+    spec_json: str  # the TransformJob's spec (ACK names, JSON) for the driver
+    download_seconds: int | None = None
+    stopped: bool = False  # StopTransformJob: the Job is suspended, which deletes its pods
+    retries_per_instance: int = 3  # runs of one instance's share that may die before it fails
