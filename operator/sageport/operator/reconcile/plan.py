@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from sageport import contract
 from sageport.api.v1alpha1 import ContainerDefinition, InstanceTypeSpec
 from sageport.operator.reconcile.resolve import ResolvedEndpoint, ResolvedVariant
+from sageport.operator.render.images import ResolvedImage, fetched_code_url, resolve_image, with_code_dir
 from sageport.operator.render.names import child_name
 from sageport.operator.render.shape import (
     Autoscaler,
@@ -92,9 +93,9 @@ class EndpointPlan:
     plans: tuple[VariantPlan, ...]  # what the status reports per variant
 
 
-def image_of(container: ContainerDefinition, settings: RenderSettings) -> str:
-    """The container's image, or sageport's own model server."""
-    return container.image or settings.runtime_image
+def image_of(container: ContainerDefinition, settings: RenderSettings) -> ResolvedImage:
+    """The container's image after the image map, or sageport's own model server."""
+    return resolve_image(container.image, settings.image_rules, settings.runtime_image)
 
 
 def _model_url(container: ContainerDefinition) -> str | None:
@@ -107,12 +108,16 @@ def _model_url(container: ContainerDefinition) -> str | None:
 def _model_container(
     container: ContainerDefinition, settings: RenderSettings, it: InstanceTypeSpec
 ) -> ModelContainer:
+    image = image_of(container, settings)
+    environment = tuple(sorted((container.environment or {}).items()))
+    code_url = fetched_code_url(environment, image)
     return ModelContainer(
         name="model",
-        image=image_of(container, settings),
-        environment=tuple(sorted((container.environment or {}).items())),
+        image=image.resolved,
+        environment=with_code_dir(environment) if code_url else environment,
         model_url=_model_url(container),
         resources=ContainerResources(it.cpu, it.memory, it.gpu_count),
+        code_url=code_url,
     )
 
 
@@ -124,7 +129,9 @@ def _container_names(hostnames: list[str]) -> list[str]:
     """Pod container names: the hostnames in lower case (they are DNS labels then), unless two
     collide or one takes a name sageport uses, then ``model-<index>``."""
     lowered = [h.lower() for h in hostnames]
-    reserved = {ROUTER_NAME} | {f"model-fetch-{i}" for i in range(len(hostnames))}
+    reserved = {ROUTER_NAME} | {
+        f"{fetch}-{i}" for i in range(len(hostnames)) for fetch in ("model-fetch", "code-fetch")
+    }
     if len(set(lowered)) == len(lowered) and not reserved & set(lowered):
         return lowered
     return [f"model-{i}" for i in range(len(hostnames))]
@@ -220,13 +227,13 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
     )
 
 
-def _summary(rv: ResolvedVariant, shape: VariantShape) -> VariantPlan:
+def _summary(rv: ResolvedVariant, shape: VariantShape, settings: RenderSettings) -> VariantPlan:
     routing = rv.variant.routing_config
     return VariantPlan(
         name=shape.variant_name,
         weight=rv.weight,
         desired_instances=shape.replicas,
-        image=shape.containers[0].image,
+        images=tuple(image_of(c, settings) for c in rv.containers),
         routing_strategy=routing.routing_strategy if routing else None,
         shadow=rv.shadow,
         container_hostnames=tuple(_hostnames(rv)) if is_direct(rv) else None,
@@ -259,5 +266,7 @@ def plan_endpoint(resolved: ResolvedEndpoint, settings: RenderSettings) -> Endpo
     return EndpointPlan(
         config_name=resolved.config.sagemaker_name,
         variants=shapes,
-        plans=tuple(_summary(rv, shape) for rv, shape in zip(resolved.variants, shapes, strict=True)),
+        plans=tuple(
+            _summary(rv, shape, settings) for rv, shape in zip(resolved.variants, shapes, strict=True)
+        ),
     )

@@ -16,6 +16,7 @@ _PROBE_PERIOD = 2
 SOURCE_DIR = "/mnt/model-source"
 _FETCH_VOLUME = "model"
 _SOURCE_VOLUME = "model-source"
+_CODE_VOLUME = "code"
 
 
 def restricted_security_context() -> dict[str, Any]:
@@ -76,14 +77,21 @@ def _model_source(url: str, suffix: str = "") -> tuple[str, dict[str, Any] | Non
     return url, None
 
 
-def _model_fetch_container(
-    url: str, mounts_source: bool, settings: RenderSettings, timeout_seconds: int | None, suffix: str = ""
+def _fetch_container(
+    name: str,
+    url: str,
+    destination: tuple[str, str],  # (volume, mount path): where the artifact is unpacked
+    mounts_source: bool,
+    settings: RenderSettings,
+    timeout_seconds: int | None,
+    suffix: str = "",
 ) -> dict[str, Any]:
-    mounts: list[dict[str, Any]] = [{"name": _FETCH_VOLUME + suffix, "mountPath": contract.MODEL_DIR}]
+    volume, path = destination
+    mounts: list[dict[str, Any]] = [{"name": volume + suffix, "mountPath": path}]
     if mounts_source:
         mounts.append({"name": _SOURCE_VOLUME + suffix, "mountPath": SOURCE_DIR, "readOnly": True})
     container: dict[str, Any] = {
-        "name": "model-fetch" + suffix,
+        "name": name + suffix,
         "image": settings.runtime_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": [
@@ -92,7 +100,7 @@ def _model_fetch_container(
             "sageport.storage",
             "fetch",
             url,
-            contract.MODEL_DIR,
+            path,
             *(["--timeout", str(timeout_seconds)] if timeout_seconds else []),
         ],
         "env": [{"name": k, "value": v} for k, v in settings.storage_env],
@@ -119,6 +127,12 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
     if model.port_name is not None:
         port = {"name": model.port_name, **port}
     suffix = model.volume_suffix
+    mounts = [
+        {"name": _FETCH_VOLUME + suffix, "mountPath": contract.MODEL_DIR, "readOnly": True},
+        {"name": "tmp" + suffix, "mountPath": "/tmp"},
+    ]
+    if model.code_url is not None:
+        mounts.append({"name": _CODE_VOLUME + suffix, "mountPath": contract.CODE_DIR, "readOnly": True})
     return {
         "name": model.name,
         "image": model.image,
@@ -127,10 +141,7 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
         "ports": [port],
         "env": env,
         "resources": _resources(model.resources, shape.instance_type),
-        "volumeMounts": [
-            {"name": _FETCH_VOLUME + suffix, "mountPath": contract.MODEL_DIR, "readOnly": True},
-            {"name": "tmp" + suffix, "mountPath": "/tmp"},
-        ],
+        "volumeMounts": mounts,
         "startupProbe": {
             **ping,
             "periodSeconds": _PROBE_PERIOD,
@@ -197,16 +208,37 @@ def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
     }
     fetches = []
     for model in shape.containers:
-        if model.model_url is None:
-            continue
-        fetched, volume = _model_source(model.model_url, model.volume_suffix)
-        fetches.append(
-            _model_fetch_container(
-                fetched, volume is not None, settings, shape.download_seconds, model.volume_suffix
+        suffix = model.volume_suffix
+        if model.model_url is not None:
+            fetched, volume = _model_source(model.model_url, suffix)
+            fetches.append(
+                _fetch_container(
+                    "model-fetch",
+                    fetched,
+                    (_FETCH_VOLUME, contract.MODEL_DIR),
+                    volume is not None,
+                    settings,
+                    shape.download_seconds,
+                    suffix,
+                )
             )
-        )
-        if volume is not None:
-            spec["volumes"].append(volume)
+            if volume is not None:
+                spec["volumes"].append(volume)
+        if (
+            model.code_url is not None
+        ):  # script mode's sourcedir.tar.gz, as the framework container fetches it
+            fetches.append(
+                _fetch_container(
+                    "code-fetch",
+                    model.code_url,
+                    (_CODE_VOLUME, contract.CODE_DIR),
+                    False,
+                    settings,
+                    shape.download_seconds,
+                    suffix,
+                )
+            )
+            spec["volumes"].append({"name": _CODE_VOLUME + suffix, "emptyDir": {}})
     if fetches:
         spec["initContainers"] = fetches
     return spec
