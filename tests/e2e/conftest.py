@@ -92,7 +92,7 @@ class Deployed:
 
 # The machine has one real node: two e2e runs at once (two checkouts) would re-install each
 # other's chart and images under each other's tests. A run waits here for the one before it.
-NODE_LOCK = Path("/tmp/sageport-node.lock")
+NODE_LOCK = Path("/tmp/sageport-e2e.lock")  # not the lock a shell may hold around the run (flock(1))
 
 
 @pytest.fixture(scope="session")
