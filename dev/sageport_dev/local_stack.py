@@ -2,10 +2,11 @@
 
 ``up`` starts what ``make demo`` starts and leaves it running: the cluster with its real node,
 the images, the S3 server, the Helm chart, and a namespace ready for Endpoints (restricted Pod
-Security enforced, the model fetcher's S3 credentials, an invoke key). It ends by printing
+Security enforced, the model fetcher's S3 credentials, an access key whose identity, the
+ServiceAccount ``sagemaker-api``, may do everything the control-plane API does there). It ends by printing
 ``export NAME=value`` lines, so ``eval "$(make -s up)"`` prepares a shell where plain boto3 code
 needs no endpoint or credential arguments (boto3 reads ``AWS_ENDPOINT_URL_<SERVICE>``). One key
-pair serves both S3 and invocations. Idempotent: when the stack already runs and the images
+pair serves S3, invocations and the control plane. Idempotent: when the stack already runs and the images
 are unchanged, a second ``up`` only checks it and prints the same lines; after a code change it
 imports the new images and upgrades the release.
 
@@ -198,7 +199,11 @@ def up(
     with clock.step("helm upgrade --install charts/sageport (CRDs, catalog, operator, gateway)", log):
         stack.prepare_system_namespace(layout.kubeconfig, s3)
         stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3, prometheus_url), state_dir)
-    with clock.step(f"namespace {NAMESPACE}: restricted Pod Security, S3 credentials, invoke key", log):
+    with clock.step(
+        f"namespace {NAMESPACE}: restricted Pod Security, S3 credentials, access key acting as "
+        f"{stack.API_IDENTITY}",
+        log,
+    ):
         # One key pair for S3 and for invoking: the S3 server's own.
         key = stack.AccessKey(s3.access_key, s3.secret_key)
         stack.prepare_namespace(layout.kubeconfig, NAMESPACE, s3, key=key)

@@ -275,6 +275,9 @@ def local_values(refs: dict[str, str], s3: S3Server, prometheus_url: str | None 
             "image": image(refs["operator"]),
             "storage": {"endpointURL": s3.endpoint_url, "secretName": STORAGE_SECRET},
             **({"alarms": {"prometheusUrl": prometheus_url}} if prometheus_url else {}),
+            # One pod on the shared real node; it still elects itself on the Lease, so a
+            # `make up` that upgrades the chart hands over as a rolling update does.
+            "replicas": 1,
             **on_real_node,
         },
         "gateway": {
@@ -369,20 +372,52 @@ def prepare_system_namespace(kubeconfig: Path, s3: S3Server) -> None:
     apply_objects(kubeconfig, SYSTEM_NAMESPACE, [_storage_secret(s3)])
 
 
+# The identity of the stack's access key: a ServiceAccount its Secret names, which the control-plane
+# API impersonates, allowed everything on the sageport.io kinds in the key's namespace.
+API_IDENTITY = "sagemaker-api"
+API_RESOURCES = ("models", "endpointconfigs", "endpoints", "transformjobs")
+ALL_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
+
+
+def api_identity(name: str = API_IDENTITY, verbs: Iterable[str] = ALL_VERBS) -> list[dict[str, Any]]:
+    """A ServiceAccount, a Role with ``verbs`` on the sageport.io kinds and the RoleBinding
+    between them (namespaced objects: applied into the key's namespace)."""
+    rules = [{"apiGroups": [contract.API_GROUP], "resources": list(API_RESOURCES), "verbs": list(verbs)}]
+    rbac = "rbac.authorization.k8s.io"
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
+        {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": {"name": name}, "rules": rules},
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": rbac, "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name}],
+        },
+    ]
+
+
+def access_key_secret(
+    name: str, key: AccessKey, service_account: str | None = API_IDENTITY
+) -> dict[str, Any]:
+    """An access-key Secret for the gateway; ``service_account`` is the identity its control-plane
+    calls act as (None: the key may invoke only)."""
+    data = {"accessKeyId": key.access_key_id, "secretAccessKey": key.secret_access_key}
+    if service_account is not None:
+        data["serviceAccount"] = service_account
+    return _secret(name, data, labels={contract.LABEL_ACCESS_KEY: "true"})
+
+
 def prepare_namespace(
     kubeconfig: Path, namespace: str, s3: S3Server, key: AccessKey | None = None
 ) -> AccessKey:
     """The namespace (restricted Pod Security enforced), the fetcher's S3 credentials, and a
-    SigV4 access key for the gateway scoped to it (``key``, else a new one)."""
+    SigV4 access key for the gateway scoped to it (``key``, else a new one), whose identity
+    (:func:`api_identity`) may do everything the control-plane API does in the namespace."""
     key = key or AccessKey("AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
     create_restricted_namespace(kubeconfig, namespace)
     storage = _storage_secret(s3)
-    invoke = _secret(
-        "invoke-key",
-        {"accessKeyId": key.access_key_id, "secretAccessKey": key.secret_access_key},
-        labels={contract.LABEL_ACCESS_KEY: "true"},
-    )
-    apply_objects(kubeconfig, namespace, [storage, invoke])
+    apply_objects(kubeconfig, namespace, [storage, *api_identity(), access_key_secret("invoke-key", key)])
     return key
 
 

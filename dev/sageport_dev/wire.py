@@ -48,6 +48,24 @@ def runtime_client(
     )
 
 
+def control_client(
+    url: str, access_key_id: str, secret_access_key: str, *, attempts: int | None = None
+) -> Any:
+    """boto3's ``sagemaker`` (control-plane) client for ``url`` signing with the key."""
+    import boto3
+    from botocore.config import Config
+
+    retries = {"retries": {"total_max_attempts": attempts, "mode": "standard"}} if attempts else {}
+    return boto3.client(
+        "sagemaker",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        config=Config(**retries) if retries else None,
+    )
+
+
 class _CapturedRequestError(Exception):
     def __init__(self, request: Any) -> None:
         self.request = request

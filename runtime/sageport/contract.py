@@ -45,6 +45,22 @@ LABEL_CATALOG: Final = f"{API_GROUP}/catalog"
 # The pod template's hash, so a rollout happens exactly when the template changes.
 ANNOTATION_TEMPLATE_HASH: Final = f"{API_GROUP}/template-hash"
 MANAGED_BY: Final = "sageport-operator"
+# Serial inference pipelines. An instance is an anchor pod (the variant's Deployment: the first
+# stage and the router that runs the chain) and one pod per further stage, all on one node.
+# LABEL_ROLE "instance" marks the anchors, so the Service, PDB and autoscaler count instances.
+LABEL_ROLE: Final = f"{API_GROUP}/role"
+ROLE_INSTANCE: Final = "instance"
+# On an anchor (set by the operator once the pod exists) and on each of its stage pods: the
+# anchor pod's name. The stage pods' required pod affinity names it, so the scheduler puts
+# every stage of an instance on the anchor's node.
+LABEL_INSTANCE: Final = f"{API_GROUP}/instance"
+# On a stage pod: the containerHostname of the stage it runs.
+LABEL_STAGE: Final = f"{API_GROUP}/stage"
+# On an anchor: where its further stages answer, "host=ip:port,..." (written by the operator,
+# read by the router through a downward API file).
+ANNOTATION_STAGES: Final = f"{API_GROUP}/stages"
+# The downward API file (in the router container) holding ANNOTATION_STAGES.
+STAGES_FILE: Final = "/etc/sageport/pod/stages"
 
 # --- the SageMaker control-plane API (awsJson 1.1) ---------------------------------------------
 # The header naming the operation ("SageMaker.CreateEndpoint"): the gateway sends POST / requests
@@ -66,6 +82,26 @@ TARGET_CONTAINER_HEADER: Final = "X-Amzn-SageMaker-Target-Container-Hostname"
 # slice, SAGEMAKER_BIND_TO_PORT its first port and SAGEMAKER_SAFE_PORT_RANGE the rest, since
 # every container of a pod shares one network namespace. The router keeps CONTAINER_PORT.
 MULTI_CONTAINER_PORTS: Final = (23000, 23999)
+# On a router's non-2xx answer: the containerHostname of the container that gave it (or did not
+# answer), so the gateway's ModelError names it (a Serial pipeline's failing stage).
+FAILED_CONTAINER_HEADER: Final = "X-Sageport-Container"
+# On a router's 503 when a stage of its instance is not there (no model was reached past it):
+# the gateway sends the call to another instance, as when an instance refuses the connection.
+RETRY_ELSEWHERE_HEADER: Final = "X-Sageport-Retry-Elsewhere"
+# Multi-model endpoints: the header naming the model (boto3's TargetModel, a key relative to the
+# Model's S3 prefix). The gateway sends such a call to POST /models/<multi_model_id>/invoke with the
+# header kept; sageport's server, given the prefix in MODEL_PREFIX_ENV, loads it there on first use.
+TARGET_MODEL_HEADER: Final = "X-Amzn-SageMaker-Target-Model"
+MULTI_MODEL_PATH: Final = "/models"  # SageMaker's multi-model container API: /models/<name>/invoke
+MODEL_PREFIX_ENV: Final = "SAGEPORT_MODEL_PREFIX"
+# "Disabled" (SageMaker's ModelCacheSetting): each model is unloaded and deleted after its call.
+MODEL_CACHE_ENV: Final = "SAGEPORT_MODEL_CACHE"
+# The bytes a multi-model container's disk cache may hold (from volumeSizeInGB, with room left for
+# the download in progress); idle artifacts are deleted, least recently used first, beyond it.
+MODEL_DISK_BYTES_ENV: Final = "SAGEPORT_MODEL_DISK_BYTES"
+# The error type (JSON "type") the server answers when TargetModel names no object under the prefix:
+# the gateway answers it as SageMaker does, a ValidationError, not a ModelError.
+TARGET_MODEL_MISSING_ERROR: Final = "TargetModelNotFoundError"
 # Batch transform asks the container for its preferred batch parameters here, when offered.
 EXECUTION_PARAMETERS_PATH: Final = "/execution-parameters"
 
@@ -174,3 +210,9 @@ def config_label(config_name: str) -> str:
     if _LABEL_VALUE.fullmatch(config_name):
         return config_name
     return "h-" + hashlib.sha256(config_name.encode()).hexdigest()[:40]
+
+
+def multi_model_id(target_model: str) -> str:
+    """The name a multi-model container knows a TargetModel by (SageMaker's is opaque too): safe in
+    a URL path and a directory name whatever the key holds, and the same in gateway and server."""
+    return "m-" + hashlib.sha256(target_model.encode()).hexdigest()[:40]

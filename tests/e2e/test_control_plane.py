@@ -68,13 +68,22 @@ def test_boto3_creates_waits_invokes_updates_and_deletes_an_endpoint(
     assert answer["InvokedProductionVariant"] == "Blue"
     assert answer["Body"].read().decode().strip() == "[0]"
 
+    # Tags and in-place weights on the real endpoint, as the key's own identity.
+    sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": "team", "Value": "iris"}])
+    assert sagemaker.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "team", "Value": "iris"}]
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName="IrisApi", DesiredWeightsAndCapacities=[{"VariantName": "Blue", "DesiredWeight": 2.0}]
+    )
+    assert sagemaker.describe_endpoint(EndpointName="IrisApi")["EndpointStatus"] == "Updating"
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="IrisApi", WaiterConfig=WAIT)
+    (blue,) = sagemaker.describe_endpoint(EndpointName="IrisApi")["ProductionVariants"]
+    assert blue["DesiredWeight"] == 2.0
+
     _config(sagemaker, "IrisConfigV2", "Green")
     with Traffic(runtime, "IrisApi", csv_row=IRIS_ROW) as traffic:
         sagemaker.update_endpoint(EndpointName="IrisApi", EndpointConfigName="IrisConfigV2")
-        assert sagemaker.describe_endpoint(EndpointName="IrisApi")["EndpointStatus"] in (
-            "Updating",
-            "InService",
-        )
+        # Updating at once, as in SageMaker, or the waiter below would end before the update.
+        assert sagemaker.describe_endpoint(EndpointName="IrisApi")["EndpointStatus"] == "Updating"
         sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="IrisApi", WaiterConfig=WAIT)
         time.sleep(3)
     traffic.assert_none_failed()

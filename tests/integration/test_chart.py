@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sageport_dev import stack, wire
 from sageport_dev.handle import KubeCluster
 from sageport_dev.processes import eventually, free_ports, terminate, wait_http
 from tests.support.helm import CHART, helm
@@ -97,6 +98,7 @@ def test_operator_and_gateway_work_with_exactly_the_charts_rbac(
     assert sorted(roles) == [
         f"role.rbac.authorization.k8s.io/{RELEASE}-sageport-gateway",
         f"role.rbac.authorization.k8s.io/{RELEASE}-sageport-operator",
+        f"role.rbac.authorization.k8s.io/{RELEASE}-sageport-operator-leader-election",
     ]
     catalog_dir = tmp_path / "catalog"
     catalog_dir.mkdir()
@@ -178,6 +180,9 @@ def test_operator_and_gateway_work_with_exactly_the_charts_rbac(
             return endpoint if ready and ready["status"] == "True" else None
 
         eventually(in_service, timeout=60, what=f"{name} Ready")
+        # It reconciled as the leader: the Lease is the chart's, held by it (RBAC let it write it).
+        lease = get(kube_cluster, "leases.coordination.k8s.io", namespace, f"{RELEASE}-sageport-operator")
+        assert lease["spec"]["holderIdentity"]
         assert get(
             kube_cluster,
             "horizontalpodautoscalers",
@@ -199,6 +204,21 @@ def test_operator_and_gateway_work_with_exactly_the_charts_rbac(
             ),
             what="autoscaler deleted",
         )
+        # A Serial pipeline: stage pods created, its anchors labelled and annotated.
+        apply(kube_cluster, load_documents(EXAMPLES / "serial-pipeline"), namespace)
+
+        def pipeline_kept() -> bool:
+            pods = get(kube_cluster, "pods", namespace, selector="sageport.io/endpoint-object=iris-pipeline")
+            anchors = [p for p in pods if p["metadata"]["labels"].get("sageport.io/role") == "instance"]
+            stages = [p for p in pods if "sageport.io/stage" in p["metadata"]["labels"]]
+            annotated = [
+                a
+                for a in anchors
+                if len((a["metadata"].get("annotations") or {}).get("sageport.io/stages", "")) > 0
+            ]
+            return len(anchors) == 2 and len(stages) == 4 and len(annotated) == 2
+
+        eventually(pipeline_kept, timeout=90, what="pipeline stage pods kept by the chart's operator")
         unschedulable = [
             {
                 "apiVersion": "sageport.io/v1alpha1",
@@ -244,6 +264,26 @@ def test_operator_and_gateway_work_with_exactly_the_charts_rbac(
         body = refused.value.read().decode()
         assert refused.value.code == 403
         assert "is not authorized to invoke endpoint" in body
+
+        # The control-plane API: the gateway writes nothing as itself, yet a key whose Secret
+        # names a ServiceAccount with rights creates, reads and deletes (impersonation and the
+        # read checks are all the chart grants it).
+        key = stack.AccessKey("AKIDCHART" + namespace[-6:].upper(), "chart-secret-key")
+        apply(kube_cluster, [*stack.api_identity(), stack.access_key_secret("api-key", key)], namespace)
+        sagemaker = wire.control_client(
+            f"http://127.0.0.1:{api_port}", key.access_key_id, key.secret_access_key, attempts=1
+        )
+
+        def listed() -> Any:
+            try:
+                return sagemaker.list_models()
+            except sagemaker.exceptions.ClientError:
+                return None  # the key Secret is not in the gateway's watch yet
+
+        eventually(listed, what="the access key signs in")
+        sagemaker.create_model(ModelName="ChartModel", PrimaryContainer={"Image": "registry.local/m:1"})
+        assert sagemaker.describe_model(ModelName="ChartModel")["ModelName"] == "ChartModel"
+        sagemaker.delete_model(ModelName="ChartModel")
     finally:
         terminate(operator_process, 15)
         terminate(gateway_process, 15)

@@ -6,7 +6,8 @@ a ClusterRole, the namespaced ones in a Role in each watched namespace.
 
 {{/* Operator, in the namespaces it watches: read the sageport.io kinds it reconciles, write
 their status, own the children (server-side apply = patch; create/delete), list the pods of
-an Endpoint whose instances do not start (why unschedulable), post kopf's events. */}}
+an Endpoint whose instances do not start (why unschedulable), keep a Serial pipeline's stage
+pods (create, delete; label and annotate its anchor pods), post kopf's events. */}}
 {{- define "sageport.operator.namespacedRules" -}}
 - apiGroups: ["sageport.io"]
   resources: ["models", "endpointconfigs", "endpoints"]
@@ -28,7 +29,7 @@ an Endpoint whose instances do not start (why unschedulable), post kopf's events
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
@@ -55,13 +56,18 @@ peering rules: the operator runs standalone (one replica, no kopf peering object
 {{/* Gateway, in the namespaces it serves: Endpoints (status: variants, weights), their
 EndpointSlices (ready pod addresses), and access-key Secrets. RBAC cannot filter by label:
 the gateway itself lists Secrets with the selector sageport.io/access-key=true. With the
-control-plane API on, it also watches and writes Models, EndpointConfigs and Endpoints (the API
-acts with the gateway's ServiceAccount; acting as each key's identity is a later step). */}}
+control-plane API on, it also watches Models, EndpointConfigs and Endpoints (its cache) and may
+impersonate ServiceAccounts: every control-plane write is made as the ServiceAccount the
+caller's access key names, so that account's RBAC decides, never the gateway's. The gateway
+itself writes nothing. */}}
 {{- define "sageport.gateway.namespacedRules" -}}
 {{- if .Values.gateway.controlApi.enabled }}
 - apiGroups: ["sageport.io"]
-  resources: ["models", "endpointconfigs", "endpoints"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  resources: ["models", "endpointconfigs", "endpoints", "transformjobs"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["impersonate"]
 {{- else }}
 - apiGroups: ["sageport.io"]
   resources: ["endpoints"]
@@ -75,7 +81,8 @@ acts with the gateway's ServiceAccount; acting as each key's identity is a later
   verbs: ["list", "watch"]
 {{- end -}}
 
-{{/* Gateway, cluster-scoped: bearer-token checks, only with auth on. */}}
+{{/* Gateway, cluster-scoped: bearer-token checks, and the control-plane API's read checks (may
+the key's ServiceAccount get/list what the cache holds?), only with auth on. */}}
 {{- define "sageport.gateway.clusterRules" -}}
 {{- if .Values.gateway.auth.enabled -}}
 - apiGroups: ["authentication.k8s.io"]

@@ -196,18 +196,36 @@ def _rewrite(node: Schema, definitions: Mapping[str, Schema]) -> Schema:
     return out
 
 
+# What SageMaker lets change on its immutable resources: tags (AddTags, DeleteTags).
+MUTABLE_FIELDS = frozenset({"tags"})
+
+
+def _immutable_except(spec_schema: Schema, mutable: frozenset[str], kind: str) -> None:
+    """Transition rules: every top-level field but ``mutable`` keeps its value (a rule on the
+    field) and stays set or unset (a rule on the spec)."""
+    message = (
+        f"{kind} spec is immutable except tags, as in SageMaker: create a new {kind} under another "
+        "name and point to it instead"
+    )
+    fields = sorted(set(spec_schema.get("properties", {})) - mutable)
+    for name in fields:
+        spec_schema["properties"][name].setdefault("x-kubernetes-validations", []).append(
+            {"rule": "self == oldSelf", "message": message}
+        )
+    spec_schema.setdefault("x-kubernetes-validations", []).append(
+        {
+            "rule": " && ".join(f"has(self.{name}) == has(oldSelf.{name})" for name in fields),
+            "message": message,
+        }
+    )
+
+
 def crd(kind: Kind) -> Schema:
     """The CustomResourceDefinition of one kind."""
     spec_schema = structural_schema(kind.spec)
     spec_schema["description"] = kind.spec.__doc__ or ""
     if kind.immutable_spec:
-        spec_schema.setdefault("x-kubernetes-validations", []).append(
-            {
-                "rule": "self == oldSelf",
-                "message": f"{kind.kind} spec is immutable, as in SageMaker: create a new {kind.kind} "
-                "under another name and point to it instead",
-            }
-        )
+        _immutable_except(spec_schema, MUTABLE_FIELDS, kind.kind)
     properties: Schema = {
         "apiVersion": {"type": "string"},
         "kind": {"type": "string"},

@@ -16,6 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sageport.contract import API_VERSION, Plural
+from sageport.operator.election import LeaseConflictError
 
 Manifest = dict[str, Any]
 
@@ -61,6 +62,18 @@ class KubeApi(Protocol):
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[Manifest]:
         """Pods matching a label selector (filtered by the API server)."""
+        ...
+
+    async def create_pod(self, pod: Manifest) -> None:
+        """Create a pod (a Serial pipeline's stage pod); one that exists already is left alone."""
+        ...
+
+    async def patch_pod(self, namespace: str, name: str, patch: Manifest) -> None:
+        """JSON-merge-patch a pod's metadata; a pod gone meanwhile is not an error."""
+        ...
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod if it exists."""
         ...
 
 
@@ -152,12 +165,61 @@ class KubernetesApi:
         found = await self._call("GET", path, None, "application/json", [("labelSelector", label_selector)])
         return list(found.get("items") or [])
 
+    async def create_pod(self, pod: Manifest) -> None:
+        path = _collection_path("v1", "pods", pod["metadata"]["namespace"])
+        try:
+            await self._call("POST", path, pod, "application/json", [("fieldManager", self._field_manager)])
+        except KubeError as error:
+            if error.status != 409:
+                raise
+
+    async def patch_pod(self, namespace: str, name: str, patch: Manifest) -> None:
+        path = f"{_collection_path('v1', 'pods', namespace)}/{name}"
+        query = [("fieldManager", self._field_manager)]
+        try:
+            await self._call("PATCH", path, patch, "application/merge-patch+json", query)
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        path = f"{_collection_path('v1', 'pods', namespace)}/{name}"
+        try:
+            await self._call("DELETE", path, None, "application/json", [])
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
     async def list_cluster_objects(self, api_version: str, plural: str) -> list[Manifest]:
         """Every object of a cluster-scoped kind."""
         found = await self._call(
             "GET", _collection_path(api_version, plural, None), None, "application/json", []
         )
         return list(found.get("items") or [])
+
+    async def get_lease(self, namespace: str, name: str) -> Manifest | None:
+        path = f"{_collection_path('coordination.k8s.io/v1', 'leases', namespace)}/{name}"
+        try:
+            return await self._call("GET", path, None, "application/json", [])
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def write_lease(self, manifest: Manifest) -> Manifest:
+        """Create the Lease, or replace it at the resourceVersion it carries (optimistic)."""
+        metadata = manifest["metadata"]
+        collection = _collection_path("coordination.k8s.io/v1", "leases", metadata["namespace"])
+        try:
+            if metadata.get("resourceVersion") is None:
+                return await self._call("POST", collection, manifest, "application/json", [])
+            return await self._call(
+                "PUT", f"{collection}/{metadata['name']}", manifest, "application/json", []
+            )
+        except KubeError as error:
+            if error.status == 409:  # created or updated by another candidate meanwhile
+                raise LeaseConflictError(error.message) from error
+            raise
 
 
 def _reason(error: ApiException) -> str:

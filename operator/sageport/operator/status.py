@@ -55,11 +55,14 @@ class VariantPlan:
     name: str
     weight: float
     desired_instances: int | None  # None when an autoscaler owns the count
-    images: tuple[ResolvedImage, ...]  # one per model container, in order
+    images: tuple[ResolvedImage, ...]  # of every container, in order (a pipeline's stages included)
     routing_strategy: RoutingStrategy | None = None
     shadow: bool = False  # reported under shadowProductionVariants; gets copies, not traffic
     # Direct multi-container: the hostnames TargetContainerHostname may name (None otherwise)
     container_hostnames: tuple[str, ...] | None = None
+    # Serial pipeline: its stages' hostnames, in the order a call goes through them (None otherwise)
+    pipeline_hostnames: tuple[str, ...] | None = None
+    multi_model: bool = False  # a multi-model variant: calls name a TargetModel
 
 
 @dataclass(frozen=True)
@@ -478,6 +481,8 @@ def _variant_summary(
         if plan.routing_strategy
         else None,
         container_hostnames=list(plan.container_hostnames) if plan.container_hostnames is not None else None,
+        pipeline_hostnames=list(plan.pipeline_hostnames) if plan.pipeline_hostnames is not None else None,
+        multi_model=True if plan.multi_model else None,
     )
 
 

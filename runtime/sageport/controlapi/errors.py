@@ -29,6 +29,36 @@ def already_exists(kind: Kind, account: Account, name: str) -> ApiError:
     return validation(f'Cannot create already existing {kind.noun} "{account.arn(kind, name)}".')
 
 
+def access_denied(user: str | None, operation: str, resource: str, reason: str) -> ApiError:
+    """AWS's text ("User: ... is not authorized to perform: sagemaker:X on resource: arn because
+    ..."), the user being the Kubernetes identity the call acted as and the reason RBAC's."""
+    who = user or "the gateway's ServiceAccount"
+    return ApiError(
+        "AccessDeniedException",
+        400,
+        f"User: {who} is not authorized to perform: sagemaker:{operation} on resource: {resource} "
+        f"because {reason}",
+    )
+
+
+def job_not_found(name: str) -> ApiError:
+    """A missing job on Describe: ValidationException, which the transform_job_completed_or_stopped
+    waiter takes as failure, with the text SageMaker uses for its jobs."""
+    return validation(f"Could not find requested job with name {name}")
+
+
+def job_in_use(arn: str) -> ApiError:
+    """A duplicate job name (CreateTransformJob models ResourceInUse; SageMaker's jobs word it so)."""
+    return resource_in_use(
+        "Transform job names must be unique within an AWS account and region, and a transform job "
+        f"with this name already exists ({arn})"
+    )
+
+
+def resource_not_found(message: str) -> ApiError:
+    return ApiError("ResourceNotFound", 400, message)
+
+
 def resource_in_use(message: str) -> ApiError:
     return ApiError("ResourceInUse", 400, message)
 

@@ -1,7 +1,8 @@
 """The control-plane API on the gateway's HTTP server: ``POST /`` with ``X-Amz-Target``.
 
 Authentication is the gateway's (SigV4 against the same access keys, signing name
-``sagemaker``); each caller acts in one namespace, which ``namespace_of`` tells from its principal.
+``sagemaker``); ``scope_of`` tells from the principal the one namespace the caller acts in and
+the Kubernetes identity every call is made as, or refuses it (an :class:`ApiError`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sageport.contract import AMZ_TARGET_HEADER
@@ -28,18 +30,31 @@ class Authenticator(Protocol):
     async def authenticate(self, request: RequestParts) -> Any: ...
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Where a caller acts and as whom (a Kubernetes username; None: the gateway itself)."""
+
+    namespace: str
+    user: str | None
+
+
+def refused(reason: str) -> ApiError:
+    """A caller that may not use the control plane at all."""
+    return access_denied(f"This identity may not use the SageMaker control-plane API: {reason}")
+
+
 class ControlApiServer:
     def __init__(
         self,
         api: ControlApi,
         authenticator: Authenticator,
-        namespace_of: Callable[[Any], str | None],
+        scope_of: Callable[[Any], Scope],
         account_id: str,
         default_region: str = "us-east-1",
     ) -> None:
         self.api = api
         self.authenticator = authenticator
-        self.namespace_of = namespace_of
+        self.scope_of = scope_of
         self.account_id = account_id
         self.default_region = default_region
 
@@ -53,14 +68,9 @@ class ControlApiServer:
                     request.method, request.raw_path, request.raw_query, request.header_values, request.body
                 )
             )
-            namespace = self.namespace_of(principal)
-            if namespace is None:
-                raise access_denied(
-                    "This identity may invoke endpoints but not use the control-plane API "
-                    "(its key is limited to named endpoints, or it is not an access key)."
-                )
+            scope = self.scope_of(principal)
             region = region_of(request.headers.get("authorization"), self.default_region)
-            caller = Caller(namespace, Account(region, self.account_id))
+            caller = Caller(scope.namespace, Account(region, self.account_id), scope.user)
             result = await self.api.call(target, request.body, caller)
         except ApiError as error:
             log.info("%s answered %s: %s", target, error.code, error.message)

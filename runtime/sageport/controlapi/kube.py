@@ -26,11 +26,15 @@ from sageport.controlapi.names import KINDS, Kind
 from sageport.controlapi.service import KubeRefusalError, Store
 from sageport.gateway.kube import Watcher
 from sageport.kubeclient import load_api_client
+from sageport.net.awserrors import service_unavailable
 
 log = logging.getLogger("sageport.controlapi.kube")
 
 _WRITE_TIMEOUT = 10.0
 _API_CONNECTIONS = 16
+# How long an RBAC decision on a read is reused: a grant shows within 5 s, a revocation within 30 s.
+_ALLOWED_SECONDS = 30.0
+_DENIED_SECONDS = 5.0
 
 
 def _refusal(error: ApiException) -> KubeRefusalError:
@@ -41,7 +45,8 @@ def _refusal(error: ApiException) -> KubeRefusalError:
 
 
 class KubeObjects:
-    """Watches Models, EndpointConfigs and Endpoints into ``store`` and writes them."""
+    """Watches Models, EndpointConfigs and Endpoints into ``store`` (as the gateway), writes them
+    as each caller's identity (impersonation), and asks RBAC whether a caller may read."""
 
     def __init__(self, store: Store, namespaces: list[str], kubeconfig: Path | None) -> None:
         self.store = store
@@ -49,6 +54,7 @@ class KubeObjects:
         self.kubeconfig = kubeconfig
         self._stop = threading.Event()
         self._watchers: list[Watcher] = []
+        self._decisions: dict[tuple[str, str, str, str], tuple[float, bool]] = {}
         self.api: Any = None
 
     async def start(self, sync_timeout: float = 30.0) -> None:
@@ -84,8 +90,10 @@ class KubeObjects:
     def stop(self) -> None:
         self._stop.set()
 
-    # ---- the Writer protocol ----
-    async def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    # ---- the Writer protocol: every write impersonates the caller's identity ----
+    async def create(
+        self, kind: Kind, namespace: str, body: Mapping[str, Any], *, user: str | None
+    ) -> Mapping[str, Any]:
         custom = kubernetes.client.CustomObjectsApi(self.api)
         try:
             created = await asyncio.to_thread(
@@ -97,12 +105,13 @@ class KubeObjects:
                 dict(body),
                 field_validation="Strict",
                 _request_timeout=_WRITE_TIMEOUT,
+                _headers=_acting_as(user),
             )
         except ApiException as error:
             raise _refusal(error) from None
         return cast(dict[str, Any], created)
 
-    async def delete(self, kind: Kind, namespace: str, name: str) -> Mapping[str, Any]:
+    async def delete(self, kind: Kind, namespace: str, name: str, *, user: str | None) -> Mapping[str, Any]:
         custom = kubernetes.client.CustomObjectsApi(self.api)
         try:
             deleted = await asyncio.to_thread(
@@ -113,6 +122,7 @@ class KubeObjects:
                 kind.plural,
                 name,
                 _request_timeout=_WRITE_TIMEOUT,
+                _headers=_acting_as(user),
             )
         except ApiException as error:
             raise _refusal(error) from None
@@ -120,7 +130,7 @@ class KubeObjects:
         return cast(dict[str, Any], deleted) if isinstance(deleted, dict) else {}
 
     async def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any]
+        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, user: str | None
     ) -> Mapping[str, Any]:
         custom = kubernetes.client.CustomObjectsApi(self.api)
         try:
@@ -134,7 +144,73 @@ class KubeObjects:
                 dict(patch),
                 field_validation="Strict",
                 _request_timeout=_WRITE_TIMEOUT,
+                _headers=_acting_as(user),
             )
         except ApiException as error:
             raise _refusal(error) from None
         return cast(dict[str, Any], patched)
+
+    async def get(self, kind: Kind, namespace: str, name: str, *, user: str | None) -> Mapping[str, Any]:
+        custom = kubernetes.client.CustomObjectsApi(self.api)
+        try:
+            found = await asyncio.to_thread(
+                custom.get_namespaced_custom_object,
+                contract.API_GROUP,
+                contract.API_VERSION_NAME,
+                namespace,
+                kind.plural,
+                name,
+                _request_timeout=_WRITE_TIMEOUT,
+                _headers=_acting_as(user),
+            )
+        except ApiException as error:
+            raise _refusal(error) from None
+        return cast(dict[str, Any], found)
+
+    # ---- the Authorizer protocol: reads are served from the cache, RBAC is asked ----
+    async def allowed(self, user: str, verb: str, kind: Kind, namespace: str) -> bool:
+        key = (user, verb, kind.plural, namespace)
+        now = time.monotonic()
+        cached = self._decisions.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        allowed = await asyncio.to_thread(self._access_review, user, verb, kind, namespace)
+        if len(self._decisions) > 10000:
+            self._decisions.clear()
+        self._decisions[key] = (now + (_ALLOWED_SECONDS if allowed else _DENIED_SECONDS), allowed)
+        return allowed
+
+    def _access_review(self, user: str, verb: str, kind: Kind, namespace: str) -> bool:
+        client = kubernetes.client
+        review = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user,
+                groups=_groups_of(user),
+                resource_attributes=client.V1ResourceAttributes(
+                    group=contract.API_GROUP, resource=kind.plural, verb=verb, namespace=namespace
+                ),
+            )
+        )
+        try:
+            result = client.AuthorizationV1Api(self.api).create_subject_access_review(
+                review, _request_timeout=_WRITE_TIMEOUT
+            )
+        except ApiException as error:
+            log.warning("SubjectAccessReview failed with status %s", error.status)
+            raise service_unavailable(
+                "Could not check the caller's permissions; retry the request."
+            ) from None
+        return bool(result.status and result.status.allowed)
+
+
+def _acting_as(user: str | None) -> dict[str, str]:
+    """The impersonation header; for a ServiceAccount the API server adds its groups itself."""
+    return {} if user is None else {"Impersonate-User": user}
+
+
+def _groups_of(user: str) -> list[str]:
+    """The groups Kubernetes gives a ServiceAccount's tokens (a SubjectAccessReview names them)."""
+    parts = user.split(":")
+    if len(parts) == 4 and parts[:2] == ["system", "serviceaccount"]:
+        return ["system:serviceaccounts", f"system:serviceaccounts:{parts[2]}", "system:authenticated"]
+    return ["system:authenticated"]

@@ -52,7 +52,15 @@ ENDPOINT_CONFIG = Kind(
     "endpointConfigName",
 )
 ENDPOINT = Kind("Endpoint", Plural.ENDPOINTS, "endpoint", "endpoint", "EndpointName", "endpointName")
-KINDS = (MODEL, ENDPOINT_CONFIG, ENDPOINT)
+TRANSFORM_JOB = Kind(
+    "TransformJob",
+    Plural.TRANSFORM_JOBS,
+    "transform-job",
+    "transform job",
+    "TransformJobName",
+    "transformJobName",
+)
+KINDS = (MODEL, ENDPOINT_CONFIG, ENDPOINT, TRANSFORM_JOB)
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,25 @@ class Account:
             f"arn:{self.partition}:sagemaker:{self.region}:{self.account_id}:"
             f"{kind.arn_type}/{sagemaker_name.lower()}"
         )
+
+
+_ARN = re.compile(r"arn:(aws[a-z-]*):sagemaker:([a-z0-9-]*):([0-9]{12}):([a-z-]+)/(.+)\Z")
+
+
+@dataclass(frozen=True)
+class ParsedArn:
+    account: Account
+    arn_type: str
+    name: str  # lower case, as in every SageMaker ARN
+
+
+def parse_arn(arn: str) -> ParsedArn | None:
+    """``arn:aws:sagemaker:<region>:<account>:<type>/<name>``, or None for anything else."""
+    match = _ARN.match(arn)
+    if match is None:
+        return None
+    partition, region, account_id, arn_type, name = match.groups()
+    return ParsedArn(Account(region, account_id, partition), arn_type, name)
 
 
 # ACK's spelling of botocore member names: lowerCamelCase with these words in capitals

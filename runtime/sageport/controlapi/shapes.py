@@ -26,7 +26,15 @@ OPERATIONS = (
     "DescribeEndpoint",
     "ListEndpoints",
     "UpdateEndpoint",
+    "UpdateEndpointWeightsAndCapacities",
     "DeleteEndpoint",
+    "CreateTransformJob",
+    "DescribeTransformJob",
+    "ListTransformJobs",
+    "StopTransformJob",
+    "AddTags",
+    "ListTags",
+    "DeleteTags",
 )
 
 

@@ -19,9 +19,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sageport.contract import API_VERSION, EndpointStatus
+from sageport.contract import ANNOTATION_STOP_REQUESTED, API_VERSION, EndpointStatus, TransformJobStatus
 from sageport.controlapi import errors
-from sageport.controlapi.names import ENDPOINT, ENDPOINT_CONFIG, MODEL, Account, Kind, ack_name, object_name
+from sageport.controlapi.names import (
+    ENDPOINT,
+    ENDPOINT_CONFIG,
+    MODEL,
+    TRANSFORM_JOB,
+    Account,
+    Kind,
+    ack_name,
+    object_name,
+)
 from sageport.controlapi.shapes import Shape, ShapeTable
 from sageport.net.awserrors import ApiError
 
@@ -275,10 +284,41 @@ def describe_endpoint_config(table: ShapeTable, obj: Mapping[str, Any], account:
 
 
 def endpoint_status(obj: Mapping[str, Any]) -> str:
-    if _mapping(obj.get("metadata")).get("deletionTimestamp"):
+    """The status SageMaker would answer. An InService Endpoint whose spec asks for a config or
+    for weights and counts the operator has not acted on yet is ``Updating``: SageMaker says so
+    the moment UpdateEndpoint or UpdateEndpointWeightsAndCapacities returns, so a waiter started
+    right after never sees the old InService (a tags-only change does not count)."""
+    metadata = _mapping(obj.get("metadata"))
+    if metadata.get("deletionTimestamp"):
         return EndpointStatus.DELETING
-    status = _mapping(obj.get("status")).get("endpointStatus")
-    return status if isinstance(status, str) and status else EndpointStatus.CREATING
+    status = _mapping(obj.get("status"))
+    value = status.get("endpointStatus")
+    if not isinstance(value, str) or not value:
+        return EndpointStatus.CREATING
+    if value == EndpointStatus.IN_SERVICE and _change_pending(_mapping(obj.get("spec")), status, metadata):
+        return EndpointStatus.UPDATING
+    return value
+
+
+def _change_pending(spec: Mapping[str, Any], status: Mapping[str, Any], metadata: Mapping[str, Any]) -> bool:
+    generation, observed = metadata.get("generation"), status.get("observedGeneration")
+    if not isinstance(generation, int) or not isinstance(observed, int) or generation <= observed:
+        return False
+    if spec.get("endpointConfigName") != status.get("endpointConfigName"):
+        return True
+    variants = {
+        v.get("variantName"): v for v in status.get("productionVariants") or () if isinstance(v, Mapping)
+    }
+    for desired in spec.get("desiredWeightsAndCapacities") or ():
+        current = _mapping(variants.get(_mapping(desired).get("variantName")))
+        for field, status_field in (
+            ("desiredWeight", "desiredWeight"),
+            ("desiredInstanceCount", "desiredInstanceCount"),
+        ):
+            wanted = _mapping(desired).get(field)
+            if wanted is not None and current.get(status_field) != wanted:
+                return True
+    return False
 
 
 def describe_endpoint(table: ShapeTable, obj: Mapping[str, Any], account: Account) -> dict[str, Any]:
@@ -300,6 +340,40 @@ def describe_endpoint(table: ShapeTable, obj: Mapping[str, Any], account: Accoun
         response["EndpointConfigName"] = config
     if not response.get("ProductionVariants"):
         response.pop("ProductionVariants", None)  # min 1 in the shape: absent until there are some
+    return response
+
+
+def transform_job_status(obj: Mapping[str, Any]) -> str:
+    """The operator's status; InProgress until it writes one (SageMaker's first status), and
+    Stopping once a stop was asked of a job still in progress."""
+    status = _mapping(obj.get("status")).get("transformJobStatus")
+    value = status if isinstance(status, str) and status else TransformJobStatus.IN_PROGRESS
+    stop_asked = ANNOTATION_STOP_REQUESTED in _mapping(_mapping(obj.get("metadata")).get("annotations"))
+    if value == TransformJobStatus.IN_PROGRESS and stop_asked:
+        return TransformJobStatus.STOPPING
+    return value
+
+
+def describe_transform_job(
+    table: ShapeTable, obj: Mapping[str, Any], account: Account, shape: str
+) -> dict[str, Any]:
+    """DescribeTransformJob: the spec (what was asked) and the status the operator writes."""
+    spec, status = _mapping(obj.get("spec")), _mapping(obj.get("status"))
+    response = from_ack(table, shape, {**spec, **{k: v for k, v in status.items() if k != "conditions"}})
+    name = sagemaker_name(TRANSFORM_JOB, obj)
+    created = creation_time(obj)
+    response.update(
+        TransformJobName=name,
+        TransformJobArn=account.arn(TRANSFORM_JOB, name),
+        TransformJobStatus=transform_job_status(obj),
+        CreationTime=created,
+    )
+    # For ListTransformJobs' LastModifiedTime: the latest moment the job changed state.
+    response["LastModifiedTime"] = max(
+        t
+        for t in (created, response.get("TransformStartTime"), response.get("TransformEndTime"))
+        if t is not None
+    )
     return response
 
 
@@ -351,14 +425,16 @@ def parse_list_query(request: Mapping[str, Any]) -> ListQuery:
 
 
 def page(
-    entries: Sequence[Mapping[str, Any]], query: ListQuery, name_member: str
+    entries: Sequence[Mapping[str, Any]],
+    query: ListQuery,
+    name_member: str,
+    status_member: str = "EndpointStatus",
 ) -> tuple[list[Mapping[str, Any]], str | None]:
     """One page of list entries (already filtered by kind and namespace), and the next token.
 
     The token holds the sort key of the page's last entry, so entries created or deleted between
     calls neither repeat nor shift the pages (a deleted entry is simply not there).
     """
-    status_member = "EndpointStatus"
     sort_member = {"Name": name_member, "Status": status_member}.get(query.sort_by, "CreationTime")
 
     def key(entry: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -422,15 +498,27 @@ def member_path(table: ShapeTable, input_shape: str, ack_path: str) -> str:
 
 
 def kube_error(
-    table: ShapeTable, input_shape: str | None, status: int, message: str, operation: str, resource: str
+    table: ShapeTable,
+    input_shape: str | None,
+    status: int,
+    message: str,
+    operation: str,
+    resource: str,
+    user: str | None = None,
 ) -> ApiError:
-    """The SageMaker error for a Kubernetes API refusal of a write."""
-    if status == 403:
-        return ApiError(
-            "AccessDeniedException",
-            400,
-            f"User is not authorized to perform: sagemaker:{operation} on resource: {resource}",
+    """The SageMaker error for a Kubernetes API refusal of a write made as ``user``."""
+    if status == 403 and "exceeded quota" in message:
+        # A ResourceQuota (count/endpoints.sageport.io...) is the namespace's service quota.
+        return errors.resource_limit_exceeded(
+            f"The namespace's resource quota does not allow {operation} on {resource}: {message}. "
+            "Ask the namespace's administrator to raise the quota."
         )
+    if status == 403:
+        if "cannot impersonate" in message:
+            reason = f"the gateway may not act as this identity ({message})"
+        else:
+            reason = f"Kubernetes RBAC refused it: {message}"
+        return errors.access_denied(user, operation, resource, reason)
     unknown = _UNKNOWN_FIELD.findall(message)
     if status == 400 and unknown and input_shape is not None:
         members = ", ".join(member_path(table, input_shape, path) for path in unknown)

@@ -17,13 +17,20 @@ from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sageport.contract import AMZ_TARGET_HEADER, INVOCATIONS_PATH, PING_PATH, SERVING_STATUSES
+from sageport.contract import (
+    AMZ_TARGET_HEADER,
+    FAILED_CONTAINER_HEADER,
+    PING_PATH,
+    RETRY_ELSEWHERE_HEADER,
+    SERVING_STATUSES,
+)
 from sageport.gateway import errors
 from sageport.gateway.auth import Authenticator
 from sageport.gateway.capture import DataCapture
 from sageport.gateway.invocation import (
     INFERENCE_ID_HEADER,
     MAX_BODY_BYTES,
+    MAX_RESPONSE_BYTES,
     Invocation,
     Operation,
     parse_invocation,
@@ -49,11 +56,14 @@ from sageport.net.upstream import (
     UpstreamError,
     UpstreamPool,
     UpstreamTimeoutError,
+    UpstreamTooLargeError,
 )
 from sageport.net.upstream import (
     Response as UpstreamResponse,
 )
 
+_FAILED_CONTAINER = FAILED_CONTAINER_HEADER.lower()
+_RETRY_ELSEWHERE = RETRY_ELSEWHERE_HEADER.lower()
 log = logging.getLogger("sageport.gateway")
 
 
@@ -120,6 +130,7 @@ class Gateway:
         self.control_api: ControlApiHandler | None = None
         self._request_ids = RequestIds()
         self._targets: dict[str, Target] = {}
+        metrics.count_instances(table.instance_counts)
         self.shadow_copies = ShadowCopies(
             settings.max_shadow_copies, lambda e, v: metrics.shadow_copies_dropped.labels(e, v).inc()
         )
@@ -150,7 +161,12 @@ class Gateway:
 
     def _render_protocol_error(self, status: int, message: str) -> Response:
         """For requests the HTTP layer refuses before the handler runs (malformed, too large)."""
-        error = awserrors.validation_error(message) if status < 500 else awserrors.internal_failure()
+        if status == 413:
+            error = errors.payload_too_large(MAX_BODY_BYTES)
+        elif status < 500:
+            error = awserrors.validation_error(message)
+        else:
+            error = awserrors.internal_failure()
         return self._error_response(error, self._request_ids.next())
 
     async def dispatch(self, request: Request, sink: StreamSink) -> Response | None:
@@ -220,7 +236,7 @@ class Gateway:
             raise awserrors.unknown_operation()
         invocation = parse_invocation(request.raw_path, request.headers)
         if self.in_flight > self.settings.max_in_flight:
-            raise awserrors.service_unavailable("The gateway is overloaded; retry the request.")
+            raise errors.gateway_throttled(self.settings.max_in_flight)
         if not self.ready:
             raise awserrors.service_unavailable("The gateway is starting; retry the request.")
         body = request.body
@@ -247,7 +263,13 @@ class Gateway:
         if endpoint.status not in SERVING_STATUSES and self.refresh_endpoint and endpoint.namespace:
             await self.refresh_endpoint(endpoint.namespace, name)
             endpoint = self.table.lookup(name) or endpoint
-        chosen = route(endpoint, invocation.target_variant, invocation.target_container, self.rng)
+        chosen = route(
+            endpoint,
+            invocation.target_variant,
+            invocation.target_container,
+            self.rng,
+            invocation.target_model,
+        )
         for shadow in choose_shadows(endpoint.shadows, self.rng) if endpoint.shadows else ():
             self._copy_to_shadow(endpoint, shadow, invocation, body, request_id)
         if invocation.operation is Operation.INVOKE_STREAM:
@@ -289,8 +311,21 @@ class Gateway:
             instance.outstanding += 1
             try:
                 response = await self._pool.post(
-                    self._target(instance), INVOCATIONS_PATH, headers, body, self.settings.model_timeout
+                    self._target(instance), chosen.path, headers, body, self.settings.model_timeout
                 )
+                if response.status == 503 and _RETRY_ELSEWHERE in response.headers and attempt == 1:
+                    # A stage of this pipeline instance is not there; no model was reached past it.
+                    stage = response.headers[_RETRY_ELSEWHERE]
+                    alternative = _other_instance(chosen.variant, instance, self.rng)
+                    if alternative is not None:
+                        await response.read()
+                        response.release()
+                        instance.outstanding -= 1
+                        log.warning(
+                            "instance %s lacks its stage %s: trying another", instance.base_url, stage
+                        )
+                        instance = alternative
+                        continue
                 return instance, response
             except ConnectFailedError as error:
                 instance.outstanding -= 1
@@ -310,6 +345,8 @@ class Gateway:
         metrics.invocation_model_errors.inc()
         if isinstance(error, UpstreamTimeoutError):
             return errors.model_timeout(seconds=self.settings.model_timeout)
+        if isinstance(error, UpstreamTooLargeError):
+            return errors.model_response_too_large(MAX_RESPONSE_BYTES)
         log.warning("model call failed: %s", error)
         return errors.model_broken_response()
 
@@ -321,10 +358,12 @@ class Gateway:
         metrics.invocations_per_instance.inc(1.0 / max(len(chosen.variant.instances), 1))
         metrics.in_flight.inc()
         model_started = time.perf_counter()
+        if chosen.target_model is not None:
+            chosen.instance.begin_model_call(chosen.target_model)
         try:
             instance, response = await self._post(chosen, invocation, body, request_id)
             try:
-                payload = await response.read()
+                payload = await response.read(MAX_RESPONSE_BYTES)
             finally:
                 instance.outstanding -= 1
                 response.release()
@@ -332,6 +371,8 @@ class Gateway:
             raise self._model_call_failed(metrics, error) from None
         finally:
             metrics.in_flight.dec()
+            if chosen.target_model is not None:
+                chosen.instance.end_model_call(chosen.target_model)
         model_seconds = time.perf_counter() - model_started
         metrics.model_latency.observe(model_seconds)
         status = response.status
@@ -504,13 +545,6 @@ class RequestIds:
         return f"{self._prefix}{self._counter:012x}"
 
 
-def _body_too_large(length: int | None) -> awserrors.ApiError:
-    size = f"{length} bytes" if length is not None else "The request body"
-    return awserrors.validation_error(
-        f"{size} exceeds the maximum request payload size of {MAX_BODY_BYTES} bytes (6 MiB)."
-    )
-
-
 def _other_instance(variant: Variant, failed: Instance, rng: random.Random) -> Instance | None:
     others = [instance for instance in variant.instances if instance is not failed]
     if not others:
@@ -521,9 +555,11 @@ def _other_instance(variant: Variant, failed: Instance, rng: random.Random) -> I
 def _model_failure(
     response: UpstreamResponse, payload: bytes, container: str | None = None
 ) -> awserrors.ApiError:
-    """The error for a model's non-2xx answer, naming the container (Direct mode) or ``primary``."""
+    """The error for a model's non-2xx answer, naming the container: the one the router says
+    answered (a Serial pipeline's failing stage), the one a Direct call targets, or ``primary``."""
     error_type = response.headers.get("x-amzn-errortype")
-    return errors.from_model_response(response.status, error_type, payload, container or "primary")
+    named = response.headers.get(_FAILED_CONTAINER) or container or "primary"
+    return errors.from_model_response(response.status, error_type, payload, named)
 
 
 def _response_headers(model_headers: Mapping[str, str], variant: str, request_id: str) -> dict[str, str]:

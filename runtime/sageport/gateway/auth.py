@@ -24,6 +24,16 @@ class AccessKey:
     # Where the key's control-plane calls (CreateEndpoint...) act: its Secret's namespace, or the
     # one namespace a system-namespace key names. None: the key has no control-plane namespace.
     home_namespace: str | None = None
+    # The Kubernetes identity the key's control-plane calls act as: a ServiceAccount in
+    # ``home_namespace``, impersonated. None: the key may invoke but not use the control plane.
+    service_account: str | None = None
+
+    @property
+    def kubernetes_user(self) -> str | None:
+        """The username Kubernetes knows the key's ServiceAccount by."""
+        if self.service_account is None or self.home_namespace is None:
+            return None
+        return f"system:serviceaccount:{self.home_namespace}:{self.service_account}"
 
     def allows(self, endpoint_name: str, namespace: str | None) -> bool:
         if self.endpoints is not None and endpoint_name not in self.endpoints:

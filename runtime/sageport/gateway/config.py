@@ -33,6 +33,7 @@ class _VariantFile(BaseModel):
         default=RoutingStrategy.LEAST_OUTSTANDING_REQUESTS, alias="routingStrategy"
     )
     container_hostnames: list[str] | None = Field(default=None, alias="containerHostnames")
+    multi_model: bool = Field(default=False, alias="multiModel")  # calls name a TargetModel
 
     @field_validator("backends")
     @classmethod
@@ -88,6 +89,7 @@ def _variant_spec(variant: _VariantFile) -> VariantSpec:
         backends=tuple(variant.backends),
         strategy=variant.routing_strategy,
         container_hostnames=frozenset(hostnames) if hostnames is not None else None,
+        multi_model=variant.multi_model,
     )
 
 

@@ -8,11 +8,33 @@ from __future__ import annotations
 
 import json
 
-from sageport.net.awserrors import ApiError, validation_error
+from sageport.contract import TARGET_MODEL_MISSING_ERROR
+from sageport.net.awserrors import ApiError, throttling, validation_error
 
 # Cap on the model body echoed back in ModelError.OriginalMessage: enough to debug, and it keeps
 # a misbehaving model from doubling the size of every error response.
 ORIGINAL_MESSAGE_LIMIT = 64 * 1024
+
+
+def payload_too_large(limit: int) -> ApiError:
+    """SageMaker's answer to a request body over the limit: 413, no error type, so boto3 raises
+    a ClientError whose code is "413", with this message."""
+    return ApiError("413", 413, f"HTTP content length exceeded {limit} bytes.", typed=False)
+
+
+def model_response_too_large(limit: int, container: str = "primary") -> ApiError:
+    return ApiError(
+        "ModelError",
+        424,
+        f"Received server error from {container} and could not load the entire response body: "
+        f"the response exceeds the maximum payload size of {limit} bytes.",
+    )
+
+
+def gateway_throttled(limit: int) -> ApiError:
+    return throttling(
+        f"Rate exceeded: the gateway has {limit} requests in flight (its maxInFlight); retry the request."
+    )
 
 
 def endpoint_not_found(endpoint_name: str, account: str) -> ApiError:
@@ -47,18 +69,27 @@ def from_model_response(
     """
     not_ready = status == 429 or (error_type_header or "").startswith("ModelNotReady")
     message = ""
+    if status == 400 and TARGET_MODEL_MISSING_ERROR.encode() in body:
+        document = _json_object(body)
+        if document.get("type") == TARGET_MODEL_MISSING_ERROR:
+            return validation_error(str(document.get("message") or "TargetModel not found."))
     if not not_ready and status == 503 and b"ModelNotReadyError" in body:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            document = None
-        if isinstance(document, dict) and document.get("type") == "ModelNotReadyError":
+        document = _json_object(body)
+        if document.get("type") == "ModelNotReadyError":
             not_ready = True
             message = str(document.get("message") or "")
     if not_ready:
         text = message or body[:1024].decode("utf-8", errors="replace")
         return model_not_ready(text or "Model is not ready yet.")
     return model_error_from_response(status, body, container)
+
+
+def _json_object(body: bytes) -> dict[str, object]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 def model_timeout(container: str = "primary", seconds: float = 60.0) -> ApiError:

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import unquote
 
-from sageport.contract import TARGET_CONTAINER_HEADER
+from sageport.contract import TARGET_CONTAINER_HEADER, TARGET_MODEL_HEADER
 from sageport.net import awserrors
 
 _TARGET_CONTAINER_LOWER = TARGET_CONTAINER_HEADER.lower()
+_TARGET_MODEL_LOWER = TARGET_MODEL_HEADER.lower()
 
+# InvokeEndpoint's request and response payloads: 6 MB, counted as 6 MiB (the service model's max).
 MAX_BODY_BYTES = 6 * 1024 * 1024
+MAX_RESPONSE_BYTES = MAX_BODY_BYTES
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 ENDPOINT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 _INFERENCE_COMPONENT_PATTERN = re.compile(r"[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?")
@@ -41,6 +44,7 @@ class Invocation:
     endpoint_name: str
     target_variant: str | None
     target_container: str | None
+    target_model: str | None
     # Headers to send to the model container, already renamed to the container contract.
     forward_headers: Mapping[str, str]
 
@@ -50,7 +54,7 @@ _FORWARDED = (
     "Content-Type",
     "Accept",
     "X-Amzn-SageMaker-Custom-Attributes",
-    "X-Amzn-SageMaker-Target-Model",
+    TARGET_MODEL_HEADER,
     "X-Amzn-SageMaker-Target-Variant",
     TARGET_CONTAINER_HEADER,
     INFERENCE_ID_HEADER,
@@ -63,7 +67,7 @@ _FORWARDED = (
 _FORWARDED_STREAM = tuple(
     name
     for name in _FORWARDED
-    if name not in ("Accept", "X-Amzn-SageMaker-Target-Model", "X-Amzn-SageMaker-Enable-Explanations")
+    if name not in ("Accept", TARGET_MODEL_HEADER, "X-Amzn-SageMaker-Enable-Explanations")
 )
 
 # (header, min length, max length, pattern or None)
@@ -72,7 +76,7 @@ _LIMITS: tuple[tuple[str, int, int, re.Pattern[str] | None], ...] = (
     ("Accept", 0, 1024, None),
     ("X-Amzn-SageMaker-Accept", 0, 1024, None),
     ("X-Amzn-SageMaker-Custom-Attributes", 0, 1024, None),
-    ("X-Amzn-SageMaker-Target-Model", 1, 1024, None),
+    (TARGET_MODEL_HEADER, 1, 1024, None),
     ("X-Amzn-SageMaker-Target-Variant", 0, 63, ENDPOINT_NAME_PATTERN),
     (TARGET_CONTAINER_HEADER, 0, 63, None),
     ("X-Amzn-SageMaker-Inference-Id", 1, 64, None),
@@ -91,7 +95,7 @@ _MEMBER_NAMES = {
     "Accept": "accept",
     "X-Amzn-SageMaker-Accept": "accept",
     "X-Amzn-SageMaker-Custom-Attributes": "customAttributes",
-    "X-Amzn-SageMaker-Target-Model": "targetModel",
+    TARGET_MODEL_HEADER: "targetModel",
     "X-Amzn-SageMaker-Target-Variant": "targetVariant",
     TARGET_CONTAINER_HEADER: "targetContainerHostname",
     "X-Amzn-SageMaker-Inference-Id": "inferenceId",
@@ -172,5 +176,6 @@ def parse_invocation(raw_path: str, headers: Mapping[str, str]) -> Invocation:
         endpoint_name=endpoint_name,
         target_variant=headers.get("x-amzn-sagemaker-target-variant") or None,
         target_container=headers.get(_TARGET_CONTAINER_LOWER) or None,
+        target_model=headers.get(_TARGET_MODEL_LOWER) if operation is not Operation.INVOKE_STREAM else None,
         forward_headers=forwarded,
     )

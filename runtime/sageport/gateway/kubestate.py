@@ -10,6 +10,7 @@ newcomer can therefore never take traffic away from an endpoint that already ser
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from sageport.gateway.capture import CaptureSettings, settings_from_summary
 from sageport.gateway.routing import EndpointSpec, VariantSpec
 
 ObjectKey = tuple[str, str]  # (namespace, name)
+# (config label, variant name, weight, routing strategy, container hostnames or None, multi-model)
+VariantRow = tuple[str, str, float, RoutingStrategy, frozenset[str] | None, bool]
 
 
 @dataclass(frozen=True)
@@ -33,12 +36,11 @@ class EndpointObject:
     object_name: str
     created: str
     status: str
-    # (config label, variant name, weight, routing strategy, container hostnames or None), the
-    # serving config's variants in status order, then those of an update that has traffic.
-    variants: tuple[tuple[str, str, float, RoutingStrategy, frozenset[str] | None], ...]
+    # The serving config's variants in status order, then those of an update that has traffic.
+    variants: tuple[VariantRow, ...]
     # The serving config's shadow variants, as variants are, with the weight the fraction of
     # requests copied to each: its desiredWeight over the production variants' (SageMaker's rule).
-    shadows: tuple[tuple[str, str, float, RoutingStrategy, frozenset[str] | None], ...] = ()
+    shadows: tuple[VariantRow, ...] = ()
     # metadata.resourceVersion as a number (0 if absent): a read-through GET may be newer than
     # the watch's next event, which must then not take the table back.
     resource_version: int = 0
@@ -93,9 +95,7 @@ def _strategy(variant: Mapping[str, Any]) -> RoutingStrategy:
         return RoutingStrategy.LEAST_OUTSTANDING_REQUESTS
 
 
-def _variants(
-    config: Any, summaries: Any, *, shifted: bool
-) -> list[tuple[str, str, float, RoutingStrategy, frozenset[str] | None]]:
+def _variants(config: Any, summaries: Any, *, shifted: bool) -> list[VariantRow]:
     """The routable variants of one config's fleet. ``shifted``: an update's fleet, which gets
     traffic only once its currentWeight (its share of the traffic shift) is above zero."""
     label = contract.config_label(config) if isinstance(config, str) else ""
@@ -114,6 +114,7 @@ def _variants(
                 weight,
                 _strategy(variant),
                 frozenset(str(host) for host in hostnames) if isinstance(hostnames, list) else None,
+                variant.get("multiModel") is True,
             )
         )
     return variants
@@ -141,9 +142,7 @@ def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
     )
 
 
-def _shadows(
-    status: Mapping[str, Any],
-) -> list[tuple[str, str, float, RoutingStrategy, frozenset[str] | None]]:
+def _shadows(status: Mapping[str, Any]) -> list[VariantRow]:
     """The serving config's shadow variants, each with the fraction of requests it gets a copy of."""
     production = 0.0
     for variant in _items(status.get("productionVariants")):
@@ -151,11 +150,11 @@ def _shadows(
         if isinstance(desired, int | float) and not isinstance(desired, bool):
             production += float(desired)
     shadows = []
-    for config, name, weight, strategy, hostnames in _variants(
+    for config, name, weight, strategy, hostnames, multi_model in _variants(
         status.get("endpointConfigName"), status.get("shadowProductionVariants"), shifted=False
     ):
         fraction = min(weight / production, 1.0) if production > 0 else 1.0
-        shadows.append((config, name, fraction, strategy, hostnames))
+        shadows.append((config, name, fraction, strategy, hostnames, multi_model))
     return shadows
 
 
@@ -218,12 +217,13 @@ def build_routes(
         # By object identity only: the invoke name may be another object's name in the namespace.
         def spec(
             config: str, name: str, weight: float, strategy: RoutingStrategy, hostnames: frozenset[str] | None,
-            endpoint: EndpointObject = endpoint,
+            multi_model: bool, endpoint: EndpointObject = endpoint,
         ) -> VariantSpec:  # fmt: skip
             fleet = (endpoint.namespace, endpoint.object_name, config, name)
             return VariantSpec(
-                name, weight, tuple(dict.fromkeys(backends.get(fleet, ()))), strategy, hostnames, config
-            )
+                name, weight, tuple(dict.fromkeys(backends.get(fleet, ()))), strategy, hostnames, config,
+                multi_model,
+            )  # fmt: skip
 
         variants = tuple(spec(*variant) for variant in endpoint.variants)
         shadows = tuple(spec(*shadow) for shadow in endpoint.shadows)
@@ -254,7 +254,9 @@ def _names(text: str | None) -> frozenset[str] | None:
 
 def parse_access_key_secret(obj: Mapping[str, Any], system_namespace: str) -> AccessKey | None:
     """A Secret labelled ``sageport.io/access-key=true`` holding ``accessKeyId`` and
-    ``secretAccessKey``, optionally ``endpoints`` (comma-separated names, default all).
+    ``secretAccessKey``, optionally ``endpoints`` (comma-separated names, default all) and
+    ``serviceAccount`` (the ServiceAccount, in the key's home namespace, that the key's
+    control-plane calls act as).
 
     A key is scoped to its Secret's namespace: a team can mint keys only for its own endpoints.
     Only Secrets in the gateway's system namespace may set ``namespaces`` (comma-separated or
@@ -280,7 +282,17 @@ def parse_access_key_secret(obj: Mapping[str, Any], system_namespace: str) -> Ac
         endpoints=_names(_decode(data, "endpoints")),
         namespaces=namespaces,
         home_namespace=home,
+        service_account=_service_account(_decode(data, "serviceAccount")),
     )
+
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
+
+
+def _service_account(text: str | None) -> str | None:
+    """A ServiceAccount name (a DNS subdomain); anything else names no identity."""
+    name = (text or "").strip()
+    return name if _DNS_SUBDOMAIN.match(name) else None
 
 
 def merge_keys(keys: Iterable[tuple[ObjectKey, AccessKey]]) -> tuple[list[AccessKey], list[str]]:

@@ -78,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-timeout", type=float, default=60.0, help="seconds a model may take (default 60)"
     )
     parser.add_argument(
-        "--max-in-flight", type=int, default=4096, help="requests in flight before 503 (default 4096)"
+        "--max-in-flight",
+        type=int,
+        default=4096,
+        help="requests in flight before ThrottlingException (default 4096)",
     )
     parser.add_argument(
         "--drain-timeout",
@@ -289,6 +292,7 @@ class _ControlApi:
 
 async def _control_api(args: argparse.Namespace, authenticator: Authenticator) -> _ControlApi:
     from sageport.controlapi import shapes
+    from sageport.controlapi.http import Scope, refused
     from sageport.controlapi.kube import KubeObjects
     from sageport.controlapi.service import ControlApi, Store
 
@@ -297,17 +301,27 @@ async def _control_api(args: argparse.Namespace, authenticator: Authenticator) -
     table = await asyncio.to_thread(shapes.load)
     fallback = args.namespace[0] if args.namespace else "default"
 
-    def namespace_of(principal: object) -> str | None:
-        """A key acts in its home namespace; a key limited to named endpoints is for invoking
-        only. Without authentication (--no-auth) calls act in the first --namespace."""
+    def scope_of(principal: object) -> Scope:
+        """A key acts in its home namespace as the ServiceAccount its Secret names; a key limited
+        to named endpoints is for invoking only. Without authentication (--no-auth) calls act in
+        the first --namespace as the gateway itself."""
         if isinstance(principal, KeyPrincipal):
             key = principal.key
-            return key.home_namespace if key.endpoints is None else None
+            if key.endpoints is not None:
+                raise refused("its access key is limited to named endpoints (invoking only)")
+            user = key.kubernetes_user
+            if key.home_namespace is None or user is None:
+                raise refused(
+                    "its access key names no Kubernetes identity (the key's Secret has no "
+                    "serviceAccount), so it may invoke endpoints only"
+                )
+            return Scope(key.home_namespace, user)
         if isinstance(principal, AnonymousPrincipal):
-            return fallback
-        return None  # bearer tokens: a later step (impersonation)
+            return Scope(fallback, None)
+        raise refused("only access keys (SigV4) act on the control plane; bearer tokens invoke only")
 
-    server = ControlApiServer(ControlApi(table, store, objects), authenticator, namespace_of, args.account_id)
+    api = ControlApi(table, store, objects, authorizer=objects)
+    server = ControlApiServer(api, authenticator, scope_of, args.account_id)
     return _ControlApi(objects, server)
 
 

@@ -7,12 +7,20 @@ outstanding-request counters alive across updates, so a watch event never resets
 
 from __future__ import annotations
 
+import hashlib
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sageport.contract import INVOCATIONS_PATH, SERVING_STATUSES, EndpointStatus, RoutingStrategy
+from sageport.contract import (
+    INVOCATIONS_PATH,
+    MULTI_MODEL_PATH,
+    SERVING_STATUSES,
+    EndpointStatus,
+    RoutingStrategy,
+    multi_model_id,
+)
 from sageport.net import awserrors
 
 if TYPE_CHECKING:
@@ -22,12 +30,23 @@ if TYPE_CHECKING:
 class Instance:
     """One ready model instance (pod IP and port, or a standalone backend URL)."""
 
-    __slots__ = ("base_url", "invocations_url", "outstanding")
+    __slots__ = ("base_url", "invocations_url", "model_calls", "outstanding")
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
         self.invocations_url = self.base_url + INVOCATIONS_PATH
         self.outstanding = 0
+        self.model_calls: dict[str, int] = {}  # multi-model: calls in flight per TargetModel
+
+    def begin_model_call(self, target_model: str) -> None:
+        self.model_calls[target_model] = self.model_calls.get(target_model, 0) + 1
+
+    def end_model_call(self, target_model: str) -> None:
+        left = self.model_calls.get(target_model, 0) - 1
+        if left > 0:
+            self.model_calls[target_model] = left
+        else:
+            self.model_calls.pop(target_model, None)
 
     def __repr__(self) -> str:
         return f"Instance({self.base_url!r}, outstanding={self.outstanding})"
@@ -43,6 +62,7 @@ class VariantSpec:
     strategy: RoutingStrategy = RoutingStrategy.LEAST_OUTSTANDING_REQUESTS
     container_hostnames: frozenset[str] | None = None
     config: str = ""  # the config_label of the EndpointConfig whose fleet it is ("" standalone)
+    multi_model: bool = False  # a multi-model endpoint's variant: calls name a TargetModel
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,7 @@ class Variant:
     # Per-(endpoint, config, variant) cache slot for metric children, filled by the shell.
     metrics: object = None
     config: str = ""
+    multi_model: bool = False
 
 
 @dataclass
@@ -146,11 +167,58 @@ def validate_target_container(variant: Variant, endpoint_name: str, hostname: st
         )
 
 
+# A multi-model call goes to the instance its model hashes to, unless this many calls of that model
+# are in flight there already (a hot model): then to the less busy of its first two instances, which
+# loads it too. So a hot model spreads over two instances while every other one stays on one.
+HOT_MODEL_IN_FLIGHT = 4
+
+
+def _rank(target_model: str, instance: Instance) -> int:
+    digest = hashlib.blake2b(f"{target_model}\0{instance.base_url}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def choose_model_instance(variant: Variant, target_model: str) -> Instance | None:
+    """Rendezvous hashing of the model over the variant's instances: every gateway replica picks
+    the same instance, and adding or removing one instance moves only the models it wins or held
+    (about 1/N of them), so a fleet of N holds about N times the models of one."""
+    ranked = sorted(variant.instances, key=lambda instance: _rank(target_model, instance), reverse=True)
+    if not ranked or ranked[0].model_calls.get(target_model, 0) < HOT_MODEL_IN_FLIGHT:
+        return ranked[0] if ranked else None
+    return min(ranked[:2], key=lambda instance: instance.outstanding)
+
+
+def validate_target_model(variant: Variant, endpoint_name: str, target_model: str | None) -> None:
+    if not variant.multi_model:
+        if target_model is not None:
+            raise awserrors.validation_error(
+                f"Endpoint {endpoint_name} is not a multi-model endpoint and does not support target model header."
+            )
+        return
+    if target_model is None:
+        raise awserrors.validation_error(
+            f"Endpoint {endpoint_name} is a multi-model endpoint: the request is missing a target model "
+            "header (TargetModel, a key relative to the model's S3 prefix)."
+        )
+    parts = target_model.split("/")
+    if target_model.startswith("/") or ".." in parts or "\\" in target_model:
+        raise awserrors.validation_error(
+            f"TargetModel {target_model} must be a key relative to the model's S3 prefix, "
+            'without a leading "/" or ".." segments.'
+        )
+
+
+def model_invocations_path(target_model: str) -> str:
+    return f"{MULTI_MODEL_PATH}/{multi_model_id(target_model)}/invoke"
+
+
 @dataclass(frozen=True)
 class Route:
     endpoint: Endpoint
     variant: Variant
     instance: Instance
+    path: str = INVOCATIONS_PATH  # on the instance: /invocations, or a multi-model model's route
+    target_model: str | None = None
 
 
 def route(
@@ -158,6 +226,7 @@ def route(
     target_variant: str | None,
     target_container: str | None,
     rng: random.Random,
+    target_model: str | None = None,
 ) -> Route:
     """Choose variant and instance for one request, or raise the SageMaker error for why not."""
     if endpoint.status not in SERVING_STATUSES:
@@ -178,11 +247,17 @@ def route(
             )
         chosen = maybe
     validate_target_container(chosen, endpoint.name, target_container)
-    instance = choose_instance(chosen, rng)
+    validate_target_model(chosen, endpoint.name, target_model)
+    if target_model is not None:
+        instance = choose_model_instance(chosen, target_model)
+    else:
+        instance = choose_instance(chosen, rng)
     if instance is None:
         raise awserrors.service_unavailable(
             f"Variant {chosen.name} of endpoint {endpoint.name} has no instance ready to serve the request."
         )
+    if target_model is not None:
+        return Route(endpoint, chosen, instance, model_invocations_path(target_model), target_model)
     return Route(endpoint, chosen, instance)
 
 
@@ -199,6 +274,12 @@ class RouteTable:
 
     def names(self) -> list[str]:
         return sorted(self._endpoints)
+
+    def instance_counts(self) -> Iterator[tuple[str, str, str, int]]:
+        """(endpoint, variant, endpoint config, ready instances) for every variant and shadow."""
+        for endpoint in list(self._endpoints.values()):
+            for variant in (*endpoint.variants, *endpoint.shadows):
+                yield endpoint.name, variant.name, variant.config, len(variant.instances)
 
     def replace(self, specs: Iterable[EndpointSpec]) -> None:
         """Install a new set of endpoints, reusing Instance objects (and their counters) by URL."""
@@ -228,6 +309,7 @@ class RouteTable:
             container_hostnames=spec.container_hostnames,
             metrics=self._metrics_slots.get((endpoint, spec.config, spec.name)),
             config=spec.config,
+            multi_model=spec.multi_model,
         )
 
     def remember_metrics(self, endpoint: str, variant: Variant, slot: object) -> None:

@@ -1,28 +1,50 @@
-"""The router's HTTP handling: ``POST /invocations`` to the container that
-TargetContainerHostname names, ``GET /ping`` for the whole instance, ``GET /metrics``.
+"""The router's HTTP handling: ``POST /invocations``, ``GET /ping`` for the whole instance,
+``GET /metrics``.
 
-Bodies pass through untouched in both directions (buffered, or chunk by chunk when the container
-streams); only hop-by-hop headers are dropped. The router's own errors have SageMaker's shape; a
-container's answer, error or not, is passed on as it is (the gateway turns it into ModelError).
+Direct: the call goes to the container that TargetContainerHostname names. Serial: it goes
+through every stage in order, the first in the router's own pod, the others in their pods on
+the same node (at the addresses the operator writes on the pod, read from a downward API file);
+each stage's response body, as it is, is the next stage's request body, its Content-Type the
+next request's Content-Type; the client's Accept goes to the last stage, which may stream.
+
+Bodies pass through untouched in both directions (buffered, or chunk by chunk when the last
+container streams); only hop-by-hop headers are dropped. The router's own errors have SageMaker's
+shape; a container's non-2xx answer is passed on as it is, with FAILED_CONTAINER_HEADER naming
+the container (the gateway turns it into a ModelError naming it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sageport.contract import INVOCATIONS_PATH, PING_PATH, TARGET_CONTAINER_HEADER
+from sageport.contract import (
+    FAILED_CONTAINER_HEADER,
+    INVOCATIONS_PATH,
+    PING_PATH,
+    RETRY_ELSEWHERE_HEADER,
+    TARGET_CONTAINER_HEADER,
+)
 from sageport.net import awserrors
 from sageport.net.httpserver import Request, Response, ServerState, StreamSink
-from sageport.net.upstream import UpstreamError, UpstreamPool, UpstreamTimeoutError
+from sageport.net.upstream import (
+    ConnectFailedError,
+    Target,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamTimeoutError,
+)
+from sageport.net.upstream import Response as UpstreamResponse
 from sageport.router.metrics import ContainerMetrics, RouterMetrics
-from sageport.router.routing import Container, choose
+from sageport.router.routing import Container, choose, parse_stage_addresses
 
 log = logging.getLogger("sageport.router")
 
@@ -32,6 +54,7 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "expect", "te", "upgrade"}
 )
 PING_TIMEOUT_SECONDS = 2.0  # SageMaker's per-ping timeout
+STAGES_POLL_SECONDS = 0.5  # how often the stage addresses file is read again
 
 
 @dataclass
@@ -46,24 +69,74 @@ def _forwardable(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class Router:
+    """Direct when ``stages`` is empty; else a Serial pipeline: the one container of
+    ``containers`` (in the router's pod), then ``stages`` in order, found in ``stages_file``."""
+
     def __init__(
-        self, containers: Mapping[str, Container], metrics: RouterMetrics, settings: RouterSettings
+        self,
+        containers: Mapping[str, Container],
+        metrics: RouterMetrics,
+        settings: RouterSettings,
+        stages: Sequence[str] = (),
+        stages_file: str | None = None,
     ) -> None:
         self.containers = dict(containers)
         self.metrics = metrics
         self.settings = settings
+        self.stages = tuple(stages)
+        if self.stages and len(self.containers) != 1:
+            raise ValueError("a Serial pipeline's router has one container in its own pod, the first stage")
+        self.chain = (*self.containers, *self.stages)
+        self._local = {host: container.target for host, container in self.containers.items()}
+        self._addresses: dict[str, Target] = {}
+        self._stages_file = Path(stages_file) if stages_file else None
+        self._stages_text: str | None = None
         self._container_metrics: dict[str, ContainerMetrics] = {
-            host: metrics.for_container(host) for host in self.containers
+            host: metrics.for_container(host) for host in self.chain
         }
         self._pool: UpstreamPool | None = None
+        self._watch: asyncio.Task[None] | None = None
         self.draining = False
 
     async def start(self) -> None:
         self._pool = UpstreamPool()
+        if self._stages_file is not None:
+            self.read_stages_file()
+            self._watch = asyncio.create_task(self._watch_stages_file())
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         if self._pool is not None:
             self._pool.close()
+
+    # ---- where the stages are (Serial) -----------------------------------------------------
+    def set_stage_addresses(self, text: str) -> None:
+        """The operator's ``host=ip:port,...`` for the further stages (see parse_stage_addresses)."""
+        if text != self._stages_text:
+            self._stages_text = text
+            self._addresses = {
+                host: target for host, target in parse_stage_addresses(text).items() if host in self.stages
+            }
+            log.info("stage addresses: %s", text or "(none)")
+
+    def read_stages_file(self) -> None:
+        assert self._stages_file is not None
+        try:
+            text = self._stages_file.read_text()
+        except OSError:
+            text = ""  # not written yet: no stage is there
+        self.set_stage_addresses(text)
+
+    async def _watch_stages_file(self) -> None:
+        while True:
+            await asyncio.sleep(STAGES_POLL_SECONDS)
+            self.read_stages_file()
+
+    def _target(self, host: str) -> Target | None:
+        return self._local.get(host) or self._addresses.get(host)
 
     def server_state(self) -> ServerState:
         return ServerState(self.handle, self._render_protocol_error, self.settings.max_body_bytes)
@@ -84,12 +157,13 @@ class Router:
         return Response(404, {"Content-Type": "text/plain"}, b"not found\n")
 
     # ---- health ----------------------------------------------------------------------------
-    async def _container_ready(self, container: Container) -> bool:
+    async def _container_ready(self, host: str) -> bool:
         assert self._pool is not None
+        target = self._target(host)
+        if target is None:
+            return False
         try:
-            response = await self._pool.request(
-                "GET", container.target, PING_PATH, {}, b"", PING_TIMEOUT_SECONDS
-            )
+            response = await self._pool.request("GET", target, PING_PATH, {}, b"", PING_TIMEOUT_SECONDS)
             try:
                 await response.read()
             finally:
@@ -99,13 +173,14 @@ class Router:
         return response.status == 200
 
     async def ping(self) -> Response:
-        """200 only when every container answers its own /ping with 200: the instance is ready
-        only when all of it is."""
+        """200 only when every container answers its own /ping with 200 (a pipeline's stages in
+        their pods included): the instance is ready only when all of it is."""
         if self.draining:
             return Response(503, {"Content-Type": "text/plain"}, b"draining\n")
-        containers = list(self.containers.values())
-        ready = await asyncio.gather(*(self._container_ready(c) for c in containers))
-        waiting = [c.hostname for c, ok in zip(containers, ready, strict=True) if not ok]
+        if self._stages_file is not None:
+            self.read_stages_file()
+        ready = await asyncio.gather(*(self._container_ready(host) for host in self.chain))
+        waiting = [host for host, ok in zip(self.chain, ready, strict=True) if not ok]
         if waiting:
             return Response(
                 503, {"Content-Type": "text/plain"}, f"not ready: {', '.join(waiting)}\n".encode()
@@ -114,41 +189,78 @@ class Router:
 
     # ---- invocations -----------------------------------------------------------------------
     async def invoke(self, request: Request, sink: StreamSink) -> Response | None:
+        if self.stages:
+            return await self.invoke_serial(request, sink)
         try:
             container = choose(self.containers, request.headers.get(_TARGET))
         except awserrors.ApiError as error:
             request_id = request.headers.get("x-amzn-requestid") or str(uuid.uuid4())
             return Response(*awserrors.render_error(error, request_id))
+        headers = _forwardable(request.headers)
+        return await self._call(container.hostname, container.target, headers, request.body, sink, True)
+
+    async def invoke_serial(self, request: Request, sink: StreamSink) -> Response | None:
+        """Through every stage in order; the first non-2xx answer (or a stage that does not
+        answer) ends the chain and is the answer, naming the stage."""
+        headers = _forwardable(request.headers)
+        headers.pop(_TARGET, None)
+        accept = headers.pop("accept", None)
+        body = request.body
+        deadline = time.monotonic() + self.settings.model_timeout
+        last = len(self.chain) - 1
+        for index, host in enumerate(self.chain):
+            target = self._target(host)
+            if target is None:
+                return self._stage_missing(host, "has no address yet")
+            if index == last and accept is not None:
+                headers["accept"] = accept
+            seconds = max(deadline - time.monotonic(), 0.001)
+            if index == last:
+                return await self._call(host, target, headers, body, sink, True, seconds)
+            answer = await self._call(host, target, headers, body, sink, False, seconds)
+            assert answer is not None  # buffered: never streamed
+            if answer.status >= 300:
+                return answer
+            body = answer.body
+            content_type = answer.headers.get("content-type")
+            if content_type is None:
+                headers.pop("content-type", None)
+            else:
+                headers["content-type"] = content_type
+        raise AssertionError("unreachable: the chain has a last stage")
+
+    async def _call(
+        self,
+        host: str,
+        target: Target,
+        headers: dict[str, str],
+        body: bytes,
+        sink: StreamSink,
+        last: bool,
+        seconds: float | None = None,
+    ) -> Response | None:
+        """One container's answer: buffered, or streamed to ``sink`` when it is the last and
+        streams. Its non-2xx answers carry FAILED_CONTAINER_HEADER."""
         assert self._pool is not None
-        metrics = self._container_metrics[container.hostname]
+        metrics = self._container_metrics[host]
         metrics.invocations.inc()
         started = time.perf_counter()
         try:
             response = await self._pool.post(
-                container.target,
-                INVOCATIONS_PATH,
-                _forwardable(request.headers),
-                request.body,
-                self.settings.model_timeout,
+                target, INVOCATIONS_PATH, headers, body, seconds or self.settings.model_timeout
             )
         except UpstreamError as error:
             metrics.invocation_5xx_errors.inc()
-            return self._container_failed(container, error)
+            if isinstance(error, ConnectFailedError) and self.stages:
+                return self._stage_missing(host, f"refused the connection ({error})")
+            return self._container_failed(host, error)
         try:
-            headers = _forwardable(response.headers)
-            if response.headers.get("transfer-encoding", "").lower() == "chunked":
-                await sink.start(response.status, headers)
-                async for chunk in response.iter_chunks(self.settings.stream_idle_timeout):
-                    await sink.write(chunk)
-                await sink.end()
-                result = None
-            else:
-                result = Response(response.status, headers, await response.read())
+            result = await self._answer(response, sink, last)
         except UpstreamError as error:
             metrics.invocation_5xx_errors.inc()
             if sink.started:
                 raise ConnectionResetError(str(error)) from None  # the client sees a cut stream
-            return self._container_failed(container, error)
+            return self._container_failed(host, error)
         finally:
             response.release()
         metrics.container_latency.observe(time.perf_counter() - started)
@@ -156,11 +268,34 @@ class Router:
             metrics.invocation_5xx_errors.inc()
         elif response.status >= 400:
             metrics.invocation_4xx_errors.inc()
+        if result is not None and response.status >= 300:
+            result.headers[FAILED_CONTAINER_HEADER] = host
         return result
 
-    def _container_failed(self, container: Container, error: UpstreamError) -> Response:
-        """The container did not answer: a 5xx the gateway reports as ModelError."""
-        log.warning("container %s failed: %s", container.hostname, error)
+    async def _answer(self, response: UpstreamResponse, sink: StreamSink, last: bool) -> Response | None:
+        headers = _forwardable(response.headers)
+        if (
+            last
+            and response.status < 300
+            and response.headers.get("transfer-encoding", "").lower() == "chunked"
+        ):
+            await sink.start(response.status, headers)
+            async for chunk in response.iter_chunks(self.settings.stream_idle_timeout):
+                await sink.write(chunk)
+            await sink.end()
+            return None
+        return Response(response.status, headers, await response.read())
+
+    def _container_failed(self, host: str, error: UpstreamError) -> Response:
+        """The container did not answer: a 5xx the gateway reports as ModelError naming it."""
+        log.warning("container %s failed: %s", host, error)
         status = 504 if isinstance(error, UpstreamTimeoutError) else 502
-        body = f"container {container.hostname} did not answer: {error}".encode()
-        return Response(status, {"Content-Type": "text/plain"}, body)
+        body = f"container {host} did not answer: {error}".encode()
+        return Response(status, {"Content-Type": "text/plain", FAILED_CONTAINER_HEADER: host}, body)
+
+    def _stage_missing(self, host: str, why: str) -> Response:
+        """A stage of this instance is not there (its pod died or is being replaced): no model
+        got the call past it, so the gateway may send it to another instance."""
+        log.warning("stage %s %s", host, why)
+        headers = {"Content-Type": "text/plain", FAILED_CONTAINER_HEADER: host, RETRY_ELSEWHERE_HEADER: host}
+        return Response(503, headers, f"stage {host} {why}\n".encode())

@@ -1,5 +1,6 @@
 """``sageport-router --port 8080 --container HOST=PORT ...``: the router sidecar of a Direct
-multi-container pod (the operator writes these arguments)."""
+multi-container pod; with ``--stage HOST ... --stages-file PATH``, of a Serial pipeline's anchor
+pod (its one container is the first stage). The operator writes these arguments."""
 
 from __future__ import annotations
 
@@ -34,6 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST=PORT",
         help="a model container: its containerHostname and SAGEMAKER_BIND_TO_PORT (repeat per container)",
     )
+    parser.add_argument(
+        "--stage",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="Serial pipeline: a further stage, in order (repeat); its address comes from --stages-file",
+    )
+    parser.add_argument(
+        "--stages-file",
+        default=None,
+        metavar="PATH",
+        help="Serial pipeline: a file of host=ip:port,... (the pod's stages annotation), read again as it changes",
+    )
     parser.add_argument("--endpoint", default="", help="the endpoint name, a label of the metrics")
     parser.add_argument("--variant", default="", help="the variant name, a label of the metrics")
     parser.add_argument("--model-timeout", type=float, default=60.0)
@@ -45,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 async def serve(args: argparse.Namespace) -> None:
     table = container_table(args.container)
     metrics = RouterMetrics(CollectorRegistry(), args.endpoint, args.variant)
-    router = Router(table, metrics, RouterSettings(model_timeout=args.model_timeout))
+    router = Router(
+        table, metrics, RouterSettings(model_timeout=args.model_timeout), args.stage, args.stages_file
+    )
     await router.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -59,7 +75,7 @@ async def serve(args: argparse.Namespace) -> None:
         "router listening on %s:%d for %s",
         args.host,
         args.port,
-        ", ".join(f"{c.hostname}:{c.port}" for c in table.values()),
+        ", ".join([f"{c.hostname}:{c.port}" for c in table.values()] + [f"{s} (stage)" for s in args.stage]),
     )
     await stop.wait()
     router.draining = True
@@ -73,7 +89,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        container_table(args.container)
+        table = container_table(args.container)
+        if args.stage and len(table) != 1:
+            raise ValueError("--stage (a Serial pipeline) needs exactly one --container, the first stage")
+        if len({*table, *args.stage}) != len(table) + len(args.stage):
+            raise ValueError("a stage hostname is given twice")
     except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(

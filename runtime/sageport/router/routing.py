@@ -1,4 +1,5 @@
-"""Which container a Direct invocation goes to, or the SageMaker error saying why none (pure)."""
+"""Which container a Direct invocation goes to, or the SageMaker error saying why none; where a
+Serial pipeline's further stages answer (pure)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,16 @@ def choose(table: Mapping[str, Container], hostname: str | None) -> Container:
             f"Container hostname {hostname} not found; valid hostnames: {', '.join(table)}."
         )
     return container
+
+
+def parse_stage_addresses(text: str) -> dict[str, Target]:
+    """The operator's ``host=ip:port,...`` (the anchor pod's stages annotation): where each
+    further stage of a Serial pipeline answers. Entries that do not parse are left out (their
+    stage then counts as not there, so the instance is not ready)."""
+    addresses: dict[str, Target] = {}
+    for entry in text.strip().split(","):
+        host, _, address = entry.strip().partition("=")
+        ip, _, port = address.rpartition(":")
+        if _HOSTNAME.fullmatch(host) and ip and port.isdigit() and 0 < int(port) < 65536:
+            addresses[host] = Target(f"http://{ip}:{port}")
+    return addresses

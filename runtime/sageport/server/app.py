@@ -20,22 +20,35 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sageport.contract import EXECUTION_PARAMETERS_PATH, INVOCATIONS_PATH, PING_PATH
+from sageport.contract import (
+    EXECUTION_PARAMETERS_PATH,
+    INVOCATIONS_PATH,
+    MULTI_MODEL_PATH,
+    PING_PATH,
+    TARGET_MODEL_HEADER,
+    multi_model_id,
+)
 from sageport.server.batching import MicroBatcher
 from sageport.server.config import ServerConfig
 from sageport.server.errors import (
+    InsufficientMemoryError,
+    ModelAlreadyLoadedError,
     ModelLoadError,
     ModelNotLoadedError,
     ModelNotReadyError,
     PayloadError,
     ServerError,
+    TargetModelNotFoundError,
 )
 from sageport.server.frameworks import preload
 from sageport.server.handler import ModelHandler, Reply, RequestContext, load_handler
 from sageport.server.kserve_bridge import KServeRoutes
 from sageport.server.memory import default_budget
-from sageport.server.multimodel import ModelStore
+from sageport.server.metrics import MultiModelMetrics
+from sageport.server.multimodel import FETCHED_MARK as _FETCHED
+from sageport.server.multimodel import DiskCache, ModelStore, delete_artifact
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +58,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 _JSON = [(b"content-type", b"application/json")]
+_TARGET_MODEL = TARGET_MODEL_HEADER.lower()
+METRICS_PATH = "/metrics"
 _MODEL_PATH = re.compile(r"^/models/([^/]+)(/invoke)?$")
 # Up to this size the built-in codecs run on the event loop: a thread hop costs more than the work.
 _INLINE_CODEC_BYTES = 64 * 1024
@@ -65,19 +80,25 @@ class ServerState:
         self.batchers: dict[str, MicroBatcher] = {}
         self.kserve = KServeRoutes(self.predict_array) if config.kserve_routes else None
         self.store: ModelStore | None = None
+        self.metrics: MultiModelMetrics | None = None
+        self.disk: DiskCache | None = None
         if config.multi_model:
             budget = config.multi_model_memory_bytes or default_budget()
             self.store = ModelStore(
                 load=self._load_named,
                 prepare=lambda model_dir: preload(model_dir, config.framework),
-                fetch_remote=_fetch_for_multi_model,
+                fetch_remote=self._fetch_timed,
                 root=config.multi_model_root,
                 budget_bytes=budget,
                 executor=self.pool,
                 on_load=lambda name, _handler: self._on_model_loaded(name),
                 on_unload=self._on_model_unloaded,
             )
+            store, disk = self.store, DiskCache(config.multi_model_root, config.model_disk_bytes)
+            self.disk = disk
+            self.metrics = MultiModelMetrics(loaded=lambda: len(store.listing()), on_disk=lambda: len(disk))
         self._background: set[asyncio.Task[Any]] = set()
+        self._target_loads: dict[str, asyncio.Task[Any]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -96,7 +117,27 @@ class ServerState:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _fetch_timed(self, url: str, destination: Path) -> Path:
+        """Fetch for the store (in a pool thread, one at a time): timed, and kept within the disk
+        cache's budget by deleting idle artifacts once the new one is there."""
+        disk, store = self.disk, self.store
+        if self.metrics is None or disk is None or store is None or (destination / _FETCHED).exists():
+            if disk is not None:
+                disk.used(destination.name)
+            return _fetch_for_multi_model(url, destination)
+        with self.metrics.downloading.time():
+            local = _fetch_for_multi_model(url, destination)
+        if destination.parent == disk.root:  # not a model directory used in place
+            disk.added(destination.name, keep={resident.name for resident in store.listing()})
+        return local
+
     def _load_named(self, name: str, model_dir: Path, code_dir: Path | None = None) -> ModelHandler:
+        if self.metrics is not None:
+            with self.metrics.loading.time():
+                return self._load_handler(name, model_dir, code_dir)
+        return self._load_handler(name, model_dir, code_dir)
+
+    def _load_handler(self, name: str, model_dir: Path, code_dir: Path | None = None) -> ModelHandler:
         return load_handler(
             name,
             model_dir,
@@ -135,11 +176,73 @@ class ServerState:
             self._spawn(self.kserve.start())
 
     def _on_model_unloaded(self, name: str) -> None:
+        started = time.perf_counter()
+        self._release_model(name)
+        if self.metrics is not None:
+            self.metrics.unloading.observe(time.perf_counter() - started)
+
+    def _release_model(self, name: str) -> None:
         batcher = self.batchers.pop(name, None)
         if batcher is not None:
             self._spawn(batcher.close())
         if self.kserve is not None:
             self.kserve.unregister(name)
+
+    # -- multi-model endpoints: the platform's part (load on first call) ---------------------
+    async def load_target(self, name: str, target: str) -> None:
+        """Load TargetModel from the prefix on its first call on this instance: one download and
+        load per model however many calls wait for it. A call waits up to the load wait, then is
+        answered ModelNotReady while the load goes on (SageMaker: 60 s)."""
+        store, prefix = self.store, self.config.model_prefix
+        assert store is not None
+        assert prefix is not None
+        metrics = self.metrics
+        if store.has(name):
+            if metrics is not None:
+                metrics.cache_hits.inc()
+            return
+        if metrics is not None:
+            metrics.cache_misses.inc()
+        if multi_model_id(target) != name:
+            raise PayloadError(f"{TARGET_MODEL_HEADER} {target!r} does not name model {name!r}")
+        task = self._target_loads.get(name)
+        if task is None:
+            task = asyncio.ensure_future(store.load(name, join_prefix(prefix, target)))
+            self._target_loads[name] = task
+            task.add_done_callback(lambda done: self._target_load_done(name, done))
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.config.model_load_wait_seconds)
+        except TimeoutError:
+            raise ModelNotReadyError(
+                f"Model {target} is still loading after {self.config.model_load_wait_seconds:g} s; "
+                "the load goes on, retry the call."
+            ) from None
+        except ModelAlreadyLoadedError:
+            pass  # loaded meanwhile through POST /models
+        except (TargetModelNotFoundError, InsufficientMemoryError):
+            raise
+        except Exception as exc:  # the client learns which model failed and why
+            detail = exc.message if isinstance(exc, ServerError) else f"{type(exc).__name__}: {exc}"
+            raise ModelLoadError(f"Model {target} could not be loaded: {detail}") from exc
+        finally:
+            if metrics is not None:
+                metrics.loading_wait.observe(time.perf_counter() - started)
+
+    def _target_load_done(self, name: str, task: asyncio.Task[Any]) -> None:
+        self._target_loads.pop(name, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("model %s failed to load: %s", name, task.exception())
+
+    def forget_after_call(self, name: str) -> None:
+        """ModelCacheSetting Disabled: unload the model and delete its files once its call is done."""
+        store = self.store
+        assert store is not None
+        if store.has(name):
+            store.unload(name)
+        if self.disk is not None:
+            self.disk.removed(name)
+        self._spawn(asyncio.get_running_loop().run_in_executor(self.pool, delete_artifact, store.root, name))
 
     # -- prediction ------------------------------------------------------------------------
     async def handler_for(self, name: str | None) -> ModelHandler:
@@ -200,8 +303,14 @@ class ServerState:
         return await loop.run_in_executor(self.pool, handler.encode, prediction, context)
 
 
+def join_prefix(prefix: str, target: str) -> str:
+    """The URL of a TargetModel: the Model's prefix, with or without its trailing slash, + the key."""
+    return prefix.rstrip("/") + "/" + target
+
+
 def _fetch_for_multi_model(url: str, destination: Path) -> Path:
-    """A local model directory is used in place; anything else is fetched into ``destination``."""
+    """A local model directory is used in place; anything else is fetched into ``destination``,
+    once: a model unloaded for memory is loaded again from the disk, as SageMaker does."""
     if "://" not in url:
         local = Path(url)
         if local.is_dir():
@@ -209,12 +318,23 @@ def _fetch_for_multi_model(url: str, destination: Path) -> Path:
         if not local.exists():
             raise ModelNotLoadedError(f"no model at {url!r}")
     from sageport.storage import FetchError, UnsafeArchiveError, fetch
+    from sageport.storage.fetch import ArtifactMissingError
 
-    target = destination / "model"
+    target, complete = destination / "model", destination / _FETCHED
+    if complete.exists():
+        return target
     try:
         fetch(url, target)
+    except ArtifactMissingError as exc:
+        bucket, _, key = url.removeprefix("s3://").partition("/")
+        raise TargetModelNotFoundError(
+            f"Failed to download model data(bucket: {bucket}, key: {key}). Please ensure that there is "
+            "an object located at the URL and that the role passed to CreateModel has permissions to "
+            "download the model."
+        ) from exc
     except (FetchError, UnsafeArchiveError) as exc:
         raise ModelLoadError(f"cannot fetch model from {url!r}: {exc}") from exc
+    complete.touch()
     return target
 
 
@@ -252,9 +372,14 @@ class SageportApp:
                 return await self._invocations(scope, receive, send, None)
             if path == PING_PATH:
                 return await self._ping(send)
+            if path == METRICS_PATH and method == "GET" and self.state.metrics is not None:
+                page = generate_latest(self.state.metrics.registry)
+                return await _respond(send, 200, page, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
             if path == EXECUTION_PARAMETERS_PATH and method == "GET":
                 return await self._execution_parameters(send)
-            if self.state.store is not None and (path == "/models" or path.startswith("/models/")):
+            if self.state.store is not None and (
+                path == MULTI_MODEL_PATH or path.startswith(MULTI_MODEL_PATH + "/")
+            ):
                 return await self._multi_model(scope, receive, send, path, method)
         except ServerError as exc:
             return await _respond(send, exc.status, _error_body(exc), _JSON)
@@ -316,7 +441,7 @@ class SageportApp:
     async def _multi_model(self, scope: Scope, receive: Receive, send: Send, path: str, method: str) -> None:
         store = self.state.store
         assert store is not None
-        if path == "/models":
+        if path == MULTI_MODEL_PATH:
             if method == "POST":
                 request = _json_object(await _read_body(receive))
                 name = request.get("model_name")
@@ -344,7 +469,15 @@ class SageportApp:
         if invoke:
             if method != "POST":
                 return await _respond(send, 405, b'{"message":"use POST"}', _JSON)
-            return await self._invocations(scope, receive, send, name)
+            target = _headers(scope).get(_TARGET_MODEL) if self.state.config.model_prefix else None
+            if target is None:
+                return await self._invocations(scope, receive, send, name)
+            await self.state.load_target(name, target)
+            try:
+                return await self._invocations(scope, receive, send, name)
+            finally:
+                if not self.state.config.model_cache:
+                    self.state.forget_after_call(name)
         if method == "GET":
             resident = store.describe(name)
             body = {"modelName": name, "modelUrl": resident.url, "memoryBytes": resident.memory_bytes}

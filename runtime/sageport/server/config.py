@@ -9,7 +9,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sageport.contract import CODE_DIR, CONTAINER_PORT, MODEL_DIR, MULTI_MODEL_ROOT, SageMakerEnv
+from sageport.contract import (
+    CODE_DIR,
+    CONTAINER_PORT,
+    MODEL_CACHE_ENV,
+    MODEL_DIR,
+    MODEL_DISK_BYTES_ENV,
+    MODEL_PREFIX_ENV,
+    MULTI_MODEL_ROOT,
+    SageMakerEnv,
+)
 
 FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "onnx")
 
@@ -45,9 +54,24 @@ class ServerConfig:
     multi_model: bool = False
     multi_model_root: Path = Path(MULTI_MODEL_ROOT)
     multi_model_memory_bytes: int | None = None
+    # Multi-model endpoints: the S3 prefix TargetModel keys are under (models load on first call),
+    # whether they stay cached (SageMaker's ModelCacheSetting), and how long a call waits for a load
+    # before it is answered ModelNotReady (the load goes on).
+    model_prefix: str | None = None
+    model_cache: bool = True
+    model_load_wait_seconds: float = 60.0
+    model_disk_bytes: int | None = None
     batching: BatchingConfig = BatchingConfig()
     kserve_routes: bool = True
     log_level: str = "INFO"
+
+
+def _model_cache(value: str | None) -> bool:
+    if value in (None, "", "Enabled"):
+        return True
+    if value == "Disabled":
+        return False
+    raise ConfigError(f"{MODEL_CACHE_ENV} must be Enabled or Disabled, got {value!r}")
 
 
 def parse_bool(value: str | None, default: bool = False) -> bool:
@@ -145,6 +169,10 @@ def load_config(argv: Sequence[str], env: Mapping[str, str], cpus: int | None = 
         multi_model=parse_bool(env.get(SageMakerEnv.MULTI_MODEL)),
         multi_model_root=Path(env.get("SAGEPORT_MULTI_MODEL_ROOT") or MULTI_MODEL_ROOT),
         multi_model_memory_bytes=parse_size(memory) if memory else None,
+        model_prefix=env.get(MODEL_PREFIX_ENV) or None,
+        model_cache=_model_cache(env.get(MODEL_CACHE_ENV)),
+        model_load_wait_seconds=float(env.get("SAGEPORT_MODEL_LOAD_WAIT_SECONDS") or 60.0),
+        model_disk_bytes=parse_size(disk) if (disk := env.get(MODEL_DISK_BYTES_ENV)) else None,
         batching=BatchingConfig(
             enabled=parse_bool(env.get("SAGEPORT_BATCHING")),
             max_batch_size=_int(env, "SAGEPORT_BATCH_MAX_SIZE", 32),

@@ -57,3 +57,10 @@ class InsufficientMemoryError(ServerError):
     """Multi-model mode: the model does not fit in the memory budget even after eviction."""
 
     status = 507
+
+
+class TargetModelNotFoundError(ServerError):
+    """Multi-model endpoints: no object at the prefix + TargetModel (SageMaker: a ValidationError).
+    Its class name is the contract's TARGET_MODEL_MISSING_ERROR, which the gateway recognises."""
+
+    status = 400

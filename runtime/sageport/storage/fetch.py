@@ -28,6 +28,10 @@ class FetchError(RuntimeError):
     """The artifact could not be fetched; the message says what and where."""
 
 
+class ArtifactMissingError(FetchError):
+    """Nothing at all is at the URL (no object, no prefix, no local path)."""
+
+
 def fetch(url: str, destination: str | Path) -> Path:
     """Place the artifact named by ``url`` into ``destination`` (created if missing)."""
     dest = Path(destination)
@@ -35,7 +39,7 @@ def fetch(url: str, destination: str | Path) -> Path:
     scheme = parsed.scheme.lower()
     if scheme in ("", "file") and not _local_path(url, parsed).exists():
         # Checked before creating ``dest``, which may be the very path asked for.
-        raise FetchError(f"local artifact {url!r} does not exist")
+        raise ArtifactMissingError(f"local artifact {url!r} does not exist")
     dest.mkdir(parents=True, exist_ok=True)
     if scheme == "s3":
         _fetch_s3(parsed.netloc, parsed.path.lstrip("/"), dest)
@@ -118,7 +122,7 @@ def _fetch_s3(bucket: str, key: str, dest: Path) -> None:
                 client.download_file(bucket, object_key, str(target))
                 found = True
         if not found:
-            raise FetchError(f"no object or prefix at s3://{bucket}/{key}")
+            raise ArtifactMissingError(f"no object or prefix at s3://{bucket}/{key}")
     except (BotoCoreError, ClientError) as exc:
         raise FetchError(f"download of s3://{bucket}/{key} failed: {exc}") from exc
 

@@ -38,7 +38,7 @@ OPERATOR_NAMESPACED_RULES = [
     _rule([""], ["services"], OWN),
     _rule(["policy"], ["poddisruptionbudgets"], OWN),
     _rule(["autoscaling"], ["horizontalpodautoscalers"], OWN),
-    _rule([""], ["pods"], ["list"]),
+    _rule([""], ["pods"], ["list", "create", "patch", "delete"]),
     _rule([""], ["events"], ["create"]),
 ]
 OPERATOR_CLUSTER_RULES = [
@@ -46,8 +46,12 @@ OPERATOR_CLUSTER_RULES = [
     _rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["list", "watch"]),
 ]
 GATEWAY_NAMESPACED_RULES = [
-    # The control-plane API (on by default) writes the three kinds with the gateway's identity.
-    _rule(["sageport.io"], ["models", "endpointconfigs", "endpoints"], OWN),
+    # The control-plane API (on by default) caches the kinds and writes them only as the
+    # ServiceAccount each key names (impersonation): the gateway itself writes nothing.
+    _rule(
+        ["sageport.io"], ["models", "endpointconfigs", "endpoints", "transformjobs"], ["get", "list", "watch"]
+    ),
+    _rule([""], ["serviceaccounts"], ["impersonate"]),
     _rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
     _rule([""], ["secrets"], ["list", "watch"]),
 ]
@@ -92,7 +96,7 @@ def test_default_install_creates_what_the_readme_lists() -> None:
         ["CustomResourceDefinition"] * len(crdgen.KINDS)
         + ["ConfigMap", "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole"]
         + ["ClusterRoleBinding", "ClusterRoleBinding", "Deployment", "Deployment"]
-        + ["Service", "PodDisruptionBudget"]
+        + ["Service", "PodDisruptionBudget", "Role", "RoleBinding"]  # the operator's Lease
     )
     for doc in render().docs:
         if doc["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
@@ -119,6 +123,17 @@ def test_crds_without_keep_or_not_at_all() -> None:
 
 
 # ---- RBAC ----------------------------------------------------------------------------------
+
+
+def test_the_gateway_writes_no_sageport_object_as_itself() -> None:
+    for args in ((), ("--set-json", 'watchNamespaces=["team-a"]')):
+        rendered = render(*args)
+        for doc in [*rendered.kind("ClusterRole"), *rendered.kind("Role")]:
+            if doc["metadata"]["name"] != GATEWAY:
+                continue
+            for rule in doc["rules"]:
+                if "sageport.io" in rule["apiGroups"]:
+                    assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
 
 
 def test_rbac_is_exactly_least_privilege() -> None:
@@ -153,7 +168,8 @@ def test_no_wildcards_anywhere() -> None:
             if doc["kind"] in ("ClusterRole", "Role"):
                 for rule in doc["rules"]:
                     assert "*" not in [*rule["apiGroups"], *rule["resources"], *rule["verbs"]], doc
-                    assert "resourceNames" not in rule
+                    if "resourceNames" in rule:  # only the operator's own Lease is named
+                        assert rule["resources"] == ["leases"], doc
                     assert "nonResourceURLs" not in rule
 
 
@@ -177,6 +193,7 @@ def test_watched_namespaces_get_roles_and_only_cluster_scoped_rules_stay_cluster
         (GATEWAY, "team-a"),
         (GATEWAY, "team-b"),
         (GATEWAY, NAMESPACE),
+        (f"{OPERATOR}-leader-election", NAMESPACE),
     }
     args = _container(rendered, OPERATOR)["args"]
     assert args[:2] == ["--namespace=team-a", "--namespace=team-b"]
@@ -184,6 +201,23 @@ def test_watched_namespaces_get_roles_and_only_cluster_scoped_rules_stay_cluster
         "team-a",
         "team-b",
     ]
+
+
+def test_the_operator_may_touch_only_its_own_lease_in_the_release_namespace() -> None:
+    rendered = render()
+    role = rendered.get("Role", f"{OPERATOR}-leader-election", NAMESPACE)
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [OPERATOR],
+         "verbs": ["get", "update"]},
+        _rule(["coordination.k8s.io"], ["leases"], ["create"]),
+    ]  # fmt: skip
+    binding = rendered.get("RoleBinding", f"{OPERATOR}-leader-election", NAMESPACE)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}]
+    alone = render("--set", "operator.leaderElection.enabled=false")
+    assert not alone.has("Role", f"{OPERATOR}-leader-election")
+    deployment = alone.get("Deployment", OPERATOR)
+    assert (deployment["spec"]["replicas"], deployment["spec"]["strategy"]) == (1, {"type": "Recreate"})
+    assert "--leader-election" not in _container(alone, OPERATOR)["args"]
 
 
 def test_gateway_without_auth_loses_the_review_permissions() -> None:
@@ -202,7 +236,7 @@ def test_control_api_off_leaves_the_gateway_read_only() -> None:
     assert not gateway_parser().parse_args(_container(rendered, GATEWAY)["args"]).control_api
     assert rendered.get("ClusterRole", GATEWAY)["rules"] == [
         _rule(["sageport.io"], ["endpoints"], ["get", "list", "watch"]),
-        *GATEWAY_NAMESPACED_RULES[1:],
+        *GATEWAY_NAMESPACED_RULES[2:],
         *GATEWAY_CLUSTER_RULES,
     ]
     account = render("--set-string", "gateway.controlApi.accountId=123456789012")
@@ -284,8 +318,11 @@ def test_operator_deployment_and_settings(monkeypatch: pytest.MonkeyPatch) -> No
         'operator.tolerations=[{"key":"sageport.io/real","operator":"Exists","effect":"NoSchedule"}]',
     )
     deployment = rendered.get("Deployment", OPERATOR)
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == OPERATOR
     assert pod["nodeSelector"] == {"kubernetes.io/hostname": "node-1"}
@@ -293,7 +330,14 @@ def test_operator_deployment_and_settings(monkeypatch: pytest.MonkeyPatch) -> No
     container = _container(rendered, OPERATOR)
     assert container["image"] == "registry.local/operator:dev"
     assert container["command"] == ["sageport-operator"]
-    assert container["args"] == ["--liveness=http://0.0.0.0:8081/healthz"]
+    assert container["args"] == [
+        "--liveness=http://0.0.0.0:8081/healthz",
+        "--leader-election",
+        f"--lease-namespace={NAMESPACE}",
+        f"--lease-name={OPERATOR}",
+    ]
+    pod_name = next(e for e in container["env"] if e["name"] == "POD_NAME")
+    assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8081} in container["ports"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sageport.controlapi import shapes
-from sageport.controlapi.names import ENDPOINT, Account, Kind
+from sageport.controlapi.names import ENDPOINT, Account, Kind, object_name
 from sageport.controlapi.service import Caller, ControlApi, KubeRefusalError, Store, region_of
 from sageport.net.awserrors import ApiError
 
@@ -24,8 +24,12 @@ class FakeWriter:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.forbid = forbid or set()
         self.store = store
+        self.users: list[str | None] = []
 
-    async def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    async def create(
+        self, kind: Kind, namespace: str, body: Mapping[str, Any], *, user: str | None
+    ) -> Mapping[str, Any]:
+        self.users.append(user)
         if kind.kind in self.forbid:
             raise KubeRefusalError(403, "forbidden")
         key = (kind.plural, body["metadata"]["name"])
@@ -36,18 +40,28 @@ class FakeWriter:
         self.objects[key] = obj
         return obj
 
-    async def delete(self, kind: Kind, namespace: str, name: str) -> Mapping[str, Any]:
+    async def delete(self, kind: Kind, namespace: str, name: str, *, user: str | None) -> Mapping[str, Any]:
         if (kind.plural, name) not in self.objects:
             raise KubeRefusalError(404, "not found")
         return self.objects.pop((kind.plural, name))
 
     async def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any]
+        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, user: str | None
     ) -> Mapping[str, Any]:
         obj = self.objects[(kind.plural, name)]
-        obj["spec"].update({k: v for k, v in patch["spec"].items() if v is not None})
+        expected = patch.get("metadata", {}).get("resourceVersion")
+        if expected is not None and expected != obj["metadata"]["resourceVersion"]:
+            raise KubeRefusalError(409, "the object has been modified")
+        for key, value in patch["spec"].items():
+            if value is None:
+                obj["spec"].pop(key, None)
+            else:
+                obj["spec"][key] = value
         obj["metadata"]["resourceVersion"] = str(next(_versions))
-        return obj
+        return copy.deepcopy(obj)
+
+    async def get(self, kind: Kind, namespace: str, name: str, *, user: str | None) -> Mapping[str, Any]:
+        return copy.deepcopy(self.objects[(kind.plural, name)])
 
 
 @pytest.fixture(scope="module")
@@ -156,10 +170,45 @@ async def test_list_pages_through_everything(api: ControlApi) -> None:
 
 async def test_rbac_refusal_is_access_denied(table: shapes.ShapeTable) -> None:
     store = Store()
-    api = ControlApi(table, store, FakeWriter(store, forbid={"Model"}))
+    writer = FakeWriter(store, forbid={"Model"})
+    api = ControlApi(table, store, writer)
+    caller = Caller("team", CALLER.account, "system:serviceaccount:team:reader")
     with pytest.raises(ApiError) as raised:
-        await call(api, "CreateModel", ModelName="M")
+        await api.call("SageMaker.CreateModel", json.dumps({"ModelName": "M"}).encode(), caller)
     assert raised.value.code == "AccessDeniedException"
+    assert raised.value.message.startswith(
+        "User: system:serviceaccount:team:reader is not authorized to perform: sagemaker:CreateModel "
+        "on resource: arn:aws:sagemaker:us-east-1:123456789012:model/m because Kubernetes RBAC refused it"
+    )
+    assert writer.users == ["system:serviceaccount:team:reader"]  # the write was made as the caller
+
+
+class Rbac:
+    """An authorizer allowing what ``grants`` lists: (user, verb, plural)."""
+
+    def __init__(self, *grants: tuple[str, str, str]) -> None:
+        self.grants = set(grants)
+        self.asked: list[tuple[str, str, str, str]] = []
+
+    async def allowed(self, user: str, verb: str, kind: Kind, namespace: str) -> bool:
+        self.asked.append((user, verb, kind.plural, namespace))
+        return (user, verb, kind.plural) in self.grants
+
+
+async def test_reads_from_the_cache_are_checked_against_rbac(table: shapes.ShapeTable) -> None:
+    store = Store()
+    user = "system:serviceaccount:team:viewer"
+    rbac = Rbac((user, "get", "endpoints"))
+    api = ControlApi(table, store, FakeWriter(store), authorizer=rbac)
+    await _make_endpoint(api)  # as the gateway itself (no user): not checked
+    caller = Caller("team", CALLER.account, user)
+    described = await api.call("SageMaker.DescribeEndpoint", b'{"EndpointName": "Ep"}', caller)
+    assert described["EndpointName"] == "Ep"
+    with pytest.raises(ApiError) as raised:
+        await api.call("SageMaker.ListEndpoints", b"{}", caller)
+    assert raised.value.code == "AccessDeniedException"
+    assert "does not allow list on endpoints.sageport.io in namespace team" in raised.value.message
+    assert rbac.asked == [(user, "get", "endpoints", "team"), (user, "list", "endpoints", "team")]
 
 
 async def test_unknown_operations_and_bodies(api: ControlApi) -> None:
@@ -175,3 +224,40 @@ def test_the_region_comes_from_the_signature() -> None:
     header = "AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-central-1/sagemaker/aws4_request, SignedHeaders=host, Signature=x"
     assert region_of(header, "us-east-1") == "eu-central-1"
     assert region_of(None, "us-east-1") == "us-east-1"
+
+
+async def test_tags_round_trip_and_a_stale_cache_loses_no_tag(api: ControlApi) -> None:
+    await call(api, "CreateModel", ModelName="Tagged", PrimaryContainer={"Image": "img"},
+               Tags=[{"Key": "team", "Value": "a"}])  # fmt: skip
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model/tagged"
+    assert (await call(api, "ListTags", ResourceArn=arn))["Tags"] == [{"Key": "team", "Value": "a"}]
+    # Someone else changes the object after our cache saw it: the guarded patch conflicts, the
+    # object is read again and the change applied on top.
+    writer = api.writer
+    assert isinstance(writer, FakeWriter)
+    stored = writer.objects[("models", object_name("Tagged"))]
+    stored["spec"]["tags"] = [*stored["spec"]["tags"], {"key": "owner", "value": "kubectl"}]
+    stored["metadata"]["resourceVersion"] = str(next(_versions))
+    added = await call(
+        api, "AddTags", ResourceArn=arn, Tags=[{"Key": "team", "Value": "b"}, {"Key": "x", "Value": ""}]
+    )
+    assert added["Tags"] == [
+        {"Key": "owner", "Value": "kubectl"},
+        {"Key": "team", "Value": "b"},
+        {"Key": "x", "Value": ""},
+    ]
+    await call(api, "DeleteTags", ResourceArn=arn, TagKeys=["owner", "absent"])
+    assert (await call(api, "ListTags", ResourceArn=arn))["Tags"] == [
+        {"Key": "team", "Value": "b"},
+        {"Key": "x", "Value": ""},
+    ]
+    with pytest.raises(ApiError, match=r'Could not find model ".*:model/ghost"'):
+        await call(
+            api, "AddTags", ResourceArn=arn.replace("tagged", "ghost"), Tags=[{"Key": "k", "Value": "v"}]
+        )
+    with pytest.raises(ApiError, match="only these resource types"):
+        await call(
+            api, "ListTags", ResourceArn="arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/n"
+        )
+    with pytest.raises(ApiError, match="at most 50"):
+        await call(api, "AddTags", ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": ""} for i in range(49)])

@@ -115,7 +115,7 @@ SAGEPORT_EXTRAS = {"autoScaling", "minInstanceCount", "maxInstanceCount", "targe
 @pytest.mark.parametrize(
     ("plural", "input_shape"),
     [("models", "CreateModelInput"), ("endpointconfigs", "CreateEndpointConfigInput"),
-     ("endpoints", "CreateEndpointInput")],
+     ("endpoints", "CreateEndpointInput"), ("transformjobs", "CreateTransformJobRequest")],
 )  # fmt: skip
 def test_every_crd_field_is_a_botocore_member_renamed(
     table: shapes.ShapeTable, plural: str, input_shape: str
@@ -351,4 +351,24 @@ def test_a_bad_token_is_a_validation_error() -> None:
 
 
 def test_names_module_kinds() -> None:
-    assert [kind.kind for kind in names.KINDS] == ["Model", "EndpointConfig", "Endpoint"]
+    assert [kind.kind for kind in names.KINDS] == ["Model", "EndpointConfig", "Endpoint", "TransformJob"]
+
+
+def test_an_update_the_operator_has_not_seen_yet_is_updating() -> None:
+    status = {"endpointStatus": "InService", "endpointConfigName": "v1", "observedGeneration": 1,
+              "productionVariants": [{"variantName": "A", "desiredWeight": 1.0, "desiredInstanceCount": 1}]}  # fmt: skip
+
+    def endpoint(generation: int, **spec: Any) -> dict[str, Any]:
+        return {"metadata": {"generation": generation}, "spec": {"endpointConfigName": "v1", **spec},
+                "status": status}  # fmt: skip
+
+    assert translate.endpoint_status(endpoint(1)) == "InService"
+    assert translate.endpoint_status(endpoint(2, endpointConfigName="v2")) == "Updating"
+    weights = [{"variantName": "A", "desiredWeight": 2.0}]
+    assert translate.endpoint_status(endpoint(2, desiredWeightsAndCapacities=weights)) == "Updating"
+    # Tags only, or weights the status already shows: nothing for the operator to do.
+    assert translate.endpoint_status(endpoint(2, tags=[{"key": "k", "value": "v"}])) == "InService"
+    same = [{"variantName": "A", "desiredWeight": 1.0}]
+    assert translate.endpoint_status(endpoint(2, desiredWeightsAndCapacities=same)) == "InService"
+    # Once observed, the operator's own status speaks (it refused, or it is done).
+    assert translate.endpoint_status(endpoint(1, endpointConfigName="v2")) == "InService"

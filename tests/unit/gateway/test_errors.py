@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from sageport.contract import TARGET_MODEL_MISSING_ERROR
 from sageport.gateway import errors
 from sageport.net.awserrors import ApiError, render_error
 from sageport_dev.wire import parse_error
@@ -65,3 +66,17 @@ def test_a_model_error_names_the_container_it_came_from() -> None:
     named = errors.from_model_response(500, None, b"boom", "featurizer")
     assert (named.code, named.status) == ("ModelError", 424)
     assert named.message == 'Received server error (500) from featurizer with message "boom".'
+
+
+def test_a_missing_target_model_is_a_validation_error_not_a_model_error() -> None:
+    body = json.dumps(
+        {"code": 400, "type": TARGET_MODEL_MISSING_ERROR, "message": "Failed to download model data"}
+    )
+    error = errors.from_model_response(400, None, body.encode())
+    assert (error.code, error.status, error.message) == (
+        "ValidationError",
+        400,
+        "Failed to download model data",
+    )
+    other = errors.from_model_response(400, None, b'{"type": "PayloadError", "message": "bad csv"}')
+    assert (other.code, other.status) == ("ModelError", 424)

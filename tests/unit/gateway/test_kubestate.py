@@ -65,12 +65,15 @@ def test_endpoint_status_to_variants() -> None:
         )
     )
     assert parsed.status == "InService"
-    assert [(name, weight) for _, name, weight, _, _ in parsed.variants] == [
+    assert [(name, weight) for _, name, weight, *_ in parsed.variants] == [
         ("A", 0.25),
         ("B", 0.75),
         ("C", 1.0),
     ]
     assert parsed.variants[1][3] is RoutingStrategy.RANDOM
+    assert [row[5] for row in parsed.variants] == [False, False, False]
+    multi = parse_endpoint(endpoint("n", "e", productionVariants=[{"variantName": "A", "multiModel": True}]))
+    assert multi.variants[0][5] is True
     assert parse_endpoint({"metadata": {"name": "x"}}).status == "Creating"
 
 
@@ -156,6 +159,26 @@ def test_system_namespace_keys_may_span_namespaces() -> None:
     )
     assert two is not None
     assert two.namespaces == frozenset({"a", "b"})
+
+
+def test_a_key_names_the_service_account_its_control_plane_calls_act_as() -> None:
+    key = parse_access_key_secret(
+        secret("team-a", accessKeyId="AK", secretAccessKey="s", serviceAccount=" sagemaker-api "), "sys"
+    )
+    assert key is not None
+    assert key.kubernetes_user == "system:serviceaccount:team-a:sagemaker-api"
+    # A system-namespace key reaching exactly one namespace acts there, as an account of it.
+    system = parse_access_key_secret(
+        secret("sys", accessKeyId="AK", secretAccessKey="s", namespaces="team-b", serviceAccount="ops"), "sys"
+    )
+    assert system is not None
+    assert system.kubernetes_user == "system:serviceaccount:team-b:ops"
+    for missing in ({}, {"serviceAccount": "Not/A:Name"}):
+        plain = parse_access_key_secret(
+            secret("team-a", accessKeyId="AK", secretAccessKey="s", **missing), "sys"
+        )
+        assert plain is not None
+        assert plain.kubernetes_user is None  # invoke only
 
 
 def test_incomplete_secrets_and_duplicate_ids_are_refused() -> None:

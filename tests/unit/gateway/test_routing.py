@@ -4,7 +4,10 @@ import random
 
 import pytest
 
+from sageport.contract import multi_model_id
 from sageport.gateway.routing import (
+    HOT_MODEL_IN_FLIGHT,
+    Endpoint,
     EndpointSpec,
     Instance,
     RouteTable,
@@ -126,3 +129,60 @@ def test_shadows_get_copies_by_their_fraction_and_only_with_an_instance() -> Non
     picks = [choose_shadows([half, everything, starting], rng) for _ in range(2000)]
     assert all(everything in chosen and starting not in chosen for chosen in picks)
     assert 900 < sum(half in chosen for chosen in picks) < 1100
+
+
+def _mme(count: int) -> Endpoint:
+    instances = [Instance(f"http://10.0.{i // 250}.{i % 250}:8080") for i in range(count)]
+    variant = Variant("A", 1.0, instances, RoutingStrategy.LEAST_OUTSTANDING_REQUESTS, None, multi_model=True)
+    return Endpoint("mme", "InService", None, [variant])
+
+
+def test_a_model_goes_to_one_instance_and_adding_one_moves_about_a_tenth() -> None:
+    models = [f"team/m{i}.tar.gz" for i in range(5000)]
+    ten, eleven = _mme(10), _mme(11)
+    before = {m: route(ten, None, None, random.Random(1), m).instance.base_url for m in models}
+    again = {m: route(ten, None, None, random.Random(2), m).instance.base_url for m in models}
+    after = {m: route(eleven, None, None, random.Random(3), m).instance.base_url for m in models}
+    assert before == again  # stable: every gateway replica agrees
+    moved = sum(before[m] != after[m] for m in models)
+    assert 0.06 * len(models) < moved < 0.13 * len(models)  # ~1/11, and only to the new instance
+    assert {after[m] for m in models if before[m] != after[m]} == {eleven.variants[0].instances[-1].base_url}
+    counts = [sum(1 for m in models if before[m] == i.base_url) for i in ten.variants[0].instances]
+    assert min(counts) > 350  # spread over all ten
+    chosen = route(ten, None, None, random.Random(1), "team/m1.tar.gz")
+    assert chosen.path == f"/models/{multi_model_id('team/m1.tar.gz')}/invoke"
+
+
+def test_a_hot_model_spills_to_its_second_instance_and_a_busy_instance_alone_does_not() -> None:
+    endpoint = _mme(4)
+    first = route(endpoint, None, None, random.Random(1), "hot.tar.gz").instance
+    first.outstanding = 50  # busy with other models: this one still goes home
+    assert route(endpoint, None, None, random.Random(1), "hot.tar.gz").instance is first
+    for _ in range(HOT_MODEL_IN_FLIGHT):
+        first.begin_model_call("hot.tar.gz")
+    second = route(endpoint, None, None, random.Random(1), "hot.tar.gz").instance
+    assert second is not first  # hot: the less busy of its two instances
+    second.outstanding = 60
+    assert route(endpoint, None, None, random.Random(1), "hot.tar.gz").instance is first
+    first.end_model_call("hot.tar.gz")
+    assert route(endpoint, None, None, random.Random(1), "hot.tar.gz").instance is first  # cooled down
+    assert first.model_calls == {"hot.tar.gz": HOT_MODEL_IN_FLIGHT - 1}
+
+
+@pytest.mark.parametrize(
+    ("multi_model", "target", "message"),
+    [
+        (False, "m.tar.gz", "is not a multi-model endpoint and does not support target model header"),
+        (True, None, "is missing a target model header"),
+        (True, "../secret.tar.gz", "must be a key relative to the model's S3 prefix"),
+        (True, "/abs/m.tar.gz", "must be a key relative to the model's S3 prefix"),
+        (True, "a/../../m.tar.gz", "must be a key relative to the model's S3 prefix"),
+    ],
+)
+def test_target_model_errors(multi_model: bool, target: str | None, message: str) -> None:
+    endpoint = _mme(2)
+    endpoint.variants[0].multi_model = multi_model
+    with pytest.raises(ApiError) as raised:
+        route(endpoint, None, None, random.Random(1), target)
+    assert (raised.value.code, raised.value.status) == ("ValidationError", 400)
+    assert message in raised.value.message

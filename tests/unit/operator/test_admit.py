@@ -64,20 +64,19 @@ def test_async_inference_is_refused_naming_the_field() -> None:
     assert "EndpointConfig.asyncInferenceConfig is not supported yet" in _refusal(docs).message
 
 
-def test_serial_pipelines_and_multi_model_are_refused_naming_the_field() -> None:
+def test_serial_pipelines_and_multi_model_endpoints_are_admitted() -> None:
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     model = kind(docs, "Model")["spec"]
     container = model.pop("primaryContainer")
     model["containers"] = [container, {**container, "image": "other:1"}]
-    message = _refusal(docs).message
-    assert "Model[iris-sklearn].containers is not supported yet: serial inference pipelines" in message
-    assert "inferenceExecutionConfig.mode to Direct" in message
+    assert _admit(docs).problem is None  # Serial: SageMaker's default for several containers
     model["inferenceExecutionConfig"] = {"mode": "Serial"}
-    assert "serial inference pipelines" in _refusal(docs).message
+    admission = _admit(docs)
+    assert (admission.problem, admission.not_acted_on) == (None, ())
 
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     kind(docs, "Model")["spec"]["primaryContainer"]["mode"] = "MultiModel"
-    assert "Model[iris-sklearn].primaryContainer.mode is not supported yet" in _refusal(docs).message
+    assert _admit(docs).problem is None  # multi-model endpoints are served
 
 
 def test_one_container_in_the_list_and_single_model_mode_are_admitted() -> None:
@@ -130,11 +129,15 @@ def test_a_shadow_variant_is_acted_on_and_its_own_fields_are_judged() -> None:
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     config = kind(docs, "EndpointConfig")["spec"]
     config["shadowProductionVariants"] = [
-        {**config["productionVariants"][0], "variantName": "Shadow", "volumeSizeInGB": 10}
+        {
+            **config["productionVariants"][0],
+            "variantName": "Shadow",
+            "coreDumpConfig": {"destinationS3URI": "s3://dumps/"},
+        }
     ]
     admission = _admit(docs)
     assert admission.problem is None
-    assert admission.not_acted_on == ("EndpointConfig.shadowProductionVariants[Shadow].volumeSizeInGB",)
+    assert admission.not_acted_on == ("EndpointConfig.shadowProductionVariants[Shadow].coreDumpConfig",)
 
 
 def test_shadow_variants_need_exactly_one_production_variant_and_unique_names() -> None:

@@ -70,9 +70,15 @@ def test_names_printer_columns_and_immutability() -> None:
     ]
     assert endpoint_columns[:3] == ["Ready", "Status", "Config"]
     assert "Age" in endpoint_columns
-    for kind in ("Model", "EndpointConfig"):
+    for kind in ("Model", "EndpointConfig", "TransformJob"):
+        # Immutable but for tags (AddTags/DeleteTags): each other field keeps its value and its presence.
         spec = crds[kind]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-        assert {"rule": "self == oldSelf"}.items() <= spec["x-kubernetes-validations"][-1].items()
+        fields = sorted(set(spec["properties"]) - {"tags"})
+        assert "x-kubernetes-validations" not in spec["properties"]["tags"]
+        for name in fields:
+            assert spec["properties"][name]["x-kubernetes-validations"][-1]["rule"] == "self == oldSelf"
+        presence = spec["x-kubernetes-validations"][-1]["rule"]
+        assert presence == " && ".join(f"has(self.{n}) == has(oldSelf.{n})" for n in fields)
     assert crds["InstanceType"]["spec"]["scope"] == "Cluster"
     variants = crds["EndpointConfig"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
         "spec"

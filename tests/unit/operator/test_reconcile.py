@@ -25,6 +25,7 @@ class FakeKube:
         self.statuses: list[dict[str, Any]] = []
         self.pods: list[dict[str, Any]] = []
         self.created: list[dict[str, Any]] = []
+        self.patched: list[tuple[str, dict[str, Any]]] = []
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self.applied.append(manifest)
@@ -38,6 +39,15 @@ class FakeKube:
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         return self.pods
+
+    async def create_pod(self, pod: dict[str, Any]) -> None:
+        self.pods.append(pod)
+
+    async def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.patched.append((name, patch))
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        self.deleted.append(("Pod", name))
 
     async def patch_status(
         self, api_version: str, plural: str, namespace: str, name: str, status: dict[str, Any]
@@ -236,3 +246,27 @@ async def test_a_restarted_operator_keeps_a_rolled_back_update_rolled_back() -> 
     assert configs == {"iris-config-v1"}
     assert kube.statuses[-1]["endpointConfigName"] == "iris-config-v1"
     assert "rolled back" in kube.statuses[-1]["failureReason"]
+
+
+async def test_a_serial_pipeline_gets_stage_pods_for_each_placed_instance() -> None:
+    kube = FakeKube()
+    reconciler = _reconciler(kube)
+    endpoint, world = _world("serial-pipeline")
+    await reconciler.reconcile(endpoint, _lookups(world, {"AllTraffic": VariantObservation(2)}, []))
+    status = kube.statuses[-1]["productionVariants"][0]
+    assert status["currentInstanceCount"] == 2  # instances (anchors), not pods
+    assert status["pipelineHostnames"] == ["preprocess", "model", "postprocess"]
+    assert len(status["deployedImages"]) == 3
+    assert reconciler.pipelines() == [("ml", "iris-pipeline")]
+    labels = {
+        "sageport.io/variant": "AllTraffic",
+        "sageport.io/role": "instance",
+        "sageport.io/endpoint-object": "iris-pipeline",
+    }
+    kube.pods = [{"metadata": {"name": "a1", "uid": "u", "labels": labels}, "spec": {"nodeName": "n1"}}]
+    done = await reconciler.keep_pipelines(("ml", "iris-pipeline"))
+    assert kube.patched == [("a1", {"metadata": {"labels": {"sageport.io/instance": "a1"}}})]
+    assert [p["metadata"]["name"] for p in done.create] == ["a1-model", "a1-postprocess"]
+    assert [p["metadata"]["name"] for p in kube.pods[1:]] == ["a1-model", "a1-postprocess"]
+    reconciler.forget(("ml", "iris-pipeline"))
+    assert reconciler.pipelines() == []

@@ -17,6 +17,7 @@ import yaml
 from sageport.operator.reconcile.admit import admit
 from sageport.operator.reconcile.plan import EndpointPlan, plan_endpoint
 from sageport.operator.render import RenderSettings, child_name, variant_children
+from sageport.operator.render.stage import stage_pod
 from sageport.operator.status import Problem
 from tests.support.endpoints import resolve_documents
 from tests.support.manifests import EXAMPLES, REPO, load_documents
@@ -28,6 +29,8 @@ GOLDEN_EXAMPLES = [
     "ab-test-two-variants",
     "autoscaling",
     "multi-container-direct",
+    "serial-pipeline",
+    "multi-model",
 ]
 SETTINGS = RenderSettings(
     runtime_image="sageport/runtime:test", storage_env=(("AWS_ENDPOINT_URL", "http://s3:9000"),)
@@ -42,9 +45,15 @@ def _resolve(docs: Sequence[dict[str, Any]], *, namespace: str = "ml") -> Endpoi
     return admit(resolved).problem or plan_endpoint(resolved, SETTINGS)
 
 
+# A Serial pipeline's stage pods are made per anchor pod: the goldens show them for this one.
+ANCHOR = ("iris-pipeline-alltraffic-abcde-7d9f8c6b5-x2x4q", "anchor-uid")
+
+
 def _children(resolution: EndpointPlan | Problem) -> list[dict[str, Any]]:
     assert isinstance(resolution, EndpointPlan), resolution
-    return [m for rv in resolution.variants for m in variant_children(rv, SETTINGS)]
+    children = [m for rv in resolution.variants for m in variant_children(rv, SETTINGS)]
+    stages = [stage_pod(rv, stage, *ANCHOR, SETTINGS) for rv in resolution.variants for stage in rv.stages]
+    return children + stages
 
 
 def _check_golden(name: str, manifests: list[dict[str, Any]]) -> None:
@@ -255,6 +264,17 @@ def test_the_download_budget_bounds_the_fetch_and_extends_the_progress_deadline(
     (fetcher,) = deployment["spec"]["template"]["spec"]["initContainers"]
     assert fetcher["command"][-2:] == ["--timeout", "1200"]
     assert deployment["spec"]["progressDeadlineSeconds"] == 600 + 1200 + 300
+
+
+def test_a_3600_s_startup_budget_is_the_probe_window_and_beats_the_600_s_progress_deadline() -> None:
+    docs = load_documents(EXAMPLES / "gpu-g5")
+    for doc in docs:
+        if doc["kind"] == "EndpointConfig":
+            doc["spec"]["productionVariants"][0]["containerStartupHealthCheckTimeoutInSeconds"] = 3600
+    deployment, *_ = _children(_resolve(docs))
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["failureThreshold"] * probe["periodSeconds"] == 3600
+    assert deployment["spec"]["progressDeadlineSeconds"] == 3600 + 300
 
 
 def test_a_direct_pod_gives_each_container_its_model_port_and_share() -> None:

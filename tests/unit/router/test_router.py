@@ -141,18 +141,21 @@ async def test_metrics_count_per_container_with_sagemaker_names(router: Router) 
 async def test_the_instance_is_ready_only_when_every_container_is() -> None:
     up, port_up = await _backend("up")
     down, port_down = await _backend("down", ready=False)
-    metrics = RouterMetrics(CollectorRegistry(), "ep", "v")
     both = container_table([Container("up", port_up), Container("down", port_down)])
-    router = Router(both, metrics, RouterSettings())
-    await router.start()
+
+    async def ping(containers: dict[str, Container]) -> tuple[int, bytes]:
+        router = Router(containers, RouterMetrics(CollectorRegistry(), "ep", "v"), RouterSettings())
+        await router.start()
+        try:
+            response = await router.ping()
+            return response.status, response.body
+        finally:
+            await router.close()
+
     try:
-        response = await router.ping()
-        assert (response.status, response.body) == (503, b"not ready: down\n")
-        router.containers = {"up": both["up"]}
-        assert (await router.ping()).status == 200
-        router.containers = {**both, "gone": Container("gone", 1)}  # nothing listens on port 1
-        assert b"gone" in (await router.ping()).body
+        assert await ping(both) == (503, b"not ready: down\n")
+        assert (await ping({"up": both["up"]}))[0] == 200
+        assert b"gone" in (await ping({**both, "gone": Container("gone", 1)}))[1]  # nothing on port 1
     finally:
-        await router.close()
         await up.cleanup()
         await down.cleanup()

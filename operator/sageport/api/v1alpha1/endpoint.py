@@ -224,6 +224,17 @@ class ProductionVariantSummary(ApiModel):
             "TargetContainerHostname must name (the gateway checks it)."
         ),
     )
+    pipeline_hostnames: list[str] | None = Field(
+        default=None,
+        description=(
+            "sageport extra: the containers of a Serial inference pipeline variant, in the order "
+            "each call goes through them."
+        ),
+    )
+    multi_model: bool | None = Field(
+        default=None,
+        description="sageport extra: true on a multi-model variant, whose calls must name a TargetModel.",
+    )
 
 
 class TrafficShift(ApiModel):

@@ -133,6 +133,11 @@ class ModelSpec(ApiModel):
             raise ValueError(
                 "inferenceExecutionConfig.mode Direct needs containerHostname on every container"
             )
+        if self.containers is not None and any(c.mode == "MultiModel" for c in self.containers):
+            raise ValueError(
+                "mode MultiModel is supported on primaryContainer only: put the multi-model container "
+                "in primaryContainer (a pipeline holding one is not supported yet)"
+            )
         return self
 
     def all_containers(self) -> list[ContainerDefinition]:

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 RESYNC_SECONDS = 60
 PENDING_CHECK_SECONDS = 5
 PENDING_CHECKS_PER_TICK = 20
+# How often the instances of Serial pipelines are looked after (a stage pod that died is back,
+# or a new anchor gets its stages, within this plus the pod's start).
+PIPELINE_SECONDS = 1.0
 
 
 @kopf.on.startup()
@@ -30,6 +33,7 @@ async def start_endpoint_loops(memo: kopf.Memo, **_: Any) -> None:
     memo.tasks += [
         asyncio.create_task(resync_forever(memo)),
         asyncio.create_task(check_pending_forever(memo)),
+        asyncio.create_task(keep_pipelines_forever(memo)),
     ]
 
 
@@ -71,6 +75,21 @@ async def check_pending_forever(memo: kopf.Memo) -> None:
                     await memo.reconciler.check_pending_pods(body, lookups(indexes))
                 except Exception:  # one Endpoint's failure must not stop the others' checks
                     log.exception("pod check of Endpoint %s/%s failed", *key)
+
+
+async def keep_pipelines_forever(memo: kopf.Memo) -> None:
+    """Every PIPELINE_SECONDS, one pass over the instances of every Serial pipeline (see
+    reconcile/pipeline.py). By polling pods with a server-side label selector, one list per
+    pipeline fleet, for the same reason check_pending_forever does: no cluster-wide pod watch."""
+    while True:
+        await asyncio.sleep(PIPELINE_SECONDS)
+        keys = memo.reconciler.pipelines()
+        results = await asyncio.gather(
+            *(memo.reconciler.keep_pipelines(key) for key in keys), return_exceptions=True
+        )
+        for key, result in zip(keys, results, strict=True):
+            if isinstance(result, Exception):  # one Endpoint's failure must not stop the others
+                log.error("pipeline pass of Endpoint %s/%s failed: %r", *key, result)
 
 
 async def resync_forever(memo: kopf.Memo) -> None:

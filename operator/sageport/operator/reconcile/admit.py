@@ -89,11 +89,6 @@ def _many(containers: Any) -> bool:
     return containers is not None and len(containers) > 1
 
 
-def _direct(model: ModelSpec) -> bool:
-    config = model.inference_execution_config
-    return config is not None and config.mode == "Direct"
-
-
 def _not_s3(capture: Any) -> bool:
     return not str(capture.destination_s3_uri).startswith("s3://")
 
@@ -149,7 +144,7 @@ TABLE: tuple[Row, ...] = (
     Row(S.VARIANT, "routing_config", V.ACTED),  # by the gateway
     Row(S.VARIANT, "serverless_config", V.NOT_SUPPORTED, "use instanceType and initialInstanceCount"),
     Row(S.VARIANT, "managed_instance_scaling", V.NOT_ACTED_YET),  # use the Endpoint's spec.autoScaling
-    Row(S.VARIANT, "volume_size_in_gb", V.NOT_ACTED_YET),  # the model volume has no size limit
+    Row(S.VARIANT, "volume_size_in_gb", V.ACTED),  # the size limit of the model volumes (the MME disk cache)
     Row(S.VARIANT, "model_data_download_timeout_in_seconds", V.ACTED),  # the fetcher's deadline
     Row(S.VARIANT, "core_dump_config", V.NOT_ACTED_YET),
     Row(
@@ -160,18 +155,10 @@ TABLE: tuple[Row, ...] = (
     # Model
     Row(S.MODEL, "model_name", V.ACTED),
     Row(S.MODEL, "primary_container", V.ACTED),
-    Row(S.MODEL, "containers", V.ACTED, when=_direct),  # one pod: the containers behind the router
-    Row(
-        S.MODEL,
-        "containers",
-        V.NOT_SUPPORTED,
-        "serial inference pipelines (SageMaker's default mode for several containers) come later; "
-        "set inferenceExecutionConfig.mode to Direct and invoke each container by TargetContainerHostname, "
-        "or use one container",
-        applies=_many,
-    ),
-    Row(S.MODEL, "containers", V.ACTED),  # one container
-    Row(S.MODEL, "inference_execution_config", V.ACTED, applies=lambda c: c.mode == "Direct"),
+    # Direct: one pod, the containers behind the router; Serial (several containers, no Direct):
+    # one pod per stage per instance on one node, chained by the router in the first stage's pod.
+    Row(S.MODEL, "containers", V.ACTED),
+    Row(S.MODEL, "inference_execution_config", V.ACTED, when=lambda m: _many(m.containers)),
     Row(S.MODEL, "inference_execution_config", V.NO_EFFECT, "it only concerns multi-container models"),
     Row(S.MODEL, "enable_network_isolation", V.NOT_ACTED_YET),  # no NetworkPolicy yet
     Row(S.MODEL, "execution_role_arn", V.NO_EFFECT, "pods act as their service account"),
@@ -182,14 +169,7 @@ TABLE: tuple[Row, ...] = (
     Row(S.CONTAINER, "model_data_url", V.ACTED),
     Row(S.CONTAINER, "model_data_source", V.ACTED),
     Row(S.CONTAINER, "environment", V.ACTED),
-    Row(
-        S.CONTAINER,
-        "mode",
-        V.NOT_SUPPORTED,
-        "multi-model endpoints come later; use SingleModel",
-        applies=lambda mode: mode == "MultiModel",
-    ),
-    Row(S.CONTAINER, "mode", V.ACTED),  # SingleModel
+    Row(S.CONTAINER, "mode", V.ACTED),  # MultiModel: the server loads each TargetModel from the prefix
     Row(
         S.CONTAINER,
         "model_package_name",
@@ -197,9 +177,9 @@ TABLE: tuple[Row, ...] = (
         "the model registry is not supported; set image and modelDataURL",
     ),
     Row(S.CONTAINER, "inference_specification_name", V.NOT_ACTED_YET),
-    Row(S.CONTAINER, "container_hostname", V.ACTED),  # Direct mode routes by it; ignored with one container
+    Row(S.CONTAINER, "container_hostname", V.ACTED),  # routes Direct calls, names pipeline stages
     Row(S.CONTAINER, "image_config", V.NO_EFFECT, "images are pulled by the kubelet; use imagePullSecrets"),
-    Row(S.CONTAINER, "multi_model_config", V.NO_EFFECT, "it only concerns MultiModel mode"),
+    Row(S.CONTAINER, "multi_model_config", V.ACTED),  # modelCacheSetting
 )
 
 

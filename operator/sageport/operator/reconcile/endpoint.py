@@ -23,7 +23,7 @@ from sageport.contract import LABEL_CONFIG, LABEL_ENDPOINT_OBJECT, LABEL_VARIANT
 from sageport.contract import EndpointStatus as State
 from sageport.operator.alarms import AlarmSourceError
 from sageport.operator.capture import with_data_capture
-from sageport.operator.kube import KubeApi
+from sageport.operator.kube import KubeApi, KubeError
 from sageport.operator.reconcile.admit import admit
 from sageport.operator.reconcile.apply import apply_children, child_refs, patch_endpoint_status, post_event
 from sageport.operator.reconcile.lookups import (
@@ -35,13 +35,14 @@ from sageport.operator.reconcile.lookups import (
     fleet_observations,
     key_of,
 )
+from sageport.operator.reconcile.pipeline import PipelineActions, pipeline_actions
 from sageport.operator.reconcile.plan import plan_endpoint, with_capacity
 from sageport.operator.reconcile.readiness import broken_container_message, unschedulable_message
 from sageport.operator.reconcile.resolve import ResolvedEndpoint, resolve_endpoint, validation_message
 from sageport.operator.reconcile.state import EndpointState, EndpointStates, Outcome
 from sageport.operator.render import RenderSettings, variant_children
 from sageport.operator.render.event import warning_event
-from sageport.operator.render.shape import OwnerRef
+from sageport.operator.render.shape import OwnerRef, VariantShape
 from sageport.operator.shift import ShiftStep, alarm_names, next_change, shift_policy
 from sageport.operator.status import (
     Problem,
@@ -82,9 +83,13 @@ class EndpointReconciler:
         self._alarms = alarms
         self._states = EndpointStates()
         self._background: set[asyncio.Future[Any]] = set()
+        # The Serial pipeline fleets of each Endpoint (its planned ones, and an update's old one):
+        # whose instances keep_pipelines looks after.
+        self._pipelines: dict[Key, tuple[VariantShape, ...]] = {}
 
     def forget(self, key: Key) -> None:
         self._states.forget(key)
+        self._pipelines.pop(key, None)
 
     def invalidate(self, key: Key) -> None:
         """The next :meth:`run_if_spec_changed` of this Endpoint runs in full (a reference or child changed)."""
@@ -158,9 +163,14 @@ class EndpointReconciler:
         if alarms and self._alarms is None:
             not_acted_on += (NO_ALARM_SOURCE,)
         manifests = [m for shape in plan.variants for m in variant_children(shape, self._settings)]
+        old_shapes: tuple[VariantShape, ...] = ()
         old_fleet = []
-        if step is not None and serving_now is not None and step.old_capacity < 1.0:
-            old_fleet = self._serving_fleet(endpoint, serving_now, key, lookups, step.old_capacity)
+        if updating and serving_now is not None:
+            capacity = step.old_capacity if step is not None else 1.0
+            old_shapes = self._serving_fleet(endpoint, serving_now, key, lookups, capacity)
+            if capacity < 1.0:  # a rolling update's batch: less of the old fleet
+                old_fleet = [m for shape in old_shapes for m in variant_children(shape, self._settings)]
+        self._pipelines[key] = tuple(shape for shape in (*plan.variants, *old_shapes) if shape.stages)
         problem = await apply_children(
             self._kube, resolved.namespace, manifests + old_fleet, lookups.children(*key), prune=not updating
         )
@@ -177,17 +187,48 @@ class EndpointReconciler:
 
     def _serving_fleet(
         self, endpoint: Endpoint, config: str, key: Key, lookups: Lookups, capacity: float
-    ) -> list[dict[str, Any]]:
-        """The serving config's children with ``capacity`` of its instances: what a rolling
+    ) -> tuple[VariantShape, ...]:
+        """The serving config's shapes with ``capacity`` of its instances: what a rolling
         update leaves of the old fleet (nothing to change if it cannot be resolved any more)."""
         spec = endpoint.spec.model_copy(
             update={"endpoint_config_name": config, "desired_weights_and_capacities": None}
         )
         serving = _resolve(endpoint.model_copy(update={"spec": spec}), key, lookups)
         if isinstance(serving, Problem):
-            return []
-        plan = with_capacity(plan_endpoint(serving, self._settings), capacity)
-        return [m for shape in plan.variants for m in variant_children(shape, self._settings)]
+            return ()
+        return with_capacity(plan_endpoint(serving, self._settings), capacity).variants
+
+    def pipelines(self) -> list[Key]:
+        """The Endpoints with Serial pipeline fleets to look after."""
+        return [key for key, shapes in self._pipelines.items() if shapes]
+
+    async def keep_pipelines(self, key: Key) -> PipelineActions:
+        """One pass over the instances of the Endpoint's Serial pipeline fleets (see
+        reconcile/pipeline.py): label anchors, create and replace stage pods, write where the
+        stages answer. Returns what it did."""
+        done = PipelineActions()
+        shapes = self._pipelines.get(key, ())
+        for config in sorted({shape.config_name for shape in shapes}):
+            selector = f"{LABEL_ENDPOINT_OBJECT}={key[1]},{LABEL_CONFIG}={config_label(config)}"
+            pods = await self._kube.list_pods(key[0], selector)
+            for shape in (s for s in shapes if s.config_name == config):
+                actions = pipeline_actions(shape, pods, self._settings)
+                calls = [self._kube.patch_pod(key[0], name, patch) for name, patch in actions.patches.items()]
+                calls += [self._kube.delete_pod(key[0], name) for name in actions.delete]
+                results = await asyncio.gather(*calls, return_exceptions=True)
+                # Stage pods only once their anchors carry the label their affinity names.
+                results += await asyncio.gather(
+                    *(self._kube.create_pod(pod) for pod in actions.create), return_exceptions=True
+                )
+                for result in results:
+                    if isinstance(result, KubeError):
+                        log.warning("pipeline of Endpoint %s/%s: %s", *key, result)
+                    elif isinstance(result, BaseException):
+                        raise result
+                done.patches |= actions.patches
+                done.create += actions.create
+                done.delete += actions.delete
+        return done
 
     async def refresh_status(self, body: Body, lookups: Lookups) -> EndpointStatus | None:
         """Status only, from the last full run's outcome and the current observations."""

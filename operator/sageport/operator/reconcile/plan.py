@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from sageport import contract
 from sageport.api.v1alpha1 import ContainerDefinition, InstanceTypeSpec
+from sageport.contract import MODEL_CACHE_ENV, SageMakerEnv
 from sageport.operator.reconcile.resolve import ResolvedEndpoint, ResolvedVariant
 from sageport.operator.render.images import ResolvedImage, fetched_code_url, resolve_image, with_code_dir
 from sageport.operator.render.names import child_name
@@ -41,10 +42,16 @@ MAX_CONTAINERS = 15  # SageMaker's limit; the port range is cut into this many s
 
 def is_direct(rv: ResolvedVariant) -> bool:
     """The Model is a Direct multi-container model: one pod per instance holds every container
-    behind the router sidecar. (Serial pipelines, SageMaker's default mode, will be a plan of
-    their own: one pod per stage per instance; admit refuses them for now.)"""
+    behind the router sidecar."""
     config = rv.model.spec.inference_execution_config
     return rv.model.spec.containers is not None and config is not None and config.mode == "Direct"
+
+
+def is_serial(rv: ResolvedVariant) -> bool:
+    """The Model is a Serial inference pipeline (SageMaker's mode for several containers unless
+    Direct is asked for): one pod per stage per instance, all on one node; the first stage's
+    pod (the anchor) also runs the router that chains them."""
+    return len(rv.model.spec.containers or ()) > 1 and not is_direct(rv)
 
 
 def container_ports(index: int) -> tuple[int, str]:
@@ -58,12 +65,20 @@ def container_ports(index: int) -> tuple[int, str]:
 
 
 def _router(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> Sidecar | None:
-    """The Direct router: the pod's only served port; routes by TargetContainerHostname."""
-    if not is_direct(rv):
+    """The router: the pod's only served port. Direct: routes by TargetContainerHostname.
+    Serial: runs the chain, the first stage in its own pod, the others at the addresses the
+    operator writes on the pod (ANNOTATION_STAGES, read as the downward API file STAGES_FILE)."""
+    serial = is_serial(rv)
+    if not (is_direct(rv) or serial):
         return None
     hostnames = _hostnames(rv)
-    targets = [f"--container={host}={container_ports(i)[0]}" for i, host in enumerate(hostnames)]
     labels = (f"--endpoint={resolved.endpoint.sagemaker_name}", f"--variant={rv.variant.variant_name}")
+    if serial:
+        targets = [f"--container={hostnames[0]}={container_ports(0)[0]}"]
+        targets += [f"--stage={host}" for host in hostnames[1:]]
+        targets.append(f"--stages-file={contract.STAGES_FILE}")
+    else:
+        targets = [f"--container={host}={container_ports(i)[0]}" for i, host in enumerate(hostnames)]
     return Sidecar(
         name=ROUTER_NAME,
         image=settings.runtime_image,
@@ -72,6 +87,8 @@ def _router(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSet
         port=contract.CONTAINER_PORT,
         port_name=contract.CONTAINER_PORT_NAME,
         ready_path=contract.PING_PATH,
+        ready_failure_threshold=1 if serial else 3,
+        annotation_files=((contract.STAGES_FILE, contract.ANNOTATION_STAGES),) if serial else (),
     )
 
 
@@ -105,19 +122,39 @@ def _model_url(container: ContainerDefinition) -> str | None:
     return source.s3_data_source.s3_uri if source is not None else None
 
 
+def is_multi_model(container: ContainerDefinition) -> bool:
+    return container.mode == "MultiModel"
+
+
 def _model_container(
     container: ContainerDefinition, settings: RenderSettings, it: InstanceTypeSpec
 ) -> ModelContainer:
     image = image_of(container, settings)
-    environment = tuple(sorted((container.environment or {}).items()))
-    code_url = fetched_code_url(environment, image)
+    environment = dict(container.environment or {})
+    if not is_multi_model(container):
+        ordered = tuple(sorted(environment.items()))
+        code_url = fetched_code_url(ordered, image)
+        return ModelContainer(
+            name="model",
+            image=image.resolved,
+            environment=with_code_dir(ordered) if code_url else ordered,
+            model_url=_model_url(container),
+            resources=ContainerResources(it.cpu, it.memory, it.gpu_count),
+            code_url=code_url,
+        )
+    # Multi-model: nothing is fetched before start; the server loads each TargetModel from the
+    # prefix on its first call (SageMaker's platform does the same on the instance).
+    cache = container.multi_model_config.model_cache_setting if container.multi_model_config else None
+    environment[SageMakerEnv.MULTI_MODEL] = "true"
+    if cache == "Disabled":
+        environment[MODEL_CACHE_ENV] = cache
     return ModelContainer(
         name="model",
         image=image.resolved,
-        environment=with_code_dir(environment) if code_url else environment,
-        model_url=_model_url(container),
+        environment=tuple(sorted(environment.items())),
+        model_url=None,
         resources=ContainerResources(it.cpu, it.memory, it.gpu_count),
-        code_url=code_url,
+        model_prefix=_model_url(container),
     )
 
 
@@ -171,7 +208,9 @@ def split_resources(it: InstanceTypeSpec, count: int) -> list[ContainerResources
 def _model_containers(
     rv: ResolvedVariant, settings: RenderSettings, it: InstanceTypeSpec
 ) -> tuple[ModelContainer, ...]:
-    if not is_direct(rv):
+    """Every model container of an instance, in order, each with its port slice and share of
+    the instance (several containers), or the one container with all of it."""
+    if not (is_direct(rv) or is_serial(rv)):
         return tuple(_model_container(c, settings, it) for c in rv.containers)
     hostnames = _hostnames(rv)
     names = _container_names(hostnames)
@@ -204,6 +243,11 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         raise ValueError(f"variant {rv.variant.variant_name} has no instance type: admit refuses it")
     autoscaler = _autoscaler(rv)
     config_name = resolved.config.sagemaker_name
+    containers = _model_containers(rv, settings, rv.instance_type)
+    # A Serial pipeline: the anchor pod runs the first stage, the others get pods of their own.
+    stages = containers[1:] if is_serial(rv) else ()
+    if stages:
+        containers = containers[:1]
     name = child_name(endpoint.metadata.name, rv.variant.variant_name, config_name)
     return VariantShape(
         namespace=resolved.namespace,
@@ -215,10 +259,12 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         config_name=config_name,
         variant_name=rv.variant.variant_name,
         instance_type=rv.instance_type,
-        containers=_model_containers(rv, settings, rv.instance_type),
+        containers=containers,
+        stages=stages,
         startup_seconds=rv.variant.container_startup_health_check_timeout_in_seconds
         or DEFAULT_STARTUP_SECONDS,
         download_seconds=rv.variant.model_data_download_timeout_in_seconds,
+        volume_gib=rv.variant.volume_size_in_gb,
         replicas=rv.instance_count if autoscaler is Autoscaler.NONE else None,
         autoscaler=autoscaler,
         autoscaling=rv.autoscaling,
@@ -233,10 +279,12 @@ def _summary(rv: ResolvedVariant, shape: VariantShape, settings: RenderSettings)
         name=shape.variant_name,
         weight=rv.weight,
         desired_instances=shape.replicas,
-        images=tuple(image_of(c, settings) for c in rv.containers),
+        images=tuple(image_of(c, settings) for c in rv.containers),  # a pipeline's stages included
         routing_strategy=routing.routing_strategy if routing else None,
         shadow=rv.shadow,
         container_hostnames=tuple(_hostnames(rv)) if is_direct(rv) else None,
+        pipeline_hostnames=tuple(_hostnames(rv)) if is_serial(rv) else None,
+        multi_model=any(is_multi_model(c) for c in rv.containers),
     )
 
 

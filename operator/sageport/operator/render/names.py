@@ -10,8 +10,10 @@ from sageport.contract import (
     LABEL_CONFIG,
     LABEL_ENDPOINT,
     LABEL_ENDPOINT_OBJECT,
+    LABEL_ROLE,
     LABEL_VARIANT,
     MANAGED_BY,
+    ROLE_INSTANCE,
     config_label,
 )
 
@@ -66,11 +68,23 @@ def common_labels(endpoint_object: str, endpoint_name: str, config: str, variant
     }
 
 
+def _role(shape: VariantShape) -> dict[str, str]:
+    """A Serial pipeline's anchors carry the instance role: its stage pods share the variant's
+    other labels, and the Deployment, Service and PDB must select the anchors alone."""
+    return {LABEL_ROLE: ROLE_INSTANCE} if shape.stages else {}
+
+
 def variant_selector(shape: VariantShape) -> dict[str, str]:
-    return selector_labels(shape.endpoint_object, shape.config_name, shape.variant_name)
+    return selector_labels(shape.endpoint_object, shape.config_name, shape.variant_name) | _role(shape)
 
 
 def variant_labels(shape: VariantShape) -> dict[str, str]:
+    labels = common_labels(shape.endpoint_object, shape.endpoint_name, shape.config_name, shape.variant_name)
+    return labels | _role(shape)
+
+
+def stage_labels(shape: VariantShape) -> dict[str, str]:
+    """The labels of a Serial pipeline's stage pods: the variant's, without the instance role."""
     return common_labels(shape.endpoint_object, shape.endpoint_name, shape.config_name, shape.variant_name)
 
 

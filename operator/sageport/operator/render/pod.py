@@ -17,6 +17,8 @@ SOURCE_DIR = "/mnt/model-source"
 _FETCH_VOLUME = "model"
 _SOURCE_VOLUME = "model-source"
 _CODE_VOLUME = "code"
+_POD_INFO_VOLUME = "pod-info"
+_MODELS_VOLUME = "models"  # a multi-model container's disk cache (MULTI_MODEL_ROOT)
 
 
 def restricted_security_context() -> dict[str, Any]:
@@ -119,6 +121,13 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
     if model.safe_port_range is not None:
         env.append({"name": SageMakerEnv.SAFE_PORT_RANGE, "value": model.safe_port_range})
     env.append({"name": SageMakerEnv.MODEL_DIR, "value": contract.MODEL_DIR})
+    if model.model_prefix is not None:
+        env.append({"name": contract.MODEL_PREFIX_ENV, "value": model.model_prefix})
+        if shape.volume_gib is not None:  # leave a fifth for the download that makes room
+            env.append(
+                {"name": contract.MODEL_DISK_BYTES_ENV, "value": str(shape.volume_gib * 2**30 * 4 // 5)}
+            )
+        env += [{"name": k, "value": v} for k, v in settings.storage_env]
     ping = {
         "httpGet": {"path": contract.PING_PATH, "port": model.port_name or model.port},
         "timeoutSeconds": 2,
@@ -133,6 +142,11 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
     ]
     if model.code_url is not None:
         mounts.append({"name": _CODE_VOLUME + suffix, "mountPath": contract.CODE_DIR, "readOnly": True})
+    extra: dict[str, Any] = {}
+    if model.model_prefix is not None:
+        mounts.append({"name": _MODELS_VOLUME + suffix, "mountPath": contract.MULTI_MODEL_ROOT})
+        if settings.storage_secret:
+            extra["envFrom"] = [{"secretRef": {"name": settings.storage_secret}}]
     return {
         "name": model.name,
         "image": model.image,
@@ -142,6 +156,7 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
         "env": env,
         "resources": _resources(model.resources, shape.instance_type),
         "volumeMounts": mounts,
+        **extra,
         "startupProbe": {
             **ping,
             "periodSeconds": _PROBE_PERIOD,
@@ -170,17 +185,36 @@ def _sidecar_container(sidecar: Sidecar, shape: VariantShape, settings: RenderSe
     if sidecar.port is not None and sidecar.ready_path is not None:
         probe = {"httpGet": {"path": sidecar.ready_path, "port": sidecar.port_name or sidecar.port}}
         container["readinessProbe"] = {**probe, "timeoutSeconds": 3, "periodSeconds": _PROBE_PERIOD}
+        if sidecar.ready_failure_threshold != 3:  # Kubernetes' default
+            container["readinessProbe"]["failureThreshold"] = sidecar.ready_failure_threshold
         container["livenessProbe"] = {
             "tcpSocket": {"port": sidecar.port_name or sidecar.port},
             "periodSeconds": 10,
             "failureThreshold": 6,
         }
+    if sidecar.annotation_files:
+        directories = {path.rpartition("/")[0] for path, _ in sidecar.annotation_files}
+        container["volumeMounts"] = [
+            {"name": _POD_INFO_VOLUME, "mountPath": directory, "readOnly": True}
+            for directory in sorted(directories)
+        ]
     return container
+
+
+def _pod_info_volume(sidecars: tuple[Sidecar, ...]) -> list[dict[str, Any]]:
+    """The downward API volume of the pod's own annotations that sidecars read as files (the
+    kubelet rewrites them when the annotation changes)."""
+    items = [
+        {"path": path.rpartition("/")[2], "fieldRef": {"fieldPath": f"metadata.annotations['{annotation}']"}}
+        for sidecar in sidecars
+        for path, annotation in sidecar.annotation_files
+    ]
+    return [{"name": _POD_INFO_VOLUME, "downwardAPI": {"items": items}}] if items else []
 
 
 def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
     """The pod template's spec. Each model container has its own model volume, fetch and /tmp
-    (named with its ``volume_suffix``); a Direct multi-container pod adds the router sidecar."""
+    (named with its ``volume_suffix``); a multi-container pod adds the router sidecar."""
     spread = [
         {
             "maxSkew": 1,
@@ -190,8 +224,21 @@ def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
         }
         for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
     ]
-    containers = [_model_container(c, shape, settings) for c in shape.containers]
-    containers += [_sidecar_container(s, shape, settings) for s in shape.sidecars]
+    spec = model_pod_spec(shape, shape.containers, shape.sidecars, settings)
+    spec["topologySpreadConstraints"] = spread
+    return spec
+
+
+def model_pod_spec(
+    shape: VariantShape,
+    models: tuple[ModelContainer, ...],
+    sidecars: tuple[Sidecar, ...],
+    settings: RenderSettings,
+) -> dict[str, Any]:
+    """A pod of ``models`` and ``sidecars`` on the variant's instance type, without placement
+    rules between pods (the caller adds spread or affinity)."""
+    containers = [_model_container(c, shape, settings) for c in models]
+    containers += [_sidecar_container(s, shape, settings) for s in sidecars]
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -199,15 +246,18 @@ def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": containers,
         "volumes": [
-            {"name": name + c.volume_suffix, "emptyDir": {}}
-            for c in shape.containers
-            for name in (_FETCH_VOLUME, "tmp")
-        ],
-        "topologySpreadConstraints": spread,
+            volume
+            for c in models
+            for volume in (
+                {"name": _FETCH_VOLUME + c.volume_suffix, "emptyDir": _size_limit(shape.volume_gib)},
+                {"name": "tmp" + c.volume_suffix, "emptyDir": {}},
+            )
+        ]
+        + _pod_info_volume(sidecars),
         **_node_placement(shape.instance_type, settings),
     }
     fetches = []
-    for model in shape.containers:
+    for model in models:
         suffix = model.volume_suffix
         if model.model_url is not None:
             fetched, volume = _model_source(model.model_url, suffix)
@@ -241,4 +291,13 @@ def pod_spec(shape: VariantShape, settings: RenderSettings) -> dict[str, Any]:
             spec["volumes"].append({"name": _CODE_VOLUME + suffix, "emptyDir": {}})
     if fetches:
         spec["initContainers"] = fetches
+    for model in models:
+        if model.model_prefix is not None:
+            cache = _size_limit(shape.volume_gib)
+            spec["volumes"].append({"name": _MODELS_VOLUME + model.volume_suffix, "emptyDir": cache})
     return spec
+
+
+def _size_limit(gib: int | None) -> dict[str, Any]:
+    """volumeSizeInGB: the instance's storage for model data (the multi-model disk cache)."""
+    return {} if gib is None else {"sizeLimit": f"{gib}Gi"}

@@ -86,6 +86,9 @@ class ModelContainer:
     # The suffix of this container's own volumes (model, tmp) and model fetch: "" for a single
     # container, "-<index>" when a pod holds several, so each gets its own /opt/ml/model.
     volume_suffix: str = ""
+    # Multi-model: models load on first call from model_prefix, so the container itself reads S3
+    # (the fetcher's credentials) into its own disk cache at /opt/ml/models, of this size limit.
+    model_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,10 @@ class Sidecar:
     port: int | None = None  # a named port (port_name) the readiness probe checks on ready_path
     port_name: str | None = None
     ready_path: str | None = None
+    ready_failure_threshold: int = 3  # 1 for a pipeline's router: a dead stage leaves rotation at once
+    # Annotations of its own pod the sidecar reads as files (downward API, kept current by the
+    # kubelet): (path in the container, annotation). The pipeline router's stage addresses.
+    annotation_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,12 @@ class VariantShape:
     autoscaling: VariantAutoScaling | None = None  # the HPA's bounds and target
     sidecars: tuple[Sidecar, ...] = ()
     download_seconds: int | None = None  # the time the model fetch has (modelDataDownloadTimeoutInSeconds)
+    volume_gib: int | None = None  # volumeSizeInGB: the size limit of the model volumes
     services: tuple[ServiceShape, ...] = ()
+    # A Serial pipeline's further stages, in order: one pod each per instance, on the node of
+    # the instance's anchor pod (this variant's Deployment pod, which runs the first stage in
+    # ``containers`` and the router). Empty for every other variant.
+    stages: tuple[ModelContainer, ...] = ()
 
     @property
     def name(self) -> str:
