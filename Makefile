@@ -16,7 +16,7 @@ $(UV):
 	$(CACHE)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION) >&2
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked --all-extras --python python3.11 >&2
+	$(UV) sync --locked --all-extras --all-groups --python python3.11 >&2
 	touch $@
 
 lock: | $(UV)   # after editing dependencies in pyproject.toml

@@ -50,6 +50,10 @@ DEFAULT_STACK_DIR = Path("/tmp/sageport-stack")
 NAMESPACE = "sagemaker"
 BUCKET = "sageport-models"  # the bucket the examples name
 ENV_FILE = "stack-env.json"
+SDK_CONFIG_FILE = "sagemaker-sdk-config.yaml"
+# The SageMaker Python SDK reads its defaults from this file (its admin-level config; a user's own
+# ~/.config/sagemaker/config.yaml still applies on top).
+SDK_CONFIG_ENV = "SAGEMAKER_ADMIN_CONFIG_OVERRIDE"
 
 
 def stack_dir_from_env() -> Path:
@@ -74,9 +78,11 @@ class StackEnv:
     bucket: str
     images: tuple[str, ...]
     prometheus_url: str | None = None  # the alarm source, when the stack runs Prometheus
+    sdk_config: str | None = None  # the SageMaker Python SDK's defaults (see sdk_config_yaml)
 
     def environ(self) -> dict[str, str]:
         alarms = {contract.PROMETHEUS_URL_ENV: self.prometheus_url} if self.prometheus_url else {}
+        sdk = {SDK_CONFIG_ENV: self.sdk_config} if self.sdk_config else {}
         return {
             "KUBECONFIG": self.kubeconfig,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.runtime_url,
@@ -88,6 +94,7 @@ class StackEnv:
             "AWS_DEFAULT_REGION": self.region,
             "SAGEPORT_NAMESPACE": self.namespace,
             "SAGEPORT_BUCKET": self.bucket,
+            **sdk,
             **alarms,
         }
 
@@ -130,6 +137,21 @@ def _gateway_answers(url: str) -> bool:
 
 def _prometheus_root(state_dir: Path) -> Path:
     return state_dir / "prometheus"
+
+
+def sdk_config_yaml(bucket: str) -> str:
+    """The SageMaker Python SDK's defaults for this stack: its default bucket. Without one the SDK
+    derives ``sagemaker-<region>-<account>`` from STS GetCallerIdentity, which it always sends to
+    AWS's own STS address (``endpoint_url`` fixed in the SDK, so AWS_ENDPOINT_URL_STS is not
+    read): framework models with an ``entry_point`` upload their ``sourcedir.tar.gz`` here."""
+    return (
+        "SchemaVersion: '1.0'\n"
+        "SageMaker:\n"
+        "  PythonSDK:\n"
+        "    Modules:\n"
+        "      Session:\n"
+        f"        DefaultS3Bucket: {bucket}\n"
+    )
 
 
 def up(
@@ -185,6 +207,8 @@ def up(
         # One key pair for S3 and for invoking: the S3 server's own.
         key = stack.AccessKey(s3.access_key, s3.secret_key)
         stack.prepare_namespace(layout.kubeconfig, NAMESPACE, s3, key=key)
+    sdk_config = state_dir / SDK_CONFIG_FILE
+    sdk_config.write_text(sdk_config_yaml(BUCKET))
     env = StackEnv(
         kubeconfig=str(layout.kubeconfig),
         runtime_url=stack.gateway_url(layout.kubeconfig),
@@ -196,6 +220,7 @@ def up(
         bucket=BUCKET,
         images=tuple(sorted(refs.values())),
         prometheus_url=prometheus_url,
+        sdk_config=str(sdk_config),
     )
     env.save(state_dir / ENV_FILE)
     log(f"the stack in {state_dir} is up; stop it with `make down`")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
-from sageport_dev.local_stack import StackEnv
+from sageport_dev.local_stack import StackEnv, sdk_config_yaml
 
 ENV = StackEnv(
     kubeconfig="/tmp/s/kubeconfig",
@@ -33,3 +36,26 @@ def test_boto3_uses_the_exported_control_plane_url(monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv(name, value)
     client = boto3.client("sagemaker")
     assert client.meta.endpoint_url == "http://10.96.0.10:80"
+
+
+def test_the_sagemaker_sdk_finds_its_default_bucket_without_asking_aws_sts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import warnings
+
+    config = tmp_path / "sdk.yaml"
+    config.write_text(sdk_config_yaml("sageport-models"))
+    environ = replace(ENV, sdk_config=str(config)).environ()
+    assert environ["SAGEMAKER_ADMIN_CONFIG_OVERRIDE"] == str(config)
+    assert "SAGEMAKER_ADMIN_CONFIG_OVERRIDE" not in ENV.environ()
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import boto3
+        import sagemaker  # type: ignore[import-untyped]
+        from sagemaker.config import load_sagemaker_config  # type: ignore[import-untyped]
+
+        session = sagemaker.Session(boto_session=boto3.Session(), sagemaker_config=load_sagemaker_config())
+    # The SDK's own resolution: the configured bucket, not sagemaker-<region>-<account> from STS.
+    assert session._default_bucket_name_override == "sageport-models"

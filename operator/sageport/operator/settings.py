@@ -16,6 +16,7 @@ from sageport.operator.kube import API_CLIENT_POOL_SIZE, KubernetesApi
 from sageport.operator.reconcile.endpoint import EndpointReconciler
 from sageport.operator.reconcile.transform import TransformJobReconciler
 from sageport.operator.render import RenderSettings
+from sageport.operator.render.images import IMAGE_MAP_ENV, ImageRule, parse_image_map
 
 PREFIX = contract.API_GROUP  # of kopf's finalizer and annotations
 
@@ -33,6 +34,8 @@ class OperatorSettings:
     # Where update bakes read which alarms fire (sageport.operator.alarms); None: no alarm source,
     # so an Endpoint naming alarms is warned, not silently rolled forward.
     prometheus_url: str | None = None
+    # SageMaker framework images (regex) -> the image that runs instead; the chart's operator.imageMap
+    image_rules: tuple[ImageRule, ...] = ()
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -46,6 +49,7 @@ class OperatorSettings:
             tolerate_taints=taints,
             catalog_path=env.get("SAGEPORT_CATALOG_PATH") or None,
             prometheus_url=env.get(contract.PROMETHEUS_URL_ENV, "").strip() or None,
+            image_rules=parse_image_map(env.get(IMAGE_MAP_ENV, "")),
         )
 
     def render_settings(self) -> RenderSettings:
@@ -56,6 +60,7 @@ class OperatorSettings:
             storage_env=storage_env,
             storage_secret=self.storage_secret,
             tolerate_taints=self.tolerate_taints,
+            image_rules=self.image_rules,
         )
 
 

@@ -11,10 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sageport.api.v1alpha1 import Condition, EndpointStatus, ObjectStatus, ProductionVariantSummary
+from sageport.api.v1alpha1 import (
+    Condition,
+    DeployedImage,
+    EndpointStatus,
+    ModelStatus,
+    ObjectStatus,
+    ProductionVariantSummary,
+)
 from sageport.api.v1alpha1.common import ConditionStatus
 from sageport.api.v1alpha1.endpoint import (
-    DeployedImage,
     PendingDeploymentSummary,
     TrafficShift,
     VariantStatus,
@@ -22,6 +28,7 @@ from sageport.api.v1alpha1.endpoint import (
 from sageport.api.v1alpha1.endpoint_config import RoutingConfig
 from sageport.contract import EndpointStatus as State
 from sageport.contract import RoutingStrategy
+from sageport.operator.render.images import ResolvedImage
 from sageport.operator.shift import ALL_AT_ONCE, ShiftPolicy, advance, done, step_status
 
 READY = "Ready"
@@ -48,7 +55,7 @@ class VariantPlan:
     name: str
     weight: float
     desired_instances: int | None  # None when an autoscaler owns the count
-    images: tuple[str, ...]  # of every container, in order (a pipeline's stages included)
+    images: tuple[ResolvedImage, ...]  # of every container, in order (a pipeline's stages included)
     routing_strategy: RoutingStrategy | None = None
     shadow: bool = False  # reported under shadowProductionVariants; gets copies, not traffic
     # Direct multi-container: the hostnames TargetContainerHostname may name (None otherwise)
@@ -150,6 +157,7 @@ def endpoint_status(
         production_variants=variants or (previous.production_variants if previous else None),
         shadow_production_variants=shadows or None,
     )
+    new = keep_resolution_times(new, previous, now)
     if previous is not None and _same_apart_from_time(previous, new):
         return previous
     return new
@@ -373,6 +381,7 @@ def _on_serving_fleet(
             "production_variants": variants if variants is not None else previous.production_variants,
         }
     )
+    new = keep_resolution_times(new, previous, now)
     return previous if _same_apart_from_time(previous, new) else new
 
 
@@ -466,7 +475,7 @@ def _variant_summary(
         desired_weight=plan.weight,
         current_instance_count=obs.ready_instances,
         desired_instance_count=_wanted(plan, obs),
-        deployed_images=[DeployedImage(specified_image=image) for image in plan.images],
+        deployed_images=deployed_images(plan.images),
         variant_status=variant_status,
         routing_config=RoutingConfig(routing_strategy=plan.routing_strategy)
         if plan.routing_strategy
@@ -482,6 +491,98 @@ def _same_apart_from_time(old: EndpointStatus, new: EndpointStatus) -> bool:
     return old.model_copy(update={"last_modified_time": None}) == new.model_copy(
         update={"last_modified_time": None}
     )
+
+
+def deployed_images(images: Sequence[ResolvedImage]) -> list[DeployedImage]:
+    """SageMaker's DeployedImage of each container; :func:`keep_resolution_times` dates them."""
+    return [DeployedImage(specified_image=i.specified, resolved_image=i.resolved) for i in images]
+
+
+def _stamped(
+    images: list[DeployedImage] | None, known: Mapping[tuple[str | None, str | None], datetime], now: datetime
+) -> list[DeployedImage] | None:
+    if images is None:
+        return None
+    return [
+        i
+        if i.resolution_time is not None
+        else i.model_copy(update={"resolution_time": known.get((i.specified_image, i.resolved_image), now)})
+        for i in images
+    ]
+
+
+def _variant_lists(status: EndpointStatus) -> list[list[ProductionVariantSummary] | None]:
+    pending = status.pending_deployment_summary
+    return [
+        status.production_variants,
+        status.shadow_production_variants,
+        pending.production_variants if pending else None,
+        pending.shadow_production_variants if pending else None,
+    ]
+
+
+def keep_resolution_times(
+    new: EndpointStatus, previous: EndpointStatus | None, now: datetime
+) -> EndpointStatus:
+    """``new`` with a ``resolutionTime`` on every deployed image: the one ``previous`` reported for
+    the same variant and images, else ``now`` (an image resolves once, when its fleet is planned,
+    so a status computed again is equal and not written again)."""
+    known: dict[str, dict[tuple[str | None, str | None], datetime]] = {}
+    for variants in _variant_lists(previous) if previous is not None else []:
+        for variant in variants or []:
+            for image in variant.deployed_images or []:
+                if image.resolution_time is not None:
+                    key = (image.specified_image, image.resolved_image)
+                    known.setdefault(variant.variant_name, {}).setdefault(key, image.resolution_time)
+
+    def stamp(variants: list[ProductionVariantSummary] | None) -> list[ProductionVariantSummary] | None:
+        if variants is None:
+            return None
+        return [
+            v.model_copy(
+                update={"deployed_images": _stamped(v.deployed_images, known.get(v.variant_name, {}), now)}
+            )
+            for v in variants
+        ]
+
+    pending = new.pending_deployment_summary
+    if pending is not None:
+        pending = pending.model_copy(
+            update={
+                "production_variants": stamp(pending.production_variants),
+                "shadow_production_variants": stamp(pending.shadow_production_variants),
+            }
+        )
+    return new.model_copy(
+        update={
+            "production_variants": stamp(new.production_variants),
+            "shadow_production_variants": stamp(new.shadow_production_variants),
+            "pending_deployment_summary": pending,
+        }
+    )
+
+
+def model_status(
+    *,
+    previous: ModelStatus | None,
+    generation: int | None,
+    problem: Problem | None,
+    images: Sequence[ResolvedImage],
+    now: datetime,
+) -> ModelStatus:
+    """Status of a Model: Ready once its spec is valid, and the image each container runs."""
+    base = object_status(previous=previous, generation=generation, problem=problem, now=now)
+    known = {
+        (i.specified_image, i.resolved_image): i.resolution_time
+        for i in (previous.deployed_images or [] if previous else [])
+        if i.resolution_time is not None
+    }
+    new = ModelStatus(
+        observed_generation=base.observed_generation,
+        conditions=base.conditions,
+        deployed_images=_stamped(deployed_images(images), known, now) if images else None,
+    )
+    return previous if previous == new else new
 
 
 def object_status(

@@ -131,13 +131,13 @@ class ServerState:
             disk.added(destination.name, keep={resident.name for resident in store.listing()})
         return local
 
-    def _load_named(self, name: str, model_dir: Path) -> ModelHandler:
+    def _load_named(self, name: str, model_dir: Path, code_dir: Path | None = None) -> ModelHandler:
         if self.metrics is not None:
             with self.metrics.loading.time():
-                return self._load_handler(name, model_dir)
-        return self._load_handler(name, model_dir)
+                return self._load_handler(name, model_dir, code_dir)
+        return self._load_handler(name, model_dir, code_dir)
 
-    def _load_handler(self, name: str, model_dir: Path) -> ModelHandler:
+    def _load_handler(self, name: str, model_dir: Path, code_dir: Path | None = None) -> ModelHandler:
         return load_handler(
             name,
             model_dir,
@@ -146,6 +146,7 @@ class ServerState:
             default_accept=self.config.default_accept,
             install_requirements=self.config.install_requirements,
             requirements_target=self.config.requirements_target,
+            code_dir=code_dir,
         )
 
     async def _load_single(self) -> None:
@@ -153,7 +154,7 @@ class ServerState:
         name, model_dir = self.config.model_name, self.config.model_dir
         try:
             handler = await asyncio.get_running_loop().run_in_executor(
-                self.pool, self._load_named, name, model_dir
+                self.pool, self._load_named, name, model_dir, self.config.code_dir
             )
         except Exception as exc:
             message = exc.message if isinstance(exc, ServerError) else f"{type(exc).__name__}: {exc}"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sageport.contract import (
+    CODE_DIR,
     CONTAINER_PORT,
     MODEL_CACHE_ENV,
     MODEL_DIR,
@@ -45,6 +46,7 @@ class ServerConfig:
     model_name: str = "model"
     framework: str | None = None
     program: str = "inference.py"
+    code_dir: Path | None = None  # SAGEMAKER_SUBMIT_DIRECTORY when a local directory; else <model>/code
     default_accept: str = "application/json"
     model_threads: int = 4
     install_requirements: bool = True
@@ -143,6 +145,13 @@ def load_config(argv: Sequence[str], env: Mapping[str, str], cpus: int | None = 
         raise ConfigError(
             f"SAGEPORT_MODEL_FRAMEWORK must be one of {', '.join(FRAMEWORKS)}, got {framework!r}"
         )
+    submitted = (env.get(SageMakerEnv.SUBMIT_DIRECTORY) or "").strip()
+    if "://" in submitted and not submitted.startswith("file://"):
+        raise ConfigError(
+            f"{SageMakerEnv.SUBMIT_DIRECTORY} is {submitted!r}: the server reads code from a local "
+            "directory; sageport's operator fetches an S3 or HTTP sourcedir.tar.gz into "
+            f"{CODE_DIR} and points {SageMakerEnv.SUBMIT_DIRECTORY} there"
+        )
     memory = env.get("SAGEPORT_MULTI_MODEL_MEMORY")
     target = env.get("SAGEPORT_REQUIREMENTS_TARGET")
     return ServerConfig(
@@ -152,6 +161,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str], cpus: int | None = 
         model_name=env.get("SAGEPORT_MODEL_NAME", "model"),
         framework=framework,
         program=env.get(SageMakerEnv.PROGRAM) or "inference.py",
+        code_dir=Path(submitted.removeprefix("file://")) if submitted else None,
         default_accept=env.get(SageMakerEnv.DEFAULT_INVOCATIONS_ACCEPT) or "application/json",
         model_threads=_int(env, "SAGEPORT_MODEL_THREADS", min(32, (cpus or os.cpu_count() or 1) + 2)),
         install_requirements=parse_bool(env.get("SAGEPORT_INSTALL_REQUIREMENTS"), default=True),

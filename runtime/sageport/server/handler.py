@@ -146,11 +146,17 @@ def load_handler(
     default_accept: str,
     install_requirements: bool = True,
     requirements_target: Path | None = None,
+    code_dir: Path | None = None,
 ) -> ModelHandler:
-    """Build the handler for ``model_dir`` (blocking: imports, pip, file reads)."""
+    """Build the handler for ``model_dir`` (blocking: imports, pip, file reads); the user's code is
+    in ``code_dir``, by default ``model_dir/code``."""
     if not model_dir.is_dir():
         raise ModelLoadError(f"model directory {str(model_dir)!r} does not exist")
-    hooks = load_user_code(model_dir, program, install=install_requirements, target=requirements_target)
+    if code_dir is not None and not code_dir.is_dir():
+        raise ModelLoadError(f"code directory {str(code_dir)!r} (SAGEMAKER_SUBMIT_DIRECTORY) does not exist")
+    hooks = load_user_code(
+        model_dir, program, install=install_requirements, target=requirements_target, code_dir=code_dir
+    )
     if hooks.model_fn is not None:
         try:
             model = hooks.model_fn(str(model_dir), context=None)

@@ -102,10 +102,16 @@ def install_requirements(requirements: Path, target: Path | None) -> None:
 
 
 def load_user_code(
-    model_dir: Path, program: str, *, install: bool = True, target: Path | None = None
+    model_dir: Path,
+    program: str,
+    *,
+    install: bool = True,
+    target: Path | None = None,
+    code_dir: Path | None = None,
 ) -> UserHooks:
-    """Import ``model_dir/code/<program>`` when present; empty hooks otherwise."""
-    code_dir = model_dir / "code"
+    """Import ``<code_dir>/<program>`` when present (``code_dir`` defaults to ``model_dir/code``,
+    where SageMaker's repacked models keep it); empty hooks otherwise."""
+    code_dir = code_dir if code_dir is not None else model_dir / "code"
     script = code_dir / program
     if not script.is_file():
         return UserHooks()

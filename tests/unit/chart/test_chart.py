@@ -394,6 +394,27 @@ def test_the_alarm_source_reaches_the_operator_settings_and_is_unset_by_default(
     assert OperatorSettings.from_env().prometheus_url is None
 
 
+def test_the_image_map_reaches_the_operator_extra_rules_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = {"match": ".*/pytorch-inference:.+-cpu-.+", "image": "registry.local/torch:1"}
+    env = _env(_container(render("--set-json", f"operator.imageMap.extra=[{json.dumps(torch)}]"), OPERATOR))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    rules = OperatorSettings.from_env().image_rules
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["operator"]["imageMap"]["defaults"]
+    assert [(r.match, r.image) for r in rules] == [(torch["match"], torch["image"])] + [
+        (d["match"], None) for d in defaults
+    ]
+    monkeypatch.setenv("SAGEPORT_IMAGE_MAP", _env(_container(render(), OPERATOR))["SAGEPORT_IMAGE_MAP"])
+    assert len(OperatorSettings.from_env().image_rules) == len(defaults)
+    monkeypatch.setenv(
+        "SAGEPORT_IMAGE_MAP",
+        _env(_container(render("--set-json", "operator.imageMap.defaults=[]"), OPERATOR))[
+            "SAGEPORT_IMAGE_MAP"
+        ],
+    )
+    assert OperatorSettings.from_env().image_rules == ()
+
+
 def test_a_catalog_change_restarts_the_operator() -> None:
     def checksum(*args: str) -> str:
         template = render(*args).get("Deployment", OPERATOR)["spec"]["template"]
@@ -577,6 +598,11 @@ def test_the_local_stacks_prometheus_scrapes_the_gateway_pods_metrics_port(tmp_p
         (("--set", "operator.storage.endpointURL=s3.local:7070"), "/operator/storage/endpointURL"),
         (("--set", "gateway.dataCapture.bufferMiB=0"), "/gateway/dataCapture/bufferMiB"),
         (("--set", "operator.alarms.prometheusUrl=prometheus:9090"), "/operator/alarms/prometheusUrl"),
+        (
+            ("--set-json", 'operator.imageMap.extra=[{"regex":"x","image":"y"}]'),
+            "additional properties 'regex' not allowed",
+        ),
+        (("--set-json", 'operator.imageMap.extra=[{"image":"y"}]'), "missing property 'match'"),
         (
             ("--set", "operator.alarms.prometheusURL=http://prometheus:9090"),
             "at '/operator/alarms': additional properties 'prometheusURL' not allowed",

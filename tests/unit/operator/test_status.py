@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sageport.api.v1alpha1 import Condition, DeploymentConfig
+from sageport.operator.render.images import ResolvedImage
 from sageport.operator.shift import (
     ALL_AT_ONCE,
     ShiftPolicy,
@@ -27,9 +28,14 @@ from sageport.operator.status import (
     status_patch,
 )
 
+
+def _image(name: str) -> tuple[ResolvedImage, ...]:
+    return (ResolvedImage(name, name, served_by_sageport=False),)
+
+
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
-PLANS = (VariantPlan("a", 0.8, 2, ("img",)), VariantPlan("b", 0.2, 1, ("img",)))
+PLANS = (VariantPlan("a", 0.8, 2, _image("img")), VariantPlan("b", 0.2, 1, _image("img")))
 
 
 def test_set_condition_keeps_transition_time_when_status_is_unchanged() -> None:
@@ -141,7 +147,7 @@ def test_object_status_ready_when_valid() -> None:
 
 
 def test_routing_strategy_reaches_the_status_the_gateway_reads() -> None:
-    plans = (VariantPlan("a", 1.0, 1, ("img",), routing_strategy="RANDOM"),)
+    plans = (VariantPlan("a", 1.0, 1, _image("img"), routing_strategy="RANDOM"),)
     status = endpoint_status(
         previous=None,
         generation=1,
@@ -181,7 +187,7 @@ def test_a_new_generation_of_a_serving_endpoint_is_updating_never_creating() -> 
 
 # --- updates: another EndpointConfig while one serves --------------------------------------
 
-NEW = (VariantPlan("green", 1.0, 1, ("img2",)),)
+NEW = (VariantPlan("green", 1.0, 1, _image("img2")),)
 
 
 def _serving():  # type: ignore[no-untyped-def]
@@ -424,7 +430,10 @@ def test_a_step_never_skips_its_bake_even_after_a_long_pause() -> None:
 
 
 def test_shadow_variants_are_reported_apart_and_must_be_ready_too() -> None:
-    plans = (VariantPlan("prod", 1.0, 1, ("img",)), VariantPlan("shadow", 0.5, 1, ("img2",), shadow=True))
+    plans = (
+        VariantPlan("prod", 1.0, 1, _image("img")),
+        VariantPlan("shadow", 0.5, 1, _image("img2"), shadow=True),
+    )
     common = {"previous": None, "generation": 1, "config_name": "cfg", "plans": plans, "problem": None,
               "deleting": False, "now": T0}  # fmt: skip
     starting = endpoint_status(observed={"prod": VariantObservation(1)}, **common)  # type: ignore[arg-type]
@@ -492,8 +501,8 @@ def test_a_rolling_step_moves_traffic_only_once_its_batch_is_ready() -> None:
 
 def test_direct_container_hostnames_reach_the_status_the_gateway_reads() -> None:
     plans = (
-        VariantPlan("a", 1.0, 1, ("img",), container_hostnames=("sklearn", "custom")),
-        VariantPlan("b", 1.0, 1, ("img",)),
+        VariantPlan("a", 1.0, 1, _image("img"), container_hostnames=("sklearn", "custom")),
+        VariantPlan("b", 1.0, 1, _image("img")),
     )
     status = endpoint_status(
         previous=None,

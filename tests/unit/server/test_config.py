@@ -65,3 +65,14 @@ def test_bad_settings_are_reported(env: dict[str, str]) -> None:
 def test_model_threads_follow_the_cpu_quota_unless_set() -> None:
     assert load_config([], {}, cpus=1).model_threads == 3
     assert load_config([], {"SAGEPORT_MODEL_THREADS": "8"}, cpus=1).model_threads == 8
+
+
+def test_script_mode_code_comes_from_a_local_submit_directory() -> None:
+    assert load_config([], {}).code_dir is None  # <model>/code
+    fetched = load_config([], {"SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/code", "SAGEMAKER_PROGRAM": "serve.py"})
+    assert (fetched.code_dir, fetched.program) == (Path("/opt/ml/code"), "serve.py")
+    assert load_config([], {"SAGEMAKER_SUBMIT_DIRECTORY": "file:///src/code"}).code_dir == Path("/src/code")
+    with pytest.raises(
+        ConfigError, match=r"operator fetches an S3 or HTTP sourcedir\.tar\.gz into /opt/ml/code"
+    ):
+        load_config([], {"SAGEMAKER_SUBMIT_DIRECTORY": "s3://bucket/sourcedir.tar.gz"})

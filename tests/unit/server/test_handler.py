@@ -151,3 +151,28 @@ def test_model_fn_alone_needs_no_model_file(tmp_path: Path) -> None:
     handler = _load(tmp_path)
     assert handler.invoke(b"[[1, 2]]", _context(handler)).body == b"[[2,4]]"
     np.testing.assert_array_equal(handler.predict(np.array([[3]]), None), [[6]])
+
+
+def test_script_mode_code_from_its_own_directory(tmp_path: Path, sklearn_dir: Path) -> None:
+    """SageMaker's framework containers: SAGEMAKER_SUBMIT_DIRECTORY (the unpacked
+    sourcedir.tar.gz, /opt/ml/code in pods) holds SAGEMAKER_PROGRAM and its requirements."""
+    code = tmp_path / "sourcedir"
+    code.mkdir()
+    (code / "helper.py").write_text("SCALE = 10\n")
+    (code / "serve.py").write_text(
+        textwrap.dedent(
+            """
+            import helper
+
+            def predict_fn(data, model):
+                return [int(p) * helper.SCALE for p in model.predict(data)]
+            """
+        )
+    )
+    handler = load_handler("m", sklearn_dir, framework=None, program="serve.py", default_accept="application/json",
+                           code_dir=code)  # fmt: skip
+    reply = handler.invoke(b"5.1,3.5,1.4,0.2", _context(handler, "text/csv"))
+    assert json.loads(reply.body) == [0]  # class 0 times 10
+    with pytest.raises(ModelLoadError, match="SAGEMAKER_SUBMIT_DIRECTORY"):
+        load_handler("m", sklearn_dir, framework=None, program="serve.py", default_accept="application/json",
+                     code_dir=tmp_path / "missing")  # fmt: skip

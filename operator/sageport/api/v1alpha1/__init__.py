@@ -1,6 +1,16 @@
 """The sageport.io/v1alpha1 API: pydantic models that are the contract users write YAML against."""
 
-from .common import API_VERSION, GROUP, VERSION, ApiModel, Condition, ObjectMeta, ObjectStatus, Resource
+from .common import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    ApiModel,
+    Condition,
+    DeployedImage,
+    ObjectMeta,
+    ObjectStatus,
+    Resource,
+)
 from .endpoint import (
     DataCaptureConfigSummary,
     DeploymentConfig,
@@ -20,7 +30,7 @@ from .endpoint_config import (
     ServerlessConfig,
 )
 from .instance_type import InstanceType, InstanceTypeSpec, Toleration
-from .model import ContainerDefinition, Model, ModelSpec
+from .model import ContainerDefinition, Model, ModelSpec, ModelStatus
 from .transform_job import TransformJob, TransformJobSpec, TransformJobStatus
 
 __all__ = [
@@ -32,6 +42,7 @@ __all__ = [
     "ContainerDefinition",
     "DataCaptureConfig",
     "DataCaptureConfigSummary",
+    "DeployedImage",
     "DeploymentConfig",
     "DesiredWeightAndCapacity",
     "Endpoint",
@@ -43,6 +54,7 @@ __all__ = [
     "InstanceTypeSpec",
     "Model",
     "ModelSpec",
+    "ModelStatus",
     "ObjectMeta",
     "ObjectStatus",
     "ProductionVariant",

@@ -119,6 +119,22 @@ class ObjectStatus(ApiModel):
     )
 
 
+class DeployedImage(ApiModel):
+    """The image a container runs, as SageMaker's DeployedImage reports it."""
+
+    specified_image: str | None = Field(
+        default=None, description="The image the Model names (sageport's model server when it names none)."
+    )
+    resolved_image: str | None = Field(
+        default=None,
+        description=(
+            "The image that runs: the specified one, or the image the operator's image map gives "
+            "for it (SageMaker's framework containers -> sageport's model server)."
+        ),
+    )
+    resolution_time: datetime | None = Field(default=None, description="When the operator resolved it.")
+
+
 class ObjectMeta(BaseModel):
     """The part of metadata the operator reads."""
 

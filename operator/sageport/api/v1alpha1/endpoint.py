@@ -9,7 +9,7 @@ from pydantic import Field, WithJsonSchema, model_validator
 
 from sageport import contract
 
-from .common import ApiModel, ObjectStatus, Resource, SageMakerName, Tag, enum_schema
+from .common import ApiModel, DeployedImage, ObjectStatus, Resource, SageMakerName, Tag, enum_schema
 from .endpoint_config import CaptureContentTypeHeader, CaptureOption, RoutingConfig, ServerlessConfig
 
 
@@ -200,12 +200,6 @@ class VariantStatus(ApiModel):
     ]
     status_message: str | None = None
     start_time: datetime | None = None
-
-
-class DeployedImage(ApiModel):
-    specified_image: str | None = None
-    resolved_image: str | None = None
-    resolution_time: datetime | None = None
 
 
 class ProductionVariantSummary(ApiModel):

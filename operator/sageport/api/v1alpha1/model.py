@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .common import ApiModel, ObjectStatus, Resource, SageMakerName, Tag, VpcConfig
+from .common import ApiModel, DeployedImage, ObjectStatus, Resource, SageMakerName, Tag, VpcConfig
 
 # Where model artifacts may come from: SageMaker's s3:// and https://, plus in-cluster sources.
 MODEL_DATA_URL_PATTERN = r"^(s3|https?|file|pvc)://.+$"
@@ -147,12 +147,25 @@ class ModelSpec(ApiModel):
         return list(self.containers or [])
 
 
+class ModelStatus(ObjectStatus):
+    """Whether the spec is usable (Ready), and the image each container runs."""
+
+    deployed_images: list[DeployedImage] | None = Field(
+        default=None,
+        description=(
+            "One per container, in order: the image the Model names and the image its pods run "
+            "(SageMaker's framework containers run sageport's model server; see the chart's "
+            "operator.imageMap)."
+        ),
+    )
+
+
 class Model(Resource):
     """A SageMaker Model (sageport.io/v1alpha1). Its spec is immutable, as in SageMaker."""
 
     kind: Literal["Model"] = "Model"
     spec: ModelSpec
-    status: ObjectStatus | None = None
+    status: ModelStatus | None = None
 
     @property
     def sagemaker_name(self) -> str:

@@ -11,12 +11,13 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from sageport.api.v1alpha1 import API_VERSION, EndpointConfig, Model, ObjectStatus
+from sageport.api.v1alpha1 import API_VERSION, EndpointConfig, Model, ModelStatus, ObjectStatus
 from sageport.contract import API_GROUP, API_VERSION_NAME, Plural
 from sageport.operator.handlers.indexes import Indexes, lookups, values
 from sageport.operator.reconcile.lookups import Key, key_of
 from sageport.operator.reconcile.resolve import validation_message
-from sageport.operator.status import Problem, object_status
+from sageport.operator.render.images import ResolvedImage, resolve_image
+from sageport.operator.status import Problem, model_status, object_status
 
 
 @kopf.index(API_GROUP, API_VERSION_NAME, Plural.MODELS)
@@ -47,7 +48,7 @@ def instance_type_index(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
 @kopf.on.event(API_GROUP, API_VERSION_NAME, Plural.MODELS)
 async def model_event(type: str, body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:  # noqa: A002
     if type != "DELETED":
-        await _write_object_status(Plural.MODELS, body, _validate(Model, body), memo)
+        await _write_model_status(body, memo)
     if not _changed(memo, Plural.MODELS, type, body):
         return
     ns, name = key_of(body)
@@ -102,6 +103,36 @@ def _validate(model: type[Model] | type[EndpointConfig], body: kopf.Body) -> Pro
     except ValidationError as error:
         return Problem("InvalidSpec", validation_message(error), terminal=True)
     return None
+
+
+def _images(body: kopf.Body, memo: kopf.Memo) -> tuple[Problem | None, list[ResolvedImage]]:
+    """The Model's problem, if any, and the image each of its containers runs (when valid)."""
+    try:
+        model = Model.model_validate(dict(body))
+    except ValidationError as error:
+        return Problem("InvalidSpec", validation_message(error), terminal=True), []
+    settings = memo.config.render_settings()
+    return None, [
+        resolve_image(c.image, settings.image_rules, settings.runtime_image)
+        for c in model.spec.all_containers()
+    ]
+
+
+async def _write_model_status(body: kopf.Body, memo: kopf.Memo) -> None:
+    previous = ModelStatus.model_validate(body["status"]) if body.get("status") else None
+    problem, images = _images(body, memo)
+    status = model_status(
+        previous=previous,
+        generation=body["metadata"].get("generation"),
+        problem=problem,
+        images=images,
+        now=datetime.datetime.now(datetime.UTC),
+    )
+    if status is not previous:
+        cleared = {"observedGeneration": None, "conditions": None, "deployedImages": None}
+        await memo.kube.patch_status(
+            API_VERSION, Plural.MODELS, *key_of(body), {**cleared, **status.to_wire()}
+        )
 
 
 async def _write_object_status(

@@ -16,6 +16,7 @@ from sageport import contract
 from sageport.api.v1alpha1 import ContainerDefinition, InstanceTypeSpec
 from sageport.contract import MODEL_CACHE_ENV, SageMakerEnv
 from sageport.operator.reconcile.resolve import ResolvedEndpoint, ResolvedVariant
+from sageport.operator.render.images import ResolvedImage, fetched_code_url, resolve_image, with_code_dir
 from sageport.operator.render.names import child_name
 from sageport.operator.render.shape import (
     Autoscaler,
@@ -109,9 +110,9 @@ class EndpointPlan:
     plans: tuple[VariantPlan, ...]  # what the status reports per variant
 
 
-def image_of(container: ContainerDefinition, settings: RenderSettings) -> str:
-    """The container's image, or sageport's own model server."""
-    return container.image or settings.runtime_image
+def image_of(container: ContainerDefinition, settings: RenderSettings) -> ResolvedImage:
+    """The container's image after the image map, or sageport's own model server."""
+    return resolve_image(container.image, settings.image_rules, settings.runtime_image)
 
 
 def _model_url(container: ContainerDefinition) -> str | None:
@@ -128,14 +129,18 @@ def is_multi_model(container: ContainerDefinition) -> bool:
 def _model_container(
     container: ContainerDefinition, settings: RenderSettings, it: InstanceTypeSpec
 ) -> ModelContainer:
+    image = image_of(container, settings)
     environment = dict(container.environment or {})
     if not is_multi_model(container):
+        ordered = tuple(sorted(environment.items()))
+        code_url = fetched_code_url(ordered, image)
         return ModelContainer(
             name="model",
-            image=image_of(container, settings),
-            environment=tuple(sorted(environment.items())),
+            image=image.resolved,
+            environment=with_code_dir(ordered) if code_url else ordered,
             model_url=_model_url(container),
             resources=ContainerResources(it.cpu, it.memory, it.gpu_count),
+            code_url=code_url,
         )
     # Multi-model: nothing is fetched before start; the server loads each TargetModel from the
     # prefix on its first call (SageMaker's platform does the same on the instance).
@@ -145,7 +150,7 @@ def _model_container(
         environment[MODEL_CACHE_ENV] = cache
     return ModelContainer(
         name="model",
-        image=image_of(container, settings),
+        image=image.resolved,
         environment=tuple(sorted(environment.items())),
         model_url=None,
         resources=ContainerResources(it.cpu, it.memory, it.gpu_count),
@@ -161,7 +166,9 @@ def _container_names(hostnames: list[str]) -> list[str]:
     """Pod container names: the hostnames in lower case (they are DNS labels then), unless two
     collide or one takes a name sageport uses, then ``model-<index>``."""
     lowered = [h.lower() for h in hostnames]
-    reserved = {ROUTER_NAME} | {f"model-fetch-{i}" for i in range(len(hostnames))}
+    reserved = {ROUTER_NAME} | {
+        f"{fetch}-{i}" for i in range(len(hostnames)) for fetch in ("model-fetch", "code-fetch")
+    }
     if len(set(lowered)) == len(lowered) and not reserved & set(lowered):
         return lowered
     return [f"model-{i}" for i in range(len(hostnames))]
@@ -266,13 +273,13 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
     )
 
 
-def _summary(rv: ResolvedVariant, shape: VariantShape) -> VariantPlan:
+def _summary(rv: ResolvedVariant, shape: VariantShape, settings: RenderSettings) -> VariantPlan:
     routing = rv.variant.routing_config
     return VariantPlan(
         name=shape.variant_name,
         weight=rv.weight,
         desired_instances=shape.replicas,
-        images=tuple(c.image for c in (*shape.containers, *shape.stages)),
+        images=tuple(image_of(c, settings) for c in rv.containers),  # a pipeline's stages included
         routing_strategy=routing.routing_strategy if routing else None,
         shadow=rv.shadow,
         container_hostnames=tuple(_hostnames(rv)) if is_direct(rv) else None,
@@ -307,5 +314,7 @@ def plan_endpoint(resolved: ResolvedEndpoint, settings: RenderSettings) -> Endpo
     return EndpointPlan(
         config_name=resolved.config.sagemaker_name,
         variants=shapes,
-        plans=tuple(_summary(rv, shape) for rv, shape in zip(resolved.variants, shapes, strict=True)),
+        plans=tuple(
+            _summary(rv, shape, settings) for rv, shape in zip(resolved.variants, shapes, strict=True)
+        ),
     )

@@ -21,6 +21,7 @@ from sageport.batch.params import resolve as batch_parameters
 from sageport.operator.reconcile.lookups import Body
 from sageport.operator.reconcile.plan import cpu_millis, image_of, memory_bytes
 from sageport.operator.reconcile.resolve import validation_message
+from sageport.operator.render.images import fetched_code_url, with_code_dir
 from sageport.operator.render.shape import (
     ContainerResources,
     ModelContainer,
@@ -184,6 +185,10 @@ def plan_transform(
         container.model_data_source.s3_data_source.s3_uri if container.model_data_source else None
     )
     sagemaker_name = spec.transform_job_name or job.metadata.name
+    # The same image map and script mode as an endpoint's container: the Model runs as it would there.
+    image = image_of(container, settings)
+    environment = batch_environment(container.environment, spec)
+    code_url = fetched_code_url(environment, image)
     shape = TransformShape(
         namespace=namespace,
         transform_object=job.metadata.name,
@@ -195,10 +200,11 @@ def plan_transform(
         instance_count=spec.transform_resources.instance_count,
         model=ModelContainer(
             name="model",
-            image=image_of(container, settings),
-            environment=batch_environment(container.environment, spec),
+            image=image.resolved,
+            environment=with_code_dir(environment) if code_url else environment,
             model_url=url,
             resources=ContainerResources(cpu, memory, instance_type.gpu_count),
+            code_url=code_url,
         ),
         driver_resources=ContainerResources(f"{DRIVER_CPU_MILLIS}m", f"{DRIVER_MEMORY_MIB}Mi"),
         driver_memory_limit=instance_type.memory,

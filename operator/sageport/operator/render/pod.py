@@ -16,6 +16,7 @@ _PROBE_PERIOD = 2
 SOURCE_DIR = "/mnt/model-source"
 _FETCH_VOLUME = "model"
 _SOURCE_VOLUME = "model-source"
+_CODE_VOLUME = "code"
 _POD_INFO_VOLUME = "pod-info"
 _MODELS_VOLUME = "models"  # a multi-model container's disk cache (MULTI_MODEL_ROOT)
 
@@ -78,14 +79,21 @@ def _model_source(url: str, suffix: str = "") -> tuple[str, dict[str, Any] | Non
     return url, None
 
 
-def _model_fetch_container(
-    url: str, mounts_source: bool, settings: RenderSettings, timeout_seconds: int | None, suffix: str = ""
+def _fetch_container(
+    name: str,
+    url: str,
+    destination: tuple[str, str],  # (volume, mount path): where the artifact is unpacked
+    mounts_source: bool,
+    settings: RenderSettings,
+    timeout_seconds: int | None,
+    suffix: str = "",
 ) -> dict[str, Any]:
-    mounts: list[dict[str, Any]] = [{"name": _FETCH_VOLUME + suffix, "mountPath": contract.MODEL_DIR}]
+    volume, path = destination
+    mounts: list[dict[str, Any]] = [{"name": volume + suffix, "mountPath": path}]
     if mounts_source:
         mounts.append({"name": _SOURCE_VOLUME + suffix, "mountPath": SOURCE_DIR, "readOnly": True})
     container: dict[str, Any] = {
-        "name": "model-fetch" + suffix,
+        "name": name + suffix,
         "image": settings.runtime_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": [
@@ -94,7 +102,7 @@ def _model_fetch_container(
             "sageport.storage",
             "fetch",
             url,
-            contract.MODEL_DIR,
+            path,
             *(["--timeout", str(timeout_seconds)] if timeout_seconds else []),
         ],
         "env": [{"name": k, "value": v} for k, v in settings.storage_env],
@@ -137,6 +145,8 @@ def model_container(
         {"name": _FETCH_VOLUME + suffix, "mountPath": contract.MODEL_DIR, "readOnly": True},
         {"name": "tmp" + suffix, "mountPath": "/tmp"},
     ]
+    if model.code_url is not None:
+        mounts.append({"name": _CODE_VOLUME + suffix, "mountPath": contract.CODE_DIR, "readOnly": True})
     extra: dict[str, Any] = {}
     if model.model_prefix is not None:
         mounts.append({"name": _MODELS_VOLUME + suffix, "mountPath": contract.MULTI_MODEL_ROOT})
@@ -271,16 +281,37 @@ def model_fetches(
     ]
     fetches = []
     for model in models:
-        if model.model_url is None:
-            continue
-        fetched, volume = _model_source(model.model_url, model.volume_suffix)
-        fetches.append(
-            _model_fetch_container(
-                fetched, volume is not None, settings, download_seconds, model.volume_suffix
+        suffix = model.volume_suffix
+        if model.model_url is not None:
+            fetched, volume = _model_source(model.model_url, suffix)
+            fetches.append(
+                _fetch_container(
+                    "model-fetch",
+                    fetched,
+                    (_FETCH_VOLUME, contract.MODEL_DIR),
+                    volume is not None,
+                    settings,
+                    download_seconds,
+                    suffix,
+                )
             )
-        )
-        if volume is not None:
-            volumes.append(volume)
+            if volume is not None:
+                volumes.append(volume)
+        if (
+            model.code_url is not None
+        ):  # script mode's sourcedir.tar.gz, as the framework container fetches it
+            fetches.append(
+                _fetch_container(
+                    "code-fetch",
+                    model.code_url,
+                    (_CODE_VOLUME, contract.CODE_DIR),
+                    False,
+                    settings,
+                    download_seconds,
+                    suffix,
+                )
+            )
+            volumes.append({"name": _CODE_VOLUME + suffix, "emptyDir": {}})
     for model in models:
         if model.model_prefix is not None:
             volumes.append(

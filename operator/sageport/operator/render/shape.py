@@ -14,6 +14,7 @@ from typing import Any
 from sageport import contract
 from sageport.api.v1alpha1 import InstanceTypeSpec, VariantAutoScaling
 
+from .images import ImageRule
 from .names import child_name
 
 Manifest = dict[str, Any]
@@ -28,6 +29,8 @@ class RenderSettings:
     storage_env: tuple[tuple[str, str], ...] = ()  # e.g. AWS_ENDPOINT_URL for s3:// artifacts
     storage_secret: str | None = None  # Secret with AWS credentials for the model fetcher
     tolerate_taints: tuple[str, ...] = ()  # taint keys every variant pod tolerates (NoSchedule)
+    # SageMaker framework images -> the image that runs instead (the chart's operator.imageMap)
+    image_rules: tuple[ImageRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,9 @@ class ModelContainer:
     environment: tuple[tuple[str, str], ...]  # the Model's environment, sorted
     model_url: str | None  # fetched into /opt/ml/model before the container starts
     resources: ContainerResources
+    # Script mode's sourcedir.tar.gz (SAGEMAKER_SUBMIT_DIRECTORY), fetched into /opt/ml/code
+    # before the container starts; the environment then names /opt/ml/code.
+    code_url: str | None = None
     port: int = contract.CONTAINER_PORT  # SAGEMAKER_BIND_TO_PORT; probes go to it
     port_name: str | None = contract.CONTAINER_PORT_NAME  # the Service's target (single container)
     safe_port_range: str | None = None  # SAGEMAKER_SAFE_PORT_RANGE, "first-last"
