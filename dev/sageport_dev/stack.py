@@ -475,14 +475,16 @@ def prepare_namespace(
 
 
 def example_objects(directory: Path, *, instance_type: str = "local") -> list[dict[str, Any]]:
-    """An example's objects with every variant's instance type set to ``instance_type``."""
+    """An example's objects with every instance-based variant's instance type set to
+    ``instance_type`` (serverless variants have none: the chart's serverless placement applies)."""
     objects: list[dict[str, Any]] = []
     for path in sorted(directory.glob("*.yaml")):
         objects.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
     for obj in objects:
         if obj["kind"] == "EndpointConfig":
             for variant in obj["spec"]["productionVariants"]:
-                variant["instanceType"] = instance_type
+                if "serverlessConfig" not in variant:
+                    variant["instanceType"] = instance_type
     return objects
 
 
