@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from sageport_dev import stack
 from sageport_dev.processes import eventually
@@ -105,3 +106,63 @@ def _deployment_name(deployed: Deployed, namespace: str) -> str:
         "get", "deployments", "-n", namespace, "-l", "sageport.io/endpoint=iris-serverless", "-o", "json"
     )
     return str(json.loads(out)["items"][0]["metadata"]["name"])
+
+
+def test_calls_beyond_max_concurrency_are_throttled(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey]
+) -> None:
+    """maxConcurrency 2, a model taking 2 s: of 3 calls at once, the third gets ThrottlingException."""
+    name, key = namespace
+    model = {
+        "apiVersion": "sageport.io/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": "tight-model"},
+        "spec": {
+            "modelName": "tight-model",
+            "primaryContainer": {"modelDataURL": "s3://models/probe/model.tar.gz"},
+        },
+    }
+    config = {
+        "apiVersion": "sageport.io/v1alpha1",
+        "kind": "EndpointConfig",
+        "metadata": {"name": "tight-config"},
+        "spec": {
+            "endpointConfigName": "tight-config",
+            "productionVariants": [
+                {
+                    "variantName": "AllTraffic",
+                    "modelName": "tight-model",
+                    "serverlessConfig": {"memorySizeInMB": 1024, "maxConcurrency": 2},
+                }
+            ],
+        },
+    }
+    endpoint = {
+        "apiVersion": "sageport.io/v1alpha1",
+        "kind": "Endpoint",
+        "metadata": {"name": "tight"},
+        "spec": {"endpointName": "tight", "endpointConfigName": "tight-config"},
+    }
+    stack.apply_objects(deployed.kubeconfig, name, [model, config, endpoint])
+    deployed.kubectl(
+        "wait", "-n", name, "--for=condition=Ready", "--timeout=180s", "endpoints.sageport.io/tight"
+    )
+    client = stack.runtime_client(deployed.gateway_url, key, retries=1)
+
+    def call(sleep: float) -> str:
+        try:
+            client.invoke_endpoint(
+                EndpointName="tight", ContentType="application/json", Body=json.dumps({"sleep": sleep})
+            )
+        except ClientError as error:
+            status = error.response["ResponseMetadata"]["HTTPStatusCode"]
+            return f"{error.response['Error']['Code']} {status}"
+        return "ok"
+
+    assert call(0) == "ok"  # awake (held while a pod starts, if it had none)
+    with ThreadPoolExecutor(3) as pool:
+        first = [pool.submit(call, 2) for _ in range(2)]
+        time.sleep(0.5)  # both in flight at the model
+        third = pool.submit(call, 0)
+        outcomes = sorted([third.result(timeout=120), *(f.result(timeout=120) for f in first)])
+    assert outcomes == ["ThrottlingException 400", "ok", "ok"], outcomes

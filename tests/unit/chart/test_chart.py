@@ -443,7 +443,9 @@ def test_gateway_runs_in_kubernetes_mode_from_the_runtime_image() -> None:
     assert annotations["prometheus.io/port"] == str(args.metrics_port)
 
 
-def test_serverless_placement_and_the_scaler_address_reach_the_operator() -> None:
+def test_serverless_placement_and_the_scaler_address_reach_the_operator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     env = {e["name"]: e.get("value") for e in _container(render(), OPERATOR)["env"]}
     assert env["SAGEPORT_SCALER_ADDRESS"] == f"{GATEWAY}.{NAMESPACE}.svc:9091"
     assert "SAGEPORT_SERVERLESS_NODE_SELECTOR" not in env
@@ -456,6 +458,12 @@ def test_serverless_placement_and_the_scaler_address_reach_the_operator() -> Non
     assert json.loads(env["SAGEPORT_SERVERLESS_NODE_SELECTOR"]) == {"pool": "serverless"}
     assert json.loads(env["SAGEPORT_SERVERLESS_TOLERATIONS"]) == [{"key": "t", "operator": "Exists"}]
     assert env["SAGEPORT_SCALER_ADDRESS"] == "10.0.0.7:9091"
+    for name, value in env.items():  # read back by the operator's own settings loader
+        monkeypatch.setenv(name, value or "")
+    settings = OperatorSettings.from_env().render_settings()
+    assert settings.serverless_node_selector == (("pool", "serverless"),)
+    assert [t.to_k8s() for t in settings.serverless_tolerations] == [{"key": "t", "operator": "Exists"}]
+    assert settings.scaler_address == "10.0.0.7:9091"
 
 
 def test_gateway_service_type_placement_and_grace_follow_the_values() -> None:
