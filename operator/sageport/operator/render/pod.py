@@ -13,6 +13,7 @@ from .names import variant_selector
 from .shape import ContainerResources, ModelContainer, RenderSettings, Sidecar, VariantShape
 
 _PROBE_PERIOD = 2
+_SERVERLESS_PROBE_PERIOD = 1
 SOURCE_DIR = "/mnt/model-source"
 _FETCH_VOLUME = "model"
 _SOURCE_VOLUME = "model-source"
@@ -129,6 +130,9 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
         {"name": "tmp" + suffix, "mountPath": "/tmp"},
     ]
     extra: dict[str, Any] = {}
+    # A serverless pod is started for calls the gateway holds: the kubelet's shortest period, so
+    # it turns Ready at most 1 s after its server answers /ping.
+    period = _SERVERLESS_PROBE_PERIOD if shape.serverless is not None else _PROBE_PERIOD
     if model.model_prefix is not None:
         mounts.append({"name": _MODELS_VOLUME + suffix, "mountPath": contract.MULTI_MODEL_ROOT})
         if settings.storage_secret:
@@ -145,10 +149,10 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
         **extra,
         "startupProbe": {
             **ping,
-            "periodSeconds": _PROBE_PERIOD,
-            "failureThreshold": shape.startup_seconds // _PROBE_PERIOD,
+            "periodSeconds": period,
+            "failureThreshold": shape.startup_seconds // period,
         },
-        "readinessProbe": {**ping, "periodSeconds": _PROBE_PERIOD, "failureThreshold": 2},
+        "readinessProbe": {**ping, "periodSeconds": period, "failureThreshold": 2},
         "livenessProbe": {**ping, "periodSeconds": 10, "failureThreshold": 6},
         "securityContext": restricted_security_context(),
     }
