@@ -330,6 +330,9 @@ def local_values(
             "image": image(refs["operator"]),
             "storage": {"endpointURL": s3.endpoint_url, "secretName": STORAGE_SECRET},
             **({"alarms": {"prometheusUrl": prometheus_url}} if prometheus_url else {}),
+            # One pod on the shared real node; it still elects itself on the Lease, so a
+            # `make up` that upgrades the chart hands over as a rolling update does.
+            "replicas": 1,
             **on_real_node,
         },
         "gateway": {

@@ -111,6 +111,9 @@ MULTI_MODEL_PATH: Final = "/models"  # SageMaker's multi-model container API: /m
 MODEL_PREFIX_ENV: Final = "SAGEPORT_MODEL_PREFIX"
 # "Disabled" (SageMaker's ModelCacheSetting): each model is unloaded and deleted after its call.
 MODEL_CACHE_ENV: Final = "SAGEPORT_MODEL_CACHE"
+# The bytes a multi-model container's disk cache may hold (from volumeSizeInGB, with room left for
+# the download in progress); idle artifacts are deleted, least recently used first, beyond it.
+MODEL_DISK_BYTES_ENV: Final = "SAGEPORT_MODEL_DISK_BYTES"
 # The error type (JSON "type") the server answers when TargetModel names no object under the prefix:
 # the gateway answers it as SageMaker does, a ValidationError, not a ModelError.
 TARGET_MODEL_MISSING_ERROR: Final = "TargetModelNotFoundError"

@@ -98,6 +98,7 @@ def test_operator_and_gateway_work_with_exactly_the_charts_rbac(
     assert sorted(roles) == [
         f"role.rbac.authorization.k8s.io/{RELEASE}-sageport-gateway",
         f"role.rbac.authorization.k8s.io/{RELEASE}-sageport-operator",
+        f"role.rbac.authorization.k8s.io/{RELEASE}-sageport-operator-leader-election",
     ]
     catalog_dir = tmp_path / "catalog"
     catalog_dir.mkdir()
@@ -179,6 +180,9 @@ def test_operator_and_gateway_work_with_exactly_the_charts_rbac(
             return endpoint if ready and ready["status"] == "True" else None
 
         eventually(in_service, timeout=60, what=f"{name} Ready")
+        # It reconciled as the leader: the Lease is the chart's, held by it (RBAC let it write it).
+        lease = get(kube_cluster, "leases.coordination.k8s.io", namespace, f"{RELEASE}-sageport-operator")
+        assert lease["spec"]["holderIdentity"]
         assert get(
             kube_cluster,
             "horizontalpodautoscalers",

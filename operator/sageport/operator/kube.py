@@ -16,6 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sageport.contract import API_VERSION, Plural
+from sageport.operator.election import LeaseConflictError
 
 Manifest = dict[str, Any]
 
@@ -196,6 +197,30 @@ class KubernetesApi:
             "GET", _collection_path(api_version, plural, None), None, "application/json", []
         )
         return list(found.get("items") or [])
+
+    async def get_lease(self, namespace: str, name: str) -> Manifest | None:
+        path = f"{_collection_path('coordination.k8s.io/v1', 'leases', namespace)}/{name}"
+        try:
+            return await self._call("GET", path, None, "application/json", [])
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def write_lease(self, manifest: Manifest) -> Manifest:
+        """Create the Lease, or replace it at the resourceVersion it carries (optimistic)."""
+        metadata = manifest["metadata"]
+        collection = _collection_path("coordination.k8s.io/v1", "leases", metadata["namespace"])
+        try:
+            if metadata.get("resourceVersion") is None:
+                return await self._call("POST", collection, manifest, "application/json", [])
+            return await self._call(
+                "PUT", f"{collection}/{metadata['name']}", manifest, "application/json", []
+            )
+        except KubeError as error:
+            if error.status == 409:  # created or updated by another candidate meanwhile
+                raise LeaseConflictError(error.message) from error
+            raise
 
 
 def _reason(error: ApiException) -> str:

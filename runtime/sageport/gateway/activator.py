@@ -25,7 +25,7 @@ import grpc
 
 from sageport import contract
 from sageport.gateway import scaler_proto as pb
-from sageport.net.awserrors import ApiError
+from sageport.net.awserrors import ApiError, throttling
 
 log = logging.getLogger("sageport.gateway.activator")
 
@@ -35,11 +35,9 @@ FleetKey = tuple[str, str, str, str]
 
 def throttled(endpoint: str, max_concurrency: int) -> ApiError:
     """SageMaker's answer above maxConcurrency: ThrottlingException, HTTP 400 (boto3 retries it)."""
-    return ApiError(
-        "ThrottlingException",
-        400,
+    return throttling(
         f"Endpoint {endpoint} has {max_concurrency} concurrent invocations in flight, its maxConcurrency: "
-        "retry later, or raise MaxConcurrency.",
+        "retry later, or raise MaxConcurrency."
     )
 
 

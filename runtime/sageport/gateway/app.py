@@ -31,6 +31,7 @@ from sageport.gateway.capture import DataCapture
 from sageport.gateway.invocation import (
     INFERENCE_ID_HEADER,
     MAX_BODY_BYTES,
+    MAX_RESPONSE_BYTES,
     Invocation,
     Operation,
     parse_invocation,
@@ -57,6 +58,7 @@ from sageport.net.upstream import (
     UpstreamError,
     UpstreamPool,
     UpstreamTimeoutError,
+    UpstreamTooLargeError,
 )
 from sageport.net.upstream import (
     Response as UpstreamResponse,
@@ -133,6 +135,7 @@ class Gateway:
         # Serverless variants: calls held while KEDA scales from zero, demand reported to it.
         self.activator = Activator()
         table.changed = self.activator.routes_changed
+        metrics.count_instances(table.instance_counts)
         self.shadow_copies = ShadowCopies(
             settings.max_shadow_copies, lambda e, v: metrics.shadow_copies_dropped.labels(e, v).inc()
         )
@@ -163,7 +166,12 @@ class Gateway:
 
     def _render_protocol_error(self, status: int, message: str) -> Response:
         """For requests the HTTP layer refuses before the handler runs (malformed, too large)."""
-        error = awserrors.validation_error(message) if status < 500 else awserrors.internal_failure()
+        if status == 413:
+            error = errors.payload_too_large(MAX_BODY_BYTES)
+        elif status < 500:
+            error = awserrors.validation_error(message)
+        else:
+            error = awserrors.internal_failure()
         return self._error_response(error, self._request_ids.next())
 
     async def dispatch(self, request: Request, sink: StreamSink) -> Response | None:
@@ -233,7 +241,7 @@ class Gateway:
             raise awserrors.unknown_operation()
         invocation = parse_invocation(request.raw_path, request.headers)
         if self.in_flight > self.settings.max_in_flight:
-            raise awserrors.service_unavailable("The gateway is overloaded; retry the request.")
+            raise errors.gateway_throttled(self.settings.max_in_flight)
         if not self.ready:
             raise awserrors.service_unavailable("The gateway is starting; retry the request.")
         body = request.body
@@ -385,6 +393,8 @@ class Gateway:
         metrics.invocation_model_errors.inc()
         if isinstance(error, UpstreamTimeoutError):
             return errors.model_timeout(seconds=self.settings.model_timeout)
+        if isinstance(error, UpstreamTooLargeError):
+            return errors.model_response_too_large(MAX_RESPONSE_BYTES)
         log.warning("model call failed: %s", error)
         return errors.model_broken_response()
 
@@ -396,10 +406,12 @@ class Gateway:
         metrics.invocations_per_instance.inc(1.0 / max(len(chosen.variant.instances), 1))
         metrics.in_flight.inc()
         model_started = time.perf_counter()
+        if chosen.target_model is not None:
+            chosen.instance.begin_model_call(chosen.target_model)
         try:
             instance, response = await self._post(chosen, invocation, body, request_id)
             try:
-                payload = await response.read()
+                payload = await response.read(MAX_RESPONSE_BYTES)
             finally:
                 instance.outstanding -= 1
                 response.release()
@@ -407,6 +419,8 @@ class Gateway:
             raise self._model_call_failed(metrics, error) from None
         finally:
             metrics.in_flight.dec()
+            if chosen.target_model is not None:
+                chosen.instance.end_model_call(chosen.target_model)
         model_seconds = time.perf_counter() - model_started
         metrics.model_latency.observe(model_seconds)
         status = response.status
@@ -577,13 +591,6 @@ class RequestIds:
     def next(self) -> str:
         self._counter = (self._counter + 1) & 0xFFFFFFFFFFFF
         return f"{self._prefix}{self._counter:012x}"
-
-
-def _body_too_large(length: int | None) -> awserrors.ApiError:
-    size = f"{length} bytes" if length is not None else "The request body"
-    return awserrors.validation_error(
-        f"{size} exceeds the maximum request payload size of {MAX_BODY_BYTES} bytes (6 MiB)."
-    )
 
 
 def _other_instance(variant: Variant, failed: Instance, rng: random.Random) -> Instance | None:

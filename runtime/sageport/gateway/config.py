@@ -40,6 +40,7 @@ class _VariantFile(BaseModel):
         default=RoutingStrategy.LEAST_OUTSTANDING_REQUESTS, alias="routingStrategy"
     )
     container_hostnames: list[str] | None = Field(default=None, alias="containerHostnames")
+    multi_model: bool = Field(default=False, alias="multiModel")  # calls name a TargetModel
     # A serverless variant: calls beyond maxConcurrency are throttled, and a call finding no
     # backend is held up to modelSetupTimeoutInSeconds (KEDA is told through --scaler-port).
     serverless: _ServerlessFile | None = None
@@ -98,6 +99,7 @@ def _variant_spec(variant: _VariantFile) -> VariantSpec:
         backends=tuple(variant.backends),
         strategy=variant.routing_strategy,
         container_hostnames=frozenset(hostnames) if hostnames is not None else None,
+        multi_model=variant.multi_model,
         serverless=Serverless(
             variant.serverless.max_concurrency, variant.serverless.model_setup_timeout_in_seconds
         )

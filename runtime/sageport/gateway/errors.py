@@ -9,11 +9,32 @@ from __future__ import annotations
 import json
 
 from sageport.contract import TARGET_MODEL_MISSING_ERROR
-from sageport.net.awserrors import ApiError, validation_error
+from sageport.net.awserrors import ApiError, throttling, validation_error
 
 # Cap on the model body echoed back in ModelError.OriginalMessage: enough to debug, and it keeps
 # a misbehaving model from doubling the size of every error response.
 ORIGINAL_MESSAGE_LIMIT = 64 * 1024
+
+
+def payload_too_large(limit: int) -> ApiError:
+    """SageMaker's answer to a request body over the limit: 413, no error type, so boto3 raises
+    a ClientError whose code is "413", with this message."""
+    return ApiError("413", 413, f"HTTP content length exceeded {limit} bytes.", typed=False)
+
+
+def model_response_too_large(limit: int, container: str = "primary") -> ApiError:
+    return ApiError(
+        "ModelError",
+        424,
+        f"Received server error from {container} and could not load the entire response body: "
+        f"the response exceeds the maximum payload size of {limit} bytes.",
+    )
+
+
+def gateway_throttled(limit: int) -> ApiError:
+    return throttling(
+        f"Rate exceeded: the gateway has {limit} requests in flight (its maxInFlight); retry the request."
+    )
 
 
 def endpoint_not_found(endpoint_name: str, account: str) -> ApiError:

@@ -18,7 +18,9 @@ from sageport.net import awserrors
 _TARGET_CONTAINER_LOWER = TARGET_CONTAINER_HEADER.lower()
 _TARGET_MODEL_LOWER = TARGET_MODEL_HEADER.lower()
 
+# InvokeEndpoint's request and response payloads: 6 MB, counted as 6 MiB (the service model's max).
 MAX_BODY_BYTES = 6 * 1024 * 1024
+MAX_RESPONSE_BYTES = MAX_BODY_BYTES
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 ENDPOINT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 _INFERENCE_COMPONENT_PATTERN = re.compile(r"[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?")

@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-timeout", type=float, default=60.0, help="seconds a model may take (default 60)"
     )
     parser.add_argument(
-        "--max-in-flight", type=int, default=4096, help="requests in flight before 503 (default 4096)"
+        "--max-in-flight",
+        type=int,
+        default=4096,
+        help="requests in flight before ThrottlingException (default 4096)",
     )
     parser.add_argument(
         "--drain-timeout",

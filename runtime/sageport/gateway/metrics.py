@@ -6,9 +6,15 @@ in ``_seconds`` and the buckets cover 100 µs to 60 s.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# (endpoint, variant, endpoint_config, ready instances) per variant the gateway routes to.
+InstanceCounts = Callable[[], Iterable[tuple[str, str, str, int]]]
 
 _LATENCY_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
 _LATENCY_BUCKETS += (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -128,6 +134,10 @@ class GatewayMetrics:
             registry=registry,
         )
 
+    def count_instances(self, counts: InstanceCounts) -> None:
+        """Export the ready instances per variant, read from the route table at each scrape."""
+        self.registry.register(_InstancesCollector(counts))
+
     def for_variant(self, endpoint: str, variant: str, config: str = "") -> VariantMetrics:
         labels = (endpoint, variant, config)
         return VariantMetrics(
@@ -140,3 +150,18 @@ class GatewayMetrics:
             overhead_latency=self.overhead_latency.labels(*labels),
             in_flight=self.in_flight.labels(*labels),
         )
+
+
+class _InstancesCollector(Collector):
+    def __init__(self, counts: InstanceCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "sageport_variant_instances",
+            "Ready instances of the variant the gateway routes to (CurrentInstanceCount).",
+            labels=list(_FLEET_LABELS),
+        )
+        for endpoint, variant, config, count in self._counts():
+            family.add_metric([endpoint, variant, config], float(count))
+        yield family

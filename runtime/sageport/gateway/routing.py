@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -30,12 +30,23 @@ if TYPE_CHECKING:
 class Instance:
     """One ready model instance (pod IP and port, or a standalone backend URL)."""
 
-    __slots__ = ("base_url", "invocations_url", "outstanding")
+    __slots__ = ("base_url", "invocations_url", "model_calls", "outstanding")
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
         self.invocations_url = self.base_url + INVOCATIONS_PATH
         self.outstanding = 0
+        self.model_calls: dict[str, int] = {}  # multi-model: calls in flight per TargetModel
+
+    def begin_model_call(self, target_model: str) -> None:
+        self.model_calls[target_model] = self.model_calls.get(target_model, 0) + 1
+
+    def end_model_call(self, target_model: str) -> None:
+        left = self.model_calls.get(target_model, 0) - 1
+        if left > 0:
+            self.model_calls[target_model] = left
+        else:
+            self.model_calls.pop(target_model, None)
 
     def __repr__(self) -> str:
         return f"Instance({self.base_url!r}, outstanding={self.outstanding})"
@@ -184,10 +195,10 @@ def validate_target_container(variant: Variant, endpoint_name: str, hostname: st
         )
 
 
-# A multi-model call goes to the instance its model hashes to, unless that instance already has this
-# many calls in flight: then to the next in the model's ranking, which loads the model too, so a hot
-# model spreads over more instances while a cold one stays on one.
-HOT_MODEL_OUTSTANDING = 4
+# A multi-model call goes to the instance its model hashes to, unless this many calls of that model
+# are in flight there already (a hot model): then to the less busy of its first two instances, which
+# loads it too. So a hot model spreads over two instances while every other one stays on one.
+HOT_MODEL_IN_FLIGHT = 4
 
 
 def _rank(target_model: str, instance: Instance) -> int:
@@ -200,10 +211,9 @@ def choose_model_instance(variant: Variant, target_model: str) -> Instance | Non
     the same instance, and adding or removing one instance moves only the models it wins or held
     (about 1/N of them), so a fleet of N holds about N times the models of one."""
     ranked = sorted(variant.instances, key=lambda instance: _rank(target_model, instance), reverse=True)
-    for instance in ranked:
-        if instance.outstanding < HOT_MODEL_OUTSTANDING:
-            return instance
-    return min(ranked[:2], key=lambda instance: instance.outstanding, default=None)
+    if not ranked or ranked[0].model_calls.get(target_model, 0) < HOT_MODEL_IN_FLIGHT:
+        return ranked[0] if ranked else None
+    return min(ranked[:2], key=lambda instance: instance.outstanding)
 
 
 def validate_target_model(variant: Variant, endpoint_name: str, target_model: str | None) -> None:
@@ -236,6 +246,7 @@ class Route:
     variant: Variant
     instance: Instance
     path: str = INVOCATIONS_PATH  # on the instance: /invocations, or a multi-model model's route
+    target_model: str | None = None
 
 
 def route(
@@ -274,7 +285,7 @@ def route(
             f"Variant {chosen.name} of endpoint {endpoint.name} has no instance ready to serve the request."
         )
     if target_model is not None:
-        return Route(endpoint, chosen, instance, model_invocations_path(target_model))
+        return Route(endpoint, chosen, instance, model_invocations_path(target_model), target_model)
     return Route(endpoint, chosen, instance)
 
 
@@ -292,6 +303,12 @@ class RouteTable:
 
     def names(self) -> list[str]:
         return sorted(self._endpoints)
+
+    def instance_counts(self) -> Iterator[tuple[str, str, str, int]]:
+        """(endpoint, variant, endpoint config, ready instances) for every variant and shadow."""
+        for endpoint in list(self._endpoints.values()):
+            for variant in (*endpoint.variants, *endpoint.shadows):
+                yield endpoint.name, variant.name, variant.config, len(variant.instances)
 
     def replace(self, specs: Iterable[EndpointSpec]) -> None:
         """Install a new set of endpoints, reusing Instance objects (and their counters) by URL."""

@@ -24,6 +24,9 @@ class ApiError(Exception):
     status: int
     message: str
     extra: Mapping[str, object] = field(default_factory=dict)
+    # False: no x-amzn-ErrorType, so botocore names the error by its HTTP status, as it does
+    # for the errors AWS's front door answers before the service sees the request (413).
+    typed: bool = True
 
     def __str__(self) -> str:
         return f"{self.code} ({self.status}): {self.message}"
@@ -35,6 +38,11 @@ def validation_error(message: str) -> ApiError:
 
 def service_unavailable(message: str) -> ApiError:
     return ApiError("ServiceUnavailable", 503, message)
+
+
+def throttling(message: str) -> ApiError:
+    """400 ThrottlingException: boto3 retries it (legacy and standard modes)."""
+    return ApiError("ThrottlingException", 400, message)
 
 
 def internal_failure(message: str = "An internal error occurred.") -> ApiError:
@@ -72,9 +80,7 @@ def render_error(error: ApiError, request_id: str) -> tuple[int, dict[str, str],
     """Status, headers and JSON body for an error response."""
     payload: dict[str, object] = {"message": error.message, "Message": error.message}
     payload.update(error.extra)
-    headers = {
-        "Content-Type": "application/json",
-        "x-amzn-RequestId": request_id,
-        "x-amzn-ErrorType": error.code,
-    }
+    headers = {"Content-Type": "application/json", "x-amzn-RequestId": request_id}
+    if error.typed:
+        headers["x-amzn-ErrorType"] = error.code
     return error.status, headers, json.dumps(payload).encode()

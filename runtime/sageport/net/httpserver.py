@@ -192,10 +192,13 @@ class HttpProtocol(asyncio.Protocol):
             self._client_done = True
             if self.worker is None and not self.pending:
                 self.close()
-        except httptools.HttpParserError:
-            self._reject(400, "Malformed HTTP request.")
-        except BodyTooLargeError as error:
-            self._reject(400, _too_large_message(self.state.max_body_bytes, error.length))
+        except httptools.HttpParserError as error:
+            # httptools wraps what a callback raises; the original is the context.
+            cause = error.__context__
+            if isinstance(cause, BodyTooLargeError):
+                self._reject(413, _too_large_message(self.state.max_body_bytes, cause.length))
+            else:
+                self._reject(400, "Malformed HTTP request.")
 
     def eof_received(self) -> bool | None:
         # A client half-closing after its request still gets the answer, then we close.

@@ -38,6 +38,10 @@ class UpstreamTimeoutError(UpstreamError):
     pass
 
 
+class UpstreamTooLargeError(UpstreamError):
+    """The response body is over the caller's limit; the connection is closed, not read to its end."""
+
+
 class Target:
     """Where one instance listens, parsed once from its base URL."""
 
@@ -61,13 +65,22 @@ class Response:
         self.status = 0
         self.headers: dict[str, str] = {}
 
-    async def read(self) -> bytes:
-        """The whole body, within the deadline given to ``post``."""
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body, within the deadline given to ``post``; at most ``limit`` bytes."""
         connection = self._connection
+        declared = self.headers.get("content-length", "")
+        if limit is not None and declared.isdigit() and int(declared) > limit:
+            connection.close()
+            raise UpstreamTooLargeError(f"the response declares {declared} bytes, over {limit}")
         while not connection.complete:
             if connection.failure is not None:
                 raise connection.failure
+            if limit is not None and connection.body_bytes > limit:
+                connection.close()
+                raise UpstreamTooLargeError(f"the response is over {limit} bytes")
             await connection.wait_for_data(None)
+        if limit is not None and connection.body_bytes > limit:
+            raise UpstreamTooLargeError(f"the response is over {limit} bytes")
         return b"".join(connection.chunks)
 
     async def iter_chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
@@ -103,6 +116,7 @@ class _Connection(asyncio.Protocol):
         self.response: Response | None = None
         self.headers_ready: asyncio.Future[None] | None = None
         self.chunks: collections.deque[bytes] = collections.deque()
+        self.body_bytes = 0
         self.complete = False
         self.failure: UpstreamError | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -161,6 +175,7 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
+        self.body_bytes += len(body)
         self._wake()
 
     def on_message_complete(self) -> None:

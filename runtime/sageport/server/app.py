@@ -47,7 +47,8 @@ from sageport.server.handler import ModelHandler, Reply, RequestContext, load_ha
 from sageport.server.kserve_bridge import KServeRoutes
 from sageport.server.memory import default_budget
 from sageport.server.metrics import MultiModelMetrics
-from sageport.server.multimodel import ModelStore, delete_artifact
+from sageport.server.multimodel import FETCHED_MARK as _FETCHED
+from sageport.server.multimodel import DiskCache, ModelStore, delete_artifact
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class ServerState:
         self.kserve = KServeRoutes(self.predict_array) if config.kserve_routes else None
         self.store: ModelStore | None = None
         self.metrics: MultiModelMetrics | None = None
+        self.disk: DiskCache | None = None
         if config.multi_model:
             budget = config.multi_model_memory_bytes or default_budget()
             self.store = ModelStore(
@@ -92,10 +94,9 @@ class ServerState:
                 on_load=lambda name, _handler: self._on_model_loaded(name),
                 on_unload=self._on_model_unloaded,
             )
-            store = self.store
-            self.metrics = MultiModelMetrics(
-                loaded=lambda: len(store.listing()), on_disk=lambda: _models_on_disk(store.root)
-            )
+            store, disk = self.store, DiskCache(config.multi_model_root, config.model_disk_bytes)
+            self.disk = disk
+            self.metrics = MultiModelMetrics(loaded=lambda: len(store.listing()), on_disk=lambda: len(disk))
         self._background: set[asyncio.Task[Any]] = set()
         self._target_loads: dict[str, asyncio.Task[Any]] = {}
 
@@ -117,10 +118,18 @@ class ServerState:
         task.add_done_callback(self._background.discard)
 
     def _fetch_timed(self, url: str, destination: Path) -> Path:
-        if self.metrics is None or (destination / _FETCHED).exists():
+        """Fetch for the store (in a pool thread, one at a time): timed, and kept within the disk
+        cache's budget by deleting idle artifacts once the new one is there."""
+        disk, store = self.disk, self.store
+        if self.metrics is None or disk is None or store is None or (destination / _FETCHED).exists():
+            if disk is not None:
+                disk.used(destination.name)
             return _fetch_for_multi_model(url, destination)
         with self.metrics.downloading.time():
-            return _fetch_for_multi_model(url, destination)
+            local = _fetch_for_multi_model(url, destination)
+        if destination.parent == disk.root:  # not a model directory used in place
+            disk.added(destination.name, keep={resident.name for resident in store.listing()})
+        return local
 
     def _load_named(self, name: str, model_dir: Path) -> ModelHandler:
         if self.metrics is not None:
@@ -230,6 +239,8 @@ class ServerState:
         assert store is not None
         if store.has(name):
             store.unload(name)
+        if self.disk is not None:
+            self.disk.removed(name)
         self._spawn(asyncio.get_running_loop().run_in_executor(self.pool, delete_artifact, store.root, name))
 
     # -- prediction ------------------------------------------------------------------------
@@ -289,13 +300,6 @@ class ServerState:
         if small and handler.hooks.output_fn is None:
             return handler.encode(prediction, context)
         return await loop.run_in_executor(self.pool, handler.encode, prediction, context)
-
-
-_FETCHED = ".fetched"  # written once a model's download is complete: the disk cache's own mark
-
-
-def _models_on_disk(root: Path) -> int:
-    return sum(1 for _ in root.glob(f"*/{_FETCHED}"))
 
 
 def join_prefix(prefix: str, target: str) -> str:

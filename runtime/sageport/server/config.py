@@ -13,6 +13,7 @@ from sageport.contract import (
     CONTAINER_PORT,
     MODEL_CACHE_ENV,
     MODEL_DIR,
+    MODEL_DISK_BYTES_ENV,
     MODEL_PREFIX_ENV,
     MULTI_MODEL_ROOT,
     SageMakerEnv,
@@ -57,6 +58,7 @@ class ServerConfig:
     model_prefix: str | None = None
     model_cache: bool = True
     model_load_wait_seconds: float = 60.0
+    model_disk_bytes: int | None = None
     batching: BatchingConfig = BatchingConfig()
     kserve_routes: bool = True
     log_level: str = "INFO"
@@ -160,6 +162,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str], cpus: int | None = 
         model_prefix=env.get(MODEL_PREFIX_ENV) or None,
         model_cache=_model_cache(env.get(MODEL_CACHE_ENV)),
         model_load_wait_seconds=float(env.get("SAGEPORT_MODEL_LOAD_WAIT_SECONDS") or 60.0),
+        model_disk_bytes=parse_size(disk) if (disk := env.get(MODEL_DISK_BYTES_ENV)) else None,
         batching=BatchingConfig(
             enabled=parse_bool(env.get("SAGEPORT_BATCHING")),
             max_batch_size=_int(env, "SAGEPORT_BATCH_MAX_SIZE", 32),

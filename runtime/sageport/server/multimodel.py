@@ -186,6 +186,67 @@ def _tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+FETCHED_MARK = ".fetched"  # written once a model's download is complete: the disk cache's own mark
+
+
+def plan_disk_evictions(lru_first: Sequence[tuple[str, int]], budget: int, keep: set[str]) -> list[str]:
+    """Artifacts to delete from the instance's disk, least recently used first, until the rest fit
+    in ``budget`` bytes (pure). Those in ``keep`` (models in memory, the one just fetched) stay,
+    even if the disk then stays over budget: the size limit of the volume is the last word."""
+    used = sum(size for _, size in lru_first)
+    victims = []
+    for name, size in lru_first:
+        if used <= budget:
+            break
+        if name not in keep:
+            victims.append(name)
+            used -= size
+    return victims
+
+
+class DiskCache:
+    """The models on the instance's disk, least recently used first, with their sizes: a bounded
+    cache (volumeSizeInGB) from which models unloaded for memory are loaded again."""
+
+    def __init__(self, root: Path, budget_bytes: int | None) -> None:
+        self.root = root
+        self.budget_bytes = budget_bytes
+        self._sizes: OrderedDict[str, int] | None = None  # read from the disk on first use
+
+    def _entries(self) -> OrderedDict[str, int]:
+        if self._sizes is None:
+            found = [(p.parent.name, p.stat().st_mtime) for p in self.root.glob(f"*/{FETCHED_MARK}")]
+            self._sizes = OrderedDict(
+                (name, _tree_bytes(self.root / name)) for name, _ in sorted(found, key=lambda f: f[1])
+            )
+        return self._sizes
+
+    def used(self, name: str) -> None:
+        entries = self._entries()
+        if name in entries:
+            entries.move_to_end(name)
+
+    def added(self, name: str, keep: set[str]) -> list[str]:
+        """Record a fetched model; delete what no longer fits. Returns the names deleted."""
+        entries = self._entries()
+        entries[name] = _tree_bytes(self.root / name)
+        entries.move_to_end(name)
+        if self.budget_bytes is None:
+            return []
+        victims = plan_disk_evictions(list(entries.items()), self.budget_bytes, keep | {name})
+        for victim in victims:
+            del entries[victim]
+            delete_artifact(self.root, victim)
+            log.info("deleted model %s from the disk cache (least recently used)", victim)
+        return victims
+
+    def removed(self, name: str) -> None:
+        self._entries().pop(name, None)
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+
 def delete_artifact(root: Path, name: str) -> None:
     """Remove a model's files from the instance's disk (ModelCacheSetting Disabled)."""
     shutil.rmtree(root / name, ignore_errors=True)

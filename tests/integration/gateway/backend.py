@@ -2,7 +2,7 @@
 
 Behaviour per request comes from CustomAttributes ``mode=...`` so one process can play every
 part: ``echo`` (default), ``headers`` (JSON of the headers received), ``status:<code>``,
-``sleep:<seconds>``, ``stream:<chunks>``, ``stream-break``, ``stream-stall:<seconds>``.
+``sleep:<seconds>``, ``big:<bytes>`` (a body of that size), ``stream:<chunks>``, ``stream-break``, ``stream-stall:<seconds>``.
 ``--loading`` makes every invocation answer 429 (a model still loading); ``--sleep S`` makes
 every invocation take S seconds more (a slow shadow). ``GET /seen`` is the number of invocations.
 Run: python tests/integration/gateway/backend.py --name b1 [--port 0]; prints ``PORT <n>``.
@@ -52,9 +52,12 @@ def make_app(name: str, loading: bool = False, sleep: float = 0.0) -> web.Applic
             )
         if kind == "sleep":
             await asyncio.sleep(float(argument))
+        if kind == "big":
+            return web.Response(body=b"z" * int(argument), headers=reply_headers)
         if kind == "headers":
             received = {key: value for key, value in request.headers.items()}
-            return web.json_response({"backend": name, "headers": received}, headers=reply_headers)
+            answer = {"backend": name, "path": request.path, "headers": received}
+            return web.json_response(answer, headers=reply_headers)
         if kind.startswith("stream"):
             response = web.StreamResponse(headers={**reply_headers, "Content-Type": "text/plain"})
             response.enable_chunked_encoding()
@@ -77,6 +80,7 @@ def make_app(name: str, loading: bool = False, sleep: float = 0.0) -> web.Applic
     app.router.add_get("/ping", ping)
     app.router.add_get("/seen", count)
     app.router.add_post("/invocations", invocations)
+    app.router.add_post("/models/{model}/invoke", invocations)  # a multi-model container's route
     # The same handler under the Runtime API path lets a boto3 client call the backend directly
     # (the benchmark's baseline).
     app.router.add_post("/endpoints/{name}/invocations", invocations)

@@ -34,6 +34,7 @@ def write_routes(path: Path, backends: dict[str, Process]) -> None:
     routes = {
         "endpoints": {
             "echo": {"variants": [{"name": "AllTraffic", "weight": 1.0, "backends": [b1]}]},
+            "many": {"variants": [{"name": "AllTraffic", "backends": [b1, b2], "multiModel": True}]},
             "split": {
                 "variants": [
                     {"name": "VariantA", "weight": 0.7, "backends": [b1]},

@@ -11,6 +11,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
+from sageport.contract import multi_model_id
 from tests.integration.gateway.conftest import LIMITED_KEY, LIMITED_SECRET
 from tests.integration.gateway.support import Process, runtime_client
 
@@ -33,7 +34,6 @@ def test_contract_headers_reach_the_container(client: Any) -> None:
         ContentType="text/csv",
         Accept="application/json",
         CustomAttributes="mode=headers;trace=abc",
-        TargetModel="m1.tar.gz",
         InferenceId="inference-7",
         TargetVariant="AllTraffic",
         EnableExplanations="`true`",
@@ -42,13 +42,37 @@ def test_contract_headers_reach_the_container(client: Any) -> None:
     assert received["content-type"] == "text/csv"
     assert received["accept"] == "application/json"
     assert received["x-amzn-sagemaker-custom-attributes"] == "mode=headers;trace=abc"
-    assert received["x-amzn-sagemaker-target-model"] == "m1.tar.gz"
     assert received["x-amzn-sagemaker-inference-id"] == "inference-7"
     assert received["x-amzn-sagemaker-enable-explanations"] == "`true`"
     assert received["x-amzn-requestid"] == response["ResponseMetadata"]["RequestId"]
     # Credentials stop at the gateway.
     assert "authorization" not in received
     assert "x-amz-date" not in received
+
+
+def test_target_model_goes_to_the_multi_model_route_of_one_instance(client: Any) -> None:
+    def call(endpoint: str, target: str) -> dict[str, Any]:
+        response = client.invoke_endpoint(
+            EndpointName=endpoint, Body=b"1", CustomAttributes="mode=headers", TargetModel=target
+        )
+        answer: dict[str, Any] = json.loads(response["Body"].read())
+        return answer
+
+    homes: dict[str, set[str]] = {}
+    for i in range(16):  # 16 models all hashing to one of two instances: 1 run in 32,768
+        target = f"team/m{i}.tar.gz"
+        for _ in range(3):
+            answer = call("many", target)
+            received = {key.lower(): value for key, value in answer["headers"].items()}
+            assert received["x-amzn-sagemaker-target-model"] == target
+            assert answer["path"] == f"/models/{multi_model_id(target)}/invoke"
+            homes.setdefault(target, set()).add(answer["backend"])
+    assert all(len(backends) == 1 for backends in homes.values()), homes  # a model stays on one instance
+    assert set().union(*homes.values()) == {"b1", "b2"}  # and the models spread over both
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        call("echo", "m1.tar.gz")
+    assert raised.value.response["Error"]["Code"] == "ValidationError"
+    assert "is not a multi-model endpoint" in raised.value.response["Error"]["Message"]
 
 
 def test_target_variant_bypasses_weights(client: Any) -> None:
@@ -118,11 +142,31 @@ def test_unknown_variant_and_container_are_validation_errors(client: Any) -> Non
     assert ok["Body"].read() == b"x"
 
 
-def test_body_over_6_mib_is_validation_error(client: Any) -> None:
+def test_body_over_6_mib_is_413_as_sagemaker_answers(client: Any) -> None:
     error = _error(lambda: client.invoke_endpoint(EndpointName="echo", Body=b"x" * (6 * 1024 * 1024 + 1)))
-    assert isinstance(error, client.exceptions.ValidationError)
+    # SageMaker's front door: no error type, so boto3 names the error by its status.
+    assert type(error) is botocore.exceptions.ClientError
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert error.response["Error"]["Code"] == "413"
+    assert error.response["Error"]["Message"] == "HTTP content length exceeded 6291456 bytes."
     exactly = client.invoke_endpoint(EndpointName="echo", Body=b"y" * (6 * 1024 * 1024))
     assert len(exactly["Body"].read()) == 6 * 1024 * 1024
+
+
+def test_response_over_6_mib_is_model_error(client: Any) -> None:
+    limit = 6 * 1024 * 1024
+    exactly = client.invoke_endpoint(EndpointName="echo", Body=b"x", CustomAttributes=f"mode=big:{limit}")
+    assert len(exactly["Body"].read()) == limit
+    error = _error(
+        lambda: client.invoke_endpoint(
+            EndpointName="echo", Body=b"x", CustomAttributes=f"mode=big:{limit + 1}"
+        )
+    )
+    assert isinstance(error, client.exceptions.ModelError)
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert "exceeds the maximum payload size of 6291456 bytes" in error.response["Error"]["Message"]
+    # The gateway still serves the same backend afterwards (the oversized answer was cut off).
+    assert client.invoke_endpoint(EndpointName="echo", Body=b"ok")["Body"].read() == b"ok"
 
 
 @pytest.mark.parametrize("status", [400, 500, 503])

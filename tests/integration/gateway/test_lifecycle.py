@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
 import yaml
 
@@ -63,24 +64,46 @@ def test_routes_file_is_reloaded(
         gateway.stop()
 
 
-def test_overload_answers_service_unavailable(gateway_files: dict[str, Path]) -> None:
-    from concurrent.futures import ThreadPoolExecutor
+def test_overload_answers_throttling_which_boto3_retries(
+    gateway_files: dict[str, Path], backends: dict[str, Process]
+) -> None:
+    import threading
+    import urllib.request
 
-    gateway = start_gateway(["--routes", str(gateway_files["routes"]), "--no-auth", "--max-in-flight", "2"])
+    from sageport_dev import wire
+
+    gateway = start_gateway(["--routes", str(gateway_files["routes"]), "--no-auth", "--max-in-flight", "1"])
+    seen_url = backends["b1"].url + "/seen"
+
+    def seen() -> int:
+        with urllib.request.urlopen(seen_url) as answer:
+            return int(answer.read())
+
     try:
-        client = runtime_client(gateway.url)
-
-        def call(_: int) -> str:
-            try:
-                client.invoke_endpoint(EndpointName="multi", Body=b"x", CustomAttributes="mode=sleep:0.5")
-            except client.exceptions.ServiceUnavailable:
-                return "ServiceUnavailable"
-            return "ok"
-
-        with ThreadPoolExecutor(5) as pool:
-            outcomes = sorted(pool.map(call, range(5)))
-        assert outcomes.count("ok") >= 2
-        assert "ServiceUnavailable" in outcomes
+        no_retry = runtime_client(gateway.url)
+        before = seen()
+        slow = threading.Thread(
+            target=lambda: no_retry.invoke_endpoint(
+                EndpointName="echo", Body=b"x", CustomAttributes="mode=sleep:1"
+            )
+        )
+        slow.start()
+        deadline = time.monotonic() + 5
+        while seen() == before:  # the slow call holds the gateway's one slot
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with pytest.raises(botocore.exceptions.ClientError) as caught:
+            no_retry.invoke_endpoint(EndpointName="echo", Body=b"y")
+        error = caught.value.response
+        assert error["Error"]["Code"] == "ThrottlingException"
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert "maxInFlight" in error["Error"]["Message"]
+        # boto3 retries it (a throttling code), and the call succeeds once the slot frees.
+        retrying = wire.runtime_client(gateway.url, "AKIDEXAMPLE", "any-secret-no-auth", attempts=10)
+        answer = retrying.invoke_endpoint(EndpointName="echo", Body=b"z")
+        assert answer["Body"].read() == b"z"
+        assert answer["ResponseMetadata"]["RetryAttempts"] >= 1
+        slow.join()
     finally:
         gateway.stop()
 

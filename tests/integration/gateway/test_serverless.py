@@ -103,8 +103,10 @@ def _method(channel: grpc.Channel, name: str, response: Any, *, stream: bool = F
     )
 
 
-def _invoke(gateway: Process, endpoint: str, attributes: str | None = None) -> dict[str, Any]:
-    client = runtime_client(gateway.url)
+def _invoke(
+    gateway: Process, endpoint: str, attributes: str | None = None, client: Any = None
+) -> dict[str, Any]:
+    client = client or runtime_client(gateway.url)
     extra = {"CustomAttributes": attributes} if attributes else {}
     try:
         answer = client.invoke_endpoint(EndpointName=endpoint, Body=b"1,2,3", ContentType="text/csv", **extra)
@@ -132,9 +134,10 @@ def test_calls_at_zero_are_held_keda_is_told_at_once_and_all_are_answered(setup:
     assert is_active(_ref("cold")).result is False  # nobody called yet: KEDA may scale to zero
     time.sleep(0.5)  # the stream is open, as KEDA holds it
 
+    clients = [runtime_client(gateway.url) for _ in range(20)]  # made before the clock starts
     with ThreadPoolExecutor(20) as pool:
         first_call = time.monotonic()
-        calls = [pool.submit(_invoke, gateway, "cold") for _ in range(20)]
+        calls = [pool.submit(_invoke, gateway, "cold", None, client) for client in clients]
         deadline = time.monotonic() + 5
         while not pushed and time.monotonic() < deadline:
             time.sleep(0.01)

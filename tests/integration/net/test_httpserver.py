@@ -72,20 +72,25 @@ async def test_streamed_response_is_chunked(server: tuple[ServerState, int]) -> 
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "status"),
     [
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n"
-        + b"x" * 2000
-        + b"\r\n0\r\n\r\n",
-        b"NOT HTTP AT ALL\r\n\r\n",
-        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n",
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", b"413"),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n"
+            + b"x" * 2000
+            + b"\r\n0\r\n\r\n",
+            b"413",
+        ),
+        (b"NOT HTTP AT ALL\r\n\r\n", b"400"),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", b"400"),
     ],
 )
-async def test_refused_requests_get_400_and_close(server: tuple[ServerState, int], raw: bytes) -> None:
+async def test_refused_requests_get_4xx_and_close(
+    server: tuple[ServerState, int], raw: bytes, status: bytes
+) -> None:
     _, port = server
     data = await exchange(port, raw)
-    assert data.startswith(b"HTTP/1.1 400 "), data[:100]
+    assert data.startswith(b"HTTP/1.1 " + status + b" "), data[:100]
     assert b"Connection: close" in data
 
 

@@ -147,3 +147,24 @@ def test_a_call_that_outwaits_the_load_is_not_ready_and_the_load_goes_on(
         lambda r: loaded in {m["modelName"] for m in r.json()["models"]}, path="/models", timeout=30
     )
     assert prediction(invoke(server, "team-1/m5.tar.gz")) == 501.0
+
+
+def test_the_disk_cache_keeps_within_its_budget_and_refetches_what_it_deleted(
+    start_module_server: Servers, s3: S3, tmp_path: Path
+) -> None:
+    with tarfile.open(fileobj=io.BytesIO(model_tarball(0.0))) as tar:
+        size = tar.getmembers()[0].size
+    root = tmp_path / "models"
+    server = _server(start_module_server, s3, root, SAGEPORT_MODEL_DISK_BYTES=str(int(size * 2.5)))
+    server.wait_until(lambda r: r.status == 200)
+    first, later = ["team-0/m0.tar.gz", "team-1/m1.tar.gz"], ["team-0/m2.tar.gz", "team-1/m3.tar.gz"]
+    for target in first:
+        assert prediction(invoke(server, target)) == 100.0 * int(target[-8]) + 1.0
+        server.request("DELETE", f"/models/{multi_model_id(target)}")  # idle now: deletable from disk
+    for target in later:
+        assert prediction(invoke(server, target)) == 100.0 * int(target[-8]) + 1.0
+    on_disk = {p.name for p in root.iterdir()}
+    assert on_disk == {multi_model_id(t) for t in later}  # the idle ones went, the loaded ones stay
+    assert _metrics(server)["sageport_models_on_disk"] == 2
+    assert prediction(invoke(server, first[0])) == 1.0  # fetched again
+    assert _metrics(server)["sageport_model_downloading_seconds_count"] == 5

@@ -97,7 +97,7 @@ def test_default_install_creates_what_the_readme_lists() -> None:
         ["CustomResourceDefinition"] * len(crdgen.KINDS)
         + ["ConfigMap", "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole"]
         + ["ClusterRoleBinding", "ClusterRoleBinding", "Deployment", "Deployment"]
-        + ["Service", "PodDisruptionBudget"]
+        + ["Service", "PodDisruptionBudget", "Role", "RoleBinding"]  # the operator's Lease
     )
     for doc in render().docs:
         if doc["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
@@ -169,7 +169,8 @@ def test_no_wildcards_anywhere() -> None:
             if doc["kind"] in ("ClusterRole", "Role"):
                 for rule in doc["rules"]:
                     assert "*" not in [*rule["apiGroups"], *rule["resources"], *rule["verbs"]], doc
-                    assert "resourceNames" not in rule
+                    if "resourceNames" in rule:  # only the operator's own Lease is named
+                        assert rule["resources"] == ["leases"], doc
                     assert "nonResourceURLs" not in rule
 
 
@@ -193,6 +194,7 @@ def test_watched_namespaces_get_roles_and_only_cluster_scoped_rules_stay_cluster
         (GATEWAY, "team-a"),
         (GATEWAY, "team-b"),
         (GATEWAY, NAMESPACE),
+        (f"{OPERATOR}-leader-election", NAMESPACE),
     }
     args = _container(rendered, OPERATOR)["args"]
     assert args[:2] == ["--namespace=team-a", "--namespace=team-b"]
@@ -200,6 +202,23 @@ def test_watched_namespaces_get_roles_and_only_cluster_scoped_rules_stay_cluster
         "team-a",
         "team-b",
     ]
+
+
+def test_the_operator_may_touch_only_its_own_lease_in_the_release_namespace() -> None:
+    rendered = render()
+    role = rendered.get("Role", f"{OPERATOR}-leader-election", NAMESPACE)
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [OPERATOR],
+         "verbs": ["get", "update"]},
+        _rule(["coordination.k8s.io"], ["leases"], ["create"]),
+    ]  # fmt: skip
+    binding = rendered.get("RoleBinding", f"{OPERATOR}-leader-election", NAMESPACE)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}]
+    alone = render("--set", "operator.leaderElection.enabled=false")
+    assert not alone.has("Role", f"{OPERATOR}-leader-election")
+    deployment = alone.get("Deployment", OPERATOR)
+    assert (deployment["spec"]["replicas"], deployment["spec"]["strategy"]) == (1, {"type": "Recreate"})
+    assert "--leader-election" not in _container(alone, OPERATOR)["args"]
 
 
 def test_gateway_without_auth_loses_the_review_permissions() -> None:
@@ -300,8 +319,11 @@ def test_operator_deployment_and_settings(monkeypatch: pytest.MonkeyPatch) -> No
         'operator.tolerations=[{"key":"sageport.io/real","operator":"Exists","effect":"NoSchedule"}]',
     )
     deployment = rendered.get("Deployment", OPERATOR)
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == OPERATOR
     assert pod["nodeSelector"] == {"kubernetes.io/hostname": "node-1"}
@@ -309,7 +331,14 @@ def test_operator_deployment_and_settings(monkeypatch: pytest.MonkeyPatch) -> No
     container = _container(rendered, OPERATOR)
     assert container["image"] == "registry.local/operator:dev"
     assert container["command"] == ["sageport-operator"]
-    assert container["args"] == ["--liveness=http://0.0.0.0:8081/healthz"]
+    assert container["args"] == [
+        "--liveness=http://0.0.0.0:8081/healthz",
+        "--leader-election",
+        f"--lease-namespace={NAMESPACE}",
+        f"--lease-name={OPERATOR}",
+    ]
+    pod_name = next(e for e in container["env"] if e["name"] == "POD_NAME")
+    assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8081} in container["ports"]
 

@@ -6,7 +6,7 @@ import pytest
 
 from sageport.contract import multi_model_id
 from sageport.gateway.routing import (
-    HOT_MODEL_OUTSTANDING,
+    HOT_MODEL_IN_FLIGHT,
     Endpoint,
     EndpointSpec,
     Instance,
@@ -155,18 +155,20 @@ def test_a_model_goes_to_one_instance_and_adding_one_moves_about_a_tenth() -> No
     assert chosen.path == f"/models/{multi_model_id('team/m1.tar.gz')}/invoke"
 
 
-def test_a_hot_model_spills_to_its_second_instance() -> None:
+def test_a_hot_model_spills_to_its_second_instance_and_a_busy_instance_alone_does_not() -> None:
     endpoint = _mme(4)
     first = route(endpoint, None, None, random.Random(1), "hot.tar.gz").instance
-    first.outstanding = HOT_MODEL_OUTSTANDING
+    first.outstanding = 50  # busy with other models: this one still goes home
+    assert route(endpoint, None, None, random.Random(1), "hot.tar.gz").instance is first
+    for _ in range(HOT_MODEL_IN_FLIGHT):
+        first.begin_model_call("hot.tar.gz")
     second = route(endpoint, None, None, random.Random(1), "hot.tar.gz").instance
-    assert second is not first
-    second.outstanding = HOT_MODEL_OUTSTANDING + 3
-    for instance in endpoint.variants[0].instances:
-        instance.outstanding = max(instance.outstanding, HOT_MODEL_OUTSTANDING)
-    assert (
-        route(endpoint, None, None, random.Random(1), "hot.tar.gz").instance is first
-    )  # least busy of the two
+    assert second is not first  # hot: the less busy of its two instances
+    second.outstanding = 60
+    assert route(endpoint, None, None, random.Random(1), "hot.tar.gz").instance is first
+    first.end_model_call("hot.tar.gz")
+    assert route(endpoint, None, None, random.Random(1), "hot.tar.gz").instance is first  # cooled down
+    assert first.model_calls == {"hot.tar.gz": HOT_MODEL_IN_FLIGHT - 1}
 
 
 @pytest.mark.parametrize(

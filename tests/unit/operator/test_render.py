@@ -352,6 +352,17 @@ def test_the_download_budget_bounds_the_fetch_and_extends_the_progress_deadline(
     assert deployment["spec"]["progressDeadlineSeconds"] == 600 + 1200 + 300
 
 
+def test_a_3600_s_startup_budget_is_the_probe_window_and_beats_the_600_s_progress_deadline() -> None:
+    docs = load_documents(EXAMPLES / "gpu-g5")
+    for doc in docs:
+        if doc["kind"] == "EndpointConfig":
+            doc["spec"]["productionVariants"][0]["containerStartupHealthCheckTimeoutInSeconds"] = 3600
+    deployment, *_ = _children(_resolve(docs))
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["failureThreshold"] * probe["periodSeconds"] == 3600
+    assert deployment["spec"]["progressDeadlineSeconds"] == 3600 + 300
+
+
 def test_a_direct_pod_gives_each_container_its_model_port_and_share() -> None:
     deployment, service, _ = _children(_resolve(load_documents(EXAMPLES / "multi-container-direct")))
     pod = deployment["spec"]["template"]["spec"]

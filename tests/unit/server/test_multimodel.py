@@ -13,7 +13,13 @@ import pytest
 from sageport.server.errors import InsufficientMemoryError, ModelAlreadyLoadedError, ModelNotLoadedError
 from sageport.server.handler import load_handler
 from sageport.server.memory import measure
-from sageport.server.multimodel import ModelStore, plan_evictions
+from sageport.server.multimodel import (
+    FETCHED_MARK,
+    DiskCache,
+    ModelStore,
+    plan_disk_evictions,
+    plan_evictions,
+)
 
 MiB = 2**20
 
@@ -130,3 +136,32 @@ async def test_concurrent_invocations_wait_for_a_load_in_progress(model_root: Pa
         handler = await store.get("small-1")
         assert handler.name == "small-1"
         await loading
+
+
+def test_disk_evictions_take_the_idle_least_recently_used_first() -> None:
+    lru_first = [("a", 40), ("b", 30), ("c", 20), ("d", 50)]
+    assert plan_disk_evictions(lru_first, 200, set()) == []
+    assert plan_disk_evictions(lru_first, 100, set()) == ["a"]
+    assert plan_disk_evictions(lru_first, 70, set()) == ["a", "b"]
+    assert plan_disk_evictions(lru_first, 100, {"a"}) == ["b", "c"]  # a is in memory: kept
+    assert plan_disk_evictions(lru_first, 10, {"a", "b", "c", "d"}) == []  # nothing idle to delete
+
+
+def test_the_disk_cache_deletes_idle_artifacts_beyond_its_budget(tmp_path: Path) -> None:
+    def fetched(name: str, size: int) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.bin").write_bytes(b"x" * size)
+        (tmp_path / name / FETCHED_MARK).touch()
+
+    fetched("old", 400)
+    cache = DiskCache(tmp_path, budget_bytes=1000)
+    assert len(cache) == 1  # found on the disk at start
+    fetched("mid", 400)
+    assert cache.added("mid", keep=set()) == []
+    cache.used("old")  # old is now the most recently used
+    fetched("new", 400)
+    assert cache.added("new", keep=set()) == ["mid"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old"]
+    fetched("newest", 400)
+    assert cache.added("newest", keep={"new"}) == ["old"]  # new is in memory
+    assert len(cache) == 2

@@ -116,6 +116,10 @@ def _model_container(model: ModelContainer, shape: VariantShape, settings: Rende
     env.append({"name": SageMakerEnv.MODEL_DIR, "value": contract.MODEL_DIR})
     if model.model_prefix is not None:
         env.append({"name": contract.MODEL_PREFIX_ENV, "value": model.model_prefix})
+        if shape.volume_gib is not None:  # leave a fifth for the download that makes room
+            env.append(
+                {"name": contract.MODEL_DISK_BYTES_ENV, "value": str(shape.volume_gib * 2**30 * 4 // 5)}
+            )
         env += [{"name": k, "value": v} for k, v in settings.storage_env]
     ping = {
         "httpGet": {"path": contract.PING_PATH, "port": model.port_name or model.port},
