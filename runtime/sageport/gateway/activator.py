@@ -113,6 +113,12 @@ class Activator:
         if fleet.held == 1:  # later calls ride on the same wake-up
             self.wakeups += 1
             log.info("waking %s/%s variant %s (config %s)", key[0], key[1], key[3], key[2])
+            if not fleet.streams:  # KEDA is connected to another replica, or not at all
+                log.warning(
+                    "no KEDA stream on this gateway replica for %s/%s variant %s: the wake-up waits for "
+                    "KEDA's poll of the replica it reaches (see README, Serverless variants)",
+                    key[0], key[1], key[3],
+                )  # fmt: skip
             for stream in fleet.streams:
                 stream.put_nowait(None)
         deadline = self._clock() + seconds
