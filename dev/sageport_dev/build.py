@@ -27,6 +27,7 @@ ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
 VERSITYGW_VERSION = "v1.8.0"  # S3-compatible server (posix backend) for artifact tests and the demo
 HELM_VERSION = "v3.22.0"
+KEDA_VERSION = "v2.20.2"  # event-driven autoscaler: serverless variants scale to and from zero through it
 PAUSE_VERSION = "1"  # our own pause (pod sandbox) program: bump when _PAUSE_MAIN changes
 
 # Commands whose modules have no replace directives: `go install module@version` works as is.
@@ -35,6 +36,9 @@ _GO_INSTALLABLE = {
     "versitygw": f"github.com/versity/versitygw/cmd/versitygw@{VERSITYGW_VERSION}",
     "helm": f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}",
 }
+
+# KEDA's operator (scale loop, 0<->1) and its metrics API server (external metrics for the HPA, 1<->N).
+KEDA_COMPONENTS = {"keda-operator": "cmd/operator", "keda-adapter": "cmd/adapter"}
 
 KUBERNETES_COMPONENTS = (
     "kube-apiserver",
@@ -101,7 +105,13 @@ def all_binaries() -> list[Binary]:
         Binary("versitygw", VERSITYGW_VERSION),
         Binary("helm", HELM_VERSION),
         Binary("pause", PAUSE_VERSION),
+        *(Binary(name, KEDA_VERSION) for name in KEDA_COMPONENTS),
     ]
+
+
+def keda_crds() -> list[Path]:
+    """KEDA's CRD manifests, copied from its module next to the operator binary by the build."""
+    return sorted((Binary("keda-operator", KEDA_VERSION).path.parent / "crds").glob("*.yaml"))
 
 
 def _go_env() -> dict[str, str]:
@@ -202,6 +212,54 @@ def _build_pause(binary: Binary, env: dict[str, str]) -> None:
     _install(work / "pause", binary)
 
 
+def _build_keda(missing: list[Binary], env: dict[str, str]) -> None:
+    """KEDA's module has replace directives (k8s.io pins), so a wrapper module copies them verbatim."""
+    module = "github.com/kedacore/keda/v2"
+    work = _workdir("keda")
+    (work / "go.mod").write_text("module sageport.local/kedabuild\n\ngo 1.26\n")
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{KEDA_VERSION}"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    downloaded = json.loads(out.stdout)
+    gomod = Path(downloaded["GoMod"]).read_text()
+    block = re.search(r"^replace \((.*?)^\)", gomod, re.MULTILINE | re.DOTALL)
+    singles = re.findall(r"^replace (.+)$", gomod, re.MULTILINE)
+    replaces = (block.group(1).strip().splitlines() if block else []) + [s for s in singles if s != "("]
+    go_line = re.search(r"^go (\S+)$", gomod, re.MULTILINE)
+    (work / "go.mod").write_text(
+        f"module sageport.local/kedabuild\n\ngo {go_line.group(1) if go_line else '1.26'}\n\n"
+        f"require {module} {KEDA_VERSION}\n\nreplace (\n"
+        + "\n".join(f"\t{r.strip()}" for r in replaces)
+        + "\n)\n"
+    )
+    packages = [f"{module}/{KEDA_COMPONENTS[b.name]}" for b in missing]
+    (work / "tools.go").write_text(
+        "//go:build tools\n\npackage tools\n\nimport (\n" + "".join(f'\t_ "{p}"\n' for p in packages) + ")\n"
+    )
+    _run(["go", "mod", "tidy"], work, env)
+    # The CRDs first: the binaries' presence is what marks the build as done.
+    crds = Binary("keda-operator", KEDA_VERSION).path.parent / "crds"
+    crds.mkdir(parents=True, exist_ok=True)
+    for crd in (Path(downloaded["Dir"]) / "config" / "crd" / "bases").glob("keda.sh_*.yaml"):
+        shutil.copyfile(crd, crds / crd.name)
+    ldflags = f"-s -w -X={module}/version.Version={KEDA_VERSION.lstrip('v')}"
+    out_dir = work / "bin"
+    out_dir.mkdir()
+    for binary in missing:  # one `go build` at a time; the second reuses the first's compiled packages
+        target = f"{module}/{KEDA_COMPONENTS[binary.name]}"
+        _run(
+            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(out_dir / binary.name), target],
+            work,
+            env,
+        )
+        _install(out_dir / binary.name, binary)
+
+
 def _go_install(binary: Binary, env: dict[str, str]) -> None:
     work = _workdir(binary.name)
     gobin = work / "bin"
@@ -252,6 +310,7 @@ def _build_missing(missing: list[Binary]) -> None:
     print(f"building {names} into {CACHE_ROOT} (cold: about 10 min)", file=sys.stderr, flush=True)
     env = _go_env()
     kube_missing = [b for b in missing if b.version == KUBERNETES_VERSION]
+    keda_missing = [b for b in missing if b.name in KEDA_COMPONENTS]
     for binary in missing:
         if binary.name == "etcd":
             _build_etcd(binary, env)
@@ -261,6 +320,8 @@ def _build_missing(missing: list[Binary]) -> None:
             _go_install(binary, env)
     if kube_missing:
         _build_kubernetes(kube_missing, env)
+    if keda_missing:
+        _build_keda(keda_missing, env)
     print(f"cold build of {names}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
 

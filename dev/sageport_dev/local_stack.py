@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sageport import contract
-from sageport_dev import prometheus, real_node, stack
+from sageport_dev import build, keda, prometheus, real_node, stack
 from sageport_dev.control_plane import (
     ComponentStatus,
     health,
@@ -154,6 +154,10 @@ def sdk_config_yaml(bucket: str) -> str:
     )
 
 
+def _keda_root(state_dir: Path) -> Path:
+    return state_dir / "keda"
+
+
 def up(
     state_dir: Path | None = None,
     log: Log = _stderr,
@@ -196,9 +200,14 @@ def up(
             prometheus_url = stack.start_prometheus(
                 _prometheus_root(state_dir), layout.kubeconfig, die_with_parent=False
             ).url
+    with clock.step(
+        f"KEDA {build.KEDA_VERSION} (CRDs, operator out of cluster) for serverless variants", log
+    ):
+        scaler_address = stack.start_keda(_keda_root(state_dir), layout.kubeconfig, die_with_parent=False)
     with clock.step("helm upgrade --install charts/sageport (CRDs, catalog, operator, gateway)", log):
         stack.prepare_system_namespace(layout.kubeconfig, s3)
-        stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3, prometheus_url), state_dir)
+        values = stack.local_values(refs, s3, prometheus_url, scaler_address)
+        stack.helm_install(layout.kubeconfig, values, state_dir)
     with clock.step(
         f"namespace {NAMESPACE}: restricted Pod Security, S3 credentials, access key acting as "
         f"{stack.API_IDENTITY}",
@@ -232,6 +241,7 @@ def down(state_dir: Path | None = None, log: Log = _stderr) -> list[str]:
     unless something refused to stop: processes, mounts or the bridge, each named)."""
     state_dir = (state_dir or stack_dir_from_env()).absolute()
     left = prometheus.stop_server(_prometheus_root(state_dir))
+    left += keda.stop_operator(_keda_root(state_dir))
     s3 = stack.running_s3(state_dir / "s3")
     if s3 is not None and s3.process is not None:
         stop([s3.process])
@@ -258,6 +268,7 @@ def status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
             s3 is not None,
             s3.endpoint_url if s3 else "",
         ),
+        _keda_status(state_dir),
         ComponentStatus(
             "gateway",
             None,
@@ -270,6 +281,14 @@ def status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
         pid = server.process.pid if server is not None and server.process is not None else None
         parts.append(ComponentStatus("prometheus (alarms)", pid, server is not None, env.prometheus_url))
     return bool(components) and all(part.healthy for part in parts), [status_line(part) for part in parts]
+
+
+def _keda_status(state_dir: Path) -> ComponentStatus:
+    operator = keda.running(_keda_root(state_dir))
+    pid = operator.process.pid if operator is not None and operator.process is not None else None
+    return ComponentStatus(
+        "keda-operator", pid, operator is not None, operator.health_url if operator else ""
+    )
 
 
 def install_alarm_rules(

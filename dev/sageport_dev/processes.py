@@ -79,8 +79,10 @@ def _die_with_parent() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(name: str, argv: Sequence[str], log: Path, *, die_with_parent: bool) -> ProcessRecord:
-    """Start ``argv`` in its own session with output to ``log``.
+def spawn(
+    name: str, argv: Sequence[str], log: Path, *, die_with_parent: bool, env: Mapping[str, str] | None = None
+) -> ProcessRecord:
+    """Start ``argv`` in its own session with output to ``log`` (``env``: added to ours).
 
     ``die_with_parent`` ties its life to ours (a test session that is killed leaves no
     control plane behind); the CLI's ``up`` leaves it off so the cluster outlives the command.
@@ -95,6 +97,7 @@ def spawn(name: str, argv: Sequence[str], log: Path, *, die_with_parent: bool) -
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=preexec,
+            env={**os.environ, **env} if env else None,
         )
     ticks = _start_ticks(process.pid)
     if ticks is None:

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from sageport import contract
-from sageport_dev import build, images, prometheus, real_node, wire
+from sageport_dev import build, images, keda, prometheus, real_node, wire
 from sageport_dev.handle import KubeCluster
 from sageport_dev.layout import Layout
 from sageport_dev.processes import ProcessRecord, spawn
@@ -251,15 +251,70 @@ def start_prometheus(root: Path, kubeconfig: Path, *, die_with_parent: bool) -> 
 
 
 # ---------------------------------------------------------------------------------------------
+# KEDA (serverless variants)
+
+
+GATEWAY_SCALER_SERVICE = f"{GATEWAY_SERVICE}-scaler-local"
+
+
+def gateway_scaler_service() -> dict[str, Any]:
+    """A Service on the gateway pods' scaler port, made before the chart so its cluster IP can
+    be the chart's serverless.scalerAddress: KEDA runs on this machine, outside the cluster DNS,
+    and kube-proxy routes a cluster IP from the host."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": GATEWAY_SCALER_SERVICE, "namespace": SYSTEM_NAMESPACE},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": GATEWAY_POD_SELECTOR,
+            "ports": [
+                {
+                    "name": contract.SCALER_PORT_NAME,
+                    "port": contract.SCALER_PORT,
+                    "targetPort": contract.SCALER_PORT_NAME,
+                }
+            ],
+        },
+    }
+
+
+def start_keda(root: Path, kubeconfig: Path, *, die_with_parent: bool) -> str:
+    """KEDA's CRDs and its operator (out of cluster); return the scaler address KEDA reaches the
+    gateway at (the chart's serverless.scalerAddress)."""
+    for crd in keda.crd_files():
+        kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    names = [
+        f"crd/{crd.name.removeprefix('keda.sh_').removesuffix('.yaml')}.keda.sh" for crd in keda.crd_files()
+    ]
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", *names)
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": keda.NAMESPACE}}
+    kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(namespace))
+    create_restricted_namespace(kubeconfig, SYSTEM_NAMESPACE)  # before the chart: helm reuses it
+    apply_objects(kubeconfig, SYSTEM_NAMESPACE, [gateway_scaler_service()])
+    service = json.loads(
+        kubectl(kubeconfig, "get", "service", "-n", SYSTEM_NAMESPACE, GATEWAY_SCALER_SERVICE, "-o", "json")
+    )
+    try:
+        keda.start(root, kubeconfig, die_with_parent=die_with_parent)
+    except keda.KedaError as error:
+        raise StackError(str(error)) from None
+    return f"{service['spec']['clusterIP']}:{contract.SCALER_PORT}"
+
+
+# ---------------------------------------------------------------------------------------------
 # the chart
 
 
 STORAGE_SECRET = "sageport-model-storage"
 
 
-def local_values(refs: dict[str, str], s3: S3Server, prometheus_url: str | None = None) -> dict[str, Any]:
-    """Chart values for this machine: local images, chart pods and `local` variants on the real node,
-    and the operator's alarm source when the stack runs Prometheus."""
+def local_values(
+    refs: dict[str, str], s3: S3Server, prometheus_url: str | None = None, scaler_address: str | None = None
+) -> dict[str, Any]:
+    """Chart values for this machine: local images, chart pods, `local` and serverless variants on
+    the real node, the operator's alarm source when the stack runs Prometheus, and where KEDA
+    reaches the gateway's scaler when it runs."""
 
     def image(ref: str) -> dict[str, str]:
         repository, tag = ref.rsplit(":", 1)
@@ -287,6 +342,7 @@ def local_values(refs: dict[str, str], s3: S3Server, prometheus_url: str | None 
             **on_real_node,
         },
         "instanceTypes": {"extra": [LOCAL_INSTANCE_TYPE]},
+        "serverless": {**on_real_node, **({"scalerAddress": scaler_address} if scaler_address else {})},
     }
 
 
@@ -422,14 +478,16 @@ def prepare_namespace(
 
 
 def example_objects(directory: Path, *, instance_type: str = "local") -> list[dict[str, Any]]:
-    """An example's objects with every variant's instance type set to ``instance_type``."""
+    """An example's objects with every instance-based variant's instance type set to
+    ``instance_type`` (serverless variants have none: the chart's serverless placement applies)."""
     objects: list[dict[str, Any]] = []
     for path in sorted(directory.glob("*.yaml")):
         objects.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
     for obj in objects:
         if obj["kind"] == "EndpointConfig":
             for variant in obj["spec"]["productionVariants"]:
-                variant["instanceType"] = instance_type
+                if "serverlessConfig" not in variant:
+                    variant["instanceType"] = instance_type
     return objects
 
 

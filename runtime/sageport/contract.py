@@ -62,6 +62,21 @@ ANNOTATION_STAGES: Final = f"{API_GROUP}/stages"
 # The downward API file (in the router container) holding ANNOTATION_STAGES.
 STAGES_FILE: Final = "/etc/sageport/pod/stages"
 
+# --- serverless variants (KEDA) --------------------------------------------------------------
+# On an Endpoint: seconds without calls before a serverless variant's idle pods go (KEDA's
+# cooldownPeriod; the operator's default is SageMaker's idle period, 5 minutes).
+ANNOTATION_SERVERLESS_IDLE_SECONDS: Final = f"{API_GROUP}/serverless-idle-seconds"
+# The gateway's gRPC port for KEDA's external-push scaler (externalscaler.ExternalScaler).
+SCALER_PORT: Final = 9091
+SCALER_PORT_NAME: Final = "scaler"
+# The keys of the ScaledObject trigger's metadata (KEDA passes them to the scaler in every call):
+# which fleet the ScaledObject scales, as the gateway's route table knows it.
+SCALER_KEY_ENDPOINT: Final = "sageportEndpoint"  # the SageMaker name calls invoke
+SCALER_KEY_CONFIG: Final = "sageportEndpointConfig"  # the config_label of the fleet's EndpointConfig
+SCALER_KEY_VARIANT: Final = "sageportVariant"
+# The metric the gateway reports to KEDA (GetMetrics): calls in flight and held for the variant.
+SCALER_METRIC: Final = "sageport-concurrency"
+
 # --- the SageMaker control-plane API (awsJson 1.1) ---------------------------------------------
 # The header naming the operation ("SageMaker.CreateEndpoint"): the gateway sends POST / requests
 # carrying it to the control-plane API, which reads the operation from it.

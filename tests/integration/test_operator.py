@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sageport_dev import keda
 from sageport_dev.handle import KubeCluster
 from sageport_dev.processes import eventually
 from tests.integration.conftest import RunningOperator
@@ -198,20 +199,46 @@ def test_unknown_instance_type_fails_clearly(kube_cluster: KubeCluster, namespac
     assert not _children(kube_cluster, namespace, "iris")["deployments"]
 
 
-def test_serverless_variant_reports_not_supported(kube_cluster: KubeCluster, namespace: str) -> None:
-    docs = load_documents(EXAMPLES / "realtime-sklearn")
+def test_serverless_without_keda_says_so_and_proceeds_once_keda_is_installed(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    """The integration cluster has no KEDA: the Endpoint waits, naming it; with KEDA's CRDs
+    installed (as `make up` installs them) it proceeds by itself to InService at zero instances."""
+    docs = load_documents(EXAMPLES / "serverless")
     for doc in docs:
-        if doc["kind"] == "EndpointConfig":
-            variant = doc["spec"]["productionVariants"][0]
-            del variant["instanceType"], variant["initialInstanceCount"]
-            variant["serverlessConfig"] = {"memorySizeInMB": 2048, "maxConcurrency": 5}
-    apply(kube_cluster, docs, namespace)
-    endpoint = eventually(
-        lambda: (e := get(kube_cluster, "endpoints.sageport.io", namespace, "iris")) and condition(e) and e,
-        what="a Ready condition",
+        if doc["kind"] == "Endpoint":
+            doc["metadata"]["annotations"]["sageport.io/serverless-idle-seconds"] = "42"
+    if kube_cluster.kubectl("get", "crd", "scaledobjects.keda.sh", check=False).returncode != 0:
+        apply(kube_cluster, docs, namespace)
+        waiting = eventually(
+            lambda: (
+                (e := get(kube_cluster, "endpoints.sageport.io", namespace, "iris-serverless"))
+                and condition(e)
+                and e
+            ),
+            what="a Ready condition",
+        )
+        assert condition(waiting)["reason"] == "KedaNotInstalled"
+        assert waiting["status"]["endpointStatus"] == "Creating"
+        assert "need KEDA" in condition(waiting)["message"]
+        for crd in keda.crd_files():
+            kube_cluster.kubectl("apply", "--server-side", "-f", str(crd))
+    else:
+        apply(kube_cluster, docs, namespace)
+    endpoint = _in_service(kube_cluster, namespace, "iris-serverless", timeout=120)
+    (variant,) = endpoint["status"]["productionVariants"]
+    assert variant["desiredServerlessConfig"] == {"memorySizeInMB": 1024, "maxConcurrency": 20}
+    assert variant["currentServerlessConfig"] == variant["desiredServerlessConfig"]
+    assert variant["modelSetupTimeoutInSeconds"] == 240
+    (scaled,) = eventually(
+        lambda: get(kube_cluster, "scaledobjects.keda.sh", namespace), what="the ScaledObject"
     )
-    assert condition(endpoint)["reason"] == "NotSupported"
-    assert "not supported yet" in endpoint["status"]["failureReason"]
+    assert scaled["spec"]["minReplicaCount"] == 0
+    assert scaled["spec"]["cooldownPeriod"] == 42
+    assert (
+        scaled["spec"]["scaleTargetRef"]["name"]
+        == _children(kube_cluster, namespace, "iris-serverless")["deployments"][0]["metadata"]["name"]
+    )
 
 
 def test_fields_not_acted_on_are_warned_and_named_in_ready(kube_cluster: KubeCluster, namespace: str) -> None:

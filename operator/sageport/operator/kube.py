@@ -29,6 +29,7 @@ _PLURALS = {
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("batch/v1", "Job"): "jobs",  # a TransformJob's
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",  # serverless variants; needs KEDA
     (API_VERSION, "InstanceType"): Plural.INSTANCE_TYPES,  # cluster-scoped: the catalog sync
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from dataclasses import dataclass
 from typing import Any, cast
@@ -10,6 +11,7 @@ from typing import Any, cast
 import kopf
 
 from sageport import contract
+from sageport.api.v1alpha1 import Toleration
 from sageport.kubeclient import load_api_client
 from sageport.operator.alarms import prometheus_alarm_source
 from sageport.operator.kube import API_CLIENT_POOL_SIZE, KubernetesApi
@@ -36,6 +38,11 @@ class OperatorSettings:
     prometheus_url: str | None = None
     # SageMaker framework images (regex) -> the image that runs instead; the chart's operator.imageMap
     image_rules: tuple[ImageRule, ...] = ()
+    # Serverless variants: where their pods run (JSON node selector and tolerations list) and
+    # the gateway's external-push scaler address KEDA connects to.
+    serverless_node_selector: tuple[tuple[str, str], ...] = ()
+    serverless_tolerations: tuple[Toleration, ...] = ()
+    scaler_address: str = ""
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -50,6 +57,13 @@ class OperatorSettings:
             catalog_path=env.get("SAGEPORT_CATALOG_PATH") or None,
             prometheus_url=env.get(contract.PROMETHEUS_URL_ENV, "").strip() or None,
             image_rules=parse_image_map(env.get(IMAGE_MAP_ENV, "")),
+            serverless_node_selector=tuple(
+                sorted(_json_env(env, "SAGEPORT_SERVERLESS_NODE_SELECTOR", dict).items())
+            ),
+            serverless_tolerations=tuple(
+                Toleration.model_validate(t) for t in _json_env(env, "SAGEPORT_SERVERLESS_TOLERATIONS", list)
+            ),
+            scaler_address=env.get("SAGEPORT_SCALER_ADDRESS", "").strip(),
         )
 
     def render_settings(self) -> RenderSettings:
@@ -61,7 +75,19 @@ class OperatorSettings:
             storage_secret=self.storage_secret,
             tolerate_taints=self.tolerate_taints,
             image_rules=self.image_rules,
+            serverless_node_selector=self.serverless_node_selector,
+            serverless_tolerations=self.serverless_tolerations,
+            scaler_address=self.scaler_address,
         )
+
+
+def _json_env(env: os._Environ[str], name: str, kind: type[Any]) -> Any:
+    """A JSON object or list from ``name`` (empty when unset); a malformed one stops the operator."""
+    text = env.get(name, "").strip()
+    value = json.loads(text) if text else kind()
+    if not isinstance(value, kind):
+        raise ValueError(f"{name} must be a JSON {kind.__name__}, got {text!r}")
+    return value
 
 
 class _NoDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):

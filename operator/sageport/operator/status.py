@@ -25,7 +25,7 @@ from sageport.api.v1alpha1.endpoint import (
     TrafficShift,
     VariantStatus,
 )
-from sageport.api.v1alpha1.endpoint_config import RoutingConfig
+from sageport.api.v1alpha1.endpoint_config import RoutingConfig, ServerlessConfig
 from sageport.contract import EndpointStatus as State
 from sageport.contract import RoutingStrategy
 from sageport.operator.render.images import ResolvedImage
@@ -63,6 +63,8 @@ class VariantPlan:
     # Serial pipeline: its stages' hostnames, in the order a call goes through them (None otherwise)
     pipeline_hostnames: tuple[str, ...] | None = None
     multi_model: bool = False  # a multi-model variant: calls name a TargetModel
+    serverless: ServerlessConfig | None = None  # a serverless variant: KEDA owns its count, from 0
+    model_setup_seconds: int | None = None  # serverless: how long the gateway holds a call at zero
 
 
 @dataclass(frozen=True)
@@ -456,6 +458,10 @@ def _wanted(plan: VariantPlan, obs: VariantObservation) -> int:
 
 
 def _variant_ready(plan: VariantPlan, obs: VariantObservation) -> bool:
+    if plan.serverless is not None:
+        # Serverless: in service at zero instances; the gateway holds calls while one starts.
+        # Only a pod that cannot run (a failure, unschedulable) says otherwise.
+        return obs.failure is None and obs.unschedulable is None
     return obs.ready_instances >= max(1, _wanted(plan, obs))
 
 
@@ -483,6 +489,9 @@ def _variant_summary(
         container_hostnames=list(plan.container_hostnames) if plan.container_hostnames is not None else None,
         pipeline_hostnames=list(plan.pipeline_hostnames) if plan.pipeline_hostnames is not None else None,
         multi_model=True if plan.multi_model else None,
+        current_serverless_config=plan.serverless if ready else None,
+        desired_serverless_config=plan.serverless,
+        model_setup_timeout_in_seconds=plan.model_setup_seconds,
     )
 
 

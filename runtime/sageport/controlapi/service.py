@@ -445,7 +445,14 @@ class ControlApi:
             raise errors.validation(
                 f'Cannot update in-progress endpoint "{caller.account.arn(ENDPOINT, name)}".'
             )
-        self._require(ENDPOINT_CONFIG, caller, request["EndpointConfigName"])
+        config = self._require(ENDPOINT_CONFIG, caller, request["EndpointConfigName"])
+        converted = _real_time_made_serverless(endpoint, config)
+        if converted:
+            raise errors.validation(
+                f"Cannot update endpoint {name}: EndpointConfig {request['EndpointConfigName']} makes "
+                f"real-time variant(s) {', '.join(converted)} serverless; a real-time variant cannot be "
+                "converted to serverless. Create a new endpoint instead."
+            )
         deployment = spec.get("deploymentConfig")
         if deployment is None and request.get("RetainDeploymentConfig"):
             deployment = endpoint.get("spec", {}).get("deploymentConfig")
@@ -697,3 +704,14 @@ __all__ = [
     "Writer",
     "region_of",
 ]
+
+
+def _real_time_made_serverless(endpoint: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+    """The variants a new config makes serverless that serve real-time now (SageMaker refuses
+    that conversion; serverless -> real-time is allowed)."""
+    serving = (endpoint.get("status") or {}).get("productionVariants") or []
+    real_time = {v.get("variantName") for v in serving if not v.get("desiredServerlessConfig")}
+    wanted = (config.get("spec") or {}).get("productionVariants") or []
+    return sorted(
+        v["variantName"] for v in wanted if v.get("serverlessConfig") and v.get("variantName") in real_time
+    )

@@ -25,6 +25,7 @@ from sageport.contract import (
     SERVING_STATUSES,
 )
 from sageport.gateway import errors
+from sageport.gateway.activator import Activator
 from sageport.gateway.auth import Authenticator
 from sageport.gateway.capture import DataCapture
 from sageport.gateway.invocation import (
@@ -45,6 +46,7 @@ from sageport.gateway.routing import (
     choose_instance,
     choose_shadows,
     route,
+    serverless_target,
 )
 from sageport.gateway.shadow import ShadowCopies
 from sageport.net import awserrors, eventstream
@@ -130,6 +132,9 @@ class Gateway:
         self.control_api: ControlApiHandler | None = None
         self._request_ids = RequestIds()
         self._targets: dict[str, Target] = {}
+        # Serverless variants: calls held while KEDA scales from zero, demand reported to it.
+        self.activator = Activator()
+        table.changed = self.activator.routes_changed
         metrics.count_instances(table.instance_counts)
         self.shadow_copies = ShadowCopies(
             settings.max_shadow_copies, lambda e, v: metrics.shadow_copies_dropped.labels(e, v).inc()
@@ -263,9 +268,52 @@ class Gateway:
         if endpoint.status not in SERVING_STATUSES and self.refresh_endpoint and endpoint.namespace:
             await self.refresh_endpoint(endpoint.namespace, name)
             endpoint = self.table.lookup(name) or endpoint
+        serverless = serverless_target(endpoint, invocation.target_variant, self.rng.random())
+        if serverless is not None:
+            return await self._invoke_serverless(
+                endpoint, serverless, invocation, body, sink, request_id, started
+            )
+        return await self._send(
+            endpoint, invocation.target_variant, invocation, body, sink, request_id, started
+        )
+
+    async def _invoke_serverless(
+        self, endpoint: Endpoint, variant: Variant, invocation: Invocation, body: bytes, sink: StreamSink,
+        request_id: str, started: float,
+    ) -> Response | None:  # fmt: skip
+        """A serverless variant's call: throttled above maxConcurrency in flight (held calls
+        count), held while the variant has no ready pod (KEDA is told at once), then sent."""
+        limits = variant.serverless
+        assert limits is not None
+        key = (endpoint.namespace or "", endpoint.name, variant.config, variant.name)
+        with self.activator.admit(key, limits.max_concurrency):
+            if not variant.instances:
+                held = time.perf_counter()
+
+                def ready() -> bool:
+                    current = self.table.lookup(endpoint.name)
+                    found = current.variant(variant.name) if current is not None else None
+                    return found is not None and bool(found.instances)
+
+                if not await self.activator.wait_ready(key, ready, limits.setup_seconds):
+                    raise errors.model_not_ready(
+                        f"No instance of serverless variant {variant.name} of endpoint {endpoint.name} "
+                        f"became ready within {limits.setup_seconds:g} s (its model setup timeout, "
+                        "containerStartupHealthCheckTimeoutInSeconds); retry the request."
+                    )
+                self.metrics.model_setup_time.labels(endpoint.name, variant.name).observe(
+                    time.perf_counter() - held
+                )
+                endpoint = self.table.lookup(endpoint.name) or endpoint
+            return await self._send(endpoint, variant.name, invocation, body, sink, request_id, started)
+
+    async def _send(
+        self, endpoint: Endpoint, target_variant: str | None, invocation: Invocation, body: bytes,
+        sink: StreamSink, request_id: str, started: float,
+    ) -> Response | None:  # fmt: skip
         chosen = route(
             endpoint,
-            invocation.target_variant,
+            target_variant,
             invocation.target_container,
             self.rng,
             invocation.target_model,

@@ -16,11 +16,18 @@ from sageport.contract import RoutingStrategy
 from sageport.gateway.auth import AccessKey
 from sageport.gateway.capture import settings_from_config
 from sageport.gateway.invocation import ENDPOINT_NAME_PATTERN
-from sageport.gateway.routing import EndpointSpec, VariantSpec
+from sageport.gateway.routing import EndpointSpec, Serverless, VariantSpec
 
 
 class ConfigError(ValueError):
     pass
+
+
+class _ServerlessFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    max_concurrency: int = Field(alias="maxConcurrency", ge=1, le=200)
+    model_setup_timeout_in_seconds: float = Field(default=240.0, alias="modelSetupTimeoutInSeconds", gt=0)
 
 
 class _VariantFile(BaseModel):
@@ -34,6 +41,9 @@ class _VariantFile(BaseModel):
     )
     container_hostnames: list[str] | None = Field(default=None, alias="containerHostnames")
     multi_model: bool = Field(default=False, alias="multiModel")  # calls name a TargetModel
+    # A serverless variant: calls beyond maxConcurrency are throttled, and a call finding no
+    # backend is held up to modelSetupTimeoutInSeconds (KEDA is told through --scaler-port).
+    serverless: _ServerlessFile | None = None
 
     @field_validator("backends")
     @classmethod
@@ -90,6 +100,11 @@ def _variant_spec(variant: _VariantFile) -> VariantSpec:
         strategy=variant.routing_strategy,
         container_hostnames=frozenset(hostnames) if hostnames is not None else None,
         multi_model=variant.multi_model,
+        serverless=Serverless(
+            variant.serverless.max_concurrency, variant.serverless.model_setup_timeout_in_seconds
+        )
+        if variant.serverless is not None
+        else None,
     )
 
 

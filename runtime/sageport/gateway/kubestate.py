@@ -19,11 +19,16 @@ from sageport import contract
 from sageport.contract import RoutingStrategy
 from sageport.gateway.auth import AccessKey
 from sageport.gateway.capture import CaptureSettings, settings_from_summary
-from sageport.gateway.routing import EndpointSpec, VariantSpec
+from sageport.gateway.routing import EndpointSpec, Serverless, VariantSpec
 
 ObjectKey = tuple[str, str]  # (namespace, name)
-# (config label, variant name, weight, routing strategy, container hostnames or None, multi-model)
-VariantRow = tuple[str, str, float, RoutingStrategy, frozenset[str] | None, bool]
+# (config label, variant name, weight, routing strategy, container hostnames or None, multi-model,
+# serverless limits or None)
+VariantRow = tuple[str, str, float, RoutingStrategy, frozenset[str] | None, bool, Serverless | None]
+
+# SageMaker's default of containerStartupHealthCheckTimeoutInSeconds: a held call's wait when the
+# status does not say (an operator older than serverless support).
+_DEFAULT_SETUP_SECONDS = 240.0
 
 
 @dataclass(frozen=True)
@@ -115,9 +120,24 @@ def _variants(config: Any, summaries: Any, *, shifted: bool) -> list[VariantRow]
                 _strategy(variant),
                 frozenset(str(host) for host in hostnames) if isinstance(hostnames, list) else None,
                 variant.get("multiModel") is True,
+                _serverless(variant),
             )
         )
     return variants
+
+
+def _serverless(variant: Mapping[str, Any]) -> Serverless | None:
+    """A serverless variant's limits from its summary (desiredServerlessConfig: the config being
+    served, reported from the start, while currentServerlessConfig waits for the fleet)."""
+    config = _mapping(variant.get("desiredServerlessConfig") or variant.get("currentServerlessConfig"))
+    concurrency = config.get("maxConcurrency")
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        return None
+    setup = variant.get("modelSetupTimeoutInSeconds")
+    seconds = (
+        float(setup) if isinstance(setup, int | float) and not isinstance(setup, bool) and setup > 0 else None
+    )
+    return Serverless(concurrency, seconds or _DEFAULT_SETUP_SECONDS)
 
 
 def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
@@ -150,11 +170,11 @@ def _shadows(status: Mapping[str, Any]) -> list[VariantRow]:
         if isinstance(desired, int | float) and not isinstance(desired, bool):
             production += float(desired)
     shadows = []
-    for config, name, weight, strategy, hostnames, multi_model in _variants(
+    for config, name, weight, strategy, hostnames, multi_model, serverless in _variants(
         status.get("endpointConfigName"), status.get("shadowProductionVariants"), shifted=False
     ):
         fraction = min(weight / production, 1.0) if production > 0 else 1.0
-        shadows.append((config, name, fraction, strategy, hostnames, multi_model))
+        shadows.append((config, name, fraction, strategy, hostnames, multi_model, serverless))
     return shadows
 
 
@@ -217,12 +237,12 @@ def build_routes(
         # By object identity only: the invoke name may be another object's name in the namespace.
         def spec(
             config: str, name: str, weight: float, strategy: RoutingStrategy, hostnames: frozenset[str] | None,
-            multi_model: bool, endpoint: EndpointObject = endpoint,
+            multi_model: bool, serverless: Serverless | None, endpoint: EndpointObject = endpoint,
         ) -> VariantSpec:  # fmt: skip
             fleet = (endpoint.namespace, endpoint.object_name, config, name)
             return VariantSpec(
                 name, weight, tuple(dict.fromkeys(backends.get(fleet, ()))), strategy, hostnames, config,
-                multi_model,
+                multi_model, serverless,
             )  # fmt: skip
 
         variants = tuple(spec(*variant) for variant in endpoint.variants)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from sageport import contract
 from sageport.controlapi.http import ControlApiServer
 from sageport.gateway import config, logs
 from sageport.gateway.app import Gateway, Settings
@@ -95,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="seconds to keep serving after SIGTERM with /ping failing, so load balancers and "
         "EndpointSlices stop sending first (Kubernetes: about 5; default 0)",
+    )
+    parser.add_argument(
+        "--scaler-port",
+        type=int,
+        help="serve KEDA's external-push scaler (gRPC) on this port, for serverless "
+        f"variants (the chart's is {contract.SCALER_PORT}; default: none)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -238,6 +245,12 @@ async def serve(args: argparse.Namespace) -> None:
         metrics_server = await loop.create_server(
             lambda: HttpProtocol(metrics_state), args.host, args.metrics_port, reuse_address=True
         )
+    scaler = None
+    if args.scaler_port is not None:
+        from sageport.gateway.activator import start_scaler
+
+        scaler = await start_scaler(gateway.activator, args.host, args.scaler_port)
+        log.info("KEDA external-push scaler listening on %s:%d", args.host, args.scaler_port)
     log.info(
         "gateway listening on %s:%d (%s mode, auth %s, %d endpoints)",
         args.host,
@@ -269,6 +282,8 @@ async def serve(args: argparse.Namespace) -> None:
         metrics_server.close()
         await metrics_state.drain(1.0)
     await state.drain(args.drain_timeout)
+    if scaler is not None:
+        await scaler.stop(1.0)
     await capture.close(last_flush_seconds=5.0)
     await gateway.close()
     for close in closers:

@@ -80,6 +80,14 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
+        self.model_setup_time = Histogram(
+            "sageport_model_setup_time_seconds",
+            "Serverless variants: how long a call was held while the variant scaled from zero, until a "
+            "pod was ready (ModelSetupTime, the cold start).",
+            _LABELS,
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.overhead_latency = Histogram(
             "sageport_overhead_latency_seconds",
             "Time spent in the gateway: total minus model latency (OverheadLatency).",

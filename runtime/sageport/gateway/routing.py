@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -53,6 +53,15 @@ class Instance:
 
 
 @dataclass(frozen=True)
+class Serverless:
+    """A serverless variant's limits, from its status: calls above ``max_concurrency`` in flight
+    are throttled; a call held at zero instances waits ``setup_seconds`` for a ready pod."""
+
+    max_concurrency: int
+    setup_seconds: float
+
+
+@dataclass(frozen=True)
 class VariantSpec:
     """What a watcher or a routes file says about a variant (no runtime state)."""
 
@@ -63,6 +72,7 @@ class VariantSpec:
     container_hostnames: frozenset[str] | None = None
     config: str = ""  # the config_label of the EndpointConfig whose fleet it is ("" standalone)
     multi_model: bool = False  # a multi-model endpoint's variant: calls name a TargetModel
+    serverless: Serverless | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,7 @@ class Variant:
     metrics: object = None
     config: str = ""
     multi_model: bool = False
+    serverless: Serverless | None = None
 
 
 @dataclass
@@ -112,7 +123,10 @@ def choose_variant(variants: Sequence[Variant], draw: float) -> Variant | None:
     Variants without instances are left out so that a variant scaling up or rolling out does not
     turn into errors; if all remaining weights are zero, traffic is split evenly.
     """
-    candidates = [variant for variant in variants if variant.instances]
+    return _by_weight([variant for variant in variants if variant.instances], draw)
+
+
+def _by_weight(candidates: Sequence[Variant], draw: float) -> Variant | None:
     if not candidates:
         return None
     total = sum(max(variant.weight, 0.0) for variant in candidates)
@@ -125,6 +139,20 @@ def choose_variant(variants: Sequence[Variant], draw: float) -> Variant | None:
         if threshold < running:
             return variant
     return candidates[-1]
+
+
+def serverless_target(endpoint: Endpoint, target_variant: str | None, draw: float) -> Variant | None:
+    """The serverless variant a call goes to, ready pods or not (the gateway then holds the call
+    while it has none), or None when the call is routed as usual. Serverless endpoints have one
+    variant in SageMaker; with several, all serverless, the weights choose among them all."""
+    if target_variant is not None:
+        chosen = endpoint.variant(target_variant)
+        return chosen if chosen is not None and chosen.serverless is not None else None
+    variants = endpoint.variants
+    if not variants or any(v.serverless is None for v in variants):
+        return None
+    # Some with ready pods: as choose_variant. None: by weight among all, to be woken.
+    return _by_weight([v for v in variants if v.instances] or variants, draw)
 
 
 def choose_shadows(shadows: Sequence[Variant], rng: random.Random) -> list[Variant]:
@@ -268,6 +296,7 @@ class RouteTable:
         self._endpoints: dict[str, Endpoint] = {}
         self._instances: dict[str, Instance] = {}
         self._metrics_slots: dict[tuple[str, str, str], object] = {}
+        self.changed: Callable[[], None] | None = None  # called after every replace
 
     def lookup(self, name: str) -> Endpoint | None:
         return self._endpoints.get(name)
@@ -293,6 +322,8 @@ class RouteTable:
             )
         self._instances = instances
         self._endpoints = endpoints
+        if self.changed is not None:
+            self.changed()
 
     def _variant(self, endpoint: str, spec: VariantSpec, instances: dict[str, Instance]) -> Variant:
         members = []
@@ -310,6 +341,7 @@ class RouteTable:
             metrics=self._metrics_slots.get((endpoint, spec.config, spec.name)),
             config=spec.config,
             multi_model=spec.multi_model,
+            serverless=spec.serverless,
         )
 
     def remember_metrics(self, endpoint: str, variant: Variant, slot: object) -> None:

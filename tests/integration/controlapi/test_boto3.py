@@ -508,3 +508,29 @@ def test_transform_jobs_create_describe_list_stop_and_wait(
     completed = sagemaker.list_transform_jobs(StatusEquals="Completed")["TransformJobSummaries"]
     assert [j["TransformJobName"] for j in completed] == ["Done"]
     assert completed[0]["LastModifiedTime"] == completed[0]["TransformEndTime"]
+
+
+def test_update_endpoint_refuses_to_make_a_real_time_variant_serverless(
+    sagemaker: Any, namespace: str
+) -> None:
+    from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+    sagemaker.create_model(
+        ModelName="Conv", PrimaryContainer={"ModelDataUrl": "s3://sageport-models/c.tar.gz"}
+    )
+    sagemaker.create_endpoint_config(EndpointConfigName="conv-rt", ProductionVariants=[_variant("Conv")])
+    serverless = {
+        "VariantName": "AllTraffic",
+        "ModelName": "Conv",
+        "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 2},
+    }
+    sagemaker.create_endpoint_config(EndpointConfigName="conv-sl", ProductionVariants=[serverless])
+    sagemaker.create_endpoint(EndpointName="Conv", EndpointConfigName="conv-rt")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="Conv", WaiterConfig=WAIT)
+    with pytest.raises(ClientError) as refused:
+        sagemaker.update_endpoint(EndpointName="Conv", EndpointConfigName="conv-sl")
+    error = refused.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert "real-time variant(s) AllTraffic" in error["Message"]
+    assert sagemaker.describe_endpoint(EndpointName="Conv")["EndpointConfigName"] == "conv-rt"
+    sagemaker.delete_endpoint(EndpointName="Conv")

@@ -124,6 +124,18 @@ def test_variant_needs_instances_or_serverless_not_both() -> None:
     assert "replaces instanceType" in _error(EndpointConfig, _config(both))
 
 
+def test_serverless_variants_have_no_gpu() -> None:
+    gpu = {
+        "variantName": "s",
+        "modelName": "m",
+        "acceleratorType": "ml.eia2.medium",
+        "serverlessConfig": {"memorySizeInMB": 1024, "maxConcurrency": 1},
+    }
+    message = _error(EndpointConfig, _config(gpu))
+    assert "serverless variants have no GPU" in message
+    assert "acceleratorType" in message
+
+
 def test_containers_at_most_fifteen_and_direct_needs_hostnames() -> None:
     containers = [{"image": "x"}] * 16
     body = {"kind": "Model", "metadata": {"name": "m"}, "spec": {"containers": containers}}

@@ -46,6 +46,7 @@ OPERATOR_NAMESPACED_RULES = [
     _rule([""], ["services"], OWN),
     _rule(["policy"], ["poddisruptionbudgets"], OWN),
     _rule(["autoscaling"], ["horizontalpodautoscalers"], OWN),
+    _rule(["keda.sh"], ["scaledobjects"], OWN),  # serverless variants
     _rule([""], ["pods"], ["list", "create", "patch", "delete"]),
     _rule([""], ["events"], ["create"]),
 ]
@@ -489,7 +490,7 @@ def test_gateway_runs_in_kubernetes_mode_from_the_runtime_image() -> None:
     assert args.namespace == []
     assert args.system_namespace == NAMESPACE
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": args.port, "metrics": args.metrics_port}
+    assert ports == {"http": args.port, "metrics": args.metrics_port, "scaler": args.scaler_port}
     assert container["readinessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
     assert container["livenessProbe"]["tcpSocket"] == {"port": "http"}
     # SIGTERM: /ping fails, serving goes on for the shutdown delay, then in-flight requests drain.
@@ -497,10 +498,36 @@ def test_gateway_runs_in_kubernetes_mode_from_the_runtime_image() -> None:
     assert pod["terminationGracePeriodSeconds"] > args.shutdown_delay + args.drain_timeout
     service = rendered.get("Service", GATEWAY)
     assert service["spec"]["type"] == "ClusterIP"
-    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {"name": "scaler", "port": args.scaler_port, "targetPort": "scaler", "protocol": "TCP"},  # KEDA
+    ]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(args.metrics_port)
+
+
+def test_serverless_placement_and_the_scaler_address_reach_the_operator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = {e["name"]: e.get("value") for e in _container(render(), OPERATOR)["env"]}
+    assert env["SAGEPORT_SCALER_ADDRESS"] == f"{GATEWAY}.{NAMESPACE}.svc:9091"
+    assert "SAGEPORT_SERVERLESS_NODE_SELECTOR" not in env
+    rendered = render(
+        "--set-json",
+        'serverless={"nodeSelector":{"pool":"serverless"},"tolerations":[{"key":"t","operator":"Exists"}],'
+        '"scalerAddress":"10.0.0.7:9091"}',
+    )
+    env = {e["name"]: e.get("value") for e in _container(rendered, OPERATOR)["env"]}
+    assert json.loads(env["SAGEPORT_SERVERLESS_NODE_SELECTOR"]) == {"pool": "serverless"}
+    assert json.loads(env["SAGEPORT_SERVERLESS_TOLERATIONS"]) == [{"key": "t", "operator": "Exists"}]
+    assert env["SAGEPORT_SCALER_ADDRESS"] == "10.0.0.7:9091"
+    for name, value in env.items():  # read back by the operator's own settings loader
+        monkeypatch.setenv(name, value or "")
+    settings = OperatorSettings.from_env().render_settings()
+    assert settings.serverless_node_selector == (("pool", "serverless"),)
+    assert [t.to_k8s() for t in settings.serverless_tolerations] == [{"key": "t", "operator": "Exists"}]
+    assert settings.scaler_address == "10.0.0.7:9091"
 
 
 def test_gateway_service_type_placement_and_grace_follow_the_values() -> None:

@@ -17,6 +17,7 @@ from sageport.gateway.kubestate import (
     parse_endpoint,
     parse_endpoint_slice,
 )
+from sageport.gateway.routing import Serverless
 
 
 def endpoint(
@@ -75,6 +76,37 @@ def test_endpoint_status_to_variants() -> None:
     multi = parse_endpoint(endpoint("n", "e", productionVariants=[{"variantName": "A", "multiModel": True}]))
     assert multi.variants[0][5] is True
     assert parse_endpoint({"metadata": {"name": "x"}}).status == "Creating"
+
+
+def test_serverless_limits_come_from_the_variant_status() -> None:
+    parsed = parse_endpoint(
+        endpoint(
+            "n",
+            "e",
+            endpointStatus="InService",
+            productionVariants=[
+                {
+                    "variantName": "S",
+                    "desiredServerlessConfig": {"memorySizeInMB": 1024, "maxConcurrency": 7},
+                    "modelSetupTimeoutInSeconds": 90,
+                },
+                {
+                    "variantName": "Old",
+                    "desiredServerlessConfig": {"memorySizeInMB": 1024, "maxConcurrency": 3},
+                },
+                {"variantName": "R", "currentInstanceCount": 1},
+                {"variantName": "Bad", "desiredServerlessConfig": {"maxConcurrency": "many"}},
+            ],
+        )
+    )
+    assert [row[6] for row in parsed.variants] == [
+        Serverless(7, 90.0),
+        Serverless(3, 240.0),  # no setup timeout in the status: SageMaker's default
+        None,
+        None,
+    ]
+    specs, _ = build_routes([parsed], [])
+    assert specs[0].variants[0].serverless == Serverless(7, 90.0)
 
 
 def test_spec_endpoint_name_is_the_invoke_name() -> None:

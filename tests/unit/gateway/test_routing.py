@@ -12,12 +12,14 @@ from sageport.gateway.routing import (
     Instance,
     RouteTable,
     RoutingStrategy,
+    Serverless,
     Variant,
     VariantSpec,
     choose_instance,
     choose_shadows,
     choose_variant,
     route,
+    serverless_target,
 )
 from sageport.net.awserrors import ApiError
 
@@ -186,3 +188,36 @@ def test_target_model_errors(multi_model: bool, target: str | None, message: str
         route(endpoint, None, None, random.Random(1), target)
     assert (raised.value.code, raised.value.status) == ("ValidationError", 400)
     assert message in raised.value.message
+
+
+def _serverless_table(*backends: str, realtime: bool = False) -> RouteTable:
+    limits = Serverless(max_concurrency=5, setup_seconds=60.0)
+    variants = [VariantSpec("S", 1.0, tuple(backends), serverless=limits)]
+    if realtime:
+        variants.append(VariantSpec("R", 1.0, ("http://r:8080",)))
+    table = RouteTable()
+    table.replace([EndpointSpec("sl", tuple(variants))])
+    return table
+
+
+def test_a_serverless_variant_at_zero_is_the_target_to_wake() -> None:
+    endpoint = _serverless_table().lookup("sl")
+    assert endpoint is not None
+    chosen = serverless_target(endpoint, None, 0.3)
+    assert chosen is not None
+    assert (chosen.name, chosen.instances) == ("S", [])
+    assert serverless_target(endpoint, "S", 0.3) is chosen
+    mixed = _serverless_table(realtime=True).lookup("sl")
+    assert mixed is not None
+    assert serverless_target(mixed, None, 0.3) is None  # routed as usual, to the real-time variant
+    assert serverless_target(mixed, "R", 0.3) is None
+
+
+def test_the_table_tells_a_listener_when_it_changes() -> None:
+    table = _serverless_table()
+    seen: list[int] = []
+    table.changed = lambda: seen.append(
+        len((table.lookup("sl") or Endpoint("", "", None)).variants[0].instances)
+    )
+    table.replace([EndpointSpec("sl", (VariantSpec("S", 1.0, ("http://s:8080",)),))])
+    assert seen == [1]

@@ -40,20 +40,11 @@ def test_rows_that_need_a_reason_give_one() -> None:
             assert row.note, row
 
 
-@pytest.mark.parametrize("example", ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling"])
+@pytest.mark.parametrize(
+    "example", ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling", "serverless"]
+)
 def test_examples_are_admitted_with_nothing_to_warn_about(example: str) -> None:
     assert _admit(load_documents(EXAMPLES / example)) == Admission(None, ())
-
-
-def test_serverless_variant_is_refused_naming_the_field() -> None:
-    docs = load_documents(EXAMPLES / "realtime-sklearn")
-    variant = kind(docs, "EndpointConfig")["spec"]["productionVariants"][0]
-    del variant["instanceType"], variant["initialInstanceCount"]
-    variant["serverlessConfig"] = {"memorySizeInMB": 2048, "maxConcurrency": 10}
-    problem = _refusal(docs)
-    assert problem.message.startswith(
-        "EndpointConfig.productionVariants[AllTraffic].serverlessConfig is not supported yet"
-    )
 
 
 def test_async_inference_is_refused_naming_the_field() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sageport.api.v1alpha1 import Toleration
 from sageport.operator.reconcile.admit import admit
 from sageport.operator.reconcile.plan import EndpointPlan, plan_endpoint
 from sageport.operator.render import RenderSettings, child_name, variant_children
@@ -31,9 +32,16 @@ GOLDEN_EXAMPLES = [
     "multi-container-direct",
     "serial-pipeline",
     "multi-model",
+    "serverless",
 ]
 SETTINGS = RenderSettings(
-    runtime_image="sageport/runtime:test", storage_env=(("AWS_ENDPOINT_URL", "http://s3:9000"),)
+    runtime_image="sageport/runtime:test",
+    storage_env=(("AWS_ENDPOINT_URL", "http://s3:9000"),),
+    serverless_node_selector=(("example.com/pool", "serverless"),),
+    serverless_tolerations=(
+        Toleration(key="example.com/serverless", operator="Exists", effect="NoSchedule"),
+    ),
+    scaler_address="sageport-gateway.sageport-system.svc:9091",
 )
 
 
@@ -180,14 +188,92 @@ def test_unknown_instance_type_fails_with_what_to_do() -> None:
     assert "kubectl get instancetypes" in problem.message
 
 
-def test_serverless_variant_is_not_supported_yet() -> None:
-    docs = load_documents(EXAMPLES / "realtime-sklearn")
-    variant = _kind(docs, "EndpointConfig")["spec"]["productionVariants"][0]
-    del variant["instanceType"], variant["initialInstanceCount"]
-    variant["serverlessConfig"] = {"memorySizeInMB": 2048, "maxConcurrency": 10}
+def _serverless(memory: int = 2048, **extra: Any) -> list[dict[str, Any]]:
+    docs = load_documents(EXAMPLES / "serverless")
+    config = _kind(docs, "EndpointConfig")["spec"]["productionVariants"][0]["serverlessConfig"]
+    config.update(memorySizeInMB=memory, **extra)
+    return docs
+
+
+def _scaled_object(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(m for m in _children(_resolve(docs)) if m["kind"] == "ScaledObject")
+
+
+@pytest.mark.parametrize(("memory", "cpu"), [(1024, "500m"), (2048, "1000m"), (6144, "3000m")])
+def test_a_serverless_pod_gets_its_memory_and_cpu_in_proportion(memory: int, cpu: str) -> None:
+    deployment = next(m for m in _children(_resolve(_serverless(memory))) if m["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    model = next(c for c in pod["containers"] if c["name"] == "model")
+    assert model["resources"]["requests"] == {"cpu": cpu, "memory": f"{memory}Mi"}
+    assert not any("gpu" in key for key in model["resources"]["limits"])
+    assert "replicas" not in deployment["spec"]  # KEDA owns the count
+    assert pod["nodeSelector"] == {"example.com/pool": "serverless"}
+    assert {"key": "example.com/serverless", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+
+
+def test_a_serverless_variant_scales_to_zero_without_provisioned_concurrency() -> None:
+    spec = _scaled_object(_serverless(maxConcurrency=20))["spec"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["cooldownPeriod"]) == (0, 5, 300)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "external-push"
+    assert trigger["metadata"]["scalerAddress"] == SETTINGS.scaler_address
+    assert trigger["metadata"]["sageportEndpoint"] == "iris-serverless"
+    assert trigger["metadata"]["sageportVariant"] == "AllTraffic"
+
+
+def test_provisioned_concurrency_keeps_pods_warm_and_the_annotation_sets_the_idle_period() -> None:
+    docs = _serverless(maxConcurrency=10, provisionedConcurrency=5)
+    _kind(docs, "Endpoint")["metadata"]["annotations"]["sageport.io/serverless-idle-seconds"] = "30"
+    spec = _scaled_object(docs)["spec"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["cooldownPeriod"]) == (2, 3, 30)
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "1.5"])
+def test_a_bad_idle_annotation_is_refused_naming_it(value: str) -> None:
+    docs = _serverless()
+    _kind(docs, "Endpoint")["metadata"]["annotations"]["sageport.io/serverless-idle-seconds"] = value
     problem = _problem(docs)
-    assert problem.reason == "NotSupported"
-    assert "serverlessConfig is not supported yet" in problem.message
+    assert (problem.reason, problem.terminal) == ("InvalidSpec", True)
+    assert "sageport.io/serverless-idle-seconds" in problem.message
+
+
+def test_autoscaling_a_serverless_variant_is_refused() -> None:
+    docs = _serverless()
+    _kind(docs, "Endpoint")["spec"]["autoScaling"] = [
+        {"variantName": "AllTraffic", "minInstanceCount": 1, "maxInstanceCount": 2}
+    ]
+    problem = _problem(docs)
+    assert problem.reason == "InvalidSpec"
+    assert "serverless" in problem.message
+
+
+def test_converting_a_real_time_variant_to_serverless_is_refused_naming_it() -> None:
+    docs = _serverless()
+    endpoint = _kind(docs, "Endpoint")
+    endpoint["status"] = {
+        "endpointConfigName": "iris-realtime-config",
+        "productionVariants": [{"variantName": "AllTraffic", "currentInstanceCount": 1}],
+    }
+    problem = _problem(docs)
+    assert (problem.reason, problem.terminal) == ("ValidationError", True)
+    assert "real-time variant(s) AllTraffic" in problem.message
+    assert "iris-realtime-config" in problem.message
+
+
+def test_serverless_to_serverless_updates_are_admitted() -> None:
+    docs = _serverless()
+    _kind(docs, "Endpoint")["status"] = {
+        "endpointConfigName": "older-serverless-config",
+        "productionVariants": [
+            {
+                "variantName": "AllTraffic",
+                "desiredServerlessConfig": {"memorySizeInMB": 1024, "maxConcurrency": 1},
+            }
+        ],
+    }
+    assert isinstance(_resolve(docs), EndpointPlan)
 
 
 def test_autoscaling_for_a_variant_the_config_lacks() -> None:

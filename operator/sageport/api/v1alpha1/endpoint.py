@@ -235,6 +235,14 @@ class ProductionVariantSummary(ApiModel):
         default=None,
         description="sageport extra: true on a multi-model variant, whose calls must name a TargetModel.",
     )
+    model_setup_timeout_in_seconds: int | None = Field(
+        default=None,
+        description=(
+            "sageport extra, serverless variants: how long the gateway holds a call while the variant "
+            "scales from zero (the variant's containerStartupHealthCheckTimeoutInSeconds) before "
+            "answering ModelNotReadyException."
+        ),
+    )
 
 
 class TrafficShift(ApiModel):

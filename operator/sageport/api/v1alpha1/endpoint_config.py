@@ -93,6 +93,11 @@ class ProductionVariant(ApiModel):
                     f"variant {self.variant_name}: serverlessConfig replaces instanceType and "
                     "initialInstanceCount; set one or the other"
                 )
+            if self.accelerator_type is not None:
+                raise ValueError(
+                    f"variant {self.variant_name}: serverless variants have no GPU or accelerator; "
+                    "remove acceleratorType (or use instanceType with a GPU instance type)"
+                )
         elif self.instance_type is None or self.initial_instance_count is None:
             raise ValueError(
                 f"variant {self.variant_name}: set instanceType and initialInstanceCount (or serverlessConfig)"

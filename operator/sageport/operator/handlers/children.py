@@ -11,6 +11,9 @@ from sageport.contract import LABEL_CONFIG, LABEL_VARIANT
 from sageport.operator.handlers.indexes import OURS, lookups, owner_key, values
 from sageport.operator.reconcile.lookups import ChildRef
 from sageport.operator.reconcile.readiness import deployment_readiness
+from sageport.operator.render.keda import KEDA_API_VERSION
+
+KEDA_GROUP, KEDA_VERSION = KEDA_API_VERSION.split("/")
 
 
 @kopf.index("apps", "v1", "deployments", labels=OURS)
@@ -43,6 +46,15 @@ def pdb_children(
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
 def hpa_children(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, Any] | None:
+    return _child_entry(namespace, labels, body)
+
+
+# Serverless variants' ScaledObjects. Without KEDA's CRD kopf finds no such resource and this
+# index stays empty (the apply then reports KEDA missing on the Endpoint).
+@kopf.index(KEDA_GROUP, KEDA_VERSION, "scaledobjects", labels=OURS)
+def scaled_object_children(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, Any] | None:
     return _child_entry(namespace, labels, body)

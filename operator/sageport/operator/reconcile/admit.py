@@ -32,6 +32,7 @@ from sageport.api.v1alpha1 import (
     ProductionVariant,
     RollingUpdatePolicy,
 )
+from sageport.operator.reconcile.plan import serverless_idle_seconds
 from sageport.operator.reconcile.resolve import ResolvedEndpoint
 from sageport.operator.status import Problem
 
@@ -142,7 +143,7 @@ TABLE: tuple[Row, ...] = (
     Row(S.VARIANT, "initial_variant_weight", V.ACTED),
     Row(S.VARIANT, "container_startup_health_check_timeout_in_seconds", V.ACTED),
     Row(S.VARIANT, "routing_config", V.ACTED),  # by the gateway
-    Row(S.VARIANT, "serverless_config", V.NOT_SUPPORTED, "use instanceType and initialInstanceCount"),
+    Row(S.VARIANT, "serverless_config", V.ACTED),  # KEDA ScaledObject, the gateway holds calls at zero
     Row(S.VARIANT, "managed_instance_scaling", V.NOT_ACTED_YET),  # use the Endpoint's spec.autoScaling
     Row(S.VARIANT, "volume_size_in_gb", V.ACTED),  # the size limit of the model volumes (the MME disk cache)
     Row(S.VARIANT, "model_data_download_timeout_in_seconds", V.ACTED),  # the fetcher's deadline
@@ -224,8 +225,46 @@ def verdict(row: Row, value: Any) -> bool:
     return value is not None and (row.applies is None or row.applies(value))
 
 
+def serverless_problem(resolved: ResolvedEndpoint) -> Problem | None:
+    """What SageMaker refuses about serverless variants that no single field decides: the idle
+    annotation's value, autoscaling a serverless variant, and converting a real-time variant
+    into a serverless one (serverless -> real-time is allowed, the other way is not)."""
+    serverless = [rv for rv in resolved.variants if rv.variant.serverless_config is not None]
+    if not serverless:
+        return None
+    idle = serverless_idle_seconds(resolved.endpoint.metadata.annotations)
+    if isinstance(idle, str):
+        return Problem("InvalidSpec", f"Endpoint {resolved.endpoint.sagemaker_name}: {idle}.", terminal=True)
+    scaling = resolved.endpoint.spec.auto_scaling or []
+    scaled = sorted({rv.variant.variant_name for rv in serverless} & {s.variant_name for s in scaling})
+    if scaled:
+        return Problem(
+            "InvalidSpec",
+            f"spec.autoScaling names serverless variant(s) {', '.join(scaled)}: serverless variants "
+            "scale with their serverlessConfig (maxConcurrency, provisionedConcurrency); remove them.",
+            terminal=True,
+        )
+    status = resolved.endpoint.status
+    serving = status.endpoint_config_name if status is not None else None
+    if status is None or serving is None or serving == resolved.config.sagemaker_name:
+        return None
+    real_time = {
+        v.variant_name for v in status.production_variants or [] if v.desired_serverless_config is None
+    }
+    converted = sorted(rv.variant.variant_name for rv in serverless if rv.variant.variant_name in real_time)
+    if converted:
+        return Problem(
+            "ValidationError",
+            f"EndpointConfig {resolved.config.sagemaker_name!r} makes real-time variant(s) "
+            f"{', '.join(converted)} of EndpointConfig {serving!r} serverless: a real-time variant cannot "
+            "be converted to serverless (SageMaker refuses it too); create a new Endpoint instead.",
+            terminal=True,
+        )
+    return None
+
+
 def admit(resolved: ResolvedEndpoint) -> Admission:
-    problem: Problem | None = None
+    problem: Problem | None = serverless_problem(resolved)
     not_acted_on: list[str] = []
     for scope, prefix, spec in _subjects(resolved):
         decided: set[str] = set()

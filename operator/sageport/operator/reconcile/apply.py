@@ -11,9 +11,13 @@ from typing import Any
 from sageport.contract import API_VERSION, Plural
 from sageport.operator.kube import KubeApi, KubeError, Manifest
 from sageport.operator.reconcile.lookups import ChildRef, Key
+from sageport.operator.render.keda import KEDA_API_VERSION
 from sageport.operator.status import Problem
 
 log = logging.getLogger(__name__)
+
+KEDA_MISSING = "KedaNotInstalled"  # the Ready condition's reason when a ScaledObject has no CRD
+TESTED_KEDA_VERSION = "v2.20.2"
 
 
 def child_refs(manifests: Sequence[Manifest]) -> frozenset[ChildRef]:
@@ -47,6 +51,21 @@ async def apply_children(
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, KubeError):
             raise result  # a bug, not the cluster talking: let kopf log and retry it
+    missing = sorted(
+        {
+            m["apiVersion"]
+            for m, r in zip(manifests, results, strict=False)
+            if isinstance(r, KubeError) and r.status == 404
+        }
+    )
+    if KEDA_API_VERSION in missing:
+        return Problem(
+            KEDA_MISSING,
+            "Serverless variants need KEDA (keda.sh/v1alpha1 ScaledObject), which is not installed in "
+            f"this cluster: install KEDA (tested: {TESTED_KEDA_VERSION}) and the Endpoint proceeds by "
+            "itself. Or use instanceType and initialInstanceCount.",
+            terminal=False,
+        )
     rejected = [r for r in results if isinstance(r, KubeError) and r.status in (400, 403, 422)]
     return Problem(
         "ApplyRejected" if rejected else "ApplyFailed",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sageport import contract
-from sageport.api.v1alpha1 import ContainerDefinition, InstanceTypeSpec
+from sageport.api.v1alpha1 import ContainerDefinition, InstanceTypeSpec, ServerlessConfig
 from sageport.contract import MODEL_CACHE_ENV, SageMakerEnv
 from sageport.operator.reconcile.resolve import ResolvedEndpoint, ResolvedVariant
 from sageport.operator.render.images import ResolvedImage, fetched_code_url, resolve_image, with_code_dir
@@ -24,6 +24,7 @@ from sageport.operator.render.shape import (
     ModelContainer,
     OwnerRef,
     RenderSettings,
+    ServerlessShape,
     ServiceShape,
     Sidecar,
     VariantShape,
@@ -99,8 +100,67 @@ SIDECARS: tuple[Callable[[ResolvedEndpoint, ResolvedVariant, RenderSettings], Si
 
 # Who owns the instance count: the first rule that holds; no autoscaler when none does.
 AUTOSCALERS: tuple[tuple[Callable[[ResolvedVariant], bool], Autoscaler], ...] = (
+    (lambda rv: rv.variant.serverless_config is not None, Autoscaler.KEDA),
     (lambda rv: rv.autoscaling is not None, Autoscaler.HPA),
 )
+
+# Serverless variants have no instance type: a pod gets memorySizeInMB of memory and CPU in
+# proportion, one vCPU per SERVERLESS_MIB_PER_CPU (1024 MB: 500m ... 6144 MB: 3 CPUs). SageMaker
+# documents only "proportional", no figure; 2 GiB per vCPU is its general-purpose ml.m5 ratio
+# halved, so a small serverless pod still starts its model server in seconds.
+SERVERLESS_MIB_PER_CPU = 2048
+# A serverless pod takes this many concurrent calls: maxConcurrency / it is the most pods, and
+# provisionedConcurrency / it (rounded up) the pods kept warm. SageMaker isolates every call;
+# sageport's model server takes several at once, so one pod stands for a few concurrency units.
+SERVERLESS_CALLS_PER_POD = 4
+# Seconds without calls before idle serverless pods go, unless the Endpoint's annotation
+# contract.ANNOTATION_SERVERLESS_IDLE_SECONDS says otherwise: SageMaker's idle period.
+SERVERLESS_IDLE_SECONDS = 300
+
+
+def serverless_instance(config: ServerlessConfig, settings: RenderSettings) -> InstanceTypeSpec:
+    """What a serverless pod gets: memory, CPU in proportion, no GPU, the chart's placement."""
+    cpu_millis = config.memory_size_in_mb * 1000 // SERVERLESS_MIB_PER_CPU
+    return InstanceTypeSpec(
+        cpu=f"{cpu_millis}m",
+        memory=f"{config.memory_size_in_mb}Mi",
+        gpu_count=0,
+        node_selector=dict(settings.serverless_node_selector) or None,
+        tolerations=list(settings.serverless_tolerations) or None,
+    )
+
+
+def serverless_idle_seconds(annotations: dict[str, str] | None) -> int | str:
+    """The Endpoint's idle period (annotation ANNOTATION_SERVERLESS_IDLE_SECONDS), or what is
+    wrong with the annotation."""
+    text = (annotations or {}).get(contract.ANNOTATION_SERVERLESS_IDLE_SECONDS)
+    if text is None:
+        return SERVERLESS_IDLE_SECONDS
+    if not text.strip().isdigit() or not 1 <= int(text) <= 86400:
+        return (
+            f"annotation {contract.ANNOTATION_SERVERLESS_IDLE_SECONDS}={text!r} must be a whole number "
+            "of seconds from 1 to 86400"
+        )
+    return int(text)
+
+
+def _serverless(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> ServerlessShape:
+    config = rv.variant.serverless_config
+    assert config is not None
+    idle = serverless_idle_seconds(resolved.endpoint.metadata.annotations)
+    provisioned = config.provisioned_concurrency or 0
+    return ServerlessShape(
+        min_replicas=math.ceil(provisioned / SERVERLESS_CALLS_PER_POD),
+        max_replicas=math.ceil(config.max_concurrency / SERVERLESS_CALLS_PER_POD),
+        idle_seconds=idle if isinstance(idle, int) else SERVERLESS_IDLE_SECONDS,
+        calls_per_pod=SERVERLESS_CALLS_PER_POD,
+        scaler_address=settings.scaler_address,
+        trigger_metadata=(
+            (contract.SCALER_KEY_ENDPOINT, resolved.endpoint.sagemaker_name),
+            (contract.SCALER_KEY_CONFIG, contract.config_label(resolved.config.sagemaker_name)),
+            (contract.SCALER_KEY_VARIANT, rv.variant.variant_name),
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -239,11 +299,13 @@ def _autoscaler(rv: ResolvedVariant) -> Autoscaler:
 
 def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> VariantShape:
     endpoint = resolved.endpoint
-    if rv.instance_type is None:
-        raise ValueError(f"variant {rv.variant.variant_name} has no instance type: admit refuses it")
+    serverless = rv.variant.serverless_config
+    instance_type = serverless_instance(serverless, settings) if serverless else rv.instance_type
+    if instance_type is None:
+        raise ValueError(f"variant {rv.variant.variant_name} has no instance type: resolve refuses it")
     autoscaler = _autoscaler(rv)
     config_name = resolved.config.sagemaker_name
-    containers = _model_containers(rv, settings, rv.instance_type)
+    containers = _model_containers(rv, settings, instance_type)
     # A Serial pipeline: the anchor pod runs the first stage, the others get pods of their own.
     stages = containers[1:] if is_serial(rv) else ()
     if stages:
@@ -258,7 +320,7 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         ),
         config_name=config_name,
         variant_name=rv.variant.variant_name,
-        instance_type=rv.instance_type,
+        instance_type=instance_type,
         containers=containers,
         stages=stages,
         startup_seconds=rv.variant.container_startup_health_check_timeout_in_seconds
@@ -268,6 +330,7 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         replicas=rv.instance_count if autoscaler is Autoscaler.NONE else None,
         autoscaler=autoscaler,
         autoscaling=rv.autoscaling,
+        serverless=_serverless(resolved, rv, settings) if serverless else None,
         sidecars=tuple(s for rule in SIDECARS if (s := rule(resolved, rv, settings)) is not None),
         services=(ServiceShape(name),),
     )
@@ -285,6 +348,8 @@ def _summary(rv: ResolvedVariant, shape: VariantShape, settings: RenderSettings)
         container_hostnames=tuple(_hostnames(rv)) if is_direct(rv) else None,
         pipeline_hostnames=tuple(_hostnames(rv)) if is_serial(rv) else None,
         multi_model=any(is_multi_model(c) for c in rv.containers),
+        serverless=rv.variant.serverless_config,
+        model_setup_seconds=shape.startup_seconds if rv.variant.serverless_config else None,
     )
 
 

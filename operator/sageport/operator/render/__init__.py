@@ -9,15 +9,17 @@ from collections.abc import Callable
 
 from .deployment import deployment
 from .hpa import horizontal_pod_autoscaler
+from .keda import scaled_object
 from .names import child_name, dns_label
 from .pdb import pod_disruption_budget
 from .service import service
 from .shape import Autoscaler, Manifest, RenderSettings, VariantShape
 
-# The builder of each kind of autoscaler the plan can choose (KEDA's ScaledObject comes next).
+# The builder of each kind of autoscaler the plan can choose.
 AUTOSCALERS: dict[Autoscaler, Callable[[VariantShape], list[Manifest]]] = {
     Autoscaler.NONE: lambda _shape: [],
     Autoscaler.HPA: horizontal_pod_autoscaler,
+    Autoscaler.KEDA: scaled_object,
 }
 
 

@@ -13,6 +13,7 @@ from .names import variant_selector
 from .shape import ContainerResources, ModelContainer, RenderSettings, Sidecar, VariantShape
 
 _PROBE_PERIOD = 2
+_SERVERLESS_PROBE_PERIOD = 1
 SOURCE_DIR = "/mnt/model-source"
 _FETCH_VOLUME = "model"
 _SOURCE_VOLUME = "model-source"
@@ -121,8 +122,10 @@ def model_container(
     startup_seconds: int,
     settings: RenderSettings,
     volume_gib: int | None = None,
+    period: int = _PROBE_PERIOD,
 ) -> dict[str, Any]:
-    """A model container on the SageMaker contract (``serve``, its port, /opt/ml/model, probes on /ping)."""
+    """A model container on the SageMaker contract (``serve``, its port, /opt/ml/model, probes on
+    /ping every ``period`` seconds)."""
     env = [{"name": k, "value": v} for k, v in model.environment]
     env.append({"name": SageMakerEnv.BIND_TO_PORT, "value": str(model.port)})
     if model.safe_port_range is not None:
@@ -164,10 +167,10 @@ def model_container(
         **extra,
         "startupProbe": {
             **ping,
-            "periodSeconds": _PROBE_PERIOD,
-            "failureThreshold": startup_seconds // _PROBE_PERIOD,
+            "periodSeconds": period,
+            "failureThreshold": startup_seconds // period,
         },
-        "readinessProbe": {**ping, "periodSeconds": _PROBE_PERIOD, "failureThreshold": 2},
+        "readinessProbe": {**ping, "periodSeconds": period, "failureThreshold": 2},
         "livenessProbe": {**ping, "periodSeconds": 10, "failureThreshold": 6},
         "securityContext": restricted_security_context(),
     }
@@ -242,8 +245,11 @@ def model_pod_spec(
 ) -> dict[str, Any]:
     """A pod of ``models`` and ``sidecars`` on the variant's instance type, without placement
     rules between pods (the caller adds spread or affinity)."""
+    # A serverless pod is started for calls the gateway holds: the kubelet's shortest period, so
+    # it turns Ready at most 1 s after its server answers /ping.
+    period = _SERVERLESS_PROBE_PERIOD if shape.serverless is not None else _PROBE_PERIOD
     containers = [
-        model_container(c, shape.instance_type, shape.startup_seconds, settings, shape.volume_gib)
+        model_container(c, shape.instance_type, shape.startup_seconds, settings, shape.volume_gib, period)
         for c in models
     ]
     containers += [_sidecar_container(s, shape, settings) for s in sidecars]

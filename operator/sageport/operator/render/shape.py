@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from sageport import contract
-from sageport.api.v1alpha1 import InstanceTypeSpec, VariantAutoScaling
+from sageport.api.v1alpha1 import InstanceTypeSpec, Toleration, VariantAutoScaling
 
 from .images import ImageRule
 from .names import child_name
@@ -31,6 +31,12 @@ class RenderSettings:
     tolerate_taints: tuple[str, ...] = ()  # taint keys every variant pod tolerates (NoSchedule)
     # SageMaker framework images -> the image that runs instead (the chart's operator.imageMap)
     image_rules: tuple[ImageRule, ...] = ()
+    # Where serverless variants' pods run (they have no instance type): the chart's
+    # serverless.nodeSelector and serverless.tolerations.
+    serverless_node_selector: tuple[tuple[str, str], ...] = ()
+    serverless_tolerations: tuple[Toleration, ...] = ()
+    # host:port of the gateway's external-push scaler, as KEDA reaches it (chart: serverless.scalerAddress).
+    scaler_address: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,23 @@ class OwnerRef:
 
 
 class Autoscaler(StrEnum):
-    """What owns a variant's instance count. Serverless variants will add a KEDA ScaledObject."""
+    """What owns a variant's instance count."""
 
     NONE = "none"  # the Deployment's replicas, from initialInstanceCount
     HPA = "HorizontalPodAutoscaler"  # CPU utilisation, from the Endpoint's spec.autoScaling
+    KEDA = "ScaledObject"  # a serverless variant: KEDA, woken by the gateway (external-push)
+
+
+@dataclass(frozen=True)
+class ServerlessShape:
+    """A serverless variant's scaling: KEDA's ScaledObject is built from it."""
+
+    min_replicas: int  # warm pods from provisionedConcurrency; 0 when unset
+    max_replicas: int  # what maxConcurrency needs
+    idle_seconds: int  # KEDA's cooldownPeriod: no calls this long, and idle pods go
+    calls_per_pod: int  # the per-pod target of the gateway's concurrency metric (1<->N)
+    scaler_address: str  # the gateway's external-push scaler
+    trigger_metadata: tuple[tuple[str, str], ...]  # which fleet, as the gateway knows it
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,7 @@ class VariantShape:
     replicas: int | None  # None when the autoscaler owns the count
     autoscaler: Autoscaler = Autoscaler.NONE
     autoscaling: VariantAutoScaling | None = None  # the HPA's bounds and target
+    serverless: ServerlessShape | None = None  # the ScaledObject's (autoscaler KEDA)
     sidecars: tuple[Sidecar, ...] = ()
     download_seconds: int | None = None  # the time the model fetch has (modelDataDownloadTimeoutInSeconds)
     volume_gib: int | None = None  # volumeSizeInGB: the size limit of the model volumes

@@ -1,0 +1,159 @@
+"""KEDA for the local stack: its CRDs and its operator, run out of cluster on this machine.
+
+The operator (``keda-operator``, built from KEDA's Go module by build.py) talks to the API server
+with the admin kubeconfig, watches ScaledObjects in every namespace and scales their targets
+through the /scale subresource: 0 <-> 1 needs nothing else. It connects to the gateway's
+external-push scaler through a Service's cluster IP (kube-proxy routes it from this machine).
+Its gRPC metrics service insists on a certificate: a self-signed one for localhost is made.
+The metrics API server (``keda-adapter``, for 1 <-> N through the HPA) is built but not run yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import json
+import shutil
+import socket
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from sageport_dev import build
+from sageport_dev.processes import ProcessRecord, free_ports, spawn, stop, tail
+
+NAMESPACE = "keda"  # KEDA_CLUSTER_OBJECT_NAMESPACE: where cluster-scoped trigger secrets would live
+_RECORD_FILE = "keda.json"
+
+
+class KedaError(RuntimeError):
+    """KEDA did not start; the message has the end of its log."""
+
+
+@dataclass(frozen=True)
+class KedaOperator:
+    root: Path
+    health_url: str
+    process: ProcessRecord | None
+
+    def ready(self) -> bool:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{self.health_url}/readyz", timeout=2) as answer,
+        ):
+            return bool(answer.status == 200)
+        return False
+
+
+def crd_files() -> list[Path]:
+    files = build.keda_crds()
+    if not files:
+        raise KedaError(f"no KEDA CRDs next to {build.Binary('keda-operator', build.KEDA_VERSION).path}")
+    return files
+
+
+def _self_signed(directory: Path) -> None:
+    """tls.crt, tls.key and ca.crt (the same certificate) for localhost, as KEDA's BUILD.md says."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (directory / "tls.crt").write_bytes(pem)
+    (directory / "ca.crt").write_bytes(pem)
+    key_file = directory / "tls.key"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_file.chmod(0o600)
+
+
+def running(root: Path) -> KedaOperator | None:
+    """The operator an earlier :func:`start` left in ``root``, if it is alive and ready."""
+    with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
+        saved = json.loads((root / _RECORD_FILE).read_text())
+        operator = KedaOperator(root, saved["health_url"], ProcessRecord.from_json(saved["process"]))
+        if operator.process is not None and operator.process.alive() and operator.ready():
+            return operator
+    return None
+
+
+def start(root: Path, kubeconfig: Path, *, die_with_parent: bool, timeout: float = 60.0) -> KedaOperator:
+    """Start KEDA's operator with its files in ``root`` (or return the one running there)."""
+    root = root.absolute()
+    existing = running(root)
+    if existing is not None:
+        return existing
+    _self_signed(root / "certs")
+    metrics, health, grpc = free_ports(3)
+    health_url = f"http://127.0.0.1:{health}"
+    argv = [
+        str(build.Binary("keda-operator", build.KEDA_VERSION).path),
+        f"--kubeconfig={kubeconfig}",
+        f"--metrics-bind-address=127.0.0.1:{metrics}",
+        f"--health-probe-bind-address=127.0.0.1:{health}",
+        f"--metrics-service-bind-address=127.0.0.1:{grpc}",
+        f"--cert-dir={root / 'certs'}",
+        "--leader-elect=false",
+        "--zap-log-level=info",
+    ]
+    env = {
+        "KEDA_CLUSTER_OBJECT_NAMESPACE": NAMESPACE,
+        "WATCH_NAMESPACE": "",  # all namespaces
+        "POD_NAMESPACE": NAMESPACE,
+        "KUBECONFIG": str(kubeconfig),
+    }
+    log = root / "keda-operator.log"
+    record = spawn("keda-operator", argv, log, die_with_parent=die_with_parent, env=env)
+    operator = KedaOperator(root, health_url, record)
+    deadline = time.monotonic() + timeout
+    while not operator.ready():
+        if not record.alive() or time.monotonic() > deadline:
+            stop([record])
+            raise KedaError(f"KEDA's operator did not become ready on {health_url}; {log}:\n{tail(log)}")
+        time.sleep(0.2)
+    (root / _RECORD_FILE).write_text(json.dumps({"health_url": health_url, "process": record.to_json()}))
+    return operator
+
+
+def stop_operator(root: Path) -> list[str]:
+    """Stop the operator recorded in ``root``; return what is left of it (empty when none ran)."""
+    try:
+        saved = json.loads((root / _RECORD_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    record = ProcessRecord.from_json(saved["process"])
+    stop([record], grace_seconds=10)
+    left = [f"keda-operator process {record.pid}"] if record.alive() else []
+    port = int(saved["health_url"].rsplit(":", 1)[1])
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.3):
+        left.append(f"something still listening on KEDA's health port {port}")
+    if not left:
+        shutil.rmtree(root, ignore_errors=True)
+    return left

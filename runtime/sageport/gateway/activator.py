@@ -1,0 +1,232 @@
+"""The gateway as activator of serverless variants: it holds calls while KEDA scales from zero.
+
+KEDA learns about demand through the external-push scaler served here (gRPC,
+``externalscaler.ExternalScaler``): the first call for a variant with no ready pod streams
+``true`` on ``StreamIsActive``, so KEDA scales 0 -> 1 at once rather than at its next poll. The
+call waits until the route table (fed by the EndpointSlices the gateway watches) has a ready
+pod of the variant, and goes straight to it. ``IsActive`` (KEDA's poll, which decides scale-in)
+is true while calls are in flight or ended less than the trigger's ``activeWindowSeconds`` ago;
+``GetMetrics`` reports the calls in flight and held, for the 1 <-> N HPA.
+
+The counts are this replica's: with several gateway replicas, KEDA's one stream reaches one of
+them (through the Service), so a wake-up by another replica waits for KEDA's next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from sageport import contract
+from sageport.gateway import scaler_proto as pb
+from sageport.net.awserrors import ApiError, throttling
+
+log = logging.getLogger("sageport.gateway.activator")
+
+# (namespace, endpoint name, config label, variant name): one fleet, as the trigger metadata names it
+FleetKey = tuple[str, str, str, str]
+
+
+def throttled(endpoint: str, max_concurrency: int) -> ApiError:
+    """SageMaker's answer above maxConcurrency: ThrottlingException, HTTP 400 (boto3 retries it)."""
+    return throttling(
+        f"Endpoint {endpoint} has {max_concurrency} concurrent invocations in flight, its maxConcurrency: "
+        "retry later, or raise MaxConcurrency."
+    )
+
+
+def fleet_key(ref: Any) -> FleetKey:
+    """The fleet a ScaledObjectRef names (its namespace and the trigger's metadata)."""
+    metadata: Mapping[str, str] = ref.scalerMetadata
+    return (
+        str(ref.namespace),
+        metadata.get(contract.SCALER_KEY_ENDPOINT, ""),
+        metadata.get(contract.SCALER_KEY_CONFIG, ""),
+        metadata.get(contract.SCALER_KEY_VARIANT, ""),
+    )
+
+
+@dataclass
+class _Fleet:
+    in_flight: int = 0  # calls admitted and not answered yet, the held ones included
+    held: int = 0  # calls waiting for a ready pod
+    last_call: float = float("-inf")  # monotonic time the last call ended
+    streams: set[asyncio.Queue[None]] = field(default_factory=set)  # KEDA's StreamIsActive calls
+
+
+class _InFlight:
+    """One admitted call; a class, not @contextmanager: ApiError is a frozen dataclass, and
+    contextlib sets __traceback__ on what passes through a generator."""
+
+    def __init__(self, fleet: _Fleet, clock: Callable[[], float]) -> None:
+        self._fleet, self._clock = fleet, clock
+
+    def __enter__(self) -> None:
+        self._fleet.in_flight += 1
+
+    def __exit__(self, *_: object) -> None:
+        self._fleet.in_flight -= 1
+        self._fleet.last_call = self._clock()
+
+
+class Activator:
+    """Demand per serverless fleet, the held calls, and KEDA's scaler on top of them."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._fleets: dict[FleetKey, _Fleet] = {}
+        self._changed = asyncio.Event()  # set (and replaced) whenever the route table changes
+        self._clock = clock
+        self.wakeups = 0  # "active" pushed to KEDA (a first held call of a fleet)
+
+    def _fleet(self, key: FleetKey) -> _Fleet:
+        fleet = self._fleets.get(key)
+        if fleet is None:
+            fleet = self._fleets[key] = _Fleet()
+        return fleet
+
+    # ---- the calls --------------------------------------------------------------------------
+    def admit(self, key: FleetKey, max_concurrency: int) -> _InFlight:
+        """Count a call in flight for its whole life (``with``), or refuse it above ``max_concurrency``."""
+        fleet = self._fleet(key)
+        if fleet.in_flight >= max_concurrency:
+            raise throttled(key[1], max_concurrency)
+        return _InFlight(fleet, self._clock)
+
+    def routes_changed(self) -> None:
+        """The route table was replaced: held calls look again for a ready pod."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_ready(self, key: FleetKey, has_instance: Callable[[], bool], seconds: float) -> bool:
+        """Hold until ``has_instance()`` (checked on every route change) or ``seconds`` pass; tell KEDA
+        at once that the fleet is wanted. False when no pod became ready in time."""
+        if has_instance():
+            return True
+        fleet = self._fleet(key)
+        fleet.held += 1
+        if fleet.held == 1:  # later calls ride on the same wake-up
+            self.wakeups += 1
+            log.info("waking %s/%s variant %s (config %s)", key[0], key[1], key[3], key[2])
+            if not fleet.streams:  # KEDA is connected to another replica, or not at all
+                log.warning(
+                    "no KEDA stream on this gateway replica for %s/%s variant %s: the wake-up waits for "
+                    "KEDA's poll of the replica it reaches (see README, Serverless variants)",
+                    key[0], key[1], key[3],
+                )  # fmt: skip
+            for stream in fleet.streams:
+                stream.put_nowait(None)
+        deadline = self._clock() + seconds
+        try:
+            while not has_instance():
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    return has_instance()
+            return True
+        finally:
+            fleet.held -= 1
+
+    # ---- what KEDA asks ---------------------------------------------------------------------
+    def demand(self, key: FleetKey) -> int:
+        fleet = self._fleets.get(key)
+        return fleet.in_flight if fleet else 0
+
+    def is_active(self, key: FleetKey, window: float) -> bool:
+        fleet = self._fleets.get(key)
+        if fleet is None:
+            return False
+        return fleet.in_flight > 0 or self._clock() - fleet.last_call < window
+
+    async def stream(self, key: FleetKey) -> AsyncIterator[bool]:
+        """``True`` now if calls are held, then once for every first held call; open until cancelled."""
+        fleet = self._fleet(key)
+        queue: asyncio.Queue[None] = asyncio.Queue()
+        fleet.streams.add(queue)
+        try:
+            if fleet.held > 0:
+                yield True
+            while True:
+                await queue.get()
+                yield True
+        finally:
+            fleet.streams.discard(queue)
+
+
+def _window(ref: Any) -> float:
+    try:
+        return float(ref.scalerMetadata.get("activeWindowSeconds", "10"))
+    except ValueError:
+        return 10.0
+
+
+def _calls_per_pod(ref: Any) -> float:
+    try:
+        return max(float(ref.scalerMetadata.get("callsPerPod", "1")), 1.0)
+    except ValueError:
+        return 1.0
+
+
+def scaler_handler(activator: Activator) -> grpc.GenericRpcHandler:
+    """The ExternalScaler service over ``activator``, for a grpc.aio server."""
+
+    async def is_active(ref: Any, _context: Any) -> Any:
+        return pb.IsActiveResponse(result=activator.is_active(fleet_key(ref), _window(ref)))
+
+    async def stream_is_active(ref: Any, _context: Any) -> AsyncIterator[Any]:
+        key = fleet_key(ref)
+        log.info("KEDA is listening for %s/%s variant %s", key[0], key[1], key[3])
+        async for active in activator.stream(key):
+            yield pb.IsActiveResponse(result=active)
+
+    async def get_metric_spec(ref: Any, _context: Any) -> Any:
+        spec = pb.MetricSpec(metricName=contract.SCALER_METRIC, targetSizeFloat=_calls_per_pod(ref))
+        return pb.GetMetricSpecResponse(metricSpecs=[spec])
+
+    async def get_metrics(request: Any, _context: Any) -> Any:
+        demand = activator.demand(fleet_key(request.scaledObjectRef))
+        value = pb.MetricValue(
+            metricName=request.metricName or contract.SCALER_METRIC, metricValueFloat=demand
+        )
+        return pb.GetMetricsResponse(metricValues=[value])
+
+    def unary(function: Any, request: Any) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(
+            function, request_deserializer=request.FromString, response_serializer=_serialize
+        )
+
+    return grpc.method_handlers_generic_handler(
+        pb.SERVICE,
+        {
+            "IsActive": unary(is_active, pb.ScaledObjectRef),
+            "StreamIsActive": grpc.unary_stream_rpc_method_handler(
+                stream_is_active,
+                request_deserializer=pb.ScaledObjectRef.FromString,
+                response_serializer=_serialize,
+            ),
+            "GetMetricSpec": unary(get_metric_spec, pb.ScaledObjectRef),
+            "GetMetrics": unary(get_metrics, pb.GetMetricsRequest),
+        },
+    )
+
+
+def _serialize(message: Any) -> bytes:
+    return bytes(message.SerializeToString())
+
+
+async def start_scaler(activator: Activator, host: str, port: int) -> grpc.aio.Server:
+    """Serve KEDA's external scaler on ``host:port``; the caller stops the returned server."""
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((scaler_handler(activator),))
+    if server.add_insecure_port(f"{host}:{port}") == 0:
+        raise OSError(f"cannot listen on {host}:{port} for the scaler")
+    await server.start()
+    return server
