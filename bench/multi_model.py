@@ -10,6 +10,10 @@ and a first call against downloading and loading the model by hand.
    alternating. Target: added p50 <= 0.2 ms.
 3. First call of a 50 MB model on an instance against boto3 downloading the same object from the
    same S3 server, unpacking it and loading it in this process.
+4. The Zipf trace for real: 10,000 models under one prefix, 2 instances whose memory holds a
+   share of them, 20,000 calls (Zipf 1.2) from 8 callers through the gateway: the instances' own
+   cache-hit ratio (their ModelCacheHit counters) and the calls' p50/p99, against an LRU
+   simulation of the same trace with as many models as the instances held at the end (the ideal).
 
     python -m bench.multi_model [--simulate-only]
 
@@ -25,6 +29,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.request
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -117,6 +122,72 @@ def _p50_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
+def _zipf_trace(models: int, calls: int, seed: int) -> list[str]:
+    ranks = np.random.default_rng(seed).zipf(1.2, size=calls * 3)
+    return [f"zipf/m{r - 1}.tar.gz" for r in ranks[ranks <= models][:calls]]
+
+
+def _tiny_tarball(offset: float) -> bytes:
+    from sklearn.linear_model import LinearRegression
+
+    return _tarball(LinearRegression().fit(np.array([[0.0], [1.0]]), np.array([offset, offset + 1.0])))
+
+
+def zipf_on_the_node(runtime: Any, s3: Any, kubeconfig: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sageport_dev import stack
+
+    models, calls = 10_000, 20_000
+    client = s3.client()
+    body = _tiny_tarball(1.0)  # the same bytes under every key: uploading 10,000 stays quick
+
+    def upload(i: int) -> None:
+        client.put_object(Bucket="sageport-models", Key=f"zipf/m{i}.tar.gz", Body=body)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(upload, range(models)))
+    objects = _objects("s3://sageport-models/zipf/", "zipf", True)
+    objects[0]["spec"]["primaryContainer"]["environment"] = {"SAGEPORT_MULTI_MODEL_MEMORY": "6Mi"}
+    objects[1]["spec"]["productionVariants"][0]["initialInstanceCount"] = 2
+    stack.apply_objects(kubeconfig, NAMESPACE, objects)
+    stack.kubectl(kubeconfig, "wait", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=300s",
+                  "endpoints.sageport.io/zipf")  # fmt: skip
+    trace = _zipf_trace(models, calls, seed=11)
+
+    def call(target: str) -> float:
+        started = time.perf_counter()
+        answer = runtime.invoke_endpoint(
+            EndpointName="zipf", TargetModel=target, ContentType="application/json", Body=b"[[1.0]]"
+        )
+        answer["Body"].read()
+        return time.perf_counter() - started
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        latencies = sorted(pool.map(call, trace))
+    seconds = time.monotonic() - started
+    listed = stack.kubectl(kubeconfig, "get", "pods", "-n", NAMESPACE, "-o", "json",
+                           "-l", "sageport.io/endpoint-object=zipf")  # fmt: skip
+    hits = misses = loaded = 0.0
+    for pod in json.loads(listed)["items"]:
+        with urllib.request.urlopen(f"http://{pod['status']['podIP']}:8080/metrics", timeout=10) as page:
+            lines = [line.split() for line in page.read().decode().splitlines() if line and line[0] != "#"]
+        values = {name: float(value) for name, value, *_ in lines}
+        hits += values["sageport_model_cache_hits_total"]
+        misses += values["sageport_model_cache_misses_total"]
+        loaded += values["sageport_loaded_models"]
+    ideal = Lru(int(loaded))
+    ideal_ratio = sum(ideal.hit(target) for target in trace) / len(trace)
+    measured = hits / max(hits + misses, 1)
+    p50, p99 = latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
+    print(f"Zipf trace on the node: {models} models, {len(trace)} calls from 8 callers in {seconds:.0f} s, "
+          f"2 instances holding {int(loaded)} models at the end:")  # fmt: skip
+    print(f"  ideal (one LRU of {int(loaded)} models, same trace): hit ratio {ideal_ratio:.3f}  (baseline)")
+    print(f"  the instances' own ModelCacheHit:            hit ratio {measured:.3f}  "
+          f"x{measured / ideal_ratio:.3f} of ideal;  calls p50 {p50:.2f} ms, p99 {p99:.1f} ms")  # fmt: skip
+
+
 def on_the_node() -> None:
     from bench._stack import iris_stack
     from sageport_dev import stack
@@ -180,6 +251,7 @@ def on_the_node() -> None:
     print(
         f"  first call through the gateway (download, load, invoke):   {first:.2f} s  x{first / by_hand:.2f}"
     )
+    zipf_on_the_node(runtime, s3, kubeconfig)
     stack.kubectl(kubeconfig, "delete", "namespace", NAMESPACE, "--wait=false")
 
 
