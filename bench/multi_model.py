@@ -22,7 +22,6 @@ Parts 2 and 3 need root (the real node); the stack is started if it is not runni
 
 from __future__ import annotations
 
-import io
 import json
 import statistics
 import sys
@@ -86,16 +85,9 @@ def simulate() -> None:
 
 
 def _tarball(model: Any) -> bytes:
-    import joblib
+    from sageport_dev.stack import joblib_tarball
 
-    raw = io.BytesIO()
-    joblib.dump(model, raw)
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz", compresslevel=1) as tar:
-        info = tarfile.TarInfo("model.joblib")
-        info.size = len(raw.getvalue())
-        tar.addfile(info, io.BytesIO(raw.getvalue()))
-    return archive.getvalue()
+    return joblib_tarball(model, compresslevel=1)
 
 
 def _objects(model_data_url: str, name: str, multi_model: bool) -> list[dict[str, Any]]:

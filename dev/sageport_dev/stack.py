@@ -498,16 +498,21 @@ def runtime_client(url: str, key: AccessKey, *, retries: int | None = None) -> A
 
 def iris_model_tarball() -> bytes:
     """model.tar.gz of a logistic regression trained on iris, as SageMaker's sklearn jobs write it."""
-    import joblib
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
     features, labels = load_iris(return_X_y=True)
-    model = LogisticRegression(max_iter=500).fit(features, labels)
+    return joblib_tarball(LogisticRegression(max_iter=500).fit(features, labels))
+
+
+def joblib_tarball(model: Any, compresslevel: int = 9) -> bytes:
+    """model.tar.gz holding ``model`` as model.joblib, the layout sageport's server loads."""
+    import joblib
+
     pickled = io.BytesIO()
     joblib.dump(model, pickled)
     archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+    with tarfile.open(fileobj=archive, mode="w:gz", compresslevel=compresslevel) as tar:
         info = tarfile.TarInfo("model.joblib")
         info.size = len(pickled.getvalue())
         tar.addfile(info, io.BytesIO(pickled.getvalue()))

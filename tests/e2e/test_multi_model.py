@@ -5,9 +5,7 @@ endpoint is in service; SageMaker's errors."""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -30,18 +28,10 @@ ROWS = 8000  # one feature: about 280 KiB in memory per model, as the server mea
 def model_tarball(offset: float) -> bytes:
     """A 1-NN regressor whose every answer is ``offset``: the answer says which model served it, and
     its size in memory is known (k-NN keeps its training set)."""
-    import joblib
     from sklearn.neighbors import KNeighborsRegressor
 
     features = np.random.default_rng(abs(int(offset)) + 1).normal(size=(ROWS, 1))
-    raw = io.BytesIO()
-    joblib.dump(KNeighborsRegressor(n_neighbors=1).fit(features, np.full(ROWS, offset)), raw)
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        info = tarfile.TarInfo("model.joblib")
-        info.size = len(raw.getvalue())
-        tar.addfile(info, io.BytesIO(raw.getvalue()))
-    return archive.getvalue()
+    return stack.joblib_tarball(KNeighborsRegressor(n_neighbors=1).fit(features, np.full(ROWS, offset)))
 
 
 def _predict(runtime: Any, target: str, x: float = 1.0) -> float:

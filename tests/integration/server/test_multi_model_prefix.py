@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from sageport.contract import TARGET_MODEL_HEADER, TARGET_MODEL_MISSING_ERROR, multi_model_id
+from sageport_dev.stack import joblib_tarball
 from tests.support.s3 import S3, versitygw
 
 from .conftest import Response, Server, Servers
@@ -26,18 +27,9 @@ BUCKET = "mme"
 
 def model_tarball(offset: float) -> bytes:
     """A linear model whose prediction tells which model answered: y = x + offset."""
-    import joblib
     from sklearn.linear_model import LinearRegression
 
-    model = LinearRegression().fit(np.array([[0.0], [1.0]]), np.array([offset, offset + 1.0]))
-    raw = io.BytesIO()
-    joblib.dump(model, raw)
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        info = tarfile.TarInfo("model.joblib")
-        info.size = len(raw.getvalue())
-        tar.addfile(info, io.BytesIO(raw.getvalue()))
-    return archive.getvalue()
+    return joblib_tarball(LinearRegression().fit(np.array([[0.0], [1.0]]), np.array([offset, offset + 1.0])))
 
 
 @pytest.fixture(scope="module")
