@@ -32,6 +32,9 @@ class OperatorSettings:
     # Where update bakes read which alarms fire (sageport.operator.alarms); None: no alarm source,
     # so an Endpoint naming alarms is warned, not silently rolled forward.
     prometheus_url: str | None = None
+    # Async inference: Redis' URL, and the Secret in each Endpoint's namespace holding its password.
+    redis_url: str | None = None
+    redis_secret: str | None = None
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -45,6 +48,8 @@ class OperatorSettings:
             tolerate_taints=taints,
             catalog_path=env.get("SAGEPORT_CATALOG_PATH") or None,
             prometheus_url=env.get(contract.PROMETHEUS_URL_ENV, "").strip() or None,
+            redis_url=env.get(contract.REDIS_URL_ENV, "").strip() or None,
+            redis_secret=env.get("SAGEPORT_REDIS_SECRET", "").strip() or None,
         )
 
     def render_settings(self) -> RenderSettings:
@@ -55,6 +60,8 @@ class OperatorSettings:
             storage_env=storage_env,
             storage_secret=self.storage_secret,
             tolerate_taints=self.tolerate_taints,
+            redis_url=self.redis_url,
+            redis_secret=self.redis_secret,
         )
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from sageport.asyncinf.queue import RedisQueue
 from sageport.controlapi.http import ControlApiServer
 from sageport.gateway import config, logs
 from sageport.gateway.app import Gateway, Settings
@@ -209,6 +210,7 @@ async def serve(args: argparse.Namespace) -> None:
         metrics, max_bytes=args.capture_buffer_mib << 20, flush_seconds=args.capture_flush_seconds
     )
     gateway = Gateway(table, authenticator, metrics, settings, capture=capture)
+    gateway.queue = queue = RedisQueue.from_env()  # InvokeEndpointAsync's queue, if configured
     # Kubernetes mode listens at once but is not ready (503 on /ping and on invocations, both
     # retried by clients) until the first list of Endpoints, EndpointSlices and keys is in.
     gateway.ready = source is None
@@ -268,6 +270,8 @@ async def serve(args: argparse.Namespace) -> None:
     await state.drain(args.drain_timeout)
     await capture.close(last_flush_seconds=5.0)
     await gateway.close()
+    if queue is not None:
+        await queue.close()
     for close in closers:
         close()
     log.info("gateway stopped")

@@ -13,6 +13,7 @@ from .endpoint import (
     VariantAutoScaling,
 )
 from .endpoint_config import (
+    AsyncInferenceConfig,
     DataCaptureConfig,
     EndpointConfig,
     EndpointConfigSpec,
@@ -28,6 +29,7 @@ __all__ = [
     "GROUP",
     "VERSION",
     "ApiModel",
+    "AsyncInferenceConfig",
     "Condition",
     "ContainerDefinition",
     "DataCaptureConfig",

@@ -163,6 +163,12 @@ def _sidecar_container(sidecar: Sidecar, shape: VariantShape, settings: RenderSe
         "env": [{"name": k, "value": v} for k, v in sidecar.environment],
         "securityContext": restricted_security_context(),
     }
+    container["env"] += [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for name, secret, key in sidecar.secret_env
+    ]
+    if sidecar.env_from_secrets:
+        container["envFrom"] = [{"secretRef": {"name": name}} for name in sidecar.env_from_secrets]
     if sidecar.resources is not None:
         container["resources"] = _resources(sidecar.resources, shape.instance_type)
     if sidecar.port is not None:
@@ -178,12 +184,17 @@ def _sidecar_container(sidecar: Sidecar, shape: VariantShape, settings: RenderSe
             "periodSeconds": 10,
             "failureThreshold": 6,
         }
+    mounts: list[dict[str, Any]] = []
     if sidecar.annotation_files:
         directories = {path.rpartition("/")[0] for path, _ in sidecar.annotation_files}
-        container["volumeMounts"] = [
+        mounts += [
             {"name": _POD_INFO_VOLUME, "mountPath": directory, "readOnly": True}
             for directory in sorted(directories)
         ]
+    if sidecar.scratch_dir is not None:
+        mounts.append({"name": f"{sidecar.name}-scratch", "mountPath": sidecar.scratch_dir})
+    if mounts:
+        container["volumeMounts"] = mounts
     return container
 
 
@@ -239,7 +250,8 @@ def model_pod_spec(
                 {"name": "tmp" + c.volume_suffix, "emptyDir": {}},
             )
         ]
-        + _pod_info_volume(sidecars),
+        + _pod_info_volume(sidecars)
+        + [{"name": f"{s.name}-scratch", "emptyDir": {}} for s in sidecars if s.scratch_dir is not None],
         **_node_placement(shape.instance_type, settings),
     }
     fetches = []
