@@ -34,6 +34,7 @@ from pathlib import Path
 
 from sageport import contract
 from sageport_dev import prometheus, real_node, stack
+from sageport_dev import redis as sageport_redis
 from sageport_dev.control_plane import (
     ComponentStatus,
     health,
@@ -74,6 +75,7 @@ class StackEnv:
     bucket: str
     images: tuple[str, ...]
     prometheus_url: str | None = None  # the alarm source, when the stack runs Prometheus
+    redis_url: str | None = None  # the async inference queue (its password is in the namespaces' Secret)
 
     def environ(self) -> dict[str, str]:
         alarms = {contract.PROMETHEUS_URL_ENV: self.prometheus_url} if self.prometheus_url else {}
@@ -132,6 +134,15 @@ def _prometheus_root(state_dir: Path) -> Path:
     return state_dir / "prometheus"
 
 
+def _redis_root(state_dir: Path) -> Path:
+    return state_dir / "redis"
+
+
+def running_redis(state_dir: Path | None = None) -> sageport_redis.RedisServer | None:
+    """The stack's Redis (its password goes into each namespace that runs async endpoints)."""
+    return sageport_redis.running(_redis_root((state_dir or stack_dir_from_env()).absolute()))
+
+
 def up(
     state_dir: Path | None = None,
     log: Log = _stderr,
@@ -174,9 +185,15 @@ def up(
             prometheus_url = stack.start_prometheus(
                 _prometheus_root(state_dir), layout.kubeconfig, die_with_parent=False
             ).url
+    with clock.step(
+        f"Redis (Debian's redis-server, AOF everysec, a password) on {real_node.NODE_IP}:{stack.REDIS_PORT}",
+        log,
+    ):
+        redis = stack.start_redis(_redis_root(state_dir), die_with_parent=False)
     with clock.step("helm upgrade --install charts/sageport (CRDs, catalog, operator, gateway)", log):
-        stack.prepare_system_namespace(layout.kubeconfig, s3)
-        stack.helm_install(layout.kubeconfig, stack.local_values(refs, s3, prometheus_url), state_dir)
+        stack.prepare_system_namespace(layout.kubeconfig, s3, redis.password)
+        values = stack.local_values(refs, s3, prometheus_url, redis.url)
+        stack.helm_install(layout.kubeconfig, values, state_dir)
     with clock.step(
         f"namespace {NAMESPACE}: restricted Pod Security, S3 credentials, access key acting as "
         f"{stack.API_IDENTITY}",
@@ -184,7 +201,7 @@ def up(
     ):
         # One key pair for S3 and for invoking: the S3 server's own.
         key = stack.AccessKey(s3.access_key, s3.secret_key)
-        stack.prepare_namespace(layout.kubeconfig, NAMESPACE, s3, key=key)
+        stack.prepare_namespace(layout.kubeconfig, NAMESPACE, s3, key=key, redis_password=redis.password)
     env = StackEnv(
         kubeconfig=str(layout.kubeconfig),
         runtime_url=stack.gateway_url(layout.kubeconfig),
@@ -196,6 +213,7 @@ def up(
         bucket=BUCKET,
         images=tuple(sorted(refs.values())),
         prometheus_url=prometheus_url,
+        redis_url=redis.url,
     )
     env.save(state_dir / ENV_FILE)
     log(f"the stack in {state_dir} is up; stop it with `make down`")
@@ -207,6 +225,7 @@ def down(state_dir: Path | None = None, log: Log = _stderr) -> list[str]:
     unless something refused to stop: processes, mounts or the bridge, each named)."""
     state_dir = (state_dir or stack_dir_from_env()).absolute()
     left = prometheus.stop_server(_prometheus_root(state_dir))
+    left += sageport_redis.stop_server(_redis_root(state_dir))
     s3 = stack.running_s3(state_dir / "s3")
     if s3 is not None and s3.process is not None:
         stop([s3.process])
@@ -240,6 +259,15 @@ def status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
             env.runtime_url if env else "",
         ),
     ]
+    redis = sageport_redis.running(_redis_root(state_dir))
+    parts.append(
+        ComponentStatus(
+            "redis (async queue)",
+            redis.process.pid if redis is not None and redis.process is not None else None,
+            redis is not None,
+            redis.url if redis is not None else "",
+        )
+    )
     if env is not None and env.prometheus_url is not None:  # only a stack started with it checks it
         server = prometheus.running(_prometheus_root(state_dir))
         pid = server.process.pid if server is not None and server.process is not None else None

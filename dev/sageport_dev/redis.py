@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from sageport_dev.processes import ProcessRecord, spawn, stop, tail
 
-PACKAGE: Final = "redis-server"
+PACKAGE: Final = "redis-server"  # hostdeps.REDIS_PACKAGE
 _RECORD_FILE = "redis.json"
 _CONFIG_FILE = "redis.conf"
 
