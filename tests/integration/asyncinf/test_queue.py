@@ -91,7 +91,7 @@ def webhook() -> Iterator[Webhook]:
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[Process]:
-    backend = start_backend("model")
+    backend = start_backend("model", "--max-body-mib", "512")
     yield backend
     backend.stop()
 
@@ -338,3 +338,52 @@ def test_a_call_held_by_an_agent_killed_mid_call_is_reclaimed_and_answered_once(
         assert "reclaimed entry" in (tmp_path / "second.log").read_text()
     finally:
         second.stop()
+
+
+def _rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def test_a_large_input_streams_through_the_agent_in_bounded_memory(
+    redis: redis_server.RedisServer, s3: S3, model: Process, client: Any, tmp_path: Path
+) -> None:
+    size = 256 << 20
+    source = tmp_path / "large.bin"
+    with source.open("wb") as out:
+        block = os.urandom(1 << 20)
+        for _ in range(size >> 20):
+            out.write(block)
+    s3.client().upload_file(str(source), BUCKET, "in/large.bin")
+    agent = start_agent(redis, s3, model, tmp_path / "agent.log", consumer="large")
+    try:
+        idle = _rss_kib(agent.popen.pid, "VmRSS")
+        started = time.monotonic()
+        response = client.invoke_endpoint_async(
+            EndpointName=ENDPOINT, InputLocation=f"s3://{BUCKET}/in/large.bin"
+        )
+        deadline = time.monotonic() + 120
+        while _get_head(s3, response["OutputLocation"]) is None:
+            assert time.monotonic() < deadline, "no output for the large input after 120 s"
+            time.sleep(0.5)
+        seconds = time.monotonic() - started
+        peak = _rss_kib(agent.popen.pid, "VmHWM")
+        size_out = _get_head(s3, response["OutputLocation"])
+        assert size_out == size  # the echo model's answer: the whole input, back
+        grew_mib = (peak - idle) / 1024
+        print(
+            f"\n256 MiB through the agent in {seconds:.1f} s; peak RSS {peak / 1024:.0f} MiB, {grew_mib:.0f} MiB over idle"
+        )
+        assert grew_mib < 100, f"the agent's RSS grew {grew_mib:.0f} MiB for a 256 MiB input"
+    finally:
+        agent.stop()
+
+
+def _get_head(s3: S3, uri: str) -> int | None:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        return int(s3.client().head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except ClientError:
+        return None
