@@ -224,7 +224,7 @@ class Agent:
         if result is not None:
             await self._notify(request, result)
         await self._acknowledge(entry_id)
-        self.metrics.total_processing_time.observe((self.clock() - started) * 1000)
+        self.metrics.total_processing_time.observe(self.clock() - started)
 
     async def _run(self, request: AsyncRequest) -> outcome.Outcome | None:
         """Run the call and write its result; None when it had been answered already."""
@@ -234,7 +234,7 @@ class Agent:
         if decision is outcome.Triage.ANSWERED:
             log.info("call %s was answered already; acknowledging", request.inference_id)
             return None
-        self.metrics.time_in_backlog.observe(max(now_ms - request.received_ms, 0))
+        self.metrics.time_in_backlog.observe(max(now_ms - request.received_ms, 0) / 1000)
         if decision is outcome.Triage.EXPIRED:
             self.metrics.expired_requests.inc()
             result = outcome.expired(request, now_ms)
@@ -281,7 +281,7 @@ class Agent:
         bucket, key = split_s3_uri(uri)
         started = time.perf_counter()
         await asyncio.to_thread(self.s3.download_file, bucket, key, path)
-        self.metrics.request_download_latency.observe((time.perf_counter() - started) * 1e6)
+        self.metrics.request_download_latency.observe(time.perf_counter() - started)
 
     async def _upload(self, path: str, uri: str, content_type: str | None) -> None:
         bucket, key = split_s3_uri(uri)
@@ -292,7 +292,7 @@ class Agent:
         except Exception:
             self.metrics.response_upload_failures.inc()
             raise
-        self.metrics.response_upload_latency.observe((time.perf_counter() - started) * 1e6)
+        self.metrics.response_upload_latency.observe(time.perf_counter() - started)
 
     async def _write_failure(
         self, request: AsyncRequest, result: outcome.Outcome, model_body: str | None
@@ -347,7 +347,7 @@ class Agent:
         except (aiohttp.ClientError, OSError) as error:
             self.metrics.model_errors(None)
             return outcome.model_unreachable(str(error) or type(error).__name__)
-        self.metrics.model_latency.observe((time.perf_counter() - started) * 1e6)
+        self.metrics.model_latency.observe(time.perf_counter() - started)
         result = replace(outcome.from_model(status, head), content_type=content_type)
         if not result.success:
             self.metrics.model_errors(status)

@@ -1,49 +1,66 @@
-"""The agent's metrics, named after SageMaker's async inference metrics (per endpoint and variant,
-labels set once): InvocationsProcesssed (sic, SageMaker's spelling), InvocationFailures,
-ExpiredRequests, TimeInBacklog, TotalProcessingTime, Request/Response transfer figures, and
-the common ModelLatency and Invocation4XX/5XXErrors."""
+"""The agent's metrics (its ``GET /metrics``, labels ``endpoint`` and ``variant``), each SageMaker's
+async inference metric under sageport's naming: sageport_async_invocations_processed is
+InvocationsProcesssed (SageMaker's spelling), then InvocationFailures, ExpiredRequests,
+RequestDownloadFailures, ResponseUploadFailures, NotificationFailures, TimeInBacklog,
+TotalProcessingTime, RequestDownloadLatency, ResponseUploadLatency, and the common ModelLatency
+and Invocation4XX/5XXErrors. Latencies are in seconds, as everywhere in sageport."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-_MS_BUCKETS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000)
-_US_BUCKETS = tuple(b * 1000 for b in _MS_BUCKETS)
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600)
 
 
 class AgentMetrics:
     def __init__(self, registry: CollectorRegistry, endpoint: str, variant: str) -> None:
         self.registry = registry
-        labels = {"EndpointName": endpoint, "VariantName": variant}
+        labels = {"endpoint": endpoint, "variant": variant}
 
         def counter(name: str, help_: str) -> Counter:
-            metric = Counter(name, help_, list(labels), registry=registry)
+            return Counter(f"sageport_async_{name}", help_, list(labels), registry=registry).labels(**labels)
+
+        def histogram(name: str, help_: str) -> Histogram:
+            metric = Histogram(
+                f"sageport_async_{name}", help_, list(labels), registry=registry, buckets=_BUCKETS
+            )
             return metric.labels(**labels)
 
-        def histogram(name: str, help_: str, buckets: tuple[float, ...]) -> Histogram:
-            metric = Histogram(name, help_, list(labels), registry=registry, buckets=buckets)
-            return metric.labels(**labels)
-
-        self.invocations_processed = counter("InvocationsProcesssed", "Async calls answered with an output")
-        self.invocation_failures = counter("InvocationFailures", "Async calls that ended in a failure")
-        self.expired_requests = counter("ExpiredRequests", "Calls that waited beyond RequestTTLSeconds")
-        self.request_download_failures = counter("RequestDownloadFailures", "Inputs that could not be read")
-        self.response_upload_failures = counter("ResponseUploadFailures", "Results that could not be written")
-        self.notification_failures = counter("NotificationFailures", "Notifications given up on")
-        self.invocation_4xx = counter("Invocation4XXErrors", "Model answers 4xx")
-        self.invocation_5xx = counter("Invocation5XXErrors", "Model answers 5xx, timeouts, no answer")
+        self.invocations_processed = counter(
+            "invocations_processed", "Calls answered with an output (InvocationsProcesssed)."
+        )
+        self.invocation_failures = counter(
+            "invocation_failures", "Calls that ended in a failure (InvocationFailures)."
+        )
+        self.expired_requests = counter(
+            "expired_requests", "Calls that waited beyond RequestTTLSeconds (ExpiredRequests)."
+        )
+        self.request_download_failures = counter(
+            "request_download_failures", "Inputs that could not be read (RequestDownloadFailures)."
+        )
+        self.response_upload_failures = counter(
+            "response_upload_failures", "Results that could not be written (ResponseUploadFailures)."
+        )
+        self.notification_failures = counter(
+            "notification_failures", "Notifications given up on after every retry (NotificationFailures)."
+        )
+        self.invocation_4xx = counter("invocation_4xx_errors", "Model answers 4xx (Invocation4XXErrors).")
+        self.invocation_5xx = counter(
+            "invocation_5xx_errors", "Model answers 5xx, timeouts, no answer (Invocation5XXErrors)."
+        )
         self.time_in_backlog = histogram(
-            "TimeInBacklog", "Milliseconds a call waited in the queue", _MS_BUCKETS
+            "time_in_backlog_seconds", "Time a call waited in the queue (TimeInBacklog)."
         )
         self.total_processing_time = histogram(
-            "TotalProcessingTime", "Milliseconds from receipt to the result written", _MS_BUCKETS
+            "total_processing_time_seconds",
+            "From receipt to result written and notified (TotalProcessingTime).",
         )
-        self.model_latency = histogram("ModelLatency", "Microseconds the model took", _US_BUCKETS)
+        self.model_latency = histogram("model_latency_seconds", "Time the model took (ModelLatency).")
         self.request_download_latency = histogram(
-            "RequestDownloadLatency", "Microseconds to read the input", _US_BUCKETS
+            "request_download_latency_seconds", "Time to read the input (RequestDownloadLatency)."
         )
         self.response_upload_latency = histogram(
-            "ResponseUploadLatency", "Microseconds to write the output", _US_BUCKETS
+            "response_upload_latency_seconds", "Time to write the output (ResponseUploadLatency)."
         )
 
     def model_errors(self, status: int | None) -> None:

@@ -39,3 +39,11 @@ class RedisQueue:
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+    async def backlog(self, stream: str) -> tuple[int, bytes | None]:
+        """The stream's length and its oldest entry's id (None when empty)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(stream)
+            pipe.xrange(stream, count=1)
+            length, oldest = await pipe.execute()
+        return int(length), oldest[0][0] if oldest else None

@@ -31,6 +31,7 @@ from sageport.gateway.auth import (
     NoAuth,
     sigv4_authenticator,
 )
+from sageport.gateway.backlog import sample_forever
 from sageport.gateway.capture import DataCapture
 from sageport.gateway.metrics import GatewayMetrics
 from sageport.gateway.routing import RouteTable
@@ -211,6 +212,8 @@ async def serve(args: argparse.Namespace) -> None:
     )
     gateway = Gateway(table, authenticator, metrics, settings, capture=capture)
     gateway.queue = queue = RedisQueue.from_env()  # InvokeEndpointAsync's queue, if configured
+    if queue is not None:
+        background.append(asyncio.create_task(sample_forever(table, queue, metrics)))
     # Kubernetes mode listens at once but is not ready (503 on /ping and on invocations, both
     # retried by clients) until the first list of Endpoints, EndpointSlices and keys is in.
     gateway.ready = source is None

@@ -32,6 +32,7 @@ from tests.support.s3 import S3, versitygw
 
 BUCKET = "async"
 ENDPOINT = "queued"
+IDLE = "idle"
 AGENT_COMMAND = [str(Path(sys.executable).with_name(contract.ASYNC_AGENT_NAME))]
 STREAM = contract.async_stream("default", ENDPOINT, "AllTraffic")  # a standalone gateway's namespace
 
@@ -112,6 +113,10 @@ def gateway(
                         "asyncInferenceConfig": {"outputConfig": output},
                     },
                     "realtime": {"variants": [{"name": "AllTraffic", "backends": [model.url]}]},
+                    IDLE: {  # no instance: its calls wait
+                        "variants": [{"name": "AllTraffic", "backends": []}],
+                        "asyncInferenceConfig": {"outputConfig": output},
+                    },
                 }
             }
         )
@@ -242,7 +247,7 @@ def test_calls_land_as_outputs_with_the_models_content_type_and_one_notification
     assert sample["responseParameters"] == {
         "outputLocation": responses[0][1]["OutputLocation"], "contentType": "text/csv",
     }  # fmt: skip
-    assert _metric(agent, "InvocationsProcesssed") >= 21
+    assert _metric(agent, "sageport_async_invocations_processed") >= 21
 
 
 def test_model_errors_and_missing_inputs_end_in_failure_objects(
@@ -288,7 +293,7 @@ def test_a_call_that_waited_beyond_its_ttl_fails_as_expired_and_is_counted(
                                  "FailureLocation": stale.failure_location})  # fmt: skip
     assert kind == "failure"
     assert b"RequestTTLSeconds (60)" in body
-    assert _metric(agent, "ExpiredRequests") == 1
+    assert _metric(agent, "sageport_async_expired_requests") == 1
 
 
 def test_sync_calls_to_an_async_endpoint_and_bad_requests_are_validation_errors(gateway: Process) -> None:
@@ -387,3 +392,25 @@ def _get_head(s3: S3, uri: str) -> int | None:
         return int(s3.client().head_object(Bucket=bucket, Key=key)["ContentLength"])
     except ClientError:
         return None
+
+
+def test_the_gateway_reports_the_backlog_with_sagemakers_metrics(gateway: Process, client: Any) -> None:
+    import urllib.request
+
+    for _ in range(3):
+        client.invoke_endpoint_async(EndpointName=IDLE, Body=b"1,2")
+
+    def gauges() -> dict[str, float] | None:
+        with urllib.request.urlopen(gateway.url + "/metrics") as answer:
+            lines = answer.read().decode().splitlines()
+        found = {
+            line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+            for line in lines
+            if line.startswith("sageport_async_") and f'endpoint="{IDLE}"' in line
+        }
+        return found if found.get("sageport_async_backlog_size") == 3 else None
+
+    found = eventually(gauges, timeout=20)
+    assert found["sageport_async_has_backlog_without_capacity"] == 1
+    assert found["sageport_async_backlog_size_per_instance"] == 3
+    assert found["sageport_async_age_of_oldest_request_seconds"] > 0
