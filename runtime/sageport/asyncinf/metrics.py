@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600)
+from sageport import contract
+
+# Up to the longest a call may wait (RequestTTLSeconds) and run (InvocationTimeoutSeconds).
+_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_BUCKETS += (contract.ASYNC_DEFAULT_TIMEOUT, 3600, contract.ASYNC_DEFAULT_TTL)
 
 
 class AgentMetrics:
