@@ -223,7 +223,10 @@ class Agent:
             return
         if result is not None:
             await self._notify(request, result)
-        await self._acknowledge(entry_id)
+        try:
+            await self._acknowledge(entry_id)
+        except Exception as error:  # its result is written: a redelivery only acknowledges it
+            log.warning("acknowledging call %s failed: %s", request.inference_id, error)
         self.metrics.total_processing_time.observe(self.clock() - started)
 
     async def _run(self, request: AsyncRequest) -> outcome.Outcome | None:

@@ -414,3 +414,29 @@ def test_the_gateway_reports_the_backlog_with_sagemakers_metrics(gateway: Proces
     assert found["sageport_async_has_backlog_without_capacity"] == 1
     assert found["sageport_async_backlog_size_per_instance"] == 3
     assert found["sageport_async_age_of_oldest_request_seconds"] > 0
+
+
+def test_redis_killed_mid_stream_and_restarted_loses_no_accepted_call(
+    redis: redis_server.RedisServer, s3: S3, client: Any, agent: Process
+) -> None:
+    accepted = []
+    for index in range(30):
+        accepted.append(
+            client.invoke_endpoint_async(
+                EndpointName=ENDPOINT, Body=f"row {index}".encode(), CustomAttributes="mode=sleep:0.1"
+            )
+        )
+        if index == 14:
+            assert redis.process is not None
+            os.kill(redis.process.pid, signal.SIGKILL)  # mid-stream: half the calls queued
+            eventually(lambda: not redis.process.alive(), timeout=10)  # type: ignore[union-attr]
+            restarted = redis_server.start(redis.root, host=redis.host, port=redis.port, die_with_parent=True)
+            assert restarted.password == redis.password
+    results = {response["InferenceId"]: _result(s3, response, timeout=60) for response in accepted}
+    for index, response in enumerate(accepted):
+        assert results[response["InferenceId"]] == (
+            "output",
+            f"row {index}".encode(),
+            "application/octet-stream",
+        )
+        assert _get(s3, response["FailureLocation"]) is None
