@@ -36,6 +36,7 @@ from sageport.asyncinf.request import AsyncRequest, split_s3_uri
 log = logging.getLogger("sageport.asyncinf")
 
 _CHUNK = 1 << 16
+_SINGLE_PUT = 8 << 20  # boto3's multipart threshold
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,10 @@ class Agent:
                 for entry_id, fields in entries:
                     self._start(entry_id, fields)
 
-    def _start(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+    def _start(self, entry_id: bytes, fields: dict[bytes, bytes], redelivered: bool = False) -> None:
         if entry_id in self._in_flight or not fields:  # a claim of one we run, or a deleted entry
             return
-        task = asyncio.create_task(self._process(entry_id, fields))
+        task = asyncio.create_task(self._process(entry_id, fields, redelivered))
         self._in_flight[entry_id] = task
         task.add_done_callback(lambda _: self._in_flight.pop(entry_id, None))
 
@@ -196,7 +197,7 @@ class Agent:
                 if fields:
                     log.info("reclaimed entry %s of a consumer gone quiet", entry_id)
                     claimed += 1
-                    self._start(entry_id, fields)
+                    self._start(entry_id, fields, redelivered=True)
             if cursor in (b"0-0", "0-0"):
                 return claimed
 
@@ -207,7 +208,7 @@ class Agent:
             await pipe.execute()
 
     # ---- one call ------------------------------------------------------------------------
-    async def _process(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+    async def _process(self, entry_id: bytes, fields: dict[bytes, bytes], redelivered: bool) -> None:
         started = self.clock()
         try:
             request = AsyncRequest.from_fields(fields)
@@ -216,7 +217,7 @@ class Agent:
             await self._acknowledge(entry_id)
             return
         try:
-            result = await self._run(request)
+            result = await self._run(request, redelivered)
         except Exception:
             # S3 or Redis unreachable: leave the entry pending, to be run again once reclaimed.
             log.exception("call %s could not be completed; it stays queued", request.inference_id)
@@ -229,10 +230,12 @@ class Agent:
             log.warning("acknowledging call %s failed: %s", request.inference_id, error)
         self.metrics.total_processing_time.observe(self.clock() - started)
 
-    async def _run(self, request: AsyncRequest) -> outcome.Outcome | None:
-        """Run the call and write its result; None when it had been answered already."""
+    async def _run(self, request: AsyncRequest, redelivered: bool) -> outcome.Outcome | None:
+        """Run the call and write its result; None when it had been answered already. Only a
+        redelivered entry can have been answered (a first delivery never ran), so only its result
+        objects are looked for."""
         now_ms = int(self.clock() * 1000)
-        exists = await asyncio.to_thread(self._results_exist, request)
+        exists = await asyncio.to_thread(self._results_exist, request) if redelivered else (False, False)
         decision = outcome.triage(request, now_ms, *exists)
         if decision is outcome.Triage.ANSWERED:
             log.info("call %s was answered already; acknowledging", request.inference_id)
@@ -283,15 +286,31 @@ class Agent:
     async def _download(self, uri: str, path: str) -> None:
         bucket, key = split_s3_uri(uri)
         started = time.perf_counter()
-        await asyncio.to_thread(self.s3.download_file, bucket, key, path)
+        await asyncio.to_thread(self._get_into, bucket, key, path)
         self.metrics.request_download_latency.observe(time.perf_counter() - started)
+
+    def _get_into(self, bucket: str, key: str, path: str) -> None:
+        """GetObject streamed into ``path`` in chunks (no transfer manager: cheap for small inputs,
+        and one stream for large ones)."""
+        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+        with open(path, "wb") as sink:
+            for chunk in body.iter_chunks(_CHUNK * 16):
+                sink.write(chunk)
+
+    def _put_from(self, path: str, bucket: str, key: str, extra: dict[str, str]) -> None:
+        """One PutObject from the file for results up to a multipart part; multipart above."""
+        if os.stat(path).st_size <= _SINGLE_PUT:
+            with open(path, "rb") as source:
+                self.s3.put_object(Bucket=bucket, Key=key, Body=source, **extra)
+        else:
+            self.s3.upload_file(path, bucket, key, ExtraArgs=extra)
 
     async def _upload(self, path: str, uri: str, content_type: str | None) -> None:
         bucket, key = split_s3_uri(uri)
         extra = {"ContentType": content_type} if content_type else {}
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(self.s3.upload_file, path, bucket, key, ExtraArgs=extra)
+            await asyncio.to_thread(self._put_from, path, bucket, key, extra)
         except Exception:
             self.metrics.response_upload_failures.inc()
             raise

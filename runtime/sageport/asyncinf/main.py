@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -83,7 +84,11 @@ async def serve(args: argparse.Namespace) -> None:
         error_topic=args.error_topic,
     )
     redis = redis_client()
-    s3 = s3_client(max_attempts=5)
+    s3 = s3_client(max_attempts=5, pool=args.concurrency * 2 + 2)
+    # S3 calls run in threads: enough of them for every call in flight (and its heartbeat).
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(args.concurrency * 2 + 2, thread_name_prefix="s3")
+    )
     async with aiohttp.ClientSession() as session:
         agent = Agent(redis, s3, settings, metrics, Notifier(session))
 
