@@ -4,7 +4,8 @@
 containerd, runc and the CNI plugins run pods; iptables, iproute2 and conntrack carry
 kube-proxy's and CNI's networking; debootstrap builds the images' root file system;
 prometheus is the alarm source of ``make up PROMETHEUS=1`` and of the alarm tests (its binary
-only: the stack runs it as its own child process, never as the package's service).
+only: the stack runs it as its own child process, never as the package's service); redis-server
+is the async inference queue, run the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from sageport_dev.real_node import DEBIAN_PACKAGES
 
 PROMETHEUS_PACKAGE = "prometheus"
 
-PACKAGES = (*DEBIAN_PACKAGES, "debootstrap", PROMETHEUS_PACKAGE)
+REDIS_PACKAGE = "redis-server"  # the async inference queue of `make up` and the integration tests
+
+PACKAGES = (*DEBIAN_PACKAGES, "debootstrap", PROMETHEUS_PACKAGE, REDIS_PACKAGE)
 
 
 def missing(packages: tuple[str, ...] = PACKAGES) -> list[str]:

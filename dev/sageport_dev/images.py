@@ -103,6 +103,7 @@ SPECS = (
             "sageport-server": "sageport.server",
             "sageport-gateway": "sageport.gateway",
             "sageport-router": "sageport.router",  # the Direct multi-container sidecar
+            "sageport-async-agent": "sageport.asyncinf",  # the async inference sidecar
         },
         cmd=("serve",),
         working_dir="/opt/ml",

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from sageport import contract
 from sageport_dev import build, keda, prometheus, real_node, stack
+from sageport_dev import redis as sageport_redis
 from sageport_dev.control_plane import (
     ComponentStatus,
     health,
@@ -79,6 +80,7 @@ class StackEnv:
     images: tuple[str, ...]
     prometheus_url: str | None = None  # the alarm source, when the stack runs Prometheus
     sdk_config: str | None = None  # the SageMaker Python SDK's defaults (see sdk_config_yaml)
+    redis_url: str | None = None  # the async inference queue (its password is in the namespaces' Secret)
 
     def environ(self) -> dict[str, str]:
         alarms = {contract.PROMETHEUS_URL_ENV: self.prometheus_url} if self.prometheus_url else {}
@@ -158,6 +160,15 @@ def _keda_root(state_dir: Path) -> Path:
     return state_dir / "keda"
 
 
+def _redis_root(state_dir: Path) -> Path:
+    return state_dir / "redis"
+
+
+def running_redis(state_dir: Path | None = None) -> sageport_redis.RedisServer | None:
+    """The stack's Redis (its password goes into each namespace that runs async endpoints)."""
+    return sageport_redis.running(_redis_root((state_dir or stack_dir_from_env()).absolute()))
+
+
 def up(
     state_dir: Path | None = None,
     log: Log = _stderr,
@@ -204,9 +215,14 @@ def up(
         f"KEDA {build.KEDA_VERSION} (CRDs, operator out of cluster) for serverless variants", log
     ):
         scaler_address = stack.start_keda(_keda_root(state_dir), layout.kubeconfig, die_with_parent=False)
+    with clock.step(
+        f"Redis (Debian's redis-server, AOF everysec, a password) on {real_node.NODE_IP}:{stack.REDIS_PORT}",
+        log,
+    ):
+        redis = stack.start_redis(_redis_root(state_dir), die_with_parent=False)
     with clock.step("helm upgrade --install charts/sageport (CRDs, catalog, operator, gateway)", log):
-        stack.prepare_system_namespace(layout.kubeconfig, s3)
-        values = stack.local_values(refs, s3, prometheus_url, scaler_address)
+        stack.prepare_system_namespace(layout.kubeconfig, s3, redis.password)
+        values = stack.local_values(refs, s3, prometheus_url, scaler_address, redis.url)
         stack.helm_install(layout.kubeconfig, values, state_dir)
     with clock.step(
         f"namespace {NAMESPACE}: restricted Pod Security, S3 credentials, access key acting as "
@@ -215,7 +231,7 @@ def up(
     ):
         # One key pair for S3 and for invoking: the S3 server's own.
         key = stack.AccessKey(s3.access_key, s3.secret_key)
-        stack.prepare_namespace(layout.kubeconfig, NAMESPACE, s3, key=key)
+        stack.prepare_namespace(layout.kubeconfig, NAMESPACE, s3, key=key, redis_password=redis.password)
     sdk_config = state_dir / SDK_CONFIG_FILE
     sdk_config.write_text(sdk_config_yaml(BUCKET))
     env = StackEnv(
@@ -230,6 +246,7 @@ def up(
         images=tuple(sorted(refs.values())),
         prometheus_url=prometheus_url,
         sdk_config=str(sdk_config),
+        redis_url=redis.url,
     )
     env.save(state_dir / ENV_FILE)
     log(f"the stack in {state_dir} is up; stop it with `make down`")
@@ -242,6 +259,7 @@ def down(state_dir: Path | None = None, log: Log = _stderr) -> list[str]:
     state_dir = (state_dir or stack_dir_from_env()).absolute()
     left = prometheus.stop_server(_prometheus_root(state_dir))
     left += keda.stop_operator(_keda_root(state_dir))
+    left += sageport_redis.stop_server(_redis_root(state_dir))
     s3 = stack.running_s3(state_dir / "s3")
     if s3 is not None and s3.process is not None:
         stop([s3.process])
@@ -276,6 +294,15 @@ def status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
             env.runtime_url if env else "",
         ),
     ]
+    redis = sageport_redis.running(_redis_root(state_dir))
+    parts.append(
+        ComponentStatus(
+            "redis (async queue)",
+            redis.process.pid if redis is not None and redis.process is not None else None,
+            redis is not None,
+            redis.url if redis is not None else "",
+        )
+    )
     if env is not None and env.prometheus_url is not None:  # only a stack started with it checks it
         server = prometheus.running(_prometheus_root(state_dir))
         pid = server.process.pid if server is not None and server.process is not None else None

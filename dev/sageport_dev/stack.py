@@ -31,6 +31,7 @@ import yaml
 
 from sageport import contract
 from sageport_dev import build, images, keda, prometheus, real_node, wire
+from sageport_dev import redis as sageport_redis
 from sageport_dev.handle import KubeCluster
 from sageport_dev.layout import Layout
 from sageport_dev.processes import ProcessRecord, spawn
@@ -44,6 +45,9 @@ S3_PORT = 9000  # on the bridge address, which only this machine's real node use
 # Also on the bridge address; not 9090, where the Debian package's own service (if it started)
 # listens on every address.
 PROMETHEUS_PORT = 19090
+# Also on the bridge address; not 6379, where the Debian package's own service may listen.
+REDIS_PORT = 16379
+REDIS_SECRET = "sageport-redis"  # in the system namespace (gateway) and each Endpoint namespace (agents)
 REGION = wire.REGION
 
 # SageMaker's SDK runs `instance_type="local"` on the caller's machine; here it means the real
@@ -309,12 +313,31 @@ def start_keda(root: Path, kubeconfig: Path, *, die_with_parent: bool) -> str:
 STORAGE_SECRET = "sageport-model-storage"
 
 
+def start_redis(root: Path, *, die_with_parent: bool) -> sageport_redis.RedisServer:
+    """Debian's redis-server on the bridge address (where pods reach it), AOF everysec and a
+    password, or the one a kept run left in ``root``."""
+    try:
+        return sageport_redis.start(
+            root, host=real_node.NODE_IP, port=REDIS_PORT, die_with_parent=die_with_parent
+        )
+    except sageport_redis.RedisError as error:
+        raise StackError(str(error)) from None
+
+
+def redis_secret(password: str) -> dict[str, Any]:
+    return _secret(REDIS_SECRET, {contract.REDIS_PASSWORD_KEY: password})
+
+
 def local_values(
-    refs: dict[str, str], s3: S3Server, prometheus_url: str | None = None, scaler_address: str | None = None
+    refs: dict[str, str],
+    s3: S3Server,
+    prometheus_url: str | None = None,
+    scaler_address: str | None = None,
+    redis_url: str | None = None,
 ) -> dict[str, Any]:
     """Chart values for this machine: local images, chart pods, `local` and serverless variants on
-    the real node, the operator's alarm source when the stack runs Prometheus, and where KEDA
-    reaches the gateway's scaler when it runs."""
+    the real node, the operator's alarm source when the stack runs Prometheus, where KEDA reaches
+    the gateway's scaler when it runs, and the async inference queue (Redis) when it runs."""
 
     def image(ref: str) -> dict[str, str]:
         repository, tag = ref.rsplit(":", 1)
@@ -343,6 +366,11 @@ def local_values(
         },
         "instanceTypes": {"extra": [LOCAL_INSTANCE_TYPE]},
         "serverless": {**on_real_node, **({"scalerAddress": scaler_address} if scaler_address else {})},
+        **(
+            {"asyncInference": {"redis": {"url": redis_url, "passwordSecret": REDIS_SECRET}}}
+            if redis_url
+            else {}
+        ),
     }
 
 
@@ -421,11 +449,13 @@ def _storage_secret(s3: S3Server) -> dict[str, Any]:
     )
 
 
-def prepare_system_namespace(kubeconfig: Path, s3: S3Server) -> None:
+def prepare_system_namespace(kubeconfig: Path, s3: S3Server, redis_password: str | None = None) -> None:
     """The chart's namespace (restricted Pod Security enforced) with the S3 credentials the
-    gateway writes data capture files with (``local_values``: gateway.dataCapture.secretName)."""
+    gateway writes data capture files with (``local_values``: gateway.dataCapture.secretName)
+    and Redis' password (asyncInference.redis.passwordSecret)."""
     create_restricted_namespace(kubeconfig, SYSTEM_NAMESPACE)
-    apply_objects(kubeconfig, SYSTEM_NAMESPACE, [_storage_secret(s3)])
+    extra = [redis_secret(redis_password)] if redis_password else []
+    apply_objects(kubeconfig, SYSTEM_NAMESPACE, [_storage_secret(s3), *extra])
 
 
 # The identity of the stack's access key: a ServiceAccount its Secret names, which the control-plane
@@ -465,7 +495,11 @@ def access_key_secret(
 
 
 def prepare_namespace(
-    kubeconfig: Path, namespace: str, s3: S3Server, key: AccessKey | None = None
+    kubeconfig: Path,
+    namespace: str,
+    s3: S3Server,
+    key: AccessKey | None = None,
+    redis_password: str | None = None,
 ) -> AccessKey:
     """The namespace (restricted Pod Security enforced), the fetcher's S3 credentials, and a
     SigV4 access key for the gateway scoped to it (``key``, else a new one), whose identity
@@ -473,7 +507,10 @@ def prepare_namespace(
     key = key or AccessKey("AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
     create_restricted_namespace(kubeconfig, namespace)
     storage = _storage_secret(s3)
-    apply_objects(kubeconfig, namespace, [storage, *api_identity(), access_key_secret("invoke-key", key)])
+    extra = [redis_secret(redis_password)] if redis_password else []
+    apply_objects(
+        kubeconfig, namespace, [storage, *extra, *api_identity(), access_key_secret("invoke-key", key)]
+    )
     return key
 
 

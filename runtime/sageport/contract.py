@@ -241,3 +241,41 @@ def multi_model_id(target_model: str) -> str:
     """The name a multi-model container knows a TargetModel by (SageMaker's is opaque too): safe in
     a URL path and a directory name whatever the key holds, and the same in gateway and server."""
     return "m-" + hashlib.sha256(target_model.encode()).hexdigest()[:40]
+
+
+# --- asynchronous inference -----------------------------------------------------------------
+# Redis (Streams) holds the queue: one stream and one consumer group per async variant (see
+# async_stream). The gateway appends, the agent sidecar of the variant's pods consumes. Both read
+# Redis' URL and password from these variables (the chart's asyncInference.redis values).
+REDIS_URL_ENV: Final = "SAGEPORT_REDIS_URL"
+REDIS_PASSWORD_ENV: Final = "SAGEPORT_REDIS_PASSWORD"
+# The key of the password in the Secret the chart names (asyncInference.redis.passwordSecret).
+REDIS_PASSWORD_KEY: Final = "password"
+ASYNC_GROUP: Final = "sageport-agents"
+# The fields of a request record in the stream (values are strings, Body bytes).
+ASYNC_ID_FIELD: Final = "call_id"
+ASYNC_INPUT_FIELD: Final = "input_location"
+ASYNC_BODY_FIELD: Final = "inline_body"
+ASYNC_OUTPUT_FIELD: Final = "output_location"
+ASYNC_FAILURE_FIELD: Final = "failure_location"
+ASYNC_CONTENT_TYPE_FIELD: Final = "content_type"
+ASYNC_ACCEPT_FIELD: Final = "accept_type"
+ASYNC_CUSTOM_ATTRIBUTES_FIELD: Final = "custom_attributes"
+ASYNC_RECEIVED_FIELD: Final = "received_ms"  # epoch milliseconds at the gateway
+ASYNC_TTL_FIELD: Final = "ttl_seconds"  # RequestTTLSeconds
+ASYNC_TIMEOUT_FIELD: Final = "timeout_seconds"  # InvocationTimeoutSeconds
+# SageMaker's defaults (seconds).
+ASYNC_DEFAULT_TTL: Final = 21600
+ASYNC_DEFAULT_TIMEOUT: Final = 900
+# What the agent's container is called in a variant pod.
+ASYNC_AGENT_NAME: Final = "sageport-async-agent"
+# The agent's own /ping and /metrics, in the model pod (the model keeps CONTAINER_PORT).
+ASYNC_AGENT_PORT: Final = 9092
+
+
+def async_stream(namespace: str, endpoint_name: str, variant: str) -> str:
+    """The Redis stream of an async variant: the gateway appends to it, the agent of every pod of
+    the variant (of any config: an update's new fleet drains the same queue) consumes it, and a
+    KEDA redis-streams scaler can read its consumer group's lag. Names are SageMaker names (no
+    colon can occur in them), so keys never collide."""
+    return f"sageport:async:{namespace}:{endpoint_name}:{variant}"

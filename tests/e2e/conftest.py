@@ -130,7 +130,10 @@ def deployed(pytestconfig: pytest.Config, node_lock: None) -> Iterator[Deployed]
 @pytest.fixture
 def namespace(deployed: Deployed, request: pytest.FixtureRequest) -> Iterator[tuple[str, stack.AccessKey]]:
     name = "e2e-" + request.node.name.replace("_", "-")[5:40].strip("-").lower()
-    key = stack.prepare_namespace(deployed.kubeconfig, name, deployed.s3)
+    redis = local_stack.running_redis(deployed.layout.root)
+    key = stack.prepare_namespace(
+        deployed.kubeconfig, name, deployed.s3, redis_password=redis.password if redis else None
+    )
     yield name, key
     deployed.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

@@ -29,6 +29,7 @@ AMBIGUOUS: frozenset[object] = frozenset(
         "Failed",
         "Input",
         "Stopped",
+        "Completed",  # TransformJobStatus's, and an async notification's invocationStatus
     }
 )
 

@@ -54,7 +54,8 @@ def _only_spec(configs: Sequence[Mapping[str, Any]]) -> EndpointConfigSpec | Non
 def with_data_capture(
     status: EndpointStatus, previous: EndpointStatus | None, serving_configs: Sequence[Mapping[str, Any]]
 ) -> EndpointStatus:
-    """``status`` with the ``dataCaptureConfig`` of the config it serves.
+    """``status`` with the ``dataCaptureConfig`` and ``asyncInferenceConfig`` of the config it
+    serves (the gateway captures and queues by them).
 
     ``serving_configs`` are the EndpointConfigs named ``status.endpointConfigName``. When that
     config cannot be read (deleted while it serves, say), the summary already reported for it
@@ -63,14 +64,14 @@ def with_data_capture(
     """
     spec = _only_spec(serving_configs)
     if spec is not None:
-        summary = capture_summary(spec)
+        summary, queued = capture_summary(spec), spec.async_inference_config
     elif previous is not None and previous.endpoint_config_name == status.endpoint_config_name:
-        summary = previous.data_capture_config
+        summary, queued = previous.data_capture_config, previous.async_inference_config
     else:
-        summary = status.data_capture_config
-    if summary == status.data_capture_config:
+        summary, queued = status.data_capture_config, status.async_inference_config
+    if summary == status.data_capture_config and queued == status.async_inference_config:
         return status
-    new = status.model_copy(update={"data_capture_config": summary})
+    new = status.model_copy(update={"data_capture_config": summary, "async_inference_config": queued})
     if previous is not None and _without_time(previous) == _without_time(new):
         return previous
     return new

@@ -43,6 +43,9 @@ class OperatorSettings:
     serverless_node_selector: tuple[tuple[str, str], ...] = ()
     serverless_tolerations: tuple[Toleration, ...] = ()
     scaler_address: str = ""
+    # Async inference: Redis' URL, and the Secret in each Endpoint's namespace holding its password.
+    redis_url: str | None = None
+    redis_secret: str | None = None
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -64,6 +67,8 @@ class OperatorSettings:
                 Toleration.model_validate(t) for t in _json_env(env, "SAGEPORT_SERVERLESS_TOLERATIONS", list)
             ),
             scaler_address=env.get("SAGEPORT_SCALER_ADDRESS", "").strip(),
+            redis_url=env.get(contract.REDIS_URL_ENV, "").strip() or None,
+            redis_secret=env.get("SAGEPORT_REDIS_SECRET", "").strip() or None,
         )
 
     def render_settings(self) -> RenderSettings:
@@ -78,6 +83,8 @@ class OperatorSettings:
             serverless_node_selector=self.serverless_node_selector,
             serverless_tolerations=self.serverless_tolerations,
             scaler_address=self.scaler_address,
+            redis_url=self.redis_url,
+            redis_secret=self.redis_secret,
         )
 
 

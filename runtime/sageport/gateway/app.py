@@ -7,6 +7,7 @@ the pure modules; this file only moves bytes, keeps counters and measures time.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import random
 import time
@@ -17,12 +18,15 @@ from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sageport.asyncinf.request import AsyncRequest, parse_async_request, result_locations
 from sageport.contract import (
     AMZ_TARGET_HEADER,
     FAILED_CONTAINER_HEADER,
     PING_PATH,
+    REDIS_URL_ENV,
     RETRY_ELSEWHERE_HEADER,
     SERVING_STATUSES,
+    async_stream,
 )
 from sageport.gateway import errors
 from sageport.gateway.activator import Activator
@@ -73,6 +77,10 @@ class ControlApiHandler(Protocol):
     async def handle(self, request: Request) -> Response: ...
 
 
+class AsyncQueue(Protocol):
+    async def append(self, stream: str, fields: dict[str, str | bytes]) -> None: ...
+
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 # Response headers a model may set that SageMaker passes back to the caller.
@@ -85,6 +93,8 @@ _MODEL_RESPONSE_HEADERS = tuple(
     )
 )
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
+# The namespace in stream names of a standalone gateway's endpoints (a routes file has none).
+STANDALONE_NAMESPACE = "default"
 # Health checks: the container contract's /ping, and /healthz.
 _HEALTH_PATHS = (PING_PATH, "/healthz")
 
@@ -130,6 +140,8 @@ class Gateway:
         self.refresh_endpoint: Callable[[str, str], Awaitable[None]] | None = None
         # Kubernetes mode: the SageMaker control-plane API (sageport.controlapi), if enabled.
         self.control_api: ControlApiHandler | None = None
+        # Where InvokeEndpointAsync calls are queued (Redis Streams), if configured.
+        self.queue: AsyncQueue | None = None
         self._request_ids = RequestIds()
         self._targets: dict[str, Target] = {}
         # Serverless variants: calls held while KEDA scales from zero, demand reported to it.
@@ -260,10 +272,17 @@ class Gateway:
             raise awserrors.access_denied(f"{principal.name} is not authorized to invoke endpoint {name}.")
         if endpoint is None:
             raise errors.endpoint_not_found(name, self.settings.account)
+        if endpoint.async_paths is not None:
+            if invocation.operation is not Operation.INVOKE_ASYNC:
+                raise awserrors.validation_error(
+                    f"Endpoint {name} is an asynchronous endpoint (it has an AsyncInferenceConfig): "
+                    "invoke it with InvokeEndpointAsync."
+                )
+            return await self._enqueue(request, endpoint, body, request_id)
         if invocation.operation is Operation.INVOKE_ASYNC:
             raise awserrors.validation_error(
-                f"Endpoint {name} is not configured for asynchronous inference: "
-                "InvokeEndpointAsync is not supported by this gateway yet."
+                f"Endpoint {name} is not an asynchronous endpoint: its EndpointConfig has no "
+                "AsyncInferenceConfig; invoke it with InvokeEndpoint."
             )
         if endpoint.status not in SERVING_STATUSES and self.refresh_endpoint and endpoint.namespace:
             await self.refresh_endpoint(endpoint.namespace, name)
@@ -324,6 +343,52 @@ class Gateway:
             await self._invoke_stream(sink, invocation, chosen, body, request_id, started)
             return None
         return await self._invoke(invocation, chosen, body, request_id, started)
+
+    async def _enqueue(self, request: Request, endpoint: Endpoint, body: bytes, request_id: str) -> Response:
+        """InvokeEndpointAsync: validate, append the call to the chosen variant's stream, and
+        answer 202 only once Redis has it (its reply comes after the append-only file write)."""
+        assert endpoint.async_paths is not None
+        call = parse_async_request(request.headers, body)
+        if self.queue is None:
+            raise awserrors.service_unavailable(
+                "Asynchronous inference needs Redis, and this gateway has none configured "
+                f"({REDIS_URL_ENV}; the chart's asyncInference.redis.url)."
+            )
+        variant = _weighted_variant(endpoint.variants, self.rng)
+        if variant is None:
+            raise awserrors.validation_error(
+                f"Endpoint {endpoint.name} has no production variant with weight."
+            )
+        output, failure = result_locations(call, *endpoint.async_paths)
+        record = AsyncRequest(
+            inference_id=call.inference_id,
+            output_location=output,
+            failure_location=failure,
+            received_ms=int(time.time() * 1000),
+            ttl_seconds=call.ttl_seconds,
+            timeout_seconds=call.timeout_seconds,
+            input_location=call.input_location,
+            body=call.body,
+            content_type=call.content_type,
+            accept=call.accept,
+            custom_attributes=call.custom_attributes,
+        )
+        stream = async_stream(endpoint.namespace or STANDALONE_NAMESPACE, endpoint.name, variant.name)
+        try:
+            await self.queue.append(stream, record.to_fields())
+        except Exception as error:
+            log.warning("queueing call %s failed: %s", call.inference_id, error)
+            raise awserrors.service_unavailable(
+                "The request queue is unavailable; retry the request."
+            ) from None
+        headers = {
+            "Content-Type": "application/json",
+            "x-amzn-RequestId": request_id,
+            "X-Amzn-SageMaker-OutputLocation": output,
+        }
+        if failure is not None:
+            headers["X-Amzn-SageMaker-FailureLocation"] = failure
+        return Response(202, headers, json.dumps({"InferenceId": call.inference_id}).encode())
 
     def _variant_metrics(self, chosen: Route) -> VariantMetrics:
         slot = chosen.variant.metrics
@@ -575,6 +640,15 @@ class Gateway:
         metrics.model_latency.observe(model_seconds)
         metrics.overhead_latency.observe(max(time.perf_counter() - started - model_seconds, 0.0))
         await sink.end()
+
+
+def _weighted_variant(variants: list[Variant], rng: random.Random) -> Variant | None:
+    """A variant by weight, ready instances or not: an async call waits in its variant's queue
+    (even for a variant at zero instances)."""
+    weighted = [variant for variant in variants if variant.weight > 0]
+    if not weighted:
+        return None
+    return rng.choices(weighted, weights=[variant.weight for variant in weighted])[0]
 
 
 class RequestIds:

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sageport.api.v1alpha1 import DataCaptureConfig
+from sageport.api.v1alpha1 import AsyncInferenceConfig, DataCaptureConfig
 from sageport.contract import RoutingStrategy
 from sageport.gateway.auth import AccessKey
 from sageport.gateway.capture import settings_from_config
@@ -62,6 +62,8 @@ class _EndpointFile(BaseModel):
     shadows: list[_VariantFile] = Field(default_factory=list)
     # An EndpointConfig's dataCaptureConfig, as written there (ACK names).
     data_capture_config: DataCaptureConfig | None = Field(default=None, alias="dataCaptureConfig")
+    # An EndpointConfig's asyncInferenceConfig: the endpoint takes only InvokeEndpointAsync.
+    async_inference_config: AsyncInferenceConfig | None = Field(default=None, alias="asyncInferenceConfig")
 
 
 class _RoutesFile(BaseModel):
@@ -127,7 +129,17 @@ def parse_routes(document: Any) -> list[EndpointSpec]:
         settings = settings_from_config(capture) if capture is not None else None
         if capture is not None and settings is None and capture.enable_capture is not False:
             raise ConfigError(f"endpoint {name!r}: dataCaptureConfig needs an s3://bucket/prefix destination")
-        specs.append(EndpointSpec(name=name, variants=variants, shadows=shadows, capture=settings))
+        async_paths = None
+        if endpoint.async_inference_config is not None:
+            output = endpoint.async_inference_config.output_config
+            if not output.s3_output_path:
+                raise ConfigError(f"endpoint {name!r}: asyncInferenceConfig needs outputConfig.s3OutputPath")
+            async_paths = (output.s3_output_path, output.s3_failure_path)
+        specs.append(
+            EndpointSpec(
+                name=name, variants=variants, shadows=shadows, capture=settings, async_paths=async_paths
+            )
+        )
     return specs
 
 

@@ -50,6 +50,7 @@ class EndpointObject:
     # the watch's next event, which must then not take the table back.
     resource_version: int = 0
     capture: CaptureSettings | None = None  # from status.dataCaptureConfig
+    async_paths: tuple[str, str | None] | None = None  # from status.asyncInferenceConfig
 
     def is_older_than(self, other: EndpointObject) -> bool:
         return 0 < self.resource_version < other.resource_version
@@ -159,7 +160,19 @@ def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
         shadows=tuple(shadows),
         resource_version=_resource_version(obj),
         capture=settings_from_summary(status.get("dataCaptureConfig")),
+        async_paths=_async_paths(status.get("asyncInferenceConfig")),
     )
+
+
+def _async_paths(config: Any) -> tuple[str, str | None] | None:
+    """S3OutputPath and S3FailurePath of an async endpoint (DescribeEndpoint's
+    AsyncInferenceConfig, which the operator writes); None for a real-time one."""
+    output = _mapping(_mapping(config).get("outputConfig"))
+    path = output.get("s3OutputPath")
+    if not isinstance(path, str) or not path:
+        return None
+    failure = output.get("s3FailurePath")
+    return path, failure if isinstance(failure, str) and failure else None
 
 
 def _shadows(status: Mapping[str, Any]) -> list[VariantRow]:
@@ -249,7 +262,13 @@ def build_routes(
         shadows = tuple(spec(*shadow) for shadow in endpoint.shadows)
         specs.append(
             EndpointSpec(
-                endpoint.name, variants, endpoint.status, endpoint.namespace, shadows, endpoint.capture
+                endpoint.name,
+                variants,
+                endpoint.status,
+                endpoint.namespace,
+                shadows,
+                endpoint.capture,
+                endpoint.async_paths,
             )
         )
     return specs, sorted(clashes)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from sageport import contract
+from sageport.asyncinf.queue import RedisQueue
 from sageport.controlapi.http import ControlApiServer
 from sageport.gateway import config, logs
 from sageport.gateway.app import Gateway, Settings
@@ -31,6 +32,7 @@ from sageport.gateway.auth import (
     NoAuth,
     sigv4_authenticator,
 )
+from sageport.gateway.backlog import sample_forever
 from sageport.gateway.capture import DataCapture
 from sageport.gateway.metrics import GatewayMetrics
 from sageport.gateway.routing import RouteTable
@@ -219,6 +221,9 @@ async def serve(args: argparse.Namespace) -> None:
         metrics, max_bytes=args.capture_buffer_mib << 20, flush_seconds=args.capture_flush_seconds
     )
     gateway = Gateway(table, authenticator, metrics, settings, capture=capture)
+    gateway.queue = queue = RedisQueue.from_env()  # InvokeEndpointAsync's queue, if configured
+    if queue is not None:
+        background.append(asyncio.create_task(sample_forever(table, queue, metrics)))
     # Kubernetes mode listens at once but is not ready (503 on /ping and on invocations, both
     # retried by clients) until the first list of Endpoints, EndpointSlices and keys is in.
     gateway.ready = source is None
@@ -286,6 +291,8 @@ async def serve(args: argparse.Namespace) -> None:
         await scaler.stop(1.0)
     await capture.close(last_flush_seconds=5.0)
     await gateway.close()
+    if queue is not None:
+        await queue.close()
     for close in closers:
         close()
     log.info("gateway stopped")

@@ -114,6 +114,32 @@ class GatewayMetrics:
             registry=registry,
         )
 
+        # Asynchronous inference: the queue of each async variant, sampled (SageMaker's names in help).
+        self.async_backlog_size = Gauge(
+            "sageport_async_backlog_size",
+            "Calls queued or in progress (ApproximateBacklogSize).",
+            _LABELS,
+            registry=registry,
+        )
+        self.async_backlog_size_per_instance = Gauge(
+            "sageport_async_backlog_size_per_instance",
+            "Backlog over ready instances (ApproximateBacklogSizePerInstance).",
+            _LABELS,
+            registry=registry,
+        )
+        self.async_age_of_oldest_request = Gauge(
+            "sageport_async_age_of_oldest_request_seconds",
+            "Age of the oldest queued call (ApproximateAgeOfOldestRequest).",
+            _LABELS,
+            registry=registry,
+        )
+        self.async_has_backlog_without_capacity = Gauge(
+            "sageport_async_has_backlog_without_capacity",
+            "1 when calls are queued and the variant has no ready instance (HasBacklogWithoutCapacity).",
+            _LABELS,
+            registry=registry,
+        )
+
         # Data capture (sageport's; SageMaker reports none): what reached S3 and what did not.
         self.data_capture_records = Counter(
             "sageport_data_capture_records",

@@ -85,6 +85,8 @@ class EndpointSpec:
     # Shadow variants: ``weight`` is the fraction of requests copied to each (0..1).
     shadows: tuple[VariantSpec, ...] = ()
     capture: CaptureSettings | None = None  # data capture of its calls, if any
+    # An async endpoint's S3OutputPath and S3FailurePath (None: a real-time endpoint).
+    async_paths: tuple[str, str | None] | None = None
 
 
 @dataclass
@@ -109,6 +111,7 @@ class Endpoint:
     variants: list[Variant] = field(default_factory=list)
     shadows: list[Variant] = field(default_factory=list)  # weight: the fraction of requests copied
     capture: CaptureSettings | None = None
+    async_paths: tuple[str, str | None] | None = None  # see EndpointSpec
 
     def variant(self, name: str) -> Variant | None:
         for variant in self.variants:
@@ -318,7 +321,13 @@ class RouteTable:
             variants = [self._variant(spec.name, v, instances) for v in spec.variants]
             shadows = [self._variant(spec.name, v, instances) for v in spec.shadows]
             endpoints[spec.name] = Endpoint(
-                spec.name, spec.status, spec.namespace, variants, shadows, capture=spec.capture
+                spec.name,
+                spec.status,
+                spec.namespace,
+                variants,
+                shadows,
+                capture=spec.capture,
+                async_paths=spec.async_paths,
             )
         self._instances = instances
         self._endpoints = endpoints

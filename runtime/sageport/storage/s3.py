@@ -11,8 +11,11 @@ import os
 from typing import Any
 
 
-def s3_client(*, max_attempts: int = 5, connect_timeout: float = 60.0, read_timeout: float = 60.0) -> Any:
-    """A boto3 S3 client (blocking: call it from a thread, never on an event loop)."""
+def s3_client(
+    *, max_attempts: int = 5, connect_timeout: float = 60.0, read_timeout: float = 60.0, pool: int = 10
+) -> Any:
+    """A boto3 S3 client (blocking: call it from a thread, never on an event loop); ``pool``
+    connections (botocore's default 10), for as many threads using it at once."""
     # Imported here: paths that never touch S3 should not pay for importing botocore.
     import boto3  # type: ignore[import-untyped]
     from botocore.config import Config  # type: ignore[import-untyped]
@@ -24,5 +27,6 @@ def s3_client(*, max_attempts: int = 5, connect_timeout: float = 60.0, read_time
             retries={"max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            max_pool_connections=pool,
         ),
     )

@@ -27,7 +27,7 @@ def _mode(request: web.Request) -> tuple[str, str]:
     return "echo", ""
 
 
-def make_app(name: str, loading: bool = False, sleep: float = 0.0) -> web.Application:
+def make_app(name: str, loading: bool = False, sleep: float = 0.0, max_body_mib: int = 64) -> web.Application:
     seen = [0]
 
     async def ping(request: web.Request) -> web.Response:
@@ -76,7 +76,7 @@ def make_app(name: str, loading: bool = False, sleep: float = 0.0) -> web.Applic
             return response
         return web.Response(body=body, headers={**reply_headers, "Content-Type": content_type})
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=max_body_mib * 1024 * 1024)
     app.router.add_get("/ping", ping)
     app.router.add_get("/seen", count)
     app.router.add_post("/invocations", invocations)
@@ -87,8 +87,8 @@ def make_app(name: str, loading: bool = False, sleep: float = 0.0) -> web.Applic
     return app
 
 
-async def _serve(name: str, host: str, port: int, loading: bool, sleep: float) -> None:
-    runner = web.AppRunner(make_app(name, loading, sleep), access_log=None)
+async def _serve(name: str, host: str, port: int, loading: bool, sleep: float, max_body_mib: int) -> None:
+    runner = web.AppRunner(make_app(name, loading, sleep, max_body_mib), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -106,11 +106,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--loading", action="store_true")
     parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--max-body-mib", type=int, default=64, help="larger request bodies are answered 413")
     args = parser.parse_args()
     try:
         import uvloop
 
-        uvloop.run(_serve(args.name, args.host, args.port, args.loading, args.sleep))
+        uvloop.run(_serve(args.name, args.host, args.port, args.loading, args.sleep, args.max_body_mib))
     except KeyboardInterrupt:
         sys.exit(0)
 

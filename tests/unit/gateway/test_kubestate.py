@@ -347,3 +347,18 @@ def test_shadow_variants_get_the_fraction_of_requests_their_weight_says() -> Non
         ("Shadow", 0.5, ("http://10.0.0.9:8080",))
     ]
     assert [v.name for v in spec.variants] == ["Prod"]
+
+
+def test_an_async_endpoints_paths_come_from_its_status() -> None:
+    output = {"s3OutputPath": "s3://b/out", "s3FailurePath": "s3://b/fail/"}
+    obj = endpoint(
+        "ns", "ep", endpointStatus="InService", productionVariants=[{"variantName": "A"}],
+        asyncInferenceConfig={"outputConfig": output},
+    )  # fmt: skip
+    parsed = parse_endpoint(obj)
+    assert parsed.async_paths == ("s3://b/out", "s3://b/fail/")
+    (spec,), _ = build_routes([parsed], [])
+    assert spec.async_paths == ("s3://b/out", "s3://b/fail/")
+    del output["s3FailurePath"]
+    assert parse_endpoint(obj).async_paths == ("s3://b/out", None)
+    assert parse_endpoint(endpoint("ns", "ep", endpointStatus="InService")).async_paths is None

@@ -41,18 +41,44 @@ def test_rows_that_need_a_reason_give_one() -> None:
 
 
 @pytest.mark.parametrize(
-    "example", ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling", "serverless"]
+    "example",
+    ["realtime-sklearn", "gpu-g5", "ab-test-two-variants", "autoscaling", "serverless", "async-inference"],
 )
 def test_examples_are_admitted_with_nothing_to_warn_about(example: str) -> None:
     assert _admit(load_documents(EXAMPLES / example)) == Admission(None, ())
 
 
-def test_async_inference_is_refused_naming_the_field() -> None:
+def test_async_inference_is_admitted() -> None:
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     kind(docs, "EndpointConfig")["spec"]["asyncInferenceConfig"] = {
-        "outputConfig": {"s3OutputPath": "s3://b/o"}
+        "clientConfig": {"maxConcurrentInvocationsPerInstance": 4},
+        "outputConfig": {
+            "s3OutputPath": "s3://b/o",
+            "s3FailurePath": "s3://b/f/",
+            "notificationConfig": {"successTopic": "https://hooks.example/ok", "errorTopic": "http://h/e"},
+        },
     }
-    assert "EndpointConfig.asyncInferenceConfig is not supported yet" in _refusal(docs).message
+    assert _admit(docs) == Admission(None, ())
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        {},
+        {"s3OutputPath": "https://b/o"},
+        {"s3OutputPath": "s3://b/o", "s3FailurePath": "/tmp/f"},
+        {"s3OutputPath": "s3://b/o", "notificationConfig": {"errorTopic": "arn:aws:sns:us-east-1:1:t"}},
+    ],
+)
+def test_async_inference_without_s3_paths_or_with_sns_topics_is_refused_naming_the_field(
+    output: dict[str, Any],
+) -> None:
+    docs = load_documents(EXAMPLES / "realtime-sklearn")
+    kind(docs, "EndpointConfig")["spec"]["asyncInferenceConfig"] = {"outputConfig": output}
+    message = _refusal(docs).message
+    assert message.startswith("EndpointConfig.asyncInferenceConfig is not supported yet")
+    assert "s3OutputPath" in message
+    assert "http(s)://" in message
 
 
 def test_serial_pipelines_and_multi_model_endpoints_are_admitted() -> None:

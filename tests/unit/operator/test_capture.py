@@ -94,3 +94,11 @@ def test_during_an_update_the_summary_follows_the_serving_config() -> None:
     assert (
         with_data_capture(updating, serving, [_config()]).data_capture_config == serving.data_capture_config
     )
+
+
+def test_status_gets_the_serving_configs_async_inference_config() -> None:
+    (config,) = [d for d in load_documents(EXAMPLES / "async-inference") if d["kind"] == "EndpointConfig"]
+    status = with_data_capture(_status(endpoint_config_name="iris-async-config"), None, [config])
+    assert status.async_inference_config is not None
+    assert status.to_wire()["asyncInferenceConfig"] == config["spec"]["asyncInferenceConfig"]
+    assert status.data_capture_config is None

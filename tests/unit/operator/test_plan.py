@@ -193,3 +193,44 @@ def test_hostnames_that_collide_in_lower_case_give_positional_container_names() 
     assert plan._container_names(["A", "a"]) == ["model-0", "model-1"]
     assert plan._container_names(["sageport-router", "x"]) == ["model-0", "model-1"]
     assert plan._container_names(["Pre", "post"]) == ["pre", "post"]
+
+
+def test_an_async_variant_gets_the_agent_sidecar_on_its_stream() -> None:
+    settings = RenderSettings(
+        runtime_image="sageport/runtime:test",
+        storage_env=(("AWS_ENDPOINT_URL", "http://s3:9000"),),
+        storage_secret="storage",
+        redis_url="redis://redis:6379",
+        redis_secret="redis-auth",
+    )
+    resolved = resolve_documents(load_documents(EXAMPLES / "async-inference"))
+    assert not isinstance(resolved, Problem), resolved
+    (shape,) = plan_endpoint(resolved, settings).variants
+    (agent,) = shape.sidecars
+    assert agent.name == "sageport-async-agent"
+    assert agent.args == (
+        "sageport-async-agent",
+        f"--stream=sageport:async:{resolved.namespace}:iris-async:AllTraffic",
+        "--endpoint=iris-async",
+        "--variant=AllTraffic",
+        "--concurrency=4",
+        "--spool-dir=/var/spool/sageport",
+    )
+    assert dict(agent.environment) == {
+        "AWS_ENDPOINT_URL": "http://s3:9000",
+        "SAGEPORT_REDIS_URL": "redis://redis:6379",
+    }
+    (pod,) = [c for c in variant_children(shape, settings) if c["kind"] == "Deployment"]
+    containers = {c["name"]: c for c in pod["spec"]["template"]["spec"]["containers"]}
+    sidecar = containers["sageport-async-agent"]
+    assert {
+        "name": "SAGEPORT_REDIS_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "redis-auth", "key": "password"}},
+    } in sidecar["env"]
+    assert sidecar["envFrom"] == [{"secretRef": {"name": "storage"}}]
+    assert sidecar["volumeMounts"] == [
+        {"name": "sageport-async-agent-scratch", "mountPath": "/var/spool/sageport"}
+    ]
+    volumes = pod["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "sageport-async-agent-scratch", "emptyDir": {}} in volumes
+    assert sidecar["resources"]["limits"]["memory"] == "256Mi"

@@ -23,6 +23,7 @@ from .endpoint import (
     VariantAutoScaling,
 )
 from .endpoint_config import (
+    AsyncInferenceConfig,
     DataCaptureConfig,
     EndpointConfig,
     EndpointConfigSpec,
@@ -38,6 +39,7 @@ __all__ = [
     "GROUP",
     "VERSION",
     "ApiModel",
+    "AsyncInferenceConfig",
     "Condition",
     "ContainerDefinition",
     "DataCaptureConfig",

@@ -10,7 +10,13 @@ from pydantic import Field, WithJsonSchema, model_validator
 from sageport import contract
 
 from .common import ApiModel, DeployedImage, ObjectStatus, Resource, SageMakerName, Tag, enum_schema
-from .endpoint_config import CaptureContentTypeHeader, CaptureOption, RoutingConfig, ServerlessConfig
+from .endpoint_config import (
+    AsyncInferenceConfig,
+    CaptureContentTypeHeader,
+    CaptureOption,
+    RoutingConfig,
+    ServerlessConfig,
+)
 
 
 class CapacitySize(ApiModel):
@@ -310,6 +316,10 @@ class EndpointStatus(ObjectStatus):
     pending_deployment_summary: PendingDeploymentSummary | None = None
     data_capture_config: DataCaptureConfigSummary | None = Field(
         default=None, description="The serving config's data capture; the gateway captures by it."
+    )
+    async_inference_config: AsyncInferenceConfig | None = Field(
+        default=None,
+        description="The serving config's asyncInferenceConfig (DescribeEndpoint's): the gateway queues by it.",
     )
 
 

@@ -140,24 +140,35 @@ class DataCaptureConfig(ApiModel):
 
 
 class AsyncInferenceClientConfig(ApiModel):
-    max_concurrent_invocations_per_instance: int | None = Field(default=None, ge=1, le=1000)
+    max_concurrent_invocations_per_instance: int | None = Field(
+        default=None, ge=1, le=1000, description="Calls each instance runs at once (default 1)."
+    )
 
 
 class AsyncInferenceNotificationConfig(ApiModel):
-    success_topic: str | None = None
-    error_topic: str | None = None
+    success_topic: str | None = Field(
+        default=None, description="An http(s):// URL POSTed SageMaker's notification of each output."
+    )
+    error_topic: str | None = Field(
+        default=None, description="An http(s):// URL POSTed SageMaker's notification of each failure."
+    )
     include_inference_response_in: list[str] | None = None
 
 
 class AsyncInferenceOutputConfig(ApiModel):
-    s3_output_path: str | None = None
-    s3_failure_path: str | None = None
+    s3_output_path: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None, description="s3://bucket/prefix: each output lands at <path>/<InferenceId>.out."
+    )
+    s3_failure_path: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None, description="s3://bucket/prefix: each failure lands at <path>/<InferenceId>-error.out."
+    )
     kms_key_id: str | None = None
     notification_config: AsyncInferenceNotificationConfig | None = None
 
 
 class AsyncInferenceConfig(ApiModel):
-    """Makes the endpoint asynchronous: requests are queued and results written to S3."""
+    """Makes the endpoint asynchronous: calls are queued (Redis Streams) and an agent in each
+    instance writes their results to S3."""
 
     client_config: AsyncInferenceClientConfig | None = None
     output_config: AsyncInferenceOutputConfig

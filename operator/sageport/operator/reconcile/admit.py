@@ -94,6 +94,16 @@ def _not_s3(capture: Any) -> bool:
     return not str(capture.destination_s3_uri).startswith("s3://")
 
 
+def _async_invalid(config: Any) -> bool:
+    output = config.output_config
+    paths = [output.s3_output_path, *([output.s3_failure_path] if output.s3_failure_path else [])]
+    if not all(path and str(path).startswith("s3://") and len(str(path)) > 5 for path in paths):
+        return True
+    notification = output.notification_config
+    topics = [notification.success_topic, notification.error_topic] if notification else []
+    return not all(str(topic).startswith(("http://", "https://")) for topic in topics if topic)
+
+
 S, V = Scope, Verdict
 TABLE: tuple[Row, ...] = (
     # Endpoint
@@ -120,7 +130,15 @@ TABLE: tuple[Row, ...] = (
     # EndpointConfig
     Row(S.ENDPOINT_CONFIG, "endpoint_config_name", V.ACTED),
     Row(S.ENDPOINT_CONFIG, "production_variants", V.ACTED),
-    Row(S.ENDPOINT_CONFIG, "async_inference_config", V.NOT_SUPPORTED, "async inference comes later"),
+    Row(
+        S.ENDPOINT_CONFIG,
+        "async_inference_config",
+        V.NOT_SUPPORTED,
+        "outputConfig.s3OutputPath (and s3FailurePath) must be s3://bucket/prefix URIs and the "
+        "notification topics http(s):// URLs",
+        applies=_async_invalid,
+    ),
+    Row(S.ENDPOINT_CONFIG, "async_inference_config", V.ACTED),  # gateway queues, agent sidecar runs
     Row(S.ENDPOINT_CONFIG, "shadow_production_variants", V.ACTED),  # the gateway copies requests
     Row(
         S.ENDPOINT_CONFIG,

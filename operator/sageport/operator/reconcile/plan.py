@@ -39,6 +39,11 @@ ROUTER_NAME = "sageport-router"
 ROUTER_CPU_MILLIS = 100
 ROUTER_MEMORY_MIB = 128
 MAX_CONTAINERS = 15  # SageMaker's limit; the port range is cut into this many slices
+# The async agent: inputs and outputs are spooled through files, so its memory stays small
+# whatever their size (their size goes to the spool, an emptyDir).
+AGENT_CPU_MILLIS = 100
+AGENT_MEMORY_MIB = 256
+AGENT_SPOOL = "/var/spool/sageport"
 
 
 def is_direct(rv: ResolvedVariant) -> bool:
@@ -93,9 +98,53 @@ def _router(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSet
     )
 
 
+def _async_agent(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> Sidecar | None:
+    """The async inference agent: consumes the variant's stream with the config's concurrency,
+    calls the pod's own served port, writes results to S3 with the model fetcher's credentials."""
+    config = resolved.config.spec.async_inference_config
+    if config is None or rv.shadow:
+        return None
+    client = config.client_config
+    concurrency = (client.max_concurrent_invocations_per_instance if client else None) or 1
+    notification = config.output_config.notification_config
+    topics = []
+    if notification is not None and notification.success_topic:
+        topics.append(f"--success-topic={notification.success_topic}")
+    if notification is not None and notification.error_topic:
+        topics.append(f"--error-topic={notification.error_topic}")
+    endpoint = resolved.endpoint.sagemaker_name
+    stream = contract.async_stream(resolved.namespace, endpoint, rv.variant.variant_name)
+    environment = [*settings.storage_env]
+    if settings.redis_url:
+        environment.append((contract.REDIS_URL_ENV, settings.redis_url))
+    return Sidecar(
+        name=contract.ASYNC_AGENT_NAME,
+        image=settings.runtime_image,
+        args=(
+            contract.ASYNC_AGENT_NAME,
+            f"--stream={stream}",
+            f"--endpoint={endpoint}",
+            f"--variant={rv.variant.variant_name}",
+            f"--concurrency={concurrency}",
+            f"--spool-dir={AGENT_SPOOL}",
+            *topics,
+        ),
+        environment=tuple(environment),
+        resources=ContainerResources(f"{AGENT_CPU_MILLIS}m", f"{AGENT_MEMORY_MIB}Mi"),
+        secret_env=(
+            ((contract.REDIS_PASSWORD_ENV, settings.redis_secret, contract.REDIS_PASSWORD_KEY),)
+            if settings.redis_secret
+            else ()
+        ),
+        env_from_secrets=(settings.storage_secret,) if settings.storage_secret else (),
+        scratch_dir=AGENT_SPOOL,
+    )
+
+
 # Containers the pod runs next to the model's, each added by a rule when its feature is used.
 SIDECARS: tuple[Callable[[ResolvedEndpoint, ResolvedVariant, RenderSettings], Sidecar | None], ...] = (
     _router,
+    _async_agent,
 )
 
 # Who owns the instance count: the first rule that holds; no autoscaler when none does.

@@ -185,6 +185,12 @@ def _sidecar_container(sidecar: Sidecar, shape: VariantShape, settings: RenderSe
         "env": [{"name": k, "value": v} for k, v in sidecar.environment],
         "securityContext": restricted_security_context(),
     }
+    container["env"] += [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for name, secret, key in sidecar.secret_env
+    ]
+    if sidecar.env_from_secrets:
+        container["envFrom"] = [{"secretRef": {"name": name}} for name in sidecar.env_from_secrets]
     if sidecar.resources is not None:
         container["resources"] = _resources(sidecar.resources, shape.instance_type)
     if sidecar.port is not None:
@@ -200,12 +206,17 @@ def _sidecar_container(sidecar: Sidecar, shape: VariantShape, settings: RenderSe
             "periodSeconds": 10,
             "failureThreshold": 6,
         }
+    mounts: list[dict[str, Any]] = []
     if sidecar.annotation_files:
         directories = {path.rpartition("/")[0] for path, _ in sidecar.annotation_files}
-        container["volumeMounts"] = [
+        mounts += [
             {"name": _POD_INFO_VOLUME, "mountPath": directory, "readOnly": True}
             for directory in sorted(directories)
         ]
+    if sidecar.scratch_dir is not None:
+        mounts.append({"name": f"{sidecar.name}-scratch", "mountPath": sidecar.scratch_dir})
+    if mounts:
+        container["volumeMounts"] = mounts
     return container
 
 
@@ -262,7 +273,8 @@ def model_pod_spec(
         **node_placement(shape.instance_type, settings),
     }
     fetches, volumes = model_fetches(models, shape.download_seconds, settings, shape.volume_gib)
-    spec["volumes"] = volumes + _pod_info_volume(sidecars)
+    scratch = [{"name": f"{s.name}-scratch", "emptyDir": {}} for s in sidecars if s.scratch_dir is not None]
+    spec["volumes"] = volumes + _pod_info_volume(sidecars) + scratch
     if fetches:
         spec["initContainers"] = fetches
     return spec

@@ -37,6 +37,10 @@ class RenderSettings:
     serverless_tolerations: tuple[Toleration, ...] = ()
     # host:port of the gateway's external-push scaler, as KEDA reaches it (chart: serverless.scalerAddress).
     scaler_address: str = ""
+    # Async inference: Redis' URL and the Secret (in each Endpoint's namespace) holding its
+    # password under contract.REDIS_PASSWORD_KEY, for the agent sidecar.
+    redis_url: str | None = None
+    redis_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,10 @@ class Sidecar:
     # Annotations of its own pod the sidecar reads as files (downward API, kept current by the
     # kubelet): (path in the container, annotation). The pipeline router's stage addresses.
     annotation_files: tuple[tuple[str, str], ...] = ()
+    # Environment variables from Secrets: (variable, Secret, key).
+    secret_env: tuple[tuple[str, str, str], ...] = ()
+    env_from_secrets: tuple[str, ...] = ()  # Secrets whose every key becomes a variable
+    scratch_dir: str | None = None  # an emptyDir of its own mounted there (the async agent's spool)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,3 @@
+from sageport.asyncinf.main import main
+
+main()

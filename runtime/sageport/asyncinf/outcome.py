@@ -1,0 +1,84 @@
+"""What becomes of a queued call (pure): the agent's decisions, apart from its I/O.
+
+A call goes: queued -> (already answered | expired | run) -> input read (or missing) -> model
+called -> result written (output or failure object) -> notified -> acknowledged. Each arrow that
+decides something is a function here, so the unit tests cover every branch without Redis or S3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from sageport.asyncinf.request import AsyncRequest
+
+# The share of a model's error body echoed into a notification's failureReason (the whole body
+# goes to the failure object).
+REASON_LIMIT = 1024
+
+
+class Triage(Enum):
+    ANSWERED = "answered"  # a result object exists already: a redelivery; acknowledge only
+    EXPIRED = "expired"  # waited in the queue beyond RequestTTLSeconds
+    RUN = "run"
+
+
+def triage(request: AsyncRequest, now_ms: int, output_exists: bool, failure_exists: bool) -> Triage:
+    """Writes are keyed by InferenceId, so a result already there means this call (or a retry of
+    it) was answered: running it again could only leave a second, different result."""
+    if output_exists or failure_exists:
+        return Triage.ANSWERED
+    if now_ms - request.received_ms > request.ttl_seconds * 1000:
+        return Triage.EXPIRED
+    return Triage.RUN
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of a call: success (the model's body goes to OutputLocation with its content
+    type) or failure (``failure_body`` goes to FailureLocation; ``reason`` to the notification)."""
+
+    success: bool
+    reason: str | None = None
+    # For failures the agent writes itself (expiry, timeout, missing input); None: the model's
+    # own error body is written.
+    failure_body: bytes | None = None
+    content_type: str | None = None  # the model's, for the output object and the notification
+
+
+def expired(request: AsyncRequest, now_ms: int) -> Outcome:
+    waited = (now_ms - request.received_ms) / 1000
+    reason = (
+        f"ClientError: The request expired: it waited {waited:.0f} seconds in the queue, beyond its "
+        f"RequestTTLSeconds ({request.ttl_seconds})."
+    )
+    return Outcome(False, reason, reason.encode())
+
+
+def input_missing(location: str, detail: str) -> Outcome:
+    reason = f"ClientError: The input object {location} could not be read: {detail}"
+    return Outcome(False, reason, reason.encode())
+
+
+def timed_out(request: AsyncRequest) -> Outcome:
+    reason = (
+        f"ClientError: The model did not answer within InvocationTimeoutSeconds ({request.timeout_seconds})."
+    )
+    return Outcome(False, reason, reason.encode())
+
+
+def model_unreachable(detail: str) -> Outcome:
+    reason = f"ServerError: The model could not be reached: {detail}"
+    return Outcome(False, reason, reason.encode())
+
+
+def from_model(status: int, body_head: bytes) -> Outcome:
+    """The model answered: 2xx is a result; anything else a failure whose object holds the
+    model's body, as SageMaker uploads "failure model responses" to S3."""
+    if 200 <= status < 300:
+        return Outcome(True)
+    kind = "client" if 400 <= status < 500 else "server"
+    message = body_head[:REASON_LIMIT].decode("utf-8", errors="replace")
+    return Outcome(
+        False, f'ClientError: Received {kind} error ({status}) from model with message "{message}".'
+    )

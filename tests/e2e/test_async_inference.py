@@ -1,0 +1,163 @@
+"""Asynchronous inference on the real node: examples/async-inference applied, plain boto3
+``invoke_endpoint_async`` through the gateway, the stack's Redis as the queue, the agent sidecar
+in the variant's pod, results in the stack's S3 server, polled as the SageMaker SDK's
+AsyncPredictor does (OutputLocation and FailureLocation both watched)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from sageport_dev import stack
+from tests.e2e.conftest import Deployed
+
+pytestmark = pytest.mark.timeout(600)
+
+EXAMPLE = stack.REPO / "examples" / "async-inference"
+ENDPOINT = "iris-async"
+BUCKET = "sageport-models"
+
+
+def _iris_rows_and_labels(count: int) -> tuple[list[bytes], list[int]]:
+    """Rows of the iris data and what the example's model (stack.iris_model_tarball, trained the
+    same way here) predicts for them."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(features, labels)
+    picked = features[:: max(len(features) // count, 1)][:count]
+    rows = [(",".join(f"{value:g}" for value in row) + "\n").encode() for row in picked]
+    return rows, [int(label) for label in model.predict(picked)]
+
+
+def _get(s3: Any, uri: str) -> bytes | None:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def _poll(s3: Any, responses: list[dict[str, Any]], timeout: float) -> dict[str, tuple[str, bytes]]:
+    """InferenceId -> ("output" | "failure", body), as AsyncPredictor polls both locations."""
+    results: dict[str, tuple[str, bytes]] = {}
+    deadline = time.monotonic() + timeout
+    while len(results) < len(responses) and time.monotonic() < deadline:
+        for response in responses:
+            if response["InferenceId"] in results:
+                continue
+            for kind, location in (("output", "OutputLocation"), ("failure", "FailureLocation")):
+                body = _get(s3, response[location])
+                if body is not None:
+                    results[response["InferenceId"]] = (kind, body)
+                    break
+        time.sleep(1)
+    return results
+
+
+def _first_call(runtime: Any, s3: Any, row: bytes) -> dict[str, Any]:
+    """The gateway follows the Endpoint's status: once Ready, it takes async calls within seconds."""
+    key = f"async/input/ready-{uuid.uuid4()}.csv"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=row)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return dict(
+                runtime.invoke_endpoint_async(
+                    EndpointName=ENDPOINT, InputLocation=f"s3://{BUCKET}/{key}", ContentType="text/csv"
+                )
+            )
+        except ClientError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def test_fifty_async_calls_land_as_fifty_outputs_with_the_right_predictions(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey]
+) -> None:
+    ns, key = namespace
+    stack.apply_objects(deployed.kubeconfig, ns, stack.example_objects(EXAMPLE))
+    deployed.kubectl(
+        "wait", "-n", ns, "--for=condition=Ready", "--timeout=240s", f"endpoints.sageport.io/{ENDPOINT}"
+    )
+    endpoint = deployed.get("endpoints.sageport.io", ENDPOINT, ns) or {}
+    assert endpoint["status"]["asyncInferenceConfig"]["outputConfig"]["s3OutputPath"] == (
+        "s3://sageport-models/async/output"
+    )
+    pods = json.loads(deployed.kubectl("get", "pods", "-n", ns, "-o", "json"))["items"]
+    assert any(c["name"] == "sageport-async-agent" for p in pods for c in p["spec"]["containers"])
+
+    runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
+    s3 = deployed.s3.client()
+    rows, labels = _iris_rows_and_labels(50)
+    first = _first_call(runtime, s3, rows[0])
+    started = time.monotonic()
+    responses = [first]
+    for index, row in enumerate(rows[1:], start=1):
+        input_key = f"async/input/{uuid.uuid4()}-{index}.csv"
+        s3.put_object(Bucket=BUCKET, Key=input_key, Body=row)
+        responses.append(
+            runtime.invoke_endpoint_async(
+                EndpointName=ENDPOINT, InputLocation=f"s3://{BUCKET}/{input_key}", ContentType="text/csv"
+            )
+        )
+    accepted = time.monotonic() - started
+    for response in responses:
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 202
+        assert response["OutputLocation"] == f"s3://{BUCKET}/async/output/{response['InferenceId']}.out"
+        assert (
+            response["FailureLocation"] == f"s3://{BUCKET}/async/failure/{response['InferenceId']}-error.out"
+        )
+    assert len({r["InferenceId"] for r in responses}) == 50
+    results = _poll(s3, responses, timeout=180)
+    completed = time.monotonic() - started
+    assert len(results) == 50, f"{len(results)} of 50 calls have a result after 180 s"
+    for response, label in zip(responses, labels, strict=True):
+        kind, body = results[response["InferenceId"]]
+        assert kind == "output", body
+        assert json.loads(body) == [label]
+    head = s3.head_object(Bucket=BUCKET, Key=responses[0]["OutputLocation"].split("/", 3)[3])
+    assert head["ContentType"].startswith("application/json")  # the model's content type
+    print(f"\n50 async calls: accepted in {accepted:.2f} s, all outputs written after {completed:.1f} s")
+
+    # A bad input: the failure object holds the model's own message; nothing lands at the output.
+    bad_key = f"async/input/bad-{uuid.uuid4()}.csv"
+    s3.put_object(Bucket=BUCKET, Key=bad_key, Body=b"not,a,number,row\n")
+    bad = runtime.invoke_endpoint_async(
+        EndpointName=ENDPOINT, InputLocation=f"s3://{BUCKET}/{bad_key}", ContentType="text/csv"
+    )
+    missing = runtime.invoke_endpoint_async(
+        EndpointName=ENDPOINT, InputLocation=f"s3://{BUCKET}/async/input/{uuid.uuid4()}-absent.csv"
+    )
+    failures = _poll(s3, [bad, missing], timeout=60)
+    kind, body = failures[bad["InferenceId"]]
+    assert kind == "failure", body
+    assert body, "the failure object holds the model's message"
+    assert b"could not be read" not in body, body
+    assert _get(s3, bad["OutputLocation"]) is None
+    kind, body = failures[missing["InferenceId"]]
+    assert kind == "failure"
+    assert b"could not be read" in body
+
+    # Bad requests are refused naming the member; a sync call says the endpoint is async.
+    with pytest.raises(ClientError) as caught:
+        runtime.invoke_endpoint(EndpointName=ENDPOINT, ContentType="text/csv", Body=rows[0])
+    assert "asynchronous endpoint" in caught.value.response["Error"]["Message"]
+    for arguments, named in (
+        ({"InputLocation": f"s3://{BUCKET}/x", "Body": b"1"}, "mutually exclusive"),
+        ({"InputLocation": "https://example.com/x"}, "inputLocation"),
+        ({"InputLocation": f"s3://{BUCKET}/x", "InvocationTimeoutSeconds": 3601}, "invocationTimeoutSeconds"),
+    ):
+        with pytest.raises(ClientError) as caught:
+            runtime.invoke_endpoint_async(EndpointName=ENDPOINT, **arguments)
+        error = caught.value.response["Error"]
+        assert (error["Code"], named in error["Message"]) == ("ValidationError", True), error
