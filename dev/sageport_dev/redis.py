@@ -124,8 +124,13 @@ def start(
     existing = running(root)
     if existing is not None:
         return existing
-    if _listening(host, port):
-        raise RedisError(f"{host}:{port} is taken by a process this run did not start: stop it first")
+    # A server killed a moment ago may still have a forked child (an AOF rewrite) holding its
+    # listening socket: give the port a few seconds to come free before calling it taken.
+    deadline = time.monotonic() + 5.0
+    while _listening(host, port):
+        if time.monotonic() > deadline:
+            raise RedisError(f"{host}:{port} is taken by a process this run did not start: stop it first")
+        time.sleep(0.1)
     root.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
         password = password or json.loads((root / _RECORD_FILE).read_text())["password"]

@@ -205,7 +205,13 @@ def test_operator_and_gateway_work_with_exactly_the_charts_rbac(
             what="autoscaler deleted",
         )
         # A Serial pipeline: stage pods created, its anchors labelled and annotated.
-        apply(kube_cluster, load_documents(EXAMPLES / "serial-pipeline"), namespace)
+        pipeline = load_documents(EXAMPLES / "serial-pipeline")
+        for doc in pipeline:  # a small instance: the shared cluster's nodes are filled by earlier tests
+            for variant in (
+                doc["spec"].get("productionVariants", []) if doc["kind"] == "EndpointConfig" else []
+            ):
+                variant["instanceType"] = "ml.m5.large"
+        apply(kube_cluster, pipeline, namespace)
 
         def pipeline_kept() -> bool:
             pods = get(kube_cluster, "pods", namespace, selector="sageport.io/endpoint-object=iris-pipeline")

@@ -260,7 +260,9 @@ def test_a_resource_quota_is_resource_limit_exceeded(
     apply(kube_cluster, [quota], namespace)
     sagemaker.create_model(ModelName="m", PrimaryContainer={"ModelDataUrl": "s3://b/m.tar.gz"})
     sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[_variant("m")])
-    deadline = time.monotonic() + 60  # the quota controller counts the kind first (else "status unknown")
+    # The quota controller counts the kind first (else "status unknown"); it rediscovers resources
+    # every 30 s, later on a loaded machine.
+    deadline = time.monotonic() + 150
     while "count/endpoints.sageport.io" not in (
         (get(kube_cluster, "resourcequota", namespace, "endpoints").get("status") or {}).get("used") or {}
     ):
