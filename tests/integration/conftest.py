@@ -6,6 +6,7 @@ local cluster, exactly as a user runs it outside a cluster with ``$KUBECONFIG``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -32,34 +33,33 @@ class RunningOperator:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def sageport_crds(kube_cluster: KubeCluster) -> KubeCluster:
+def install_crds(cluster: KubeCluster) -> None:
     """CRDs applied and Established, and the default InstanceType catalog in place."""
-    kube_cluster.kubectl("apply", "--server-side", "-f", str(CRD_DIR))
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_DIR))
     names = [f"crd/{kind.plural}.sageport.io" for kind in KINDS]
-    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
     deadline = time.monotonic() + 30
     while True:  # right after Established the first writes can still get 429 "storage initializing"
-        applied = kube_cluster.kubectl("apply", "--server-side", "-f", str(CATALOG_FILE), check=False)
+        applied = cluster.kubectl("apply", "--server-side", "-f", str(CATALOG_FILE), check=False)
         if applied.returncode == 0:
-            return kube_cluster
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"catalog apply failed: {applied.stderr}")
         time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")
-def sageport_operator(
-    sageport_crds: KubeCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningOperator]:
-    """The operator process, healthy, for the whole session."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
+def sageport_crds(kube_cluster: KubeCluster) -> KubeCluster:
+    """CRDs applied and Established, and the default InstanceType catalog in place."""
+    install_crds(kube_cluster)
+    return kube_cluster
+
+
+@contextlib.contextmanager
+def running_operator(kubeconfig: Path, log: Path, namespaces: str) -> Iterator[RunningOperator]:
+    """``python -m sageport.operator --namespace=<namespaces>``, healthy, stopped on exit."""
     port = _free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(sageport_crds.kubeconfig),
-        "SAGEPORT_RUNTIME_IMAGE": "sageport/runtime:test",
-    }
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "SAGEPORT_RUNTIME_IMAGE": "sageport/runtime:test"}
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [
@@ -67,7 +67,7 @@ def sageport_operator(
                 "-m",
                 "sageport.operator",
                 f"--liveness=http://127.0.0.1:{port}/healthz",
-                f"--namespace=!{UNMANAGED_PREFIX}*",
+                f"--namespace={namespaces}",
             ],
             env=env,
             stdout=sink,
@@ -86,3 +86,13 @@ def sageport_operator(
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def sageport_operator(
+    sageport_crds: KubeCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningOperator]:
+    """The operator process, healthy, for the whole session."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with running_operator(sageport_crds.kubeconfig, log, f"!{UNMANAGED_PREFIX}*") as running:
+        yield running
