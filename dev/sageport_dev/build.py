@@ -226,6 +226,7 @@ def _build_keda(missing: list[Binary], env: dict[str, str]) -> None:
         check=True,
     )
     downloaded = json.loads(out.stdout)
+    _copy_keda_crds(Path(downloaded["Dir"]))
     gomod = Path(downloaded["GoMod"]).read_text()
     block = re.search(r"^replace \((.*?)^\)", gomod, re.MULTILINE | re.DOTALL)
     singles = re.findall(r"^replace (.+)$", gomod, re.MULTILINE)
@@ -242,11 +243,6 @@ def _build_keda(missing: list[Binary], env: dict[str, str]) -> None:
         "//go:build tools\n\npackage tools\n\nimport (\n" + "".join(f'\t_ "{p}"\n' for p in packages) + ")\n"
     )
     _run(["go", "mod", "tidy"], work, env)
-    # The CRDs first: the binaries' presence is what marks the build as done.
-    crds = Binary("keda-operator", KEDA_VERSION).path.parent / "crds"
-    crds.mkdir(parents=True, exist_ok=True)
-    for crd in (Path(downloaded["Dir"]) / "config" / "crd" / "bases").glob("keda.sh_*.yaml"):
-        shutil.copyfile(crd, crds / crd.name)
     ldflags = f"-s -w -X={module}/version.Version={KEDA_VERSION.lstrip('v')}"
     out_dir = work / "bin"
     out_dir.mkdir()
@@ -292,6 +288,33 @@ def _build_lock() -> Iterator[None]:
         yield  # the lock goes with the file descriptor
 
 
+# Every CRD KEDA's operator watches: without the eventing.keda.sh ones it exits about 80 s after
+# start ("timed out waiting for cache to be synced"), taking scale to zero down with it.
+_KEDA_CRD_MARK = "eventing.keda.sh_cloudeventsources.yaml"
+
+
+def _copy_keda_crds(module_dir: Path) -> None:
+    """KEDA's CRD manifests next to the operator binary; copied before the binaries are built,
+    since the binaries' presence is what marks the build as done."""
+    crds = Binary("keda-operator", KEDA_VERSION).path.parent / "crds"
+    crds.mkdir(parents=True, exist_ok=True)
+    for crd in (module_dir / "config" / "crd" / "bases").glob("*.yaml"):
+        shutil.copyfile(crd, crds / crd.name)
+
+
+def _ensure_keda_crds(env: dict[str, str]) -> None:
+    """A cache built before the eventing CRDs were copied gets them (the module is cached: quick)."""
+    if (Binary("keda-operator", KEDA_VERSION).path.parent / "crds" / _KEDA_CRD_MARK).exists():
+        return
+    work = _workdir("keda-crds")
+    (work / "go.mod").write_text("module sageport.local/kedacrds\n\ngo 1.26\n")
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"github.com/kedacore/keda/v2@{KEDA_VERSION}"],
+        cwd=work, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    _copy_keda_crds(Path(json.loads(out.stdout)["Dir"]))
+
+
 def ensure_binaries() -> dict[str, Path]:
     """Build whatever is not cached yet; return every binary's path, keyed by name."""
     binaries = all_binaries()
@@ -301,6 +324,9 @@ def ensure_binaries() -> dict[str, Path]:
             missing = [b for b in binaries if not b.cached]
             if missing:
                 _build_missing(missing)
+    if not (Binary("keda-operator", KEDA_VERSION).path.parent / "crds" / _KEDA_CRD_MARK).exists():
+        with _build_lock():
+            _ensure_keda_crds(_go_env())
     return {b.name: b.path for b in binaries}
 
 
