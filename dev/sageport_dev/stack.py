@@ -288,8 +288,9 @@ def start_keda(root: Path, kubeconfig: Path, *, die_with_parent: bool) -> str:
     gateway at (the chart's serverless.scalerAddress)."""
     for crd in keda.crd_files():
         kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    # Files are named <group>_<plural>.yaml, the CRDs <plural>.<group>.
     names = [
-        f"crd/{crd.name.removeprefix('keda.sh_').removesuffix('.yaml')}.keda.sh" for crd in keda.crd_files()
+        f"crd/{plural}.{group}" for group, _, plural in (c.stem.partition("_") for c in keda.crd_files())
     ]
     kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", *names)
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": keda.NAMESPACE}}
