@@ -59,6 +59,9 @@ def sageport_operator(
         **os.environ,
         "KUBECONFIG": str(sageport_crds.kubeconfig),
         "SAGEPORT_RUNTIME_IMAGE": "sageport/runtime:test",
+        # Async variants scaled from zero: KEDA's triggers name this Redis (no Redis runs here).
+        "SAGEPORT_REDIS_URL": "redis://10.85.0.1:16379",
+        "SAGEPORT_REDIS_SECRET": "sageport-redis",
     }
     with log.open("wb") as sink:
         process = subprocess.Popen(
