@@ -479,7 +479,8 @@ def _variant_summary(
         variant_status = [VariantStatus(status=State.CREATING, status_message=message)]
     return ProductionVariantSummary(
         variant_name=plan.name,
-        current_weight=plan.weight if obs.ready_instances > 0 else 0.0,
+        # An async variant at zero still takes calls (they wait in its queue): its weight stays.
+        current_weight=plan.weight if obs.ready_instances > 0 or plan.queued_at_zero else 0.0,
         desired_weight=plan.weight,
         current_instance_count=obs.ready_instances,
         desired_instance_count=_wanted(plan, obs),
