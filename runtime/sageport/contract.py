@@ -66,6 +66,8 @@ STAGES_FILE: Final = "/etc/sageport/pod/stages"
 # On an Endpoint: seconds without calls before a serverless variant's idle pods go (KEDA's
 # cooldownPeriod; the operator's default is SageMaker's idle period, 5 minutes).
 ANNOTATION_SERVERLESS_IDLE_SECONDS: Final = f"{API_GROUP}/serverless-idle-seconds"
+# Seconds an async variant with minInstanceCount 0 keeps its pods with an empty queue.
+ANNOTATION_ASYNC_IDLE_SECONDS: Final = f"{API_GROUP}/async-idle-seconds"
 # The gateway's gRPC port for KEDA's external-push scaler (externalscaler.ExternalScaler).
 SCALER_PORT: Final = 9091
 SCALER_PORT_NAME: Final = "scaler"

@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sageport_dev import stack
+from sageport_dev.processes import eventually
 from tests.e2e.conftest import Deployed
 
 pytestmark = pytest.mark.timeout(600)
@@ -161,3 +162,62 @@ def test_fifty_async_calls_land_as_fifty_outputs_with_the_right_predictions(
             runtime.invoke_endpoint_async(EndpointName=ENDPOINT, **arguments)
         error = caught.value.response["Error"]
         assert (error["Code"], named in error["Message"]) == ("ValidationError", True), error
+
+
+ZERO_EXAMPLE = stack.REPO / "examples" / "async-scale-to-zero"
+ZERO_ENDPOINT = "iris-async-zero"
+
+
+def _zero_state(deployed: Deployed, namespace: str) -> tuple[int | None, int]:
+    """The variant Deployment's replicas (KEDA's) and how many of its pods exist."""
+    selector = f"sageport.io/endpoint={ZERO_ENDPOINT}"
+    deployments = json.loads(
+        deployed.kubectl("get", "deployments", "-n", namespace, "-l", selector, "-o", "json")
+    )
+    pods = json.loads(deployed.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json"))["items"]
+    items = deployments["items"]
+    return (items[0]["spec"].get("replicas") if items else None), len(pods)
+
+
+def test_an_async_endpoint_at_min_zero_scales_to_zero_and_a_call_wakes_it(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey]
+) -> None:
+    """examples/async-scale-to-zero with real KEDA reading the stack's Redis: idle, the variant
+    goes to zero and stays InService; a call is still 202 at zero (the queue holds it), KEDA's
+    lag trigger wakes the variant and the output lands in S3 with the right prediction."""
+    ns, key = namespace
+    stack.apply_objects(deployed.kubeconfig, ns, stack.example_objects(ZERO_EXAMPLE))
+    deployed.kubectl(
+        "wait", "-n", ns, "--for=condition=Ready", "--timeout=240s", f"endpoints.sageport.io/{ZERO_ENDPOINT}"
+    )
+    scaled = json.loads(deployed.kubectl("get", "scaledobjects.keda.sh", "-n", ns, "-o", "json"))["items"]
+    (scaled_object,) = scaled
+    assert {t["metadata"].get("lagCount") or "pending" for t in scaled_object["spec"]["triggers"]} == {
+        "4",
+        "pending",
+    }
+    assert deployed.kubectl("get", "triggerauthentications.keda.sh", "-n", ns, "-o", "name").strip()
+
+    eventually(lambda: _zero_state(deployed, ns) == (0, 0), 240, interval=1, what="scale to zero")
+    endpoint = deployed.get("endpoints.sageport.io", ZERO_ENDPOINT, ns) or {}
+    assert endpoint["status"]["endpointStatus"] == "InService"
+    assert endpoint["status"]["productionVariants"][0]["currentInstanceCount"] == 0
+
+    runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
+    s3 = deployed.s3.client()
+    rows, labels = _iris_rows_and_labels(1)
+    input_key = f"async-zero/input/{uuid.uuid4()}.csv"
+    s3.put_object(Bucket=BUCKET, Key=input_key, Body=rows[0])
+    assert _zero_state(deployed, ns) == (0, 0)  # the call below is taken at zero instances
+    started = time.monotonic()
+    response = runtime.invoke_endpoint_async(
+        EndpointName=ZERO_ENDPOINT, InputLocation=f"s3://{BUCKET}/{input_key}", ContentType="text/csv"
+    )
+    accepted = time.monotonic() - started
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 202
+    results = _poll(s3, [response], timeout=180)
+    woke = time.monotonic() - started
+    kind, body = results[response["InferenceId"]]
+    assert kind == "output", body
+    assert json.loads(body) == labels
+    print(f"\nasync call at zero: 202 in {accepted:.2f} s, its output in S3 {woke:.1f} s after the call")

@@ -59,7 +59,14 @@ def sageport_crds(kube_cluster: KubeCluster) -> KubeCluster:
 def running_operator(kubeconfig: Path, log: Path, namespaces: str) -> Iterator[RunningOperator]:
     """``python -m sageport.operator --namespace=<namespaces>``, healthy, stopped on exit."""
     port = _free_port()
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "SAGEPORT_RUNTIME_IMAGE": "sageport/runtime:test"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "SAGEPORT_RUNTIME_IMAGE": "sageport/runtime:test",
+        # Async variants scaled from zero: KEDA's triggers name this Redis (no Redis runs here).
+        "SAGEPORT_REDIS_URL": "redis://10.85.0.1:16379",
+        "SAGEPORT_REDIS_SECRET": "sageport-redis",
+    }
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [

@@ -241,6 +241,42 @@ def test_serverless_without_keda_says_so_and_proceeds_once_keda_is_installed(
     )
 
 
+def test_an_async_endpoint_at_min_zero_gets_keda_on_its_queue_and_a_real_time_one_is_refused(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    """minInstanceCount 0 passes the API server; the operator's ScaledObject (two redis-streams
+    triggers) and TriggerAuthentication pass KEDA's CRD schemas; the Endpoint is InService with
+    KEDA owning the count. The same on a real-time endpoint: Ready=False, naming the field."""
+    for crd in keda.crd_files():
+        kube_cluster.kubectl("apply", "--server-side", "-f", str(crd))
+    apply(kube_cluster, load_documents(EXAMPLES / "async-scale-to-zero"), namespace)
+    _in_service(kube_cluster, namespace, "iris-async-zero", timeout=120)
+    (scaled,) = eventually(
+        lambda: get(kube_cluster, "scaledobjects.keda.sh", namespace), what="the ScaledObject"
+    )
+    (auth,) = get(kube_cluster, "triggerauthentications.keda.sh", namespace)
+    (deployment,) = _children(kube_cluster, namespace, "iris-async-zero")["deployments"]
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, 2)
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    streams = {t["metadata"]["stream"] for t in scaled["spec"]["triggers"]}
+    assert streams == {f"sageport:async:{namespace}:iris-async-zero:AllTraffic"}
+    assert [t["authenticationRef"]["name"] for t in scaled["spec"]["triggers"]] == [
+        auth["metadata"]["name"]
+    ] * 2
+    assert auth["spec"]["secretTargetRef"][0]["name"] == "sageport-redis"
+
+    docs = load_documents(EXAMPLES / "autoscaling")
+    for doc in docs:
+        if doc["kind"] == "Endpoint":
+            doc["spec"]["autoScaling"][0]["minInstanceCount"] = 0
+    apply(kube_cluster, docs, namespace)
+    refused = eventually(
+        lambda: condition(get(kube_cluster, "endpoints.sageport.io", namespace, "fraud")), what="Ready"
+    )
+    assert (refused["status"], refused["reason"]) == ("False", "InvalidSpec")
+    assert "minInstanceCount is 0" in refused["message"]
+
+
 def test_fields_not_acted_on_are_warned_and_named_in_ready(kube_cluster: KubeCluster, namespace: str) -> None:
     docs = load_documents(EXAMPLES / "realtime-sklearn")
     for doc in docs:

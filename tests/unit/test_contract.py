@@ -30,6 +30,7 @@ AMBIGUOUS: frozenset[object] = frozenset(
         "Input",
         "Stopped",
         "Completed",  # TransformJobStatus's, and an async notification's invocationStatus
+        "password",  # the Redis Secret's key, and KEDA's redis-streams auth parameter
     }
 )
 

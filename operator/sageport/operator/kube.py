@@ -30,6 +30,7 @@ _PLURALS = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("batch/v1", "Job"): "jobs",  # a TransformJob's
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",  # serverless variants; needs KEDA
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentications",  # async from zero
     (API_VERSION, "InstanceType"): Plural.INSTANCE_TYPES,  # cluster-scoped: the catalog sync
 }
 

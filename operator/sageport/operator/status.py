@@ -65,6 +65,7 @@ class VariantPlan:
     multi_model: bool = False  # a multi-model variant: calls name a TargetModel
     serverless: ServerlessConfig | None = None  # a serverless variant: KEDA owns its count, from 0
     model_setup_seconds: int | None = None  # serverless: how long the gateway holds a call at zero
+    queued_at_zero: bool = False  # async with minInstanceCount 0: calls wait in the queue at zero
 
 
 @dataclass(frozen=True)
@@ -458,8 +459,9 @@ def _wanted(plan: VariantPlan, obs: VariantObservation) -> int:
 
 
 def _variant_ready(plan: VariantPlan, obs: VariantObservation) -> bool:
-    if plan.serverless is not None:
+    if plan.serverless is not None or plan.queued_at_zero:
         # Serverless: in service at zero instances; the gateway holds calls while one starts.
+        # Async from zero: the same, the calls waiting in the queue.
         # Only a pod that cannot run (a failure, unschedulable) says otherwise.
         return obs.failure is None and obs.unschedulable is None
     return obs.ready_instances >= max(1, _wanted(plan, obs))
@@ -477,7 +479,8 @@ def _variant_summary(
         variant_status = [VariantStatus(status=State.CREATING, status_message=message)]
     return ProductionVariantSummary(
         variant_name=plan.name,
-        current_weight=plan.weight if obs.ready_instances > 0 else 0.0,
+        # An async variant at zero still takes calls (they wait in its queue): its weight stays.
+        current_weight=plan.weight if obs.ready_instances > 0 or plan.queued_at_zero else 0.0,
         desired_weight=plan.weight,
         current_instance_count=obs.ready_instances,
         desired_instance_count=_wanted(plan, obs),

@@ -46,7 +46,7 @@ OPERATOR_NAMESPACED_RULES = [
     _rule([""], ["services"], OWN),
     _rule(["policy"], ["poddisruptionbudgets"], OWN),
     _rule(["autoscaling"], ["horizontalpodautoscalers"], OWN),
-    _rule(["keda.sh"], ["scaledobjects"], OWN),  # serverless variants
+    _rule(["keda.sh"], ["scaledobjects", "triggerauthentications"], OWN),  # serverless, async from zero
     _rule([""], ["pods"], ["list", "create", "patch", "delete"]),
     _rule([""], ["events"], ["create"]),
 ]

@@ -33,6 +33,7 @@ GOLDEN_EXAMPLES = [
     "serial-pipeline",
     "multi-model",
     "serverless",
+    "async-scale-to-zero",
 ]
 SETTINGS = RenderSettings(
     runtime_image="sageport/runtime:test",
@@ -42,6 +43,8 @@ SETTINGS = RenderSettings(
         Toleration(key="example.com/serverless", operator="Exists", effect="NoSchedule"),
     ),
     scaler_address="sageport-gateway.sageport-system.svc:9091",
+    redis_url="redis://redis.example:6380/2",
+    redis_secret="sageport-redis",
 )
 
 
@@ -394,3 +397,47 @@ def test_a_direct_pod_gives_each_container_its_model_port_and_share() -> None:
     assert router["readinessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
     assert router["args"][0] == "sageport-router"
     assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def _async_zero() -> list[dict[str, Any]]:
+    return load_documents(EXAMPLES / "async-scale-to-zero")
+
+
+def test_an_async_variant_at_min_zero_scales_on_its_queue_with_two_triggers() -> None:
+    children = _children(_resolve(_async_zero()))
+    assert not [m for m in children if m["kind"] == "HorizontalPodAutoscaler"]
+    deployment = next(m for m in children if m["kind"] == "Deployment")
+    assert "replicas" not in deployment["spec"]  # KEDA owns the count
+    scaled = next(m for m in children if m["kind"] == "ScaledObject")["spec"]
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"], scaled["cooldownPeriod"]) == (0, 2, 30)
+    modes = {}
+    for trigger in scaled["triggers"]:
+        metadata = trigger["metadata"]
+        assert trigger["type"] == "redis-streams"
+        assert metadata["stream"] == "sageport:async:ml:iris-async-zero:AllTraffic"
+        assert (metadata["consumerGroup"], metadata["address"]) == ("sageport-agents", "redis.example:6380")
+        assert metadata["databaseIndex"] == "2"
+        assert trigger["authenticationRef"] == {"name": deployment["metadata"]["name"]}
+        modes.update({key: metadata[key] for key in ("lagCount", "pendingEntriesCount") if key in metadata})
+    # one trigger wakes from zero (lag), the other keeps calls in flight (pending): 4 per pod
+    assert modes == {"lagCount": "4", "pendingEntriesCount": "4"}
+    auth = next(m for m in children if m["kind"] == "TriggerAuthentication")
+    assert auth["metadata"]["name"] == deployment["metadata"]["name"]
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "password", "name": "sageport-redis", "key": "password"}
+    ]
+
+
+def test_min_zero_is_refused_for_a_real_time_endpoint_naming_the_field() -> None:
+    docs = load_documents(EXAMPLES / "autoscaling")
+    _kind(docs, "Endpoint")["spec"]["autoScaling"][0]["minInstanceCount"] = 0
+    problem = _problem(docs)
+    assert "minInstanceCount is 0" in problem.message
+    assert "asyncInferenceConfig" in problem.message
+
+
+@pytest.mark.parametrize("value", ["0", "soon", "86401"])
+def test_a_bad_async_idle_annotation_is_refused_naming_it(value: str) -> None:
+    docs = _async_zero()
+    _kind(docs, "Endpoint")["metadata"]["annotations"]["sageport.io/async-idle-seconds"] = value
+    assert "sageport.io/async-idle-seconds" in _problem(docs).message

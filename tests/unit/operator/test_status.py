@@ -161,6 +161,24 @@ def test_routing_strategy_reaches_the_status_the_gateway_reads() -> None:
     assert status_patch(status)["productionVariants"][0]["routingConfig"] == {"routingStrategy": "RANDOM"}
 
 
+def test_an_async_variant_at_zero_is_in_service_and_keeps_its_weight_for_the_gateway() -> None:
+    """minInstanceCount 0: no pod, yet InService and currentWeight kept (calls wait in the queue)."""
+    plans = (VariantPlan("a", 1.0, None, _image("img"), queued_at_zero=True),)
+    status = endpoint_status(
+        previous=None,
+        generation=1,
+        config_name="cfg",
+        plans=plans,
+        observed={"a": VariantObservation(0, desired_instances=0)},
+        problem=None,
+        deleting=False,
+        now=T0,
+    )
+    (variant,) = status_patch(status)["productionVariants"]
+    assert status.endpoint_status == "InService"
+    assert (variant["currentInstanceCount"], variant["currentWeight"]) == (0, 1.0)
+
+
 def test_an_endpoint_in_service_stays_in_service_while_instances_are_replaced() -> None:
     """As SageMaker: a crashed instance is replaced under InService; invocations meanwhile
     get 503 from the gateway, not "endpoint not found"."""

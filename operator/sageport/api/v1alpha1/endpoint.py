@@ -139,7 +139,13 @@ class VariantAutoScaling(ApiModel):
     """sageport extra (SageMaker does this through Application Auto Scaling): scale a variant's pods."""
 
     variant_name: SageMakerName
-    min_instance_count: int = Field(ge=1, description="Lower bound of pods.")
+    min_instance_count: int = Field(
+        ge=0,
+        description=(
+            "Lower bound of pods. 0 (asynchronous endpoints only, SageMaker's MinCapacity 0): KEDA "
+            "scales the variant to zero while its queue is empty and wakes it on backlog."
+        ),
+    )
     max_instance_count: int = Field(ge=1, description="Upper bound of pods.")
     target_cpu_utilization_percentage: int = Field(
         default=70, ge=1, le=100, description="Average CPU utilisation the autoscaler aims for."

@@ -60,6 +60,14 @@ def scaled_object_children(
     return _child_entry(namespace, labels, body)
 
 
+# Async variants' TriggerAuthentications (scaled from zero on their queue), for pruning.
+@kopf.index(KEDA_GROUP, KEDA_VERSION, "triggerauthentications", labels=OURS)
+def trigger_authentication_children(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, Any] | None:
+    return _child_entry(namespace, labels, body)
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
 @kopf.on.event("", "v1", "services", labels=OURS)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OURS)

@@ -14,7 +14,13 @@ from sageport.operator.status import VariantObservation
 
 OURS = {MANAGED_BY_LABEL: MANAGED_BY}  # the label filter of every child watch
 Indexes = Mapping[str, Any]
-CHILD_INDEXES = ("service_children", "pdb_children", "hpa_children", "scaled_object_children")
+CHILD_INDEXES = (
+    "service_children",
+    "pdb_children",
+    "hpa_children",
+    "scaled_object_children",
+    "trigger_authentication_children",
+)
 
 
 def values(index: kopf.Index[Any, Any], key: Any) -> list[Any]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sageport import contract
 from sageport.api.v1alpha1 import (
     ContainerDefinition,
     DeploymentConfig,
@@ -32,7 +33,7 @@ from sageport.api.v1alpha1 import (
     ProductionVariant,
     RollingUpdatePolicy,
 )
-from sageport.operator.reconcile.plan import serverless_idle_seconds
+from sageport.operator.reconcile.plan import QUEUE_IDLE_SECONDS, serverless_idle_seconds
 from sageport.operator.reconcile.resolve import ResolvedEndpoint
 from sageport.operator.status import Problem
 
@@ -247,6 +248,13 @@ def serverless_problem(resolved: ResolvedEndpoint) -> Problem | None:
     """What SageMaker refuses about serverless variants that no single field decides: the idle
     annotation's value, autoscaling a serverless variant, and converting a real-time variant
     into a serverless one (serverless -> real-time is allowed, the other way is not)."""
+    idle_async = serverless_idle_seconds(
+        resolved.endpoint.metadata.annotations, contract.ANNOTATION_ASYNC_IDLE_SECONDS, QUEUE_IDLE_SECONDS
+    )
+    if isinstance(idle_async, str):
+        return Problem(
+            "InvalidSpec", f"Endpoint {resolved.endpoint.sagemaker_name}: {idle_async}.", terminal=True
+        )
     serverless = [rv for rv in resolved.variants if rv.variant.serverless_config is not None]
     if not serverless:
         return None

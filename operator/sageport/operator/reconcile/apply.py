@@ -61,9 +61,10 @@ async def apply_children(
     if KEDA_API_VERSION in missing:
         return Problem(
             KEDA_MISSING,
-            "Serverless variants need KEDA (keda.sh/v1alpha1 ScaledObject), which is not installed in "
-            f"this cluster: install KEDA (tested: {TESTED_KEDA_VERSION}) and the Endpoint proceeds by "
-            "itself. Or use instanceType and initialInstanceCount.",
+            "Serverless variants and async variants at minInstanceCount 0 need KEDA (keda.sh/v1alpha1 "
+            f"ScaledObject), which is not installed in this cluster: install KEDA (tested: "
+            f"{TESTED_KEDA_VERSION}) and the Endpoint proceeds by itself. Or use instanceType and "
+            "initialInstanceCount (minInstanceCount 1 or more).",
             terminal=False,
         )
     rejected = [r for r in results if isinstance(r, KubeError) and r.status in (400, 403, 422)]

@@ -150,6 +150,16 @@ class EndpointReconciler:
         admission = admit(resolved)
         if admission.problem is not None:
             return Outcome(endpoint.spec.endpoint_config_name, (), admission.problem, admission.not_acted_on)
+        if self._settings.redis_url is None and any(
+            s.min_instance_count == 0 for s in endpoint.spec.auto_scaling or []
+        ):
+            no_redis = Problem(
+                "InvalidSpec",
+                "spec.autoScaling minInstanceCount 0 scales on the async queue in Redis, which this "
+                "operator has no URL for: set the chart's asyncInference.redis.url, or minInstanceCount 1.",
+                terminal=True,
+            )
+            return Outcome(endpoint.spec.endpoint_config_name, (), no_redis, admission.not_acted_on)
         deployment = endpoint.spec.deployment_config
         policy = shift_policy(deployment, sum(rv.instance_count for rv in resolved.production))
         # An update adds the new fleet beside the serving one; the old goes once the new took over.

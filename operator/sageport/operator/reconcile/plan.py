@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 from sageport import contract
 from sageport.api.v1alpha1 import ContainerDefinition, InstanceTypeSpec, ServerlessConfig
@@ -23,6 +24,7 @@ from sageport.operator.render.shape import (
     ContainerResources,
     ModelContainer,
     OwnerRef,
+    QueueScalingShape,
     RenderSettings,
     ServerlessShape,
     ServiceShape,
@@ -150,8 +152,14 @@ SIDECARS: tuple[Callable[[ResolvedEndpoint, ResolvedVariant, RenderSettings], Si
 # Who owns the instance count: the first rule that holds; no autoscaler when none does.
 AUTOSCALERS: tuple[tuple[Callable[[ResolvedVariant], bool], Autoscaler], ...] = (
     (lambda rv: rv.variant.serverless_config is not None, Autoscaler.KEDA),
+    (lambda rv: rv.autoscaling is not None and rv.autoscaling.min_instance_count == 0, Autoscaler.KEDA_QUEUE),
     (lambda rv: rv.autoscaling is not None, Autoscaler.HPA),
 )
+
+# An async variant at zero: KEDA polls its queue this often (so a call waits up to this long
+# before the scale-up starts), and removes the pods once the queue has been empty this long.
+QUEUE_POLLING_SECONDS = 5
+QUEUE_IDLE_SECONDS = 300
 
 # Serverless variants have no instance type: a pod gets memorySizeInMB of memory and CPU in
 # proportion, one vCPU per SERVERLESS_MIB_PER_CPU (1024 MB: 500m ... 6144 MB: 3 CPUs). SageMaker
@@ -179,17 +187,17 @@ def serverless_instance(config: ServerlessConfig, settings: RenderSettings) -> I
     )
 
 
-def serverless_idle_seconds(annotations: dict[str, str] | None) -> int | str:
-    """The Endpoint's idle period (annotation ANNOTATION_SERVERLESS_IDLE_SECONDS), or what is
-    wrong with the annotation."""
-    text = (annotations or {}).get(contract.ANNOTATION_SERVERLESS_IDLE_SECONDS)
+def serverless_idle_seconds(
+    annotations: dict[str, str] | None,
+    key: str = contract.ANNOTATION_SERVERLESS_IDLE_SECONDS,
+    default: int = SERVERLESS_IDLE_SECONDS,
+) -> int | str:
+    """The Endpoint's idle period (annotation ``key``), or what is wrong with the annotation."""
+    text = (annotations or {}).get(key)
     if text is None:
-        return SERVERLESS_IDLE_SECONDS
+        return default
     if not text.strip().isdigit() or not 1 <= int(text) <= 86400:
-        return (
-            f"annotation {contract.ANNOTATION_SERVERLESS_IDLE_SECONDS}={text!r} must be a whole number "
-            "of seconds from 1 to 86400"
-        )
+        return f"annotation {key}={text!r} must be a whole number of seconds from 1 to 86400"
     return int(text)
 
 
@@ -209,6 +217,53 @@ def _serverless(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rende
             (contract.SCALER_KEY_CONFIG, contract.config_label(resolved.config.sagemaker_name)),
             (contract.SCALER_KEY_VARIANT, rv.variant.variant_name),
         ),
+    )
+
+
+def redis_address(url: str) -> tuple[str, int, bool]:
+    """``host:port``, database index and TLS of a ``redis://`` or ``rediss://`` URL (the chart's
+    asyncInference.redis.url), as KEDA's redis-streams scaler takes them."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError(f"asyncInference.redis.url {url!r} must be redis://host:port[/db] or rediss://...")
+    database = parts.path.strip("/")
+    return (
+        f"{parts.hostname}:{parts.port or 6379}",
+        int(database) if database.isdigit() else 0,
+        parts.scheme == "rediss",
+    )
+
+
+def _queue_scaling(
+    resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings
+) -> QueueScalingShape:
+    scaling, config = rv.autoscaling, resolved.config.spec.async_inference_config
+    assert scaling is not None
+    assert config is not None
+    if settings.redis_url is None:
+        raise ValueError(
+            "async variants need Redis (asyncInference.redis.url): the reconcile refuses them without it"
+        )
+    address, database, tls = redis_address(settings.redis_url)
+    annotations = resolved.endpoint.metadata.annotations
+    idle = serverless_idle_seconds(annotations, contract.ANNOTATION_ASYNC_IDLE_SECONDS, QUEUE_IDLE_SECONDS)
+    client = config.client_config
+    return QueueScalingShape(
+        min_replicas=0,
+        max_replicas=scaling.max_instance_count,
+        idle_seconds=idle if isinstance(idle, int) else QUEUE_IDLE_SECONDS,
+        polling_seconds=QUEUE_POLLING_SECONDS,
+        stream=contract.async_stream(
+            resolved.namespace, resolved.endpoint.sagemaker_name, rv.variant.variant_name
+        ),
+        group=contract.ASYNC_GROUP,
+        address=address,
+        database=database,
+        tls=tls,
+        password_secret=settings.redis_secret,
+        # A pod takes maxConcurrentInvocationsPerInstance calls at once: a backlog of that many
+        # per pod is what one more pod is for.
+        backlog_per_pod=(client.max_concurrent_invocations_per_instance if client else None) or 1,
     )
 
 
@@ -380,6 +435,7 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         autoscaler=autoscaler,
         autoscaling=rv.autoscaling,
         serverless=_serverless(resolved, rv, settings) if serverless else None,
+        queue_scaling=_queue_scaling(resolved, rv, settings) if autoscaler is Autoscaler.KEDA_QUEUE else None,
         sidecars=tuple(s for rule in SIDECARS if (s := rule(resolved, rv, settings)) is not None),
         services=(ServiceShape(name),),
     )
@@ -399,6 +455,7 @@ def _summary(rv: ResolvedVariant, shape: VariantShape, settings: RenderSettings)
         multi_model=any(is_multi_model(c) for c in rv.containers),
         serverless=rv.variant.serverless_config,
         model_setup_seconds=shape.startup_seconds if rv.variant.serverless_config else None,
+        queued_at_zero=shape.queue_scaling is not None,
     )
 
 

@@ -203,6 +203,17 @@ def resolve_endpoint(
             "whose count spec.autoScaling owns: change minInstanceCount/maxInstanceCount instead.",
             terminal=True,
         )
+    if config.spec.async_inference_config is None:
+        zero = sorted(name for name, s in scaling.items() if s.min_instance_count == 0)
+        if zero:
+            return Problem(
+                "InvalidSpec",
+                f"spec.autoScaling minInstanceCount is 0 for variant(s) {', '.join(zero)}, but EndpointConfig "
+                f"{config.sagemaker_name!r} is not asynchronous: only an asynchronous endpoint (one with "
+                "asyncInferenceConfig) scales to zero, its calls waiting in the queue; set minInstanceCount "
+                "to 1 or more.",
+                terminal=True,
+            )
     resolved: list[ResolvedVariant] = []
     shadows = config.spec.shadow_production_variants or []
     for variant in [*config.spec.production_variants, *shadows]:

@@ -8,6 +8,8 @@ N the HPA KEDA creates follows the gateway's concurrency metric, when KEDA's met
 
 from __future__ import annotations
 
+from sageport import contract
+
 from .names import variant_metadata
 from .shape import Manifest, VariantShape
 
@@ -46,4 +48,59 @@ def scaled_object(shape: VariantShape) -> list[Manifest]:
                 ],
             },
         }
+    ]
+
+
+def queue_scaled_object(shape: VariantShape) -> list[Manifest]:
+    """An async variant with minInstanceCount 0: KEDA reads its stream's consumer group in Redis.
+
+    Two redis-streams triggers on the same stream and group, because each is blind where the
+    other sees: the group's ``lag`` (entries not yet delivered) wakes the variant from zero, where
+    nothing is ever delivered, so pending counts stay 0; the pending count (delivered, not yet
+    acknowledged) keeps pods while calls run, and wakes the variant for calls a pod took and never
+    finished before it went. KEDA is active while either is above 0, scales to zero after
+    ``cooldownPeriod`` with both at 0, and between 1 and N the HPA takes the larger metric per pod.
+    """
+    queue = shape.queue_scaling
+    if queue is None:  # the plan chooses this autoscaler only for async variants scaled from zero
+        return []
+    connection = {"address": queue.address, "stream": queue.stream, "consumerGroup": queue.group}
+    if queue.database:
+        connection["databaseIndex"] = str(queue.database)
+    if queue.tls:
+        connection["enableTLS"] = "true"
+    authentication = {"authenticationRef": {"name": shape.name}} if queue.password_secret else {}
+    triggers = [
+        {
+            "type": "redis-streams",
+            "name": name,
+            "metadata": {**connection, key: str(queue.backlog_per_pod), "activationLagCount": "0"},
+            **authentication,
+        }
+        for name, key in (("backlog", "lagCount"), ("in-flight", "pendingEntriesCount"))
+    ]
+    scaled = {
+        "apiVersion": KEDA_API_VERSION,
+        "kind": "ScaledObject",
+        "metadata": variant_metadata(shape),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": shape.name},
+            "minReplicaCount": queue.min_replicas,
+            "maxReplicaCount": queue.max_replicas,
+            "cooldownPeriod": queue.idle_seconds,
+            "pollingInterval": queue.polling_seconds,
+            "triggers": triggers,
+        },
+    }
+    if not queue.password_secret:
+        return [scaled]
+    password = {"parameter": "password", "name": queue.password_secret, "key": contract.REDIS_PASSWORD_KEY}
+    return [
+        {
+            "apiVersion": KEDA_API_VERSION,
+            "kind": "TriggerAuthentication",
+            "metadata": variant_metadata(shape),
+            "spec": {"secretTargetRef": [password]},
+        },
+        scaled,
     ]

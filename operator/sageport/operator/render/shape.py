@@ -67,6 +67,8 @@ class Autoscaler(StrEnum):
     NONE = "none"  # the Deployment's replicas, from initialInstanceCount
     HPA = "HorizontalPodAutoscaler"  # CPU utilisation, from the Endpoint's spec.autoScaling
     KEDA = "ScaledObject"  # a serverless variant: KEDA, woken by the gateway (external-push)
+    # An async variant with minInstanceCount 0: KEDA on its queue (redis-streams triggers).
+    KEDA_QUEUE = "ScaledObject/redis-streams"
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,24 @@ class ServerlessShape:
     calls_per_pod: int  # the per-pod target of the gateway's concurrency metric (1<->N)
     scaler_address: str  # the gateway's external-push scaler
     trigger_metadata: tuple[tuple[str, str], ...]  # which fleet, as the gateway knows it
+
+
+@dataclass(frozen=True)
+class QueueScalingShape:
+    """An async variant scaled on its queue from zero: KEDA's ScaledObject (redis-streams
+    triggers on the variant's stream and group) and its TriggerAuthentication are built from it."""
+
+    min_replicas: int  # 0
+    max_replicas: int  # spec.autoScaling's maxInstanceCount
+    idle_seconds: int  # cooldownPeriod: an empty queue this long and the pods go
+    polling_seconds: int  # how often KEDA reads the group (a call at zero waits up to this)
+    stream: str
+    group: str
+    address: str  # host:port of Redis, as KEDA reaches it
+    database: int
+    tls: bool
+    password_secret: str | None  # the namespace's Secret holding Redis' password (key password)
+    backlog_per_pod: int  # the triggers' target per pod (1 <-> N)
 
 
 @dataclass(frozen=True)
@@ -162,6 +182,7 @@ class VariantShape:
     autoscaler: Autoscaler = Autoscaler.NONE
     autoscaling: VariantAutoScaling | None = None  # the HPA's bounds and target
     serverless: ServerlessShape | None = None  # the ScaledObject's (autoscaler KEDA)
+    queue_scaling: QueueScalingShape | None = None  # the ScaledObject's (autoscaler KEDA_QUEUE)
     sidecars: tuple[Sidecar, ...] = ()
     download_seconds: int | None = None  # the time the model fetch has (modelDataDownloadTimeoutInSeconds)
     volume_gib: int | None = None  # volumeSizeInGB: the size limit of the model volumes
