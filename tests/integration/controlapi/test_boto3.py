@@ -250,31 +250,6 @@ def test_pagination_over_120_endpoints_with_filters_and_sort(
     assert p50 < 25  # generous on a loaded machine; bench/control_plane.py measures it
 
 
-def test_a_resource_quota_is_resource_limit_exceeded(
-    sagemaker: Any, kube_cluster: KubeCluster, namespace: str
-) -> None:
-    """The namespace's ResourceQuota is its service quota: a Create* past it is AWS's
-    ResourceLimitExceeded, and nothing is created."""
-    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "endpoints"},
-             "spec": {"hard": {"count/endpoints.sageport.io": "1"}}}  # fmt: skip
-    apply(kube_cluster, [quota], namespace)
-    sagemaker.create_model(ModelName="m", PrimaryContainer={"ModelDataUrl": "s3://b/m.tar.gz"})
-    sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[_variant("m")])
-    # The quota controller counts the kind first (else "status unknown"); it rediscovers resources
-    # every 30 s, later on a loaded machine.
-    deadline = time.monotonic() + 150
-    while "count/endpoints.sageport.io" not in (
-        (get(kube_cluster, "resourcequota", namespace, "endpoints").get("status") or {}).get("used") or {}
-    ):
-        assert time.monotonic() < deadline, "the quota controller never counted endpoints"
-        time.sleep(0.2)
-    sagemaker.create_endpoint(EndpointName="first", EndpointConfigName="c")
-    code, message = _error(sagemaker.create_endpoint, EndpointName="second", EndpointConfigName="c")
-    assert code == "ResourceLimitExceeded"
-    assert "exceeded quota: endpoints" in message
-    assert get(kube_cluster, "endpoints.sageport.io", namespace, "second") is None
-
-
 def test_rbac_decides_what_a_key_may_do(
     sagemaker: Any, gateway: Process, kube_cluster: KubeCluster, namespace: str
 ) -> None:

@@ -220,6 +220,18 @@ def test_rbac_refusals_are_access_denied(table: shapes.ShapeTable) -> None:
     assert "sagemaker:CreateEndpoint" in error.message
 
 
+def test_a_resource_quota_refusal_is_resource_limit_exceeded(table: shapes.ShapeTable) -> None:
+    # The API server's words when a ResourceQuota on count/endpoints.sageport.io is full.
+    message = (
+        'endpoints.sageport.io "second" is forbidden: exceeded quota: endpoints, '
+        "requested: count/endpoints.sageport.io=1, used: count/endpoints.sageport.io=1, "
+        "limited: count/endpoints.sageport.io=1"
+    )
+    error = translate.kube_error(table, None, 403, message, "CreateEndpoint", "arn:x")
+    assert (error.code, error.status) == ("ResourceLimitExceeded", 400)
+    assert "exceeded quota: endpoints" in error.message
+
+
 # ---- responses ----
 ENDPOINT_OBJECT = {
     "metadata": {"name": "my-ep-h0123456789", "namespace": "team", "creationTimestamp": "2026-01-02T03:04:05Z"},
