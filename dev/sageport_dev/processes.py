@@ -6,6 +6,7 @@ start time from ``/proc/<pid>/stat``; ``stop`` signals a pid only while both sti
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import random
@@ -191,6 +192,13 @@ def wait_http(url: str, process: subprocess.Popen[Any] | None = None, timeout: f
             return  # urlopen raises (an OSError) for anything but 2xx
         time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer 2xx within {timeout:.0f} s")
+
+
+def listening(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port`` (a server of ours, or another's)."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
+        return True
+    return False
 
 
 def free_port() -> int:

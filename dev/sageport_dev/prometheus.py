@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -33,7 +32,7 @@ from typing import Any, Final
 import yaml
 
 from sageport_dev.hostdeps import PROMETHEUS_PACKAGE
-from sageport_dev.processes import ProcessRecord, spawn, stop, tail
+from sageport_dev.processes import ProcessRecord, listening, spawn, stop, tail
 
 INTERVAL_SECONDS: Final = 5
 _RECORD_FILE = "prometheus.json"
@@ -157,12 +156,6 @@ class PrometheusServer:
             return json.loads(answer.read())["data"]
 
 
-def _listening(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
-        return True
-    return False
-
-
 def running(root: Path) -> PrometheusServer | None:
     """The Prometheus an earlier :func:`start` left in ``root``, if it is still alive and ready."""
     with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
@@ -194,7 +187,7 @@ def start(
     if existing is not None:
         existing.reload()
         return existing
-    if _listening(host, port):
+    if listening(host, port):
         raise PrometheusError(f"{host}:{port} is taken by a process this run did not start: stop it first")
     log = root / "prometheus.log"
     record = spawn("prometheus", argv(binary(), root, f"{host}:{port}"), log, die_with_parent=die_with_parent)

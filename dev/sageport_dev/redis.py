@@ -17,13 +17,12 @@ import contextlib
 import json
 import secrets
 import shutil
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from sageport_dev.processes import ProcessRecord, spawn, stop, tail
+from sageport_dev.processes import ProcessRecord, listening, spawn, stop, tail
 
 PACKAGE: Final = "redis-server"  # hostdeps.REDIS_PACKAGE
 _RECORD_FILE = "redis.json"
@@ -91,12 +90,6 @@ class RedisServer:
         return False
 
 
-def _listening(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
-        return True
-    return False
-
-
 def running(root: Path) -> RedisServer | None:
     """The redis-server an earlier :func:`start` left in ``root``, if it still answers."""
     with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
@@ -127,7 +120,7 @@ def start(
     # A server killed a moment ago may still have a forked child (an AOF rewrite) holding its
     # listening socket: give the port a few seconds to come free before calling it taken.
     deadline = time.monotonic() + 5.0
-    while _listening(host, port):
+    while listening(host, port):
         if time.monotonic() > deadline:
             raise RedisError(f"{host}:{port} is taken by a process this run did not start: stop it first")
         time.sleep(0.1)
@@ -166,6 +159,6 @@ def stop_server(root: Path) -> list[str]:
     record = ProcessRecord.from_json(saved["process"])
     stop([record], grace_seconds=15)
     left = [f"redis-server process {record.pid}"] if record.alive() else []
-    if _listening(saved["host"], saved["port"]):
+    if listening(saved["host"], saved["port"]):
         left.append(f"something still listening on {saved['host']}:{saved['port']}")
     return left

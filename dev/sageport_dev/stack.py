@@ -18,7 +18,6 @@ import functools
 import io
 import json
 import secrets
-import socket
 import subprocess
 import tarfile
 import time
@@ -34,7 +33,7 @@ from sageport_dev import build, images, keda, prometheus, real_node, wire
 from sageport_dev import redis as sageport_redis
 from sageport_dev.handle import KubeCluster
 from sageport_dev.layout import Layout
-from sageport_dev.processes import ProcessRecord, spawn
+from sageport_dev.processes import ProcessRecord, listening, spawn
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "sageport"
@@ -146,18 +145,12 @@ class S3Server:
         return f"s3://{bucket}/{key}"
 
 
-def _listening(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
-        return True
-    return False
-
-
 def running_s3(root: Path) -> S3Server | None:
     """The versitygw an earlier run started with its details in ``root``, if it still serves."""
     with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
         saved = json.loads((root / "s3.json").read_text())
         process = ProcessRecord.from_json(saved["process"])
-        if process.alive() and _listening(real_node.NODE_IP, S3_PORT):
+        if process.alive() and listening(real_node.NODE_IP, S3_PORT):
             return S3Server(saved["endpoint_url"], saved["access_key"], saved["secret_key"], process)
     return None
 
@@ -169,7 +162,7 @@ def start_s3(root: Path, *, die_with_parent: bool, timeout: float = 30.0) -> S3S
     running = running_s3(root)
     if running is not None:
         return running
-    if _listening(host, S3_PORT):
+    if listening(host, S3_PORT):
         raise StackError(f"{host}:{S3_PORT} is taken by a process this run did not start: stop it first")
     access, secret = "sageport" + secrets.token_hex(4), secrets.token_urlsafe(24)
     (root / "buckets").mkdir(parents=True, exist_ok=True)
@@ -187,7 +180,7 @@ def start_s3(root: Path, *, die_with_parent: bool, timeout: float = 30.0) -> S3S
     # The credentials are on versitygw's command line: readable by root on this machine only.
     record = spawn("versitygw", argv, root / "versitygw.log", die_with_parent=die_with_parent)
     deadline = time.monotonic() + timeout
-    while not _listening(host, S3_PORT):
+    while not listening(host, S3_PORT):
         if not record.alive() or time.monotonic() > deadline:
             raise StackError(f"versitygw did not start; log {root / 'versitygw.log'}")
         time.sleep(0.1)
