@@ -91,80 +91,56 @@ class KubeObjects:
         self._stop.set()
 
     # ---- the Writer protocol: every write impersonates the caller's identity ----
+    async def _as_caller(
+        self, method: str, kind: Kind, namespace: str, *args: Any, user: str | None, **kwargs: Any
+    ) -> Any:
+        """One CustomObjectsApi call on ``kind`` in ``namespace``, made as ``user``; a refusal is
+        raised as the SageMaker error for it."""
+        call = getattr(kubernetes.client.CustomObjectsApi(self.api), method)
+        try:
+            return await asyncio.to_thread(
+                call,
+                contract.API_GROUP,
+                contract.API_VERSION_NAME,
+                namespace,
+                kind.plural,
+                *args,
+                _request_timeout=_WRITE_TIMEOUT,
+                _headers=_acting_as(user),
+                **kwargs,
+            )
+        except ApiException as error:
+            raise _refusal(error) from None
+
     async def create(
         self, kind: Kind, namespace: str, body: Mapping[str, Any], *, user: str | None
     ) -> Mapping[str, Any]:
-        custom = kubernetes.client.CustomObjectsApi(self.api)
-        try:
-            created = await asyncio.to_thread(
-                custom.create_namespaced_custom_object,
-                contract.API_GROUP,
-                contract.API_VERSION_NAME,
-                namespace,
-                kind.plural,
-                dict(body),
-                field_validation="Strict",
-                _request_timeout=_WRITE_TIMEOUT,
-                _headers=_acting_as(user),
-            )
-        except ApiException as error:
-            raise _refusal(error) from None
+        created = await self._as_caller(
+            "create_namespaced_custom_object",
+            kind,
+            namespace,
+            dict(body),
+            user=user,
+            field_validation="Strict",
+        )
         return cast(dict[str, Any], created)
 
     async def delete(self, kind: Kind, namespace: str, name: str, *, user: str | None) -> Mapping[str, Any]:
-        custom = kubernetes.client.CustomObjectsApi(self.api)
-        try:
-            deleted = await asyncio.to_thread(
-                custom.delete_namespaced_custom_object,
-                contract.API_GROUP,
-                contract.API_VERSION_NAME,
-                namespace,
-                kind.plural,
-                name,
-                _request_timeout=_WRITE_TIMEOUT,
-                _headers=_acting_as(user),
-            )
-        except ApiException as error:
-            raise _refusal(error) from None
+        deleted = await self._as_caller("delete_namespaced_custom_object", kind, namespace, name, user=user)
         # The object as deleted, or a Status (no metadata.name) when it went at once.
         return cast(dict[str, Any], deleted) if isinstance(deleted, dict) else {}
 
     async def patch(
         self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, user: str | None
     ) -> Mapping[str, Any]:
-        custom = kubernetes.client.CustomObjectsApi(self.api)
-        try:
-            patched = await asyncio.to_thread(
-                custom.patch_namespaced_custom_object,
-                contract.API_GROUP,
-                contract.API_VERSION_NAME,
-                namespace,
-                kind.plural,
-                name,
-                dict(patch),
-                field_validation="Strict",
-                _request_timeout=_WRITE_TIMEOUT,
-                _headers=_acting_as(user),
-            )
-        except ApiException as error:
-            raise _refusal(error) from None
+        patched = await self._as_caller(
+            "patch_namespaced_custom_object", kind, namespace, name, dict(patch), user=user,
+            field_validation="Strict",
+        )  # fmt: skip
         return cast(dict[str, Any], patched)
 
     async def get(self, kind: Kind, namespace: str, name: str, *, user: str | None) -> Mapping[str, Any]:
-        custom = kubernetes.client.CustomObjectsApi(self.api)
-        try:
-            found = await asyncio.to_thread(
-                custom.get_namespaced_custom_object,
-                contract.API_GROUP,
-                contract.API_VERSION_NAME,
-                namespace,
-                kind.plural,
-                name,
-                _request_timeout=_WRITE_TIMEOUT,
-                _headers=_acting_as(user),
-            )
-        except ApiException as error:
-            raise _refusal(error) from None
+        found = await self._as_caller("get_namespaced_custom_object", kind, namespace, name, user=user)
         return cast(dict[str, Any], found)
 
     # ---- the Authorizer protocol: reads are served from the cache, RBAC is asked ----
