@@ -96,6 +96,28 @@ def _count(s3: Any, prefix: str) -> int:
     )
 
 
+def _wait_for(s3: Any, keys: list[str]) -> None:
+    """Until every key is in the bucket. Each poll lists only after the longest run of keys
+    (in key order) seen so far: listing the whole prefix every time cost the S3 server and this
+    process more CPU, on the machine they share with the agent, the longer the run."""
+    remaining = sorted(keys)
+    seen: set[str] = set()
+    after = ""
+    while remaining:
+        start = after
+        while True:
+            page = s3.list_objects_v2(Bucket=BUCKET, StartAfter=start, MaxKeys=1000)
+            found = [item["Key"] for item in page.get("Contents", [])]
+            seen.update(found)
+            if not page.get("IsTruncated") or not found:
+                break
+            start = found[-1]
+        while remaining and remaining[0] in seen:
+            after = remaining.pop(0)
+        if remaining:
+            time.sleep(0.02)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -161,7 +183,7 @@ def main() -> int:
 
             def queued(index: int) -> None:
                 runtime.invoke_endpoint_async(EndpointName="queued", ContentType="text/csv", Body=ROW,
-                                              InferenceId=f"bench-{index}")  # fmt: skip
+                                              InferenceId=f"bench-{index:06d}")  # fmt: skip
 
             _in_parallel(args.clients, 50, sync)  # warm both paths
             _in_parallel(args.clients, 20, lambda i: queued(100_000 + i))
@@ -170,8 +192,7 @@ def main() -> int:
             sync_seconds = _in_parallel(args.clients, args.calls, sync)
             started = time.perf_counter()
             accepted_seconds = _in_parallel(args.clients, args.calls, queued)
-            while _count(s3, "out/bench-") < args.calls:
-                time.sleep(0.05)
+            _wait_for(s3, [f"out/bench-{index:06d}.out" for index in range(args.calls)])
             completed_seconds = time.perf_counter() - started
             assert _count(s3, "failed/") == 0
             sync_rate = args.calls / sync_seconds

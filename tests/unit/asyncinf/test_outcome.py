@@ -89,3 +89,23 @@ def test_error_notification_names_the_failure_location_and_reason() -> None:
     assert message["responseParameters"] == {"failureLocation": "s3://b/f/abc-error.out"}
     assert message["failureReason"] == failed.reason
     assert "boom" in message["failureReason"]
+
+
+def test_a_failure_reason_survives_its_objects_metadata() -> None:
+    reason = 'ClientError: Received client error (400) from model with message "bad row: é\n".'
+    failure = outcome.Outcome(False, reason)
+    metadata = outcome.result_metadata(failure)
+    (value,) = metadata.values()
+    assert value.isascii()  # S3 user metadata is one ASCII header
+    assert "\n" not in value
+    headers = {f"x-amz-meta-{name}": value for name, value in metadata.items()}
+    assert outcome.recorded(False, headers).reason == reason
+    assert outcome.result_metadata(outcome.Outcome(True)) == {}
+
+
+def test_a_result_found_in_s3_stands_for_its_outcome() -> None:
+    found = outcome.recorded(True, {"content-type": "text/csv"})
+    assert (found.success, found.content_type) == (True, "text/csv")
+    bare = outcome.recorded(False, {})  # a failure object written without the reason
+    assert not bare.success
+    assert "failure object" in (bare.reason or "")
