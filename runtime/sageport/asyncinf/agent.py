@@ -33,7 +33,7 @@ import aiohttp
 from sageport import contract
 from sageport.asyncinf import outcome
 from sageport.asyncinf.metrics import AgentMetrics
-from sageport.asyncinf.notify import Notifier, notification
+from sageport.asyncinf.notify import RESPONSE_IN_NOTIFICATION, Notifier, notification
 from sageport.asyncinf.objects import ObjectStore, S3Error
 from sageport.asyncinf.request import AsyncRequest, split_s3_uri
 
@@ -234,24 +234,25 @@ class Agent:
             await self._acknowledge(entry_id)
             return
         try:
-            result = await self._run(request, redelivered)
+            result, content = await self._run(request, redelivered)
         except Exception:
             # S3 or Redis unreachable: leave the entry pending, to be run again once reclaimed.
             log.exception("call %s could not be completed; it stays queued", request.inference_id)
             return
         # Notified before the acknowledgement: an agent dying in between leaves the call pending,
         # and its redelivery finds the result written and notifies from it (never runs it again).
-        await self._notify(request, result)
+        await self._notify(request, result, content)
         try:
             await self._acknowledge(entry_id)
         except Exception as error:  # its result is written: a redelivery only notifies and acknowledges
             log.warning("acknowledging call %s failed: %s", request.inference_id, error)
         self.metrics.total_processing_time.observe(self.clock() - started)
 
-    async def _run(self, request: AsyncRequest, redelivered: bool) -> outcome.Outcome:
+    async def _run(self, request: AsyncRequest, redelivered: bool) -> tuple[outcome.Outcome, bytes | None]:
         """Run the call and write its result; for a call answered already, the outcome its result
         object records. Only a redelivered entry can have been answered (a first delivery never
-        ran), so only its result objects are looked for."""
+        ran), so only its result objects are looked for. Also the result object's content when it
+        was held in memory (for notifications that include it)."""
         now_ms = int(self.clock() * 1000)
         found: tuple[dict[str, str] | None, dict[str, str] | None] = (None, None)
         if redelivered:
@@ -259,13 +260,14 @@ class Agent:
         decision = outcome.triage(request, now_ms, found[0] is not None, found[1] is not None)
         if decision is outcome.Triage.ANSWERED:
             log.info("call %s was answered already; notifying from its result", request.inference_id)
-            return outcome.recorded(found[0] is not None, found[0] or found[1] or {})
+            result = outcome.recorded(found[0] is not None, found[0] or found[1] or {})
+            return result, await self._recorded_content(request, result, found[0] or found[1] or {})
         self.metrics.time_in_backlog.observe(max(now_ms - request.received_ms, 0) / 1000)
         if decision is outcome.Triage.EXPIRED:
             self.metrics.expired_requests.inc()
             result = outcome.expired(request, now_ms)
             await self._write_failure(request, result, None)
-            return result
+            return result, result.failure_body
         with _Spool(self.settings.spool_dir) as spool:
             source: bytes | str | None = request.body
             if request.input_location is not None:
@@ -277,7 +279,7 @@ class Agent:
                     self.metrics.request_download_failures.inc()
                     result = outcome.input_missing(request.input_location, "no such object")
                     await self._write_failure(request, result, None)
-                    return result
+                    return result, result.failure_body
             assert source is not None
             result, answer = await self._invoke(request, source, spool)
             if result.success:
@@ -286,7 +288,27 @@ class Agent:
                 self.metrics.invocations_processed.inc()
             else:
                 await self._write_failure(request, result, answer)
-            return result
+            if not result.success and result.failure_body is not None:
+                return result, result.failure_body
+            return result, answer if isinstance(answer, bytes) else None
+
+    def _includes_response(self, result: outcome.Outcome) -> bool:
+        if result.success:
+            return self.settings.include_response_in_success
+        return self.settings.include_response_in_error
+
+    async def _recorded_content(
+        self, request: AsyncRequest, result: outcome.Outcome, headers: dict[str, str]
+    ) -> bytes | None:
+        """A found result object's content, when its notification is to include it (and may)."""
+        if not self._includes_response(result):
+            return None
+        if int(headers.get("content-length", RESPONSE_IN_NOTIFICATION + 1)) > RESPONSE_IN_NOTIFICATION:
+            return None
+        uri = request.output_location if result.success else request.failure_location
+        assert uri is not None
+        with _Spool(self.settings.spool_dir) as spool:
+            return await self.objects.get(*split_s3_uri(uri), spool.path("result"), RESPONSE_IN_NOTIFICATION)
 
     async def _results(self, request: AsyncRequest) -> tuple[dict[str, str] | None, dict[str, str] | None]:
         """The headers of the output and the failure object, None for one that is absent."""
@@ -383,7 +405,7 @@ class Agent:
             self.metrics.model_errors(status)
         return result, body
 
-    async def _notify(self, request: AsyncRequest, result: outcome.Outcome) -> None:
+    async def _notify(self, request: AsyncRequest, result: outcome.Outcome, content: bytes | None) -> None:
         topic = self.settings.success_topic if result.success else self.settings.error_topic
         if topic is None or self.notifier is None:
             return
@@ -392,6 +414,7 @@ class Agent:
             request=request,
             result=result,
             now=self.clock(),
+            body=content if self._includes_response(result) else None,
         )
         if not await self.notifier.send(topic, request.inference_id, message):
             self.metrics.notification_failures.inc()

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--success-topic", default=None, help="http(s) URL notified of each output")
     parser.add_argument("--error-topic", default=None, help="http(s) URL notified of each failure")
+    parser.add_argument(
+        "--include-response-in", action="append", choices=("success", "error"), default=[],
+        help="notifications (of outputs, of failures) that carry the model's answer up to 128 KB",
+    )  # fmt: skip
     parser.add_argument("--metrics-port", type=int, default=METRICS_PORT)
     parser.add_argument("--log-level", default="INFO")
     return parser
@@ -83,6 +87,8 @@ async def serve(args: argparse.Namespace) -> None:
         heartbeat=args.heartbeat,
         success_topic=args.success_topic,
         error_topic=args.error_topic,
+        include_response_in_success="success" in args.include_response_in,
+        include_response_in_error="error" in args.include_response_in,
     )
     redis = redis_client()
     s3 = s3_client(max_attempts=5, pool=args.concurrency * 2 + 2)

@@ -610,3 +610,34 @@ def test_a_queue_write_retried_after_a_lost_reply_queues_the_call_once(
     finally:
         gateway.stop()
         proxy.listener.close()
+
+
+def test_notifications_include_the_answer_up_to_128_kb_when_configured(
+    redis: redis_server.RedisServer, s3: S3, model: Process, client: Any, tmp_path: Path
+) -> None:
+    hook = Webhook(failures=0)
+    agent = start_agent(
+        redis, s3, model, tmp_path / "agent.log", f"--success-topic={hook.url}", f"--error-topic={hook.url}",
+        "--include-response-in=success", "--include-response-in=error", consumer="includes",
+    )  # fmt: skip
+    try:
+        calls = {
+            "include-ok": {"Body": b"5.1,3.5", "ContentType": "text/csv"},
+            "include-failed": {"Body": b"x", "CustomAttributes": "mode=status:400"},
+            "include-large": {"Body": b"x", "CustomAttributes": f"mode=big:{128 * 1024 + 1}"},
+        }
+        for name, arguments in calls.items():
+            client.invoke_endpoint_async(EndpointName=ENDPOINT, InferenceId=name, **arguments)
+        eventually(lambda: set(calls) <= {m["inferenceId"] for m in hook.accepted}, timeout=30)
+        messages = {m["inferenceId"]: m for m in hook.accepted}
+        assert messages["include-ok"]["responseParameters"]["responseBody"] == {
+            "content": "5.1,3.5", "encoding": "UTF-8",
+        }  # fmt: skip
+        assert messages["include-failed"]["responseParameters"]["responseBody"] == {
+            "content": "model failed with 400", "encoding": "UTF-8",
+        }  # fmt: skip
+        assert "responseBody" not in messages["include-large"]["responseParameters"]  # only in S3
+        assert _get_head(s3, f"s3://{BUCKET}/out/include-large.out") == 128 * 1024 + 1
+    finally:
+        agent.stop()
+        hook.server.shutdown()

@@ -109,3 +109,18 @@ def test_a_result_found_in_s3_stands_for_its_outcome() -> None:
     bare = outcome.recorded(False, {})  # a failure object written without the reason
     assert not bare.success
     assert "failure object" in (bare.reason or "")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"[0]\n", {"content": "[0]\n", "encoding": "UTF-8"}),
+        (b"\xff\x00", {"content": "/wA=", "encoding": "BASE64"}),
+        (b"z" * (128 * 1024), {"content": "z" * (128 * 1024), "encoding": "UTF-8"}),  # 128 KB: still in
+        (b"z" * (128 * 1024 + 1), None),  # above: only in S3
+    ],
+)
+def test_a_notification_includes_an_answer_up_to_128_kb(body: bytes, expected: object) -> None:
+    done = outcome.Outcome(True, content_type="text/csv")
+    message = notification(endpoint="ep", request=REQUEST, result=done, now=RECEIVED / 1000, body=body)
+    assert message["responseParameters"].get("responseBody") == expected

@@ -100,6 +100,9 @@ def _router(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSet
     )
 
 
+_INCLUDE_RESPONSE = {"SUCCESS_NOTIFICATION_TOPIC": "success", "ERROR_NOTIFICATION_TOPIC": "error"}
+
+
 def _async_agent(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> Sidecar | None:
     """The async inference agent: consumes the variant's stream with the config's concurrency,
     calls the pod's own served port, writes results to S3 with the model fetcher's credentials."""
@@ -114,6 +117,8 @@ def _async_agent(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         topics.append(f"--success-topic={notification.success_topic}")
     if notification is not None and notification.error_topic:
         topics.append(f"--error-topic={notification.error_topic}")
+    for topic in (notification.include_inference_response_in or []) if notification else []:
+        topics.append(f"--include-response-in={_INCLUDE_RESPONSE[topic]}")
     endpoint = resolved.endpoint.sagemaker_name
     stream = contract.async_stream(resolved.namespace, endpoint, rv.variant.variant_name)
     environment = [*settings.storage_env]
