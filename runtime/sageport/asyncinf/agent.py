@@ -235,6 +235,9 @@ class Agent:
             return
         try:
             result, content = await self._run(request, redelivered)
+        except _AbandonedError:
+            log.info("call %s not started before stopping; it stays queued", request.inference_id)
+            return
         except Exception:
             # S3 or Redis unreachable: leave the entry pending, to be run again once reclaimed.
             log.exception("call %s could not be completed; it stays queued", request.inference_id)
@@ -389,6 +392,8 @@ class Agent:
                 url = self.settings.model_url + contract.INVOCATIONS_PATH
                 timeout = aiohttp.ClientTimeout(total=request.timeout_seconds)
                 await files.enter_async_context(self._model_slots)
+                if self._stopping.is_set():  # the pod is going: its model too; leave it queued
+                    raise _AbandonedError(request.inference_id)
                 started = time.perf_counter()
                 async with self._session.post(url, data=data, headers=headers, timeout=timeout) as answer:
                     body, head = await _read_bounded(answer, spool)
@@ -418,6 +423,10 @@ class Agent:
         )
         if not await self.notifier.send(topic, request.inference_id, message):
             self.metrics.notification_failures.inc()
+
+
+class _AbandonedError(Exception):
+    """A call taken from the queue but not yet at the model when the agent was told to stop."""
 
 
 class _Spool:

@@ -461,6 +461,7 @@ def _summary(rv: ResolvedVariant, shape: VariantShape, settings: RenderSettings)
         serverless=rv.variant.serverless_config,
         model_setup_seconds=shape.startup_seconds if rv.variant.serverless_config else None,
         queued_at_zero=shape.queue_scaling is not None,
+        queued=any(sidecar.name == contract.ASYNC_AGENT_NAME for sidecar in shape.sidecars),
     )
 
 
