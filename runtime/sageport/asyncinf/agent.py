@@ -208,6 +208,15 @@ class Agent:
             if cursor in (b"0-0", "0-0"):
                 return claimed
 
+    async def _hand_back(self, entry_id: bytes) -> None:
+        """Make an entry this agent took but will not run claimable at once: its idle time set to
+        reclaim_idle, another agent's next XAUTOCLAIM takes it (not a minute later)."""
+        with contextlib.suppress(Exception):  # else it is reclaimed after reclaim_idle anyway
+            await self.redis.xclaim(
+                self.settings.stream, contract.ASYNC_GROUP, self.settings.consumer, 0, [entry_id],
+                idle=int(self.settings.reclaim_idle * 1000), justid=True,
+            )  # fmt: skip
+
     async def _acknowledge(self, entry_id: bytes) -> None:
         """XACK and XDEL in one MULTI, for every call finishing in the same turn of the loop: one
         Redis round trip for a batch."""
@@ -236,7 +245,8 @@ class Agent:
         try:
             result, content = await self._run(request, redelivered)
         except _AbandonedError:
-            log.info("call %s not started before stopping; it stays queued", request.inference_id)
+            log.info("call %s not started before stopping; handed back to the queue", request.inference_id)
+            await self._hand_back(entry_id)
             return
         except Exception:
             # S3 or Redis unreachable: leave the entry pending, to be run again once reclaimed.

@@ -641,3 +641,30 @@ def test_notifications_include_the_answer_up_to_128_kb_when_configured(
     finally:
         agent.stop()
         hook.server.shutdown()
+
+
+def test_a_stopping_agent_hands_back_the_calls_it_had_not_started(
+    redis: redis_server.RedisServer, s3: S3, model: Process, client: Any, tmp_path: Path
+) -> None:
+    """SIGTERM (a pod deleted): the call at the model is finished, the one taken and waiting for
+    a model slot is handed back, and another agent runs it at its next reclaim pass, not after
+    the whole reclaim idle time (30 s here)."""
+    slow = ("--reclaim-idle=30", "--concurrency=1")
+    first = start_agent(redis, s3, model, tmp_path / "first.log", *slow, consumer="stopping")
+    running = client.invoke_endpoint_async(
+        EndpointName=ENDPOINT, Body=b"running", CustomAttributes="mode=sleep:3", InferenceId="handback-1"
+    )
+    waiting = client.invoke_endpoint_async(EndpointName=ENDPOINT, Body=b"waiting", InferenceId="handback-2")
+    eventually(lambda: redis.client().xpending(STREAM, contract.ASYNC_GROUP)["pending"] == 2, timeout=10)
+    first.popen.send_signal(signal.SIGTERM)
+    assert first.popen.wait(timeout=20) == 0
+    stopped = time.monotonic()
+    assert _result(s3, running, timeout=1) == ("output", b"running", "application/octet-stream")
+    assert _get(s3, waiting["OutputLocation"]) is None  # not run by the stopping agent
+    heir = start_agent(redis, s3, model, tmp_path / "heir.log", *slow, consumer="heir-handback")
+    try:
+        assert _result(s3, waiting, timeout=20) == ("output", b"waiting", "application/octet-stream")
+        assert time.monotonic() - stopped < 20  # 30 s of reclaim idle were not waited
+        assert _get(s3, waiting["FailureLocation"]) is None
+    finally:
+        heir.stop()
