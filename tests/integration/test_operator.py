@@ -520,3 +520,17 @@ def test_a_target_tracked_variant_gets_a_scaled_object_and_a_bad_policy_is_refus
     )
     output = apply(kube_cluster, [endpoint_doc], namespace, check=False)
     assert "targetValue" in output, output
+
+    # CPU target tracking instead: KEDA's cpu trigger, which KEDA's schema accepts too.
+    policy.update(targetValue=55, customizedMetricSpecification={"metricName": "CPUUtilization"})
+    del policy["predefinedMetricSpecification"]
+    apply(kube_cluster, [endpoint_doc], namespace)
+    _in_service(kube_cluster, namespace, "iris-tracked", timeout=120)
+
+    def cpu_trigger() -> Any:
+        (current,) = get(kube_cluster, "scaledobjects.keda.sh", namespace)
+        return current["spec"]["triggers"] == [
+            {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "55"}}
+        ]
+
+    eventually(cpu_trigger, what="the ScaledObject's cpu trigger")
