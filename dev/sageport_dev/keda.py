@@ -192,7 +192,13 @@ def start_adapter(
     existing = running_adapter(root)
     if existing is not None:
         return existing
-    grpc = int(json.loads((root / _RECORD_FILE).read_text())["grpc_port"])
+    try:
+        grpc = int(json.loads((root / _RECORD_FILE).read_text())["grpc_port"])
+    except KeyError:
+        raise KedaError(
+            f"KEDA's operator in {root} was started by an older `make up`, which did not record its gRPC "
+            "port: run `make down`, then `make up`"
+        ) from None
     _self_signed(root / "adapter-certs", (host,), (f"{METRICS_SERVICE}.{NAMESPACE}.svc",))
     port, metrics = free_ports(2)
     serving = root / "adapter-certs"
