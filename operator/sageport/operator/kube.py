@@ -33,6 +33,8 @@ _PLURALS = {
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentications",  # async from zero
     (API_VERSION, "InstanceType"): Plural.INSTANCE_TYPES,  # cluster-scoped: the catalog sync
 }
+# Kinds the operator merge-patches but never applies or watches: a pipeline's anchor pods.
+_PATCHED_PLURALS = {**_PLURALS, ("v1", "Pod"): "pods"}
 
 
 class KubeError(Exception):
@@ -71,18 +73,22 @@ class KubeApi(Protocol):
         """Create a pod (a Serial pipeline's stage pod); one that exists already is left alone."""
         ...
 
-    async def patch_pod(self, namespace: str, name: str, patch: Manifest) -> None:
-        """JSON-merge-patch a pod's metadata; a pod gone meanwhile is not an error."""
-        ...
-
     async def delete_pod(self, namespace: str, name: str) -> None:
         """Delete a pod if it exists."""
         ...
 
     async def merge_patch(
-        self, api_version: str, kind: str, namespace: str, name: str, patch: Manifest
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Manifest,
+        *,
+        missing_ok: bool = False,
     ) -> None:
-        """JSON-merge-patch one field of a child (a Job's ``suspend``), leaving its other fields to apply."""
+        """JSON-merge-patch one field of an object (a Job's ``suspend``, a pod's labels), leaving
+        its other fields to apply; with ``missing_ok`` an object gone meanwhile is not an error."""
         ...
 
 
@@ -182,15 +188,6 @@ class KubernetesApi:
             if error.status != 409:
                 raise
 
-    async def patch_pod(self, namespace: str, name: str, patch: Manifest) -> None:
-        path = f"{_collection_path('v1', 'pods', namespace)}/{name}"
-        query = [("fieldManager", self._field_manager)]
-        try:
-            await self._call("PATCH", path, patch, "application/merge-patch+json", query)
-        except KubeError as error:
-            if error.status != 404:
-                raise
-
     async def delete_pod(self, namespace: str, name: str) -> None:
         path = f"{_collection_path('v1', 'pods', namespace)}/{name}"
         try:
@@ -200,10 +197,22 @@ class KubernetesApi:
                 raise
 
     async def merge_patch(
-        self, api_version: str, kind: str, namespace: str, name: str, patch: Manifest
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Manifest,
+        *,
+        missing_ok: bool = False,
     ) -> None:
-        path = f"{_collection_path(api_version, _PLURALS[api_version, kind], namespace)}/{name}"
-        await self._call("PATCH", path, patch, "application/merge-patch+json", [])
+        path = f"{_collection_path(api_version, _PATCHED_PLURALS[api_version, kind], namespace)}/{name}"
+        query = [("fieldManager", self._field_manager)]
+        try:
+            await self._call("PATCH", path, patch, "application/merge-patch+json", query)
+        except KubeError as error:
+            if not (missing_ok and error.status == 404):
+                raise
 
     async def list_cluster_objects(self, api_version: str, plural: str) -> list[Manifest]:
         """Every object of a cluster-scoped kind."""

@@ -8,6 +8,10 @@ pod of the variant, and goes straight to it. ``IsActive`` (KEDA's poll, which de
 is true while calls are in flight or ended less than the trigger's ``activeWindowSeconds`` ago;
 ``GetMetrics`` reports the calls in flight and held, for the 1 <-> N HPA.
 
+A target-tracked variant (SageMakerVariantInvocationsPerInstance) asks instead for its calls in
+the last minute (trigger metadata ``contract.SCALER_KEY_METRIC``), counted for every variant as
+calls are routed; the HPA divides them by its instances and compares with the target.
+
 The counts are this replica's: with several gateway replicas, KEDA's one stream reaches one of
 them (through the Service), so a wake-up by another replica waits for KEDA's next poll.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +36,7 @@ log = logging.getLogger("sageport.gateway.activator")
 
 # (namespace, endpoint name, config label, variant name): one fleet, as the trigger metadata names it
 FleetKey = tuple[str, str, str, str]
+RATE_WINDOW_SECONDS = 60.0  # SageMaker's InvocationsPerInstance is a per-minute sum
 
 
 def throttled(endpoint: str, max_concurrency: int) -> ApiError:
@@ -58,6 +64,7 @@ class _Fleet:
     held: int = 0  # calls waiting for a ready pod
     last_call: float = float("-inf")  # monotonic time the last call ended
     streams: set[asyncio.Queue[None]] = field(default_factory=set)  # KEDA's StreamIsActive calls
+    calls: deque[float] = field(default_factory=deque)  # when calls were routed, the last minute's
 
 
 class _InFlight:
@@ -135,6 +142,23 @@ class Activator:
         finally:
             fleet.held -= 1
 
+    def invoked(self, key: FleetKey) -> None:
+        """A call was routed to the fleet (any variant: target tracking counts them)."""
+        calls = self._fleet(key).calls
+        now = self._clock()
+        calls.append(now)
+        while calls[0] <= now - RATE_WINDOW_SECONDS:
+            calls.popleft()
+
+    def calls_per_minute(self, key: FleetKey) -> int:
+        fleet = self._fleets.get(key)
+        if fleet is None:
+            return 0
+        cutoff = self._clock() - RATE_WINDOW_SECONDS
+        while fleet.calls and fleet.calls[0] <= cutoff:
+            fleet.calls.popleft()
+        return len(fleet.calls)
+
     # ---- what KEDA asks ---------------------------------------------------------------------
     def demand(self, key: FleetKey) -> int:
         fleet = self._fleets.get(key)
@@ -175,6 +199,17 @@ def _calls_per_pod(ref: Any) -> float:
         return 1.0
 
 
+def _tracks_invocations(ref: Any) -> bool:
+    return bool(ref.scalerMetadata.get(contract.SCALER_KEY_METRIC) == contract.SCALER_METRIC_INVOCATIONS)
+
+
+def _target(ref: Any) -> float:
+    try:
+        return max(float(ref.scalerMetadata.get(contract.SCALER_KEY_TARGET, "1")), 1e-3)
+    except ValueError:
+        return 1.0
+
+
 def scaler_handler(activator: Activator) -> grpc.GenericRpcHandler:
     """The ExternalScaler service over ``activator``, for a grpc.aio server."""
 
@@ -188,14 +223,19 @@ def scaler_handler(activator: Activator) -> grpc.GenericRpcHandler:
             yield pb.IsActiveResponse(result=active)
 
     async def get_metric_spec(ref: Any, _context: Any) -> Any:
-        spec = pb.MetricSpec(metricName=contract.SCALER_METRIC, targetSizeFloat=_calls_per_pod(ref))
+        if _tracks_invocations(ref):
+            spec = pb.MetricSpec(metricName=contract.SCALER_METRIC_INVOCATIONS, targetSizeFloat=_target(ref))
+        else:
+            spec = pb.MetricSpec(metricName=contract.SCALER_METRIC, targetSizeFloat=_calls_per_pod(ref))
         return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
     async def get_metrics(request: Any, _context: Any) -> Any:
-        demand = activator.demand(fleet_key(request.scaledObjectRef))
-        value = pb.MetricValue(
-            metricName=request.metricName or contract.SCALER_METRIC, metricValueFloat=demand
-        )
+        ref = request.scaledObjectRef
+        if _tracks_invocations(ref):
+            name, measured = contract.SCALER_METRIC_INVOCATIONS, activator.calls_per_minute(fleet_key(ref))
+        else:
+            name, measured = contract.SCALER_METRIC, activator.demand(fleet_key(ref))
+        value = pb.MetricValue(metricName=request.metricName or name, metricValueFloat=measured)
         return pb.GetMetricsResponse(metricValues=[value])
 
     def unary(function: Any, request: Any) -> grpc.RpcMethodHandler:

@@ -338,6 +338,9 @@ class Gateway:
             self.rng,
             invocation.target_model,
         )
+        self.activator.invoked(
+            (endpoint.namespace or "", endpoint.name, chosen.variant.config, chosen.variant.name)
+        )
         for shadow in choose_shadows(endpoint.shadows, self.rng) if endpoint.shadows else ():
             self._copy_to_shadow(endpoint, shadow, invocation, body, request_id)
         if invocation.operation is Operation.INVOKE_STREAM:

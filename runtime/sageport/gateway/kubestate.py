@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sageport import contract
@@ -22,13 +22,23 @@ from sageport.gateway.capture import CaptureSettings, settings_from_summary
 from sageport.gateway.routing import EndpointSpec, Serverless, VariantSpec
 
 ObjectKey = tuple[str, str]  # (namespace, name)
-# (config label, variant name, weight, routing strategy, container hostnames or None, multi-model,
-# serverless limits or None)
-VariantRow = tuple[str, str, float, RoutingStrategy, frozenset[str] | None, bool, Serverless | None]
 
 # SageMaker's default of containerStartupHealthCheckTimeoutInSeconds: a held call's wait when the
 # status does not say (an operator older than serverless support).
 _DEFAULT_SETUP_SECONDS = 240.0
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    """One variant as an Endpoint's status describes it, before its pods are known."""
+
+    config: str  # the config label its fleet's Services carry
+    name: str
+    weight: float
+    strategy: RoutingStrategy
+    hostnames: frozenset[str] | None  # a Direct multi-container variant's containers
+    multi_model: bool
+    serverless: Serverless | None
 
 
 @dataclass(frozen=True)
@@ -114,14 +124,14 @@ def _variants(config: Any, summaries: Any, *, shifted: bool) -> list[VariantRow]
             continue
         hostnames = variant.get("containerHostnames")
         variants.append(
-            (
-                label,
-                variant["variantName"],
-                weight,
-                _strategy(variant),
-                frozenset(str(host) for host in hostnames) if isinstance(hostnames, list) else None,
-                variant.get("multiModel") is True,
-                _serverless(variant),
+            VariantRow(
+                config=label,
+                name=variant["variantName"],
+                weight=weight,
+                strategy=_strategy(variant),
+                hostnames=frozenset(str(host) for host in hostnames) if isinstance(hostnames, list) else None,
+                multi_model=variant.get("multiModel") is True,
+                serverless=_serverless(variant),
             )
         )
     return variants
@@ -182,13 +192,13 @@ def _shadows(status: Mapping[str, Any]) -> list[VariantRow]:
         desired = variant.get("desiredWeight") if isinstance(variant, Mapping) else None
         if isinstance(desired, int | float) and not isinstance(desired, bool):
             production += float(desired)
-    shadows = []
-    for config, name, weight, strategy, hostnames, multi_model, serverless in _variants(
+    shadows = _variants(
         status.get("endpointConfigName"), status.get("shadowProductionVariants"), shifted=False
-    ):
-        fraction = min(weight / production, 1.0) if production > 0 else 1.0
-        shadows.append((config, name, fraction, strategy, hostnames, multi_model, serverless))
-    return shadows
+    )
+    return [
+        replace(shadow, weight=min(shadow.weight / production, 1.0) if production > 0 else 1.0)
+        for shadow in shadows
+    ]
 
 
 def _resource_version(obj: Mapping[str, Any]) -> int:
@@ -248,18 +258,15 @@ def build_routes(
     specs = []
     for endpoint in owners.values():
         # By object identity only: the invoke name may be another object's name in the namespace.
-        def spec(
-            config: str, name: str, weight: float, strategy: RoutingStrategy, hostnames: frozenset[str] | None,
-            multi_model: bool, serverless: Serverless | None, endpoint: EndpointObject = endpoint,
-        ) -> VariantSpec:  # fmt: skip
-            fleet = (endpoint.namespace, endpoint.object_name, config, name)
+        def spec(row: VariantRow, endpoint: EndpointObject = endpoint) -> VariantSpec:
+            fleet = (endpoint.namespace, endpoint.object_name, row.config, row.name)
             return VariantSpec(
-                name, weight, tuple(dict.fromkeys(backends.get(fleet, ()))), strategy, hostnames, config,
-                multi_model, serverless,
+                row.name, row.weight, tuple(dict.fromkeys(backends.get(fleet, ()))), row.strategy,
+                row.hostnames, row.config, row.multi_model, row.serverless,
             )  # fmt: skip
 
-        variants = tuple(spec(*variant) for variant in endpoint.variants)
-        shadows = tuple(spec(*shadow) for shadow in endpoint.shadows)
+        variants = tuple(spec(variant) for variant in endpoint.variants)
+        shadows = tuple(spec(shadow) for shadow in endpoint.shadows)
         specs.append(
             EndpointSpec(
                 endpoint.name,

@@ -9,10 +9,11 @@ asks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,50 @@ def plan_evictions(lru_first: Sequence[tuple[str, int]], budget: int, incoming: 
     return [name for name, _ in victims]
 
 
+class SharedExclusive:
+    """An asyncio gate: any number of holders share it, or one holds it alone.
+
+    Downloads and unpacking share it; a measured load holds it alone. CPython 3.11 crashes when
+    tracemalloc starts or stops while another thread allocates outside the GIL (zlib does, unpacking
+    an archive), so a measurement must not overlap a download, but downloads may overlap each
+    other. A waiting exclusive holder goes first: a stream of downloads cannot starve a load.
+    """
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._exclusive_waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._exclusive and not self._exclusive_waiting)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._shared -= 1
+                self._changed.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._changed:
+            self._exclusive_waiting += 1
+            try:
+                await self._changed.wait_for(lambda: not self._exclusive and not self._shared)
+            finally:
+                self._exclusive_waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._exclusive = False
+                self._changed.notify_all()
+
+
 class ModelStore:
     """Resident models in least-recently-used order, with their measured sizes."""
 
@@ -82,6 +127,7 @@ class ModelStore:
         self._resident: OrderedDict[str, Resident] = OrderedDict()
         self._loading: dict[str, asyncio.Future[Resident]] = {}
         self._lock = asyncio.Lock()  # one load at a time: measurements must not overlap
+        self._downloads = SharedExclusive()  # downloads side by side, never during a measurement
 
     @property
     def used_bytes(self) -> int:
@@ -132,11 +178,10 @@ class ModelStore:
 
     async def _load_locked(self, name: str, url: str) -> Resident:
         loop = asyncio.get_running_loop()
-        # One model at a time, download included: the load is measured with tracemalloc, and
-        # CPython 3.11 crashes when tracemalloc stops while another thread allocates outside the
-        # GIL (zlib does, unpacking an archive): seen as a segfault with downloads side by side.
-        async with self._lock:
+        async with self._downloads.shared():
             local = await loop.run_in_executor(self._executor, self._fetch_remote, url, self.root / name)
+            await loop.run_in_executor(self._executor, self._prepare, local)
+        async with self._lock:
             # Make room for at least the artifact's size before loading, so the load itself
             # does not push the pod over its limit; the real size is settled afterwards. An
             # artifact larger than the whole budget is refused before anything is evicted.
@@ -145,10 +190,10 @@ class ModelStore:
                 self._evict(plan_evictions(self._lru_sizes(), self.budget_bytes, estimate))
             except InsufficientMemoryError as exc:
                 raise InsufficientMemoryError(f"model {name!r} (artifact on disk): {exc}") from exc
-            await loop.run_in_executor(self._executor, self._prepare, local)
-            handler, size = await loop.run_in_executor(
-                self._executor, memory.measure, lambda: self._load(name, local)
-            )
+            async with self._downloads.exclusive():
+                handler, size = await loop.run_in_executor(
+                    self._executor, memory.measure, lambda: self._load(name, local)
+                )
             try:
                 victims = plan_evictions(self._lru_sizes(), self.budget_bytes, size)
             except InsufficientMemoryError as exc:

@@ -66,15 +66,15 @@ def test_endpoint_status_to_variants() -> None:
         )
     )
     assert parsed.status == "InService"
-    assert [(name, weight) for _, name, weight, *_ in parsed.variants] == [
+    assert [(row.name, row.weight) for row in parsed.variants] == [
         ("A", 0.25),
         ("B", 0.75),
         ("C", 1.0),
     ]
-    assert parsed.variants[1][3] is RoutingStrategy.RANDOM
-    assert [row[5] for row in parsed.variants] == [False, False, False]
+    assert parsed.variants[1].strategy is RoutingStrategy.RANDOM
+    assert [row.multi_model for row in parsed.variants] == [False, False, False]
     multi = parse_endpoint(endpoint("n", "e", productionVariants=[{"variantName": "A", "multiModel": True}]))
-    assert multi.variants[0][5] is True
+    assert multi.variants[0].multi_model is True
     assert parse_endpoint({"metadata": {"name": "x"}}).status == "Creating"
 
 
@@ -99,7 +99,7 @@ def test_serverless_limits_come_from_the_variant_status() -> None:
             ],
         )
     )
-    assert [row[6] for row in parsed.variants] == [
+    assert [row.serverless for row in parsed.variants] == [
         Serverless(7, 90.0),
         Serverless(3, 240.0),  # no setup timeout in the status: SageMaker's default
         None,
@@ -330,7 +330,7 @@ def test_an_update_without_traffic_yet_is_not_routed() -> None:
         "ns", "ep", endpointStatus="Updating", endpointConfigName="v1",
         productionVariants=[{"variantName": "A", "currentWeight": 1}], pendingDeploymentSummary=pending,
     )  # fmt: skip
-    assert [(config, name) for config, name, *_ in parse_endpoint(obj).variants] == [("v1", "A")]
+    assert [(row.config, row.name) for row in parse_endpoint(obj).variants] == [("v1", "A")]
 
 
 def test_shadow_variants_get_the_fraction_of_requests_their_weight_says() -> None:
@@ -340,7 +340,7 @@ def test_shadow_variants_get_the_fraction_of_requests_their_weight_says() -> Non
         shadowProductionVariants=[{"variantName": "Shadow", "currentWeight": 1, "desiredWeight": 1}],
     )  # fmt: skip
     parsed = parse_endpoint(obj)
-    assert [(config, name, weight) for config, name, weight, *_ in parsed.shadows] == [("v1", "Shadow", 0.5)]
+    assert [(row.config, row.name, row.weight) for row in parsed.shadows] == [("v1", "Shadow", 0.5)]
     slices = [parse_endpoint_slice(endpoint_slice("ns", "ep", "Shadow", ("10.0.0.9", True), config="v1"))]
     (spec,), _ = build_routes([parsed], [s for s in slices if s is not None])
     assert [(v.name, v.weight, v.backends) for v in spec.shadows] == [

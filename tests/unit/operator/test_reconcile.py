@@ -43,7 +43,16 @@ class FakeKube:
     async def create_pod(self, pod: dict[str, Any]) -> None:
         self.pods.append(pod)
 
-    async def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    async def merge_patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: dict[str, Any],
+        *,
+        missing_ok: bool = False,
+    ) -> None:
         self.patched.append((name, patch))
 
     async def delete_pod(self, namespace: str, name: str) -> None:

@@ -439,7 +439,14 @@ class FakeKube:
         return manifest
 
     async def merge_patch(
-        self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: dict[str, Any],
+        *,
+        missing_ok: bool = False,
     ) -> None:
         self.patched.append((name, patch))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from sageport.server.multimodel import (
     FETCHED_MARK,
     DiskCache,
     ModelStore,
+    SharedExclusive,
     plan_disk_evictions,
     plan_evictions,
 )
@@ -165,3 +167,60 @@ def test_the_disk_cache_deletes_idle_artifacts_beyond_its_budget(tmp_path: Path)
     fetched("newest", 400)
     assert cache.added("newest", keep={"new"}) == ["old"]  # new is in memory
     assert len(cache) == 2
+
+
+async def test_downloads_run_side_by_side_but_never_during_a_measured_load(model_root: Path) -> None:
+    # Two first calls for different models: both downloads must be in progress at once (the
+    # barrier times out otherwise), and no measured load may overlap any download.
+    both_downloading = threading.Barrier(2, timeout=5)
+    downloading = 0
+    overlaps: list[str] = []
+    guard = threading.Lock()
+
+    def fetch(url: str, destination: Path) -> Path:
+        nonlocal downloading
+        with guard:
+            downloading += 1
+        try:
+            both_downloading.wait()
+            return Path(url)
+        finally:
+            with guard:
+                downloading -= 1
+
+    def load(name: str, model_dir: Path) -> Any:
+        if downloading:
+            overlaps.append(name)
+        return load_handler(
+            name, model_dir, framework=None, program="inference.py", default_accept="application/json"
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        store = ModelStore(load, lambda _: None, fetch, model_root, 64 * MiB, pool)
+        loaded = await asyncio.gather(store.load("small-0", None), store.load("small-1", None))
+    assert [r.name for r in loaded] == ["small-0", "small-1"]
+    assert overlaps == []
+
+
+async def test_a_waiting_exclusive_holder_goes_before_later_shared_ones() -> None:
+    gate = SharedExclusive()
+    order: list[str] = []
+    first_in = asyncio.Event()
+
+    async def shared(name: str, hold: float) -> None:
+        async with gate.shared():
+            order.append(name)
+            first_in.set()
+            await asyncio.sleep(hold)
+
+    async def exclusive() -> None:
+        async with gate.exclusive():
+            order.append("exclusive")
+
+    first = asyncio.ensure_future(shared("download-1", 0.05))
+    await first_in.wait()
+    waiting = asyncio.ensure_future(exclusive())
+    await asyncio.sleep(0)
+    later = asyncio.ensure_future(shared("download-2", 0))
+    await asyncio.gather(first, waiting, later)
+    assert order == ["download-1", "exclusive", "download-2"]

@@ -223,7 +223,10 @@ class EndpointReconciler:
             pods = await self._kube.list_pods(key[0], selector)
             for shape in (s for s in shapes if s.config_name == config):
                 actions = pipeline_actions(shape, pods, self._settings)
-                calls = [self._kube.patch_pod(key[0], name, patch) for name, patch in actions.patches.items()]
+                calls = [
+                    self._kube.merge_patch("v1", "Pod", key[0], name, patch, missing_ok=True)
+                    for name, patch in actions.patches.items()
+                ]
                 calls += [self._kube.delete_pod(key[0], name) for name in actions.delete]
                 results = await asyncio.gather(*calls, return_exceptions=True)
                 # Stage pods only once their anchors carry the label their affinity names.
