@@ -7,7 +7,9 @@ versitygw, and one sageport-async-agent (concurrency = clients).
 Printed:
 1. calls/s of the synchronous baseline; accepted calls/s at the gateway (202s) and completed
    calls/s end to end (until the last output is in S3), each as a ratio to the baseline
-   (target: completed >= 0.8x for small payloads);
+   (target: completed >= 0.8x for small payloads); then the CPU milliseconds each process
+   (/proc/PID/stat utime + stime, children included; the bench client's own threads only)
+   spent per call in the synchronous run, the whole async run, and its accepting part;
 2. a large input (``--large-mib``, default 1024) through a second agent to a model that reads
    the whole body (streamed, hashed, answered with its length and SHA-256): the agent's peak RSS
    over its idle RSS (target < 200 MB), and its time against copying the same object S3 -> S3
@@ -83,6 +85,44 @@ def _rss_kib(pid: int, field: str) -> int:
     raise RuntimeError(f"no {field} for pid {pid}")
 
 
+def _cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """User + system CPU seconds of ``pid`` and, unless told not to, its live descendants (their
+    threads included)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    family, grew = {pid}, True
+    while grew and descendants:
+        grew = False
+        for child, (parent, _) in stats.items():
+            if parent in family and child not in family:
+                family.add(child)
+                grew = True
+    total = sum(stats[member][1] for member in family if member in stats)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    """Per process; this one (whose children are the others) without its children."""
+    return {name: _cpu_seconds(pid, pid != os.getpid()) for name, pid in pids.items()}
+
+
+def _cpu_table(calls: int, phases: dict[str, tuple[dict[str, float], dict[str, float]]]) -> None:
+    """CPU milliseconds per completed call, per process and phase."""
+    names = list(next(iter(phases.values()))[0])
+    print("  CPU ms per completed call  " + "".join(f"{phase:>10}" for phase in phases))
+    used = {phase: {name: (after[name] - before[name]) * 1000 / calls for name in names}
+            for phase, (before, after) in phases.items()}  # fmt: skip
+    for name in [*names, "total"]:
+        cells = [sum(row.values()) if name == "total" else row[name] for row in used.values()]
+        print(f"    {name:<24}" + "".join(f"{cell:10.2f}" for cell in cells))
+
+
 def _in_parallel(clients: int, calls: int, call: Any) -> float:
     """Seconds for ``calls`` calls of ``call(index)`` from ``clients`` threads."""
     started = time.perf_counter()
@@ -118,6 +158,16 @@ def _wait_for(s3: Any, keys: list[str]) -> None:
             after = remaining.pop(0)
         if remaining:
             time.sleep(0.02)
+
+
+def _drained(client: Any, stream: str) -> None:
+    """Until the stream is empty: the agent deletes an entry only after its output is in S3, so
+    that is when the last output is written. An XLEN costs this process and Redis microseconds;
+    polling S3 listings on the clock cost this process and the S3 server about 0.2 ms of CPU per
+    call (boto3 parsing each listing), taken from the agent on the cores they share. The outputs
+    are then checked with listings, off the clock."""
+    while client.xlen(stream):
+        time.sleep(0.01)
 
 
 def _serve_counting_model(port: int) -> None:
@@ -214,6 +264,8 @@ def main() -> int:
             processes.append(_start_agent("queued", model_url, args.clients, scratch, env))
             runtime = wire.runtime_client(gateway_url, "a", "b", attempts=3, pool=args.clients * 2)
             s3 = _s3(s3_url)
+            queue = redis.client()
+            queue.ping()  # connected before anything is measured
 
             def sync(index: int) -> None:
                 body = runtime.invoke_endpoint(EndpointName="sync", ContentType="text/csv", Body=ROW)[
@@ -225,15 +277,24 @@ def main() -> int:
                 runtime.invoke_endpoint_async(EndpointName="queued", ContentType="text/csv", Body=ROW,
                                               InferenceId=f"bench-{index:06d}")  # fmt: skip
 
+            assert redis.process is not None
+            pids = {"gateway": gateway.pid, "redis-server": redis.process.pid, "agent": processes[-1].pid,
+                    "S3 server (versitygw)": s3_process.pid, "model server": model.pid,
+                    "bench client": os.getpid()}  # fmt: skip
             _in_parallel(args.clients, 50, sync)  # warm both paths
             _in_parallel(args.clients, 20, lambda i: queued(100_000 + i))
             while _count(s3, "out/") < 20:
                 time.sleep(0.1)
+            sync_cpu = _cpu(pids)
             sync_seconds = _in_parallel(args.clients, args.calls, sync)
+            async_cpu = _cpu(pids)
             started = time.perf_counter()
             accepted_seconds = _in_parallel(args.clients, args.calls, queued)
-            _wait_for(s3, [f"out/bench-{index:06d}.out" for index in range(args.calls)])
+            accepted_cpu = _cpu(pids)
+            _drained(queue, contract.async_stream("default", "queued", "AllTraffic"))
             completed_seconds = time.perf_counter() - started
+            done_cpu = _cpu(pids)
+            _wait_for(s3, [f"out/bench-{index:06d}.out" for index in range(args.calls)])
             assert _count(s3, "failed/") == 0
             sync_rate = args.calls / sync_seconds
             accepted, completed = args.calls / accepted_seconds, args.calls / completed_seconds
@@ -244,6 +305,8 @@ def main() -> int:
             )
             print(f"  InvokeEndpointAsync completed (S3)  {completed:8.1f} calls/s  x{completed / sync_rate:.2f}"
                   "  (target >= x0.80)")  # fmt: skip
+            _cpu_table(args.calls, {"sync": (sync_cpu, async_cpu), "async": (async_cpu, done_cpu),
+                                    "(accept)": (async_cpu, accepted_cpu)})  # fmt: skip
 
             if args.large_mib:
                 large = scratch / "large.bin"
