@@ -668,3 +668,23 @@ def test_a_stopping_agent_hands_back_the_calls_it_had_not_started(
         assert _get(s3, waiting["FailureLocation"]) is None
     finally:
         heir.stop()
+
+
+def test_inline_inputs_answered_large_chunked_or_too_late_end_as_the_model_left_them(
+    client: Any, s3: S3, agent: Process
+) -> None:
+    # An inline input goes to the model through the upstream pool: an answer over the agent's
+    # 1 MiB in-memory bound is spooled, a chunked one read to its end, a late one a timeout.
+    big = client.invoke_endpoint_async(
+        EndpointName=ENDPOINT, Body=b"x", CustomAttributes=f"mode=big:{3 << 20}"
+    )
+    chunked = client.invoke_endpoint_async(EndpointName=ENDPOINT, Body=b"x", CustomAttributes="mode=stream:4")
+    late = client.invoke_endpoint_async(
+        EndpointName=ENDPOINT, Body=b"x", CustomAttributes="mode=sleep:3", InvocationTimeoutSeconds=1
+    )
+    kind, body, _ = _result(s3, big)
+    assert (kind, len(body), set(body)) == ("output", 3 << 20, {ord("z")})
+    assert _result(s3, chunked)[:2] == ("output", b"model-chunk-0;model-chunk-1;model-chunk-2;model-chunk-3;")
+    kind, body, _ = _result(s3, late)
+    assert kind == "failure"
+    assert b"did not answer within InvocationTimeoutSeconds (1)" in body
