@@ -11,10 +11,9 @@ object records (an agent that died between the write and the notification), then
 
 Memory stays bounded whatever the input size: inputs and answers up to ``_IN_MEMORY`` bytes are
 held, larger ones spooled through files (``spool_dir``, an emptyDir); S3 reads stream
-(sageport.asyncinf.objects), large results go up through boto3's multipart upload. An input held
-in memory goes to the model through sageport.net's upstream pool (the gateway's: a fraction of
-aiohttp's CPU per call, which was most of the agent's); a spooled one is streamed from its file
-by aiohttp (the pool sends only in-memory bodies).
+(sageport.asyncinf.objects), large results go up through boto3's multipart upload, and the model
+call streams the file (aiohttp; the shared upstream pool of sageport.net sends only in-memory
+bodies).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,7 +36,6 @@ from sageport.asyncinf.metrics import AgentMetrics
 from sageport.asyncinf.notify import RESPONSE_IN_NOTIFICATION, Notifier, notification
 from sageport.asyncinf.objects import ObjectStore, S3Error
 from sageport.asyncinf.request import AsyncRequest, split_s3_uri
-from sageport.net.upstream import Target, UpstreamError, UpstreamPool, UpstreamTimeoutError
 
 log = logging.getLogger("sageport.asyncinf")
 
@@ -83,8 +81,6 @@ class Agent:
         self._in_flight: dict[bytes, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
-        self._pool: UpstreamPool | None = None
-        self._model = Target(settings.model_url)
         # maxConcurrentInvocationsPerInstance bounds the calls at the model; twice as many are
         # taken from the queue, so one call's S3 writes and acknowledgement overlap the next
         # one's model call instead of leaving the model idle (more than doubled the rate).
@@ -117,7 +113,6 @@ class Agent:
 
     async def run(self) -> None:
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        self._pool = UpstreamPool()
         try:
             await self.wait_for_model()
             await self.ensure_group()
@@ -132,7 +127,6 @@ class Agent:
                 if self._in_flight:  # finish what was started (the pod's grace period bounds it)
                     await asyncio.wait(list(self._in_flight.values()))
         finally:
-            self._pool.close()
             await self._session.close()
 
     def stop(self) -> None:
@@ -411,18 +405,13 @@ class Agent:
                 if self._stopping.is_set():  # the pod is going: its model too; leave it queued
                     raise _AbandonedError(request.inference_id)
                 started = time.perf_counter()
-                if isinstance(data, bytes):
-                    body, head, status, content_type = await self._post_pooled(
-                        headers, data, request.timeout_seconds, spool
-                    )
-                else:
-                    async with self._session.post(url, data=data, headers=headers, timeout=timeout) as answer:
-                        body, head = await _read_bounded(answer, spool)
-                        status, content_type = answer.status, answer.headers.get("Content-Type")
-        except (TimeoutError, UpstreamTimeoutError):
+                async with self._session.post(url, data=data, headers=headers, timeout=timeout) as answer:
+                    body, head = await _read_bounded(answer, spool)
+                    status, content_type = answer.status, answer.headers.get("Content-Type")
+        except TimeoutError:
             self.metrics.model_errors(None)
             return outcome.timed_out(request), None
-        except (aiohttp.ClientError, OSError, UpstreamError) as error:
+        except (aiohttp.ClientError, OSError) as error:
             self.metrics.model_errors(None)
             return outcome.model_unreachable(str(error) or type(error).__name__), None
         self.metrics.model_latency.observe(time.perf_counter() - started)
@@ -430,25 +419,6 @@ class Agent:
         if not result.success:
             self.metrics.model_errors(status)
         return result, body
-
-    async def _post_pooled(
-        self, headers: dict[str, str], body: bytes, seconds: float, spool: _Spool
-    ) -> tuple[bytes | str, bytes, int, str | None]:
-        """POST an in-memory input to the model: its answer (as _read_bounded), status and
-        content type. ``seconds`` bounds the exchange, or, for an answer too large to hold,
-        each wait for more of it."""
-        assert self._pool is not None
-        answer = await self._pool.post(self._model, contract.INVOCATIONS_PATH, headers, body, seconds)
-        try:
-            declared = answer.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) <= _IN_MEMORY:
-                held = await answer.read()
-                data: tuple[bytes | str, bytes] = held, held[: outcome.REASON_LIMIT]
-            else:
-                data = await _spool_chunks(answer.iter_chunks(seconds), spool)
-            return *data, answer.status, answer.headers.get("content-type")
-        finally:
-            answer.release()  # back to the pool when complete, else closed
 
     async def _notify(self, request: AsyncRequest, result: outcome.Outcome, content: bytes | None) -> None:
         topic = self.settings.success_topic if result.success else self.settings.error_topic
@@ -495,18 +465,12 @@ async def _read_bounded(answer: aiohttp.ClientResponse, spool: _Spool) -> tuple[
     if answer.content_length is not None and answer.content_length <= _IN_MEMORY:
         body = await answer.read()
         return body, body[: outcome.REASON_LIMIT]
-    return await _spool_chunks(answer.content.iter_chunked(_CHUNK), spool)
-
-
-async def _spool_chunks(source: AsyncIterator[bytes], spool: _Spool) -> tuple[bytes | str, bytes]:
-    """An answer's chunks in memory up to _IN_MEMORY bytes, else in the spool file (its path);
-    and its first REASON_LIMIT bytes."""
     chunks: list[bytes] = []
     size = 0
     path = spool.path("output")
     sink = None
     try:
-        async for chunk in source:
+        async for chunk in answer.content.iter_chunked(_CHUNK):
             if sink is None:
                 chunks.append(chunk)
                 size += len(chunk)
