@@ -7,7 +7,8 @@ the first Endpoint create to "every Endpoint Ready=True" (children created, pods
 ready, status written). The baseline, measured in the same run against the same API server, is
 the floor: the same N x 3 child objects created directly by this process with the same
 concurrency, no operator in between, until every Deployment has its ready replica. Printed:
-seconds, the ratio to the baseline, and the operator's peak RSS (VmHWM).
+seconds, the ratio to the baseline, the operator's CPU time and peak RSS (VmHWM). Then the
+operator is restarted with the Endpoints there, and timed until it handles events again.
 
 Then, with the largest N's Endpoints still there, a real ``sageport-gateway --kubernetes``
 process watches that namespace; a probe Endpoint's EndpointSlice is switched between two real
@@ -15,7 +16,7 @@ backend processes, and each switch is timed from the API write to the first call
 sends to the new backend. Baseline: the same change seen by a plain watch on the same API
 server (the watch delivery floor).
 
-    python -m bench.operator_scale [--sizes 1000] [--switches 20]
+    python -m bench.operator_scale [--sizes 1000] [--switches 20] [--no-baseline] [--profile FILE]
 
 Targets (issue 20): 1000 Endpoints Ready in under 60 s with operator RSS under 300 MB; an
 EndpointSlice change in use at the gateway within 1 s at 1000 Endpoints. It reuses a running
@@ -373,7 +374,7 @@ def _answer(connection: http.client.HTTPConnection, endpoint: str) -> bytes:
 
 
 def gateway_switch_seconds(
-    api_client: client.ApiClient, kubeconfig: Path, namespace: str, n: int, switches: int, log: Path
+    api_client: client.ApiClient, kubeconfig: Path, namespace: str, switches: int, log: Path
 ) -> tuple[list[float], list[float]]:
     """(gateway: write -> first call on the new backend, plain watch: write -> event) per switch."""
     custom, discovery = client.CustomObjectsApi(api_client), client.DiscoveryV1Api(api_client)
@@ -527,7 +528,7 @@ def run(
         # The operator is stopped: the probe Endpoint is written as the operator would, and
         # nothing rewrites it. The N Endpoints stay InService with their slices.
         by_gateway, by_watch = gateway_switch_seconds(
-            api_client, kubeconfig, kept, max(sizes), switches, logs / "gateway.log"
+            api_client, kubeconfig, kept, switches, logs / "gateway.log"
         )
         ratio = statistics.median(by_gateway) / statistics.median(by_watch)
         print(
