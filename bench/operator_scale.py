@@ -254,7 +254,7 @@ def _wait_until_serving(
     """Until the operator handles events: it writes a new sentinel Model's status only once kopf
     has listed every kind it indexes. Objects created before that each hold kopf's start-up gate
     (one toggle per object, every drop waking every waiting worker), which costs minutes of CPU
-    at 1000 Endpoints: not what the creation figure measures."""
+    at 1000 Endpoints: not what the creation figure measures, which is a running operator's."""
     custom = client.CustomObjectsApi(api_client)
     sentinel = _model(-1) | {"metadata": {"name": name}}
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "models", sentinel)
