@@ -1,34 +1,53 @@
-"""How fast the operator turns N Endpoints into children and status, and its peak memory.
+"""How fast the operator turns N Endpoints into Ready ones, its peak memory, and how fast the
+gateway follows an EndpointSlice change with N Endpoints in its table.
 
-For N in (100, 500) it creates N Models, N EndpointConfigs and N Endpoints on the local cluster
-and measures the time from the first create to "every Endpoint has its Deployment, Service and
-PodDisruptionBudget and a written status". The baseline, measured in the same run against the
-same API server, is the floor: the same N x 3 child objects created directly by this process with
-the same concurrency, with no operator in between. Printed: seconds, the ratio to the baseline,
-and the operator's peak RSS (VmHWM).
+For each N (default 1000) it creates N Models, N EndpointConfigs and N Endpoints on a local
+cluster of its own (KWOK nodes, no real node: every pod is a KWOK pod) and measures the time from
+the first Endpoint create to "every Endpoint Ready=True" (children created, pods scheduled and
+ready, status written). The baseline, measured in the same run against the same API server, is
+the floor: the same N x 3 child objects created directly by this process with the same
+concurrency, no operator in between, until every Deployment has its ready replica. Printed:
+seconds, the ratio to the baseline, the operator's CPU time and peak RSS (VmHWM). Then the
+operator is restarted with the Endpoints there, and timed until it handles events again.
 
-    python -m bench.operator_scale [--sizes 100 500]
+Then, with the largest N's Endpoints still there, a real ``sageport-gateway --kubernetes``
+process watches that namespace; a probe Endpoint's EndpointSlice is switched between two real
+backend processes, and each switch is timed from the API write to the first call the gateway
+sends to the new backend. Baseline: the same change seen by a plain watch on the same API
+server (the watch delivery floor).
 
-Targets (issue 2): 500 Endpoints in under 60 s; operator RSS under 300 MB. It reuses a running
+    python -m bench.operator_scale [--sizes 1000] [--switches 20] [--no-baseline] [--profile FILE]
+
+Targets (issue 20): 1000 Endpoints Ready in under 60 s with operator RSS under 300 MB; an
+EndpointSlice change in use at the gateway within 1 s at 1000 Endpoints. It reuses a running
 cluster through SAGEPORT_KUBECONFIG, or starts one itself (and stops it at the end).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import http.client
+import json
 import os
+import re
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 
+from sageport import contract
 from sageport.api.v1alpha1 import API_VERSION, GROUP, VERSION, Endpoint
 from sageport.kubeclient import load_api_client
 from sageport.operator.crdgen import CATALOG_FILE, CRD_DIR, KINDS
@@ -36,9 +55,23 @@ from sageport.operator.reconcile.admit import admit
 from sageport.operator.reconcile.plan import EndpointPlan, plan_endpoint
 from sageport.operator.reconcile.resolve import ResolvedEndpoint, resolve_endpoint
 from sageport.operator.render import RenderSettings, variant_children
+from sageport_dev.nodes import NodePool, load_node_set, node_manifests
+from sageport_dev.processes import free_port, terminate, wait_http
 
 THREADS = 16
 TINY_TYPE = "bench.tiny"
+POLL_SECONDS = 1.0  # listing 1000 objects is itself load on the API server: not faster
+# The stock KWOK nodes schedule 440 untainted pods (4 CPU nodes x 110); these hold 1100 more.
+BENCH_POOL = NodePool.model_validate(
+    {
+        "name": "bench",
+        "count": 10,
+        "zone": "us-east-1a",
+        "instanceType": "m5.4xlarge",
+        "cpu": "16",
+        "memory": "64Gi",
+    }
+)
 
 
 def _model(i: int) -> dict[str, Any]:
@@ -132,8 +165,24 @@ def _the(body: dict[str, Any], _name: str) -> dict[str, Any]:
     return body
 
 
-def baseline_seconds(api_client: client.ApiClient, namespace: str, n: int) -> float:
-    """Create what the operator would create for N endpoints, directly: the API floor."""
+def _until(done: Callable[[], bool], started: float, timeout: float, what: str) -> float:
+    while time.monotonic() - started < timeout:
+        if done():
+            return time.monotonic() - started
+        time.sleep(POLL_SECONDS)
+    raise RuntimeError(f"{what} not done after {timeout:.0f} s")
+
+
+def _deployments_ready(apps: client.AppsV1Api, namespace: str, n: int) -> bool:
+    items = apps.list_namespaced_deployment(namespace).items
+    return len(items) == n and all(
+        d.status is not None and (d.status.ready_replicas or 0) >= 1 for d in items
+    )
+
+
+def baseline_seconds(api_client: client.ApiClient, namespace: str, n: int, timeout: float) -> float:
+    """Create what the operator would create for N endpoints, directly, and wait for every
+    Deployment's pod to be ready: the API and scheduling floor."""
     settings = RenderSettings()
     tiny = {"metadata": {"name": TINY_TYPE}, "kind": "InstanceType", "spec": {"cpu": "10m", "memory": "16Mi"}}
     manifests: list[dict[str, Any]] = []
@@ -168,25 +217,62 @@ def baseline_seconds(api_client: client.ApiClient, namespace: str, n: int) -> fl
     }
     started = time.monotonic()
     _parallel(functools.partial(creators[m["kind"]], namespace, m) for m in manifests)
-    return time.monotonic() - started
+    return _until(lambda: _deployments_ready(apps, namespace, n), started, timeout, f"{n} direct Deployments")
+
+
+def _all_ready(custom: client.CustomObjectsApi, namespace: str, n: int) -> bool:
+    listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "endpoints")
+    endpoints: list[dict[str, Any]] = listed["items"]  # type: ignore[index]
+    ready = sum(
+        1
+        for e in endpoints
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in (e.get("status") or {}).get("conditions", [])
+        )
+    )
+    return ready == n
 
 
 def operator_seconds(api_client: client.ApiClient, namespace: str, n: int, timeout: float) -> float:
-    custom, apps = client.CustomObjectsApi(api_client), client.AppsV1Api(api_client)
-    # Models and configs exist first (not timed): the figure is Endpoint apply -> children + status.
+    custom = client.CustomObjectsApi(api_client)
+    # Models and configs exist first (not timed): the figure is Endpoint apply -> all Ready.
     _parallel(_create_custom(custom, namespace, "models", _model(i)) for i in range(n))
     _parallel(_create_custom(custom, namespace, "endpointconfigs", _config(i)) for i in range(n))
     started = time.monotonic()
     _parallel(_create_custom(custom, namespace, "endpoints", _endpoint(i)) for i in range(n))
-    while time.monotonic() - started < timeout:
-        listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "endpoints")
-        endpoints: list[dict[str, Any]] = listed["items"]  # type: ignore[index]
-        written = sum(1 for e in endpoints if (e.get("status") or {}).get("endpointStatus"))
-        deployments = len(apps.list_namespaced_deployment(namespace).items)
-        if written == n and deployments == n:
-            return time.monotonic() - started
-        time.sleep(0.25)
-    raise RuntimeError(f"{n} endpoints not done after {timeout:.0f} s")
+    return _until(lambda: _all_ready(custom, namespace, n), started, timeout, f"{n} Endpoints Ready")
+
+
+def _wait_until_serving(
+    api_client: client.ApiClient,
+    namespace: str,
+    operator: subprocess.Popen[bytes],
+    name: str,
+    timeout: float = 120.0,
+) -> None:
+    """Until the operator handles events: it writes a new sentinel Model's status only once kopf
+    has listed every kind it indexes. Objects created before that each hold kopf's start-up gate
+    (one toggle per object, every drop waking every waiting worker), which costs minutes of CPU
+    at 1000 Endpoints: not what the creation figure measures, which is a running operator's."""
+    custom = client.CustomObjectsApi(api_client)
+    sentinel = _model(-1) | {"metadata": {"name": name}}
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "models", sentinel)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if operator.poll() is not None:
+            raise RuntimeError("the operator exited at start")
+        model: dict[str, Any] = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "models", name)  # type: ignore[assignment]
+        if (model.get("status") or {}).get("conditions"):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the operator wrote no Model status in {timeout:.0f} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -196,7 +282,179 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def run(kubeconfig: Path, sizes: list[int]) -> None:
+# ---- the gateway: EndpointSlice change -> new route in use --------------------------------
+
+
+def _routable_address() -> str:
+    """An address of this machine that EndpointSlice validation accepts (loopback is refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.254", 9))  # no packet is sent for UDP connect
+        address: str = probe.getsockname()[0]
+    return address
+
+
+@contextlib.contextmanager
+def _backend(host: str, name: bytes) -> Iterator[int]:
+    """A model server that answers every call with its name (the gateway checks /ping)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(name)))
+            self.end_headers()
+            self.wfile.write(name)
+
+        do_GET = do_POST = _answer  # noqa: N815 (http.server's names)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _probe_slice(name: str, host: str, port: int) -> dict[str, Any]:
+    """The probe endpoint's EndpointSlice, as the endpointslice controller writes the operator's."""
+    service = f"{name}-alltraffic"
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{service}-bench",
+            "labels": {
+                contract.LABEL_ENDPOINT_OBJECT: name,
+                contract.LABEL_VARIANT: "AllTraffic",
+                "kubernetes.io/service-name": service,
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+        "ports": [{"name": contract.CONTAINER_PORT_NAME, "port": port, "protocol": "TCP"}],
+    }
+
+
+class SliceWatch:
+    """A plain watch on the namespace's EndpointSlices: when each resourceVersion arrived."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
+        self.arrived: dict[str, float] = {}
+        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+        discovery = client.DiscoveryV1Api(api_client)
+        self._thread = threading.Thread(target=self._run, args=(discovery, namespace), daemon=True)
+        self._thread.start()
+
+    def _run(self, discovery: client.DiscoveryV1Api, namespace: str) -> None:
+        events = self._watch.stream(  # type: ignore[no-untyped-call]
+            discovery.list_namespaced_endpoint_slice,
+            namespace,
+            field_selector="metadata.name=probe-alltraffic-bench",
+        )
+        with contextlib.suppress(Exception):  # the cluster stopping under it ends the stream
+            for event in events:
+                self.arrived.setdefault(event["object"].metadata.resource_version, time.monotonic())
+
+    def stop(self) -> None:
+        self._watch.stop()  # type: ignore[no-untyped-call]
+
+
+def _answer(connection: http.client.HTTPConnection, endpoint: str) -> bytes:
+    connection.request(
+        "POST", f"/endpoints/{endpoint}/invocations", body=b"x", headers={"Content-Type": "text/plain"}
+    )
+    return connection.getresponse().read()
+
+
+def gateway_switch_seconds(
+    api_client: client.ApiClient, kubeconfig: Path, namespace: str, switches: int, log: Path
+) -> tuple[list[float], list[float]]:
+    """(gateway: write -> first call on the new backend, plain watch: write -> event) per switch."""
+    custom, discovery = client.CustomObjectsApi(api_client), client.DiscoveryV1Api(api_client)
+    host = _routable_address()
+    port = free_port()
+    with log.open("wb") as sink:
+        gateway = subprocess.Popen(
+            [str(Path(sys.executable).with_name("sageport-gateway")), "--kubernetes", f"--kubeconfig={kubeconfig}",
+             f"--namespace={namespace}", "--host=127.0.0.1", f"--port={port}", "--no-auth"],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    watcher = SliceWatch(api_client, namespace)
+    try:
+        with _backend(host, b"a") as port_a, _backend(host, b"b") as port_b:
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "endpoints", {
+                "apiVersion": API_VERSION, "kind": "Endpoint", "metadata": {"name": "probe"},
+                "spec": {"endpointConfigName": "probe"}})  # fmt: skip
+            custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "endpoints", "probe", {
+                "status": {"endpointStatus": "InService", "productionVariants": [
+                    {"variantName": "AllTraffic", "currentWeight": 1.0, "currentInstanceCount": 1}]}})  # fmt: skip
+            discovery.create_namespaced_endpoint_slice(namespace, _probe_slice("probe", host, port_a))  # type: ignore[arg-type]
+            wait_http(f"http://127.0.0.1:{port}/ping", gateway, timeout=180)
+            synced = re.findall(r"routes synced from Kubernetes: (\d+) endpoints", log.read_text())
+            print(f"gateway: {synced[-1] if synced else '?'} endpoints in its table")
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            deadline = time.monotonic() + 60
+            while _answer(connection, "probe") != b"a":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the gateway never routed the probe endpoint")
+                time.sleep(0.05)
+            by_gateway, by_watch = [], []
+            for index in range(switches):
+                target, target_port = (b"b", port_b) if index % 2 == 0 else (b"a", port_a)
+                written = time.monotonic()
+                replaced = discovery.replace_namespaced_endpoint_slice(
+                    "probe-alltraffic-bench",
+                    namespace,
+                    _probe_slice("probe", host, target_port),  # type: ignore[arg-type]
+                )
+                while _answer(connection, "probe") != target:
+                    if time.monotonic() - written > 30:
+                        raise RuntimeError(f"switch {index}: the gateway kept the old route for 30 s")
+                by_gateway.append(time.monotonic() - written)
+                assert replaced.metadata is not None
+                assert replaced.metadata.resource_version is not None
+                version = replaced.metadata.resource_version
+                deadline = time.monotonic() + 30
+                while version not in watcher.arrived and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                by_watch.append(watcher.arrived[version] - written)
+                time.sleep(0.5)
+            return by_gateway, by_watch
+    finally:
+        watcher.stop()
+        terminate(gateway)
+
+
+def _add_bench_nodes(kubeconfig: Path) -> None:
+    """KWOK nodes enough for 1000 pods, with pod CIDRs after the stock ones."""
+    stock = load_node_set()
+    extended = stock.model_copy(update={"pools": [*stock.pools, BENCH_POOL]})
+    ours = [m for m in node_manifests(extended) if m["metadata"]["name"].startswith(f"{BENCH_POOL.name}-")]
+    _kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": ours}),
+    )
+
+
+def _spread(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    return f"p50 {statistics.median(ordered) * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms"
+
+
+def run(
+    kubeconfig: Path, sizes: list[int], switches: int, *, baseline: bool = True, profile: Path | None = None
+) -> None:
     _kubectl(kubeconfig, "apply", "--server-side", "-f", str(CRD_DIR))
     crds = [f"crd/{kind.plural}.{GROUP}" for kind in KINDS]
     _kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", *crds)
@@ -204,55 +462,112 @@ def run(kubeconfig: Path, sizes: list[int]) -> None:
     _kubectl(kubeconfig, "apply", "--server-side", "-f", str(CATALOG_FILE))
     tiny = f"apiVersion: {API_VERSION}\nkind: InstanceType\nmetadata: {{name: {TINY_TYPE}}}\nspec: {{cpu: 10m, memory: 16Mi}}\n"
     _kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=tiny)
+    _add_bench_nodes(kubeconfig)
     api_client = load_api_client(kubeconfig, pool_size=THREADS)
     core = client.CoreV1Api(api_client)
-    log = Path(tempfile.mkdtemp(prefix="sageport-bench-")) / "operator.log"
+    logs = Path(tempfile.mkdtemp(prefix="sageport-bench-"))
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    with log.open("wb") as sink:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "sageport.operator", "--liveness="],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    # Under cProfile the operator writes its profile when it stops (SIGTERM ends kopf cleanly).
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
+
+    def start_operator(log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as sink:
+            return subprocess.Popen(
+                [sys.executable, *profiler, "-m", "sageport.operator", "--liveness="],
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+
+    operator = start_operator(logs / "operator.log")
+    stamp = int(time.time())
+    ready_ns = f"bench-ready-{stamp}"
+    kept = ""
     try:
-        time.sleep(3)  # let it start its watches; creation time below counts only reconciling
-        stamp = int(time.time())
+        _wait_until_serving(api_client, _namespace(core, ready_ns), operator, "ready")
         print(
-            f"{'N':>5} {'baseline s':>11} {'operator s':>11} {'ratio':>7} {'per endpoint ms':>16} {'peak RSS MiB':>13}"
+            f"{'N':>5} {'baseline s':>11} {'operator s':>11} {'ratio':>7} {'per endpoint ms':>16} "
+            f"{'operator CPU s':>15} {'peak RSS MiB':>13}"
         )
         for n in sizes:
             base_ns, op_ns = f"bench-base-{n}-{stamp}", f"bench-op-{n}-{stamp}"
-            base = baseline_seconds(api_client, _namespace(core, base_ns), n)
-            _delete_namespace(core, base_ns)
-            seconds = operator_seconds(api_client, _namespace(core, op_ns), n, timeout=max(120.0, n * 0.6))
-            _delete_namespace(core, op_ns)
+            timeout = max(180.0, n * 0.6)
+            base = float("nan")
+            if baseline:
+                base = baseline_seconds(api_client, _namespace(core, base_ns), n, timeout)
+                _delete_namespace(core, base_ns)
+            cpu_before = cpu_seconds(operator.pid)
+            seconds = operator_seconds(api_client, _namespace(core, op_ns), n, timeout)
+            cpu = cpu_seconds(operator.pid) - cpu_before
+            if n == max(sizes):
+                kept = op_ns
+            else:
+                _delete_namespace(core, op_ns)
             print(
-                f"{n:>5} {base:>11.1f} {seconds:>11.1f} {seconds / base:>7.2f} {seconds / n * 1000:>16.1f} {peak_rss_mib(operator.pid):>13.0f}",
+                f"{n:>5} {base:>11.1f} {seconds:>11.1f} {seconds / base:>7.2f} {seconds / n * 1000:>16.1f} "
+                f"{cpu:>15.1f} {peak_rss_mib(operator.pid):>13.0f}",
                 flush=True,
             )
         if operator.poll() is not None:
-            raise RuntimeError(f"operator exited; log in {log}")
+            raise RuntimeError(f"operator exited; log in {logs}")
+        # A restart (an upgrade, a failover) with the N Endpoints and their children there: kopf
+        # lists everything and indexes it before it handles any event.
+        terminate(operator, grace_seconds=15)
+        started = time.monotonic()
+        operator = start_operator(logs / "operator-restarted.log")
+        _wait_until_serving(api_client, ready_ns, operator, "again", timeout=600)
+        print(
+            f"restart with {max(sizes)} Endpoints there: handling events after {time.monotonic() - started:.1f} s, "
+            f"CPU {cpu_seconds(operator.pid):.1f} s, peak RSS {peak_rss_mib(operator.pid):.0f} MiB",
+            flush=True,
+        )
     finally:
-        operator.terminate()
-        operator.wait(timeout=15)
-    print(f"targets: 500 endpoints < 60 s, peak RSS < 300 MiB (operator log: {log})")
+        terminate(operator, grace_seconds=15)
+    print(f"targets: 1000 endpoints Ready < 60 s, peak RSS < 300 MiB (operator log: {logs / 'operator.log'})")
+    if switches and kept:
+        # The operator is stopped: the probe Endpoint is written as the operator would, and
+        # nothing rewrites it. The N Endpoints stay InService with their slices.
+        by_gateway, by_watch = gateway_switch_seconds(
+            api_client, kubeconfig, kept, switches, logs / "gateway.log"
+        )
+        ratio = statistics.median(by_gateway) / statistics.median(by_watch)
+        print(
+            f"EndpointSlice switch -> first call on the new backend, {switches} switches, {max(sizes)} Endpoints:"
+        )
+        print(f"  plain watch sees the change (floor)   {_spread(by_watch)}")
+        print(f"  gateway routes to the new backend     {_spread(by_gateway)}   ratio {ratio:.2f}")
+        print(f"target: < 1 s (gateway log: {logs / 'gateway.log'})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000])
+    parser.add_argument(
+        "--switches", type=int, default=20, help="EndpointSlice switches timed at the gateway (0: none)"
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the direct-creation baseline (profiling)"
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="run the operator under cProfile, writing its profile here"
+    )
     args = parser.parse_args()
     reuse = os.environ.get("SAGEPORT_KUBECONFIG")
     if reuse:
-        run(Path(reuse), args.sizes)
+        run(Path(reuse), args.sizes, args.switches, baseline=not args.no_baseline, profile=args.profile)
         return
     from sageport_dev.control_plane import Layout, start, stop_cluster
 
     state_dir = Path(tempfile.mkdtemp(prefix="sageport-bench-"))
     start(state_dir, die_with_parent=True, log=lambda _: None)
     try:
-        run(Layout(state_dir).kubeconfig, args.sizes)
+        run(
+            Layout(state_dir).kubeconfig,
+            args.sizes,
+            args.switches,
+            baseline=not args.no_baseline,
+            profile=args.profile,
+        )
     finally:
         stop_cluster(state_dir)
 

@@ -135,6 +135,11 @@ def namespace(deployed: Deployed, request: pytest.FixtureRequest) -> Iterator[tu
         deployed.kubeconfig, name, deployed.s3, redis_password=redis.password if redis else None
     )
     yield name, key
+    # Endpoint names are global at the gateway and the oldest Endpoint keeps a name: one left in
+    # a namespace still terminating (its pods take a while) would take the next test's `iris`
+    # (AccessDenied: the key may not invoke the other namespace's). Endpoints have no finalizer,
+    # so this is quick; the rest of the namespace goes in the background.
+    deployed.kubectl("delete", "endpoints.sageport.io", "--all", "-n", name, "--timeout=60s", check=False)
     deployed.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -17,9 +19,11 @@ import yaml
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from sageport_dev import local_stack, stack
+from sageport_dev.build import ensure_binaries
 from sageport_dev.processes import eventually
 from tests.e2e.conftest import Deployed
 from tests.e2e.test_endpoints import _wait_ready
+from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -141,3 +145,95 @@ def test_gateway_limits_and_the_observability_pack_on_a_real_endpoint(
         eventually(rule_health, timeout=30, what="the example alarms evaluated without error")
     finally:
         local_stack.install_alarm_rules(remove=[rules_file.name])
+
+
+def _gateway_pods(deployed: Deployed) -> list[dict[str, Any]]:
+    selector = ",".join(f"{k}={v}" for k, v in stack.GATEWAY_POD_SELECTOR.items())
+    pods = json.loads(
+        deployed.kubectl("get", "pods", "-n", stack.SYSTEM_NAMESPACE, "-l", selector, "-o", "json")
+    )
+    return list(pods["items"])
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = pod["status"].get("conditions") or []
+    deleting = pod["metadata"].get("deletionTimestamp") is not None
+    return not deleting and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def test_deleting_a_gateway_pod_under_traffic_fails_only_calls_in_flight_on_it_and_only_once(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey], tmp_path: Path
+) -> None:
+    """The chart runs two gateways; the local stack one (a shared node), so this test scales the
+    chart's Deployment to two for itself. One pod is deleted (as a drain or a rollout does) while
+    20 calls/s flow through the gateway Service; boto3 does not retry, the test retries each
+    failed call once."""
+    ns, key = namespace
+    stack.apply_objects(
+        deployed.kubeconfig, ns, stack.example_objects(stack.REPO / "examples" / "realtime-sklearn")
+    )
+    _wait_ready(deployed, ns, "iris", key, body=ROW)
+    gateway = f"deployment/{stack.GATEWAY_SERVICE}"
+    deployed.kubectl("scale", "-n", stack.SYSTEM_NAMESPACE, gateway, "--replicas=2")
+    victim_log = tmp_path / "victim.log"
+    try:
+        eventually(
+            lambda: sum(map(_ready, _gateway_pods(deployed))) == 2, timeout=120, what="two ready gateways"
+        )
+        victim = next(p for p in _gateway_pods(deployed) if _ready(p))["metadata"]["name"]
+        with victim_log.open("wb") as sink:
+            follow = subprocess.Popen(
+                [
+                    str(ensure_binaries()["kubectl"]),
+                    f"--kubeconfig={deployed.kubeconfig}",
+                    "logs",
+                    "-f",
+                    "-n",
+                    stack.SYSTEM_NAMESPACE,
+                    victim,
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        traffic = Traffic(
+            lambda: stack.runtime_client(deployed.gateway_url, key, retries=1),
+            "iris",
+            ROW,
+            "text/csv",
+            rate=20,
+        )
+        with traffic:
+            time.sleep(5)
+            deleted_at = time.monotonic()
+            deployed.kubectl("delete", "pod", "-n", stack.SYSTEM_NAMESPACE, victim, "--wait=false")
+            eventually(
+                lambda: victim not in {p["metadata"]["name"] for p in _gateway_pods(deployed)},
+                timeout=90,
+                what=f"{victim} gone",
+            )
+            gone_after = time.monotonic() - deleted_at
+            eventually(
+                lambda: sum(map(_ready, _gateway_pods(deployed))) == 2, timeout=120, what="a replacement"
+            )
+            replaced_after = time.monotonic() - deleted_at
+            time.sleep(3)
+        follow.wait(timeout=30)
+    finally:
+        deployed.kubectl("scale", "-n", stack.SYSTEM_NAMESPACE, gateway, "--replicas=1")
+    in_flight = traffic.in_flight_at(deleted_at)
+    failed = [call for call in traffic.calls if call.error]
+    print(
+        f"\ngateway pod deleted under 20 calls/s: {len(traffic.calls)} calls sent, {in_flight} in flight "
+        f"at the delete, {len(failed)} failed (each retried once: {sum(1 for c in failed if c.retry_error)} "
+        f"failed again); the pod was gone after {gone_after:.1f} s, two gateways ready again after "
+        f"{replaced_after:.1f} s"
+    )
+    for call in failed:
+        print(
+            f"  +{call.started - deleted_at:.2f} s .. +{call.ended - deleted_at:.2f} s: {call.error}; retry: {call.retry_error}"
+        )
+    if failed:
+        print(f"the deleted gateway's log:\n{victim_log.read_text()[-4000:]}")
+    assert len(traffic.calls) >= 20 * 10, "traffic did not flow"
+    assert len(failed) <= in_flight, f"calls not in flight failed: {[c.error for c in failed][:3]}"
+    assert not [c for c in failed if c.retry_error], "a failed call failed again on its retry"

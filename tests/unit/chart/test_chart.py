@@ -582,6 +582,64 @@ def test_service_monitor_is_off_by_default_and_scrapes_a_metrics_only_service() 
     assert "metrics" not in [p["name"] for p in rendered.get("Service", GATEWAY)["spec"]["ports"]]
 
 
+def _variant_pods(example: str) -> list[dict[str, Any]]:
+    """The pod templates and stage pods the operator renders for an example (its golden file,
+    which tests/unit/operator/test_render.py keeps equal to the render code's output)."""
+    docs = yaml.safe_load_all((REPO / "tests" / "data" / "golden" / f"{example}.yaml").read_text())
+    return [
+        d["spec"]["template"] if d["kind"] == "Deployment" else d
+        for d in docs
+        if d["kind"] in ("Deployment", "Pod")
+    ]
+
+
+def _prometheus_label(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def test_pod_monitor_is_off_by_default_and_scrapes_what_serves_metrics_in_every_variant_pod() -> None:
+    assert render().kind("PodMonitor") == []
+    (monitor,) = render("--set", "variants.podMonitor.enabled=true").kind("PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    (scrape,) = monitor["spec"]["podMetricsEndpoints"]
+    assert (scrape["path"], scrape["interval"]) == ("/metrics", "30s")
+    # The router's series carry their own endpoint label; prometheus-operator's would be the port name.
+    assert scrape["honorLabels"] is True
+    relabeled = {r["targetLabel"]: r["sourceLabels"] for r in scrape["relabelings"]}
+    assert relabeled == {
+        "endpoint": [f"__meta_kubernetes_pod_label_{_prometheus_label(contract.LABEL_ENDPOINT)}"],
+        "variant": [f"__meta_kubernetes_pod_label_{_prometheus_label(contract.LABEL_VARIANT)}"],
+    }
+    # What serves /metrics in each shape of variant pod: sageport's model server (single
+    # container, multi-model) or the router (Direct, Serial anchors). Each is selected and
+    # has the scraped port; Serial stage pods have no such port (the anchor's router speaks
+    # for the instance).
+    for example in ("realtime-sklearn", "multi-model", "multi-container-direct", "serial-pipeline"):
+        for pod in _variant_pods(example):
+            labels = pod["metadata"]["labels"]
+            assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items(), example
+            assert {contract.LABEL_ENDPOINT, contract.LABEL_VARIANT} <= labels.keys()
+            scraped = [
+                c
+                for c in pod["spec"]["containers"]
+                if scrape["port"] in [p.get("name") for p in c.get("ports", [])]
+            ]
+            if pod.get("kind") == "Pod":
+                assert scraped == [], example
+                continue
+            (container,) = scraped
+            assert container["name"] in ("model", "sageport-router"), (example, container["name"])
+    (namespaced,) = render(
+        "--set",
+        "variants.podMonitor.enabled=true,variants.podMonitor.labels.release=kps",
+        "--set",
+        "watchNamespaces={ml,b}",
+    ).kind("PodMonitor")
+    assert namespaced["spec"]["namespaceSelector"] == {"matchNames": ["b", "ml"]}
+    assert namespaced["metadata"]["labels"]["release"] == "kps"
+
+
 def test_the_local_stacks_prometheus_scrapes_the_gateway_pods_metrics_port(tmp_path: Path) -> None:
     """`make up PROMETHEUS=1` scrapes the gateway through a Service of its own (Debian's
     Prometheus has no Kubernetes discovery): it must select the chart's gateway pods (with the
