@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     import sageport.operator.handlers  # noqa: F401 - registers the handlers with kopf
+    from sageport.operator import kopf_gate
+
+    kopf_gate.install()
 
     asyncio.run(_run(args) if args.leader_election else _operate(args))
 
