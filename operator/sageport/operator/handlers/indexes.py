@@ -59,4 +59,5 @@ def lookups(indexes: Indexes) -> Lookups:
         instance_types=lambda name: next(iter(values(indexes["instance_type_index"], name)), None),
         observations=observations,
         children=children,
+        pod_security=lambda ns: next(iter(values(indexes["namespace_pod_security"], ns)), None),
     )

@@ -147,7 +147,7 @@ class EndpointReconciler:
         resolved = _resolve(endpoint, key, lookups)
         if isinstance(resolved, Problem):
             return Outcome(endpoint.spec.endpoint_config_name, (), resolved)
-        admission = admit(resolved)
+        admission = admit(resolved, lookups.pod_security(resolved.namespace))
         if admission.problem is not None:
             return Outcome(endpoint.spec.endpoint_config_name, (), admission.problem, admission.not_acted_on)
         if self._settings.redis_url is None and any(

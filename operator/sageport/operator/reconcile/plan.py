@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from sageport import contract
 from sageport.api.v1alpha1 import ContainerDefinition, InstanceTypeSpec, ServerlessConfig
 from sageport.contract import MODEL_CACHE_ENV, SageMakerEnv
+from sageport.operator.pod_security import runs_as_root
 from sageport.operator.reconcile.resolve import ResolvedEndpoint, ResolvedVariant
 from sageport.operator.render.images import ResolvedImage, fetched_code_url, resolve_image, with_code_dir
 from sageport.operator.render.names import child_name
@@ -374,6 +375,14 @@ def _model_containers(
 ) -> tuple[ModelContainer, ...]:
     """Every model container of an instance, in order, each with its port slice and share of
     the instance (several containers), or the one container with all of it."""
+    if runs_as_root(rv.model.metadata.annotations) is True:  # admit refused it where not allowed
+        return tuple(replace(c, run_as_root=True) for c in _model_containers_of(rv, settings, it))
+    return _model_containers_of(rv, settings, it)
+
+
+def _model_containers_of(
+    rv: ResolvedVariant, settings: RenderSettings, it: InstanceTypeSpec
+) -> tuple[ModelContainer, ...]:
     if not (is_direct(rv) or is_serial(rv)):
         return tuple(_model_container(c, settings, it) for c in rv.containers)
     hostnames = _hostnames(rv)

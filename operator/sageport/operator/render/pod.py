@@ -31,6 +31,11 @@ def restricted_security_context() -> dict[str, Any]:
     }
 
 
+def root_security_context() -> dict[str, Any]:
+    """Pod Security ``baseline``: root allowed; still no privilege escalation, no capabilities."""
+    return {**restricted_security_context(), "runAsNonRoot": False, "runAsUser": 0}
+
+
 def _resources(share: ContainerResources, it: InstanceTypeSpec) -> dict[str, Any]:
     requests = {"cpu": share.cpu, "memory": share.memory}
     limits: dict[str, str] = {"memory": share.memory}  # no CPU limit: throttling hurts tail latency
@@ -172,7 +177,7 @@ def model_container(
         },
         "readinessProbe": {**ping, "periodSeconds": period, "failureThreshold": 2},
         "livenessProbe": {**ping, "periodSeconds": 10, "failureThreshold": 6},
-        "securityContext": restricted_security_context(),
+        "securityContext": root_security_context() if model.run_as_root else restricted_security_context(),
     }
 
 

@@ -132,6 +132,9 @@ class ModelContainer:
     # Multi-model: models load on first call from model_prefix, so the container itself reads S3
     # (the fetcher's credentials) into its own disk cache at /opt/ml/models, of this size limit.
     model_prefix: str | None = None
+    # The Model's annotation sageport.io/run-as-root: runAsNonRoot false (admit checked the
+    # namespace's Pod Security allows it).
+    run_as_root: bool = False
 
 
 @dataclass(frozen=True)
