@@ -110,3 +110,37 @@ def test_admit_refuses_the_root_model_in_a_restricted_namespace() -> None:
     assert isinstance(problem, Problem)
     assert problem.reason == REASON
     assert "Model aws-toolkit-linear" in problem.message
+
+
+def test_an_own_multi_model_container_gets_the_loading_router_in_front() -> None:
+    docs = load_documents(EXAMPLES / "aws-inference-toolkit" / "multi-model")
+    settings = RenderSettings(runtime_image="sageport/runtime:test", storage_secret="sageport-storage")
+    resolved = resolve_documents(docs)
+    assert not isinstance(resolved, Problem), resolved
+    assert admit(resolved, "baseline").problem is None
+    (shape,) = plan_endpoint(resolved, settings).variants
+    deployment = next(m for m in variant_children(shape, settings) if m["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    model, router = pod["containers"]
+    assert model["image"] == "docker.io/sageport/aws-mms:0.1.0"
+    assert model["ports"] == [{"containerPort": 23000, "protocol": "TCP"}]  # behind the router
+    env = {e["name"]: e["value"] for e in model["env"]}
+    assert (env["SAGEMAKER_MULTI_MODEL"], env["SAGEMAKER_BIND_TO_PORT"]) == ("true", "23000")
+    assert model["securityContext"]["runAsUser"] == 0
+    assert router["image"] == "sageport/runtime:test"
+    assert router["args"][0] == "sageport-router"
+    assert "--multi-model-prefix=s3://sageport-models/aws-toolkit-mme/" in router["args"]
+    assert "--container=model=23000" in router["args"]
+    assert router["ports"][0]["containerPort"] == 8080
+    assert router["securityContext"]["runAsNonRoot"] is True  # only the model container is root
+    assert {"name": "models", "mountPath": "/opt/ml/models"} in router["volumeMounts"]
+    assert {"name": "models", "mountPath": "/opt/ml/models"} in model["volumeMounts"]
+    assert router["envFrom"] == [{"secretRef": {"name": "sageport-storage"}}]  # S3 for the downloads
+
+
+def test_sageports_own_multi_model_server_loads_by_itself_without_a_router() -> None:
+    docs = load_documents(EXAMPLES / "multi-model")
+    resolved = resolve_documents(docs)
+    assert not isinstance(resolved, Problem)
+    (shape,) = plan_endpoint(resolved, SETTINGS).variants
+    assert shape.sidecars == ()

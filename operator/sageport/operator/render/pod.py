@@ -220,6 +220,8 @@ def _sidecar_container(sidecar: Sidecar, shape: VariantShape, settings: RenderSe
         ]
     if sidecar.scratch_dir is not None:
         mounts.append({"name": f"{sidecar.name}-scratch", "mountPath": sidecar.scratch_dir})
+    if sidecar.mounts_models:
+        mounts.append({"name": _MODELS_VOLUME, "mountPath": contract.MULTI_MODEL_ROOT})
     if mounts:
         container["volumeMounts"] = mounts
     return container

@@ -157,6 +157,9 @@ class Sidecar:
     secret_env: tuple[tuple[str, str, str], ...] = ()
     env_from_secrets: tuple[str, ...] = ()  # Secrets whose every key becomes a variable
     scratch_dir: str | None = None  # an emptyDir of its own mounted there (the async agent's spool)
+    # The model container's multi-model disk cache, mounted at MULTI_MODEL_ROOT too: the router
+    # downloads TargetModels there for a container that is not sageport's server.
+    mounts_models: bool = False
 
 
 @dataclass(frozen=True)
