@@ -499,10 +499,8 @@ def ensure_mms_image(log: Log = print) -> str:
     started = time.monotonic()
     with _step(log, f"{MMS_NAME}: base root file system with {' '.join(MMS_DEBS)}"):
         base = _ensure_base(log, MMS_DEBS)
-    requirements = (MMS_SOURCE / "requirements.txt").read_text()
-    program = {path.name: path.read_text() for path in sorted(MMS_SOURCE.glob("*.py"))}
-    inputs = [RECIPE_VERSION, MMS_RECIPE_VERSION, base.blob.digest, PYTHON_VERSION, PYTHON_PLATFORM]
-    image_hash = _sha256(oci.canonical_json([*inputs, requirements, program]))
+    requirements, program = mms_inputs()
+    image_hash = mms_image_hash(base.blob.digest, requirements, program)
     ref = f"{REGISTRY}/{MMS_NAME}:{_project_version()}-{image_hash[:12]}"
     if image_tar(ref).is_file():
         log(f"{MMS_NAME}: cached {image_tar(ref)}")
@@ -513,6 +511,18 @@ def ensure_mms_image(log: Log = print) -> str:
         _collect_garbage(log)
     log(f"{MMS_NAME}: ready in {time.monotonic() - started:.1f} s: {ref}")
     return ref
+
+
+def mms_inputs(source: Path = MMS_SOURCE) -> tuple[str, dict[str, str]]:
+    """The pinned requirements and the Python files (name -> text) the image is made of."""
+    program = {path.name: path.read_text() for path in sorted(source.glob("*.py"))}
+    return (source / "requirements.txt").read_text(), program
+
+
+def mms_image_hash(base_digest: str, requirements: str, program: Mapping[str, str]) -> str:
+    """The hash of every input of the image (its tag's suffix): a change to any rebuilds it."""
+    inputs = [RECIPE_VERSION, MMS_RECIPE_VERSION, base_digest, PYTHON_VERSION, PYTHON_PLATFORM]
+    return _sha256(oci.canonical_json([*inputs, requirements, dict(program)]))
 
 
 def _build_mms_image(ref: str, base: oci.Layer, requirements: str, program: dict[str, str], log: Log) -> None:
