@@ -507,6 +507,18 @@ def test_a_root_model_is_refused_in_a_restricted_namespace_and_runs_once_it_is_b
     pods = get(kube_cluster, "pods", namespace, selector="sageport.io/endpoint-object=aws-toolkit-linear")
     assert pods, "the baseline namespace admits the root pod"
 
+    # Without the annotation (annotations are not spec: no new generation) the pods are restricted again.
+    kube_cluster.kubectl(
+        "annotate", "models.sageport.io", "aws-toolkit-linear", "-n", namespace, "sageport.io/run-as-root-"
+    )
+
+    def non_root() -> dict[str, Any] | None:
+        (current,) = _children(kube_cluster, namespace, "aws-toolkit-linear")["deployments"]
+        (container,) = current["spec"]["template"]["spec"]["containers"]
+        return container if container["securityContext"]["runAsNonRoot"] is True else None
+
+    eventually(non_root, what="the model container back to runAsNonRoot")
+
 
 def test_operator_is_still_running_after_everything_above(sageport_operator: RunningOperator) -> None:
     assert sageport_operator.process.poll() is None, sageport_operator.logs()[-4000:]

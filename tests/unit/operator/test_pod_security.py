@@ -126,6 +126,8 @@ def test_an_own_multi_model_container_gets_the_loading_router_in_front() -> None
     assert model["ports"] == [{"containerPort": 23000, "protocol": "TCP"}]  # behind the router
     env = {e["name"]: e["value"] for e in model["env"]}
     assert (env["SAGEMAKER_MULTI_MODEL"], env["SAGEMAKER_BIND_TO_PORT"]) == ("true", "23000")
+    assert "SAGEPORT_MODEL_PREFIX" not in env  # the router downloads; no S3 credentials either
+    assert "envFrom" not in model
     assert model["securityContext"]["runAsUser"] == 0
     assert router["image"] == "sageport/runtime:test"
     assert router["args"][0] == "sageport-router"

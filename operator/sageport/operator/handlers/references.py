@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sageport.api.v1alpha1 import API_VERSION, EndpointConfig, Model, ModelStatus, ObjectStatus
 from sageport.contract import API_GROUP, API_VERSION_NAME, Plural
 from sageport.operator.handlers.indexes import Indexes, lookups, values
-from sageport.operator.pod_security import root_problem
+from sageport.operator.pod_security import root_problem, runs_as_root
 from sageport.operator.reconcile.lookups import Key, key_of
 from sageport.operator.reconcile.resolve import validation_message
 from sageport.operator.render.images import ResolvedImage, resolve_image
@@ -51,7 +51,12 @@ async def model_event(type: str, body: kopf.Body, memo: kopf.Memo, **indexes: An
     ns, name = key_of(body)
     if type != "DELETED":
         await write_model_status(body, memo, _pod_security(indexes, ns))
-    if not _changed(memo, Plural.MODELS, type, body):
+    # The run-as-root annotation is no spec field (no new generation) but changes the pods.
+    root_key = ("run-as-root", ns, name)
+    root = runs_as_root(body["metadata"].get("annotations"))
+    root_changed = type is not None and root_key in memo.generations and memo.generations[root_key] != root
+    memo.generations[root_key] = root
+    if not _changed(memo, Plural.MODELS, type, body) and not root_changed:
         return
     configs = values(indexes["configs_by_model"], (ns, body["spec"].get("modelName") or name))
     users = [(ns, ep) for config in configs for ep in values(indexes["endpoints_by_config"], (ns, config))]

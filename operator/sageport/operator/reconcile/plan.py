@@ -426,7 +426,16 @@ def _model_containers_of(
         (share,) = split_resources(it, 1)
         (container,) = rv.containers
         own = _model_container(container, settings, it)
-        return (replace(own, resources=share, port=port, port_name=None, safe_port_range=safe_range),)
+        return (
+            replace(
+                own,
+                resources=share,
+                port=port,
+                port_name=None,
+                safe_port_range=safe_range,
+                loads_models=False,
+            ),
+        )
     if not (is_direct(rv) or is_serial(rv)):
         return tuple(_model_container(c, settings, it) for c in rv.containers)
     hostnames = _hostnames(rv)

@@ -136,7 +136,7 @@ def model_container(
     if model.safe_port_range is not None:
         env.append({"name": SageMakerEnv.SAFE_PORT_RANGE, "value": model.safe_port_range})
     env.append({"name": SageMakerEnv.MODEL_DIR, "value": contract.MODEL_DIR})
-    if model.model_prefix is not None:
+    if model.model_prefix is not None and model.loads_models:
         env.append({"name": contract.MODEL_PREFIX_ENV, "value": model.model_prefix})
         if volume_gib is not None:  # leave a fifth for the download that makes room
             env.append({"name": contract.MODEL_DISK_BYTES_ENV, "value": str(volume_gib * 2**30 * 4 // 5)})
@@ -158,7 +158,7 @@ def model_container(
     extra: dict[str, Any] = {}
     if model.model_prefix is not None:
         mounts.append({"name": _MODELS_VOLUME + suffix, "mountPath": contract.MULTI_MODEL_ROOT})
-        if settings.storage_secret:
+        if settings.storage_secret and model.loads_models:
             extra["envFrom"] = [{"secretRef": {"name": settings.storage_secret}}]
     return {
         "name": model.name,
