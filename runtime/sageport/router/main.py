@@ -1,6 +1,8 @@
 """``sageport-router --port 8080 --container HOST=PORT ...``: the router sidecar of a Direct
 multi-container pod; with ``--stage HOST ... --stages-file PATH``, of a Serial pipeline's anchor
-pod (its one container is the first stage). The operator writes these arguments."""
+pod (its one container is the first stage); with ``--multi-model-prefix URL``, in front of a
+multi-model container that is not sageport's server (it loads each TargetModel into it, see
+sageport.router.loader). The operator writes these arguments."""
 
 from __future__ import annotations
 
