@@ -56,7 +56,7 @@ No peering rules: the operator runs standalone (one replica, no kopf peering obj
   verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 {{- end -}}
 
 {{/* Gateway, in the namespaces it serves: Endpoints (status: variants, weights), their

@@ -54,7 +54,7 @@ OPERATOR_CLUSTER_RULES = [
     _rule(["sageport.io"], ["instancetypes"], OWN),
     _rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["list", "watch"]),
     # Pod Security labels: may a Model run as root there (and, namespaced, the namespaces kopf serves).
-    _rule([""], ["namespaces"], ["list", "watch"]),
+    _rule([""], ["namespaces"], ["get", "list", "watch"]),
 ]
 GATEWAY_NAMESPACED_RULES = [
     # The control-plane API (on by default) caches the kinds and writes them only as the

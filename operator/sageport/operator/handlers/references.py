@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from sageport.api.v1alpha1 import API_VERSION, EndpointConfig, Model, ModelStatus, ObjectStatus
 from sageport.contract import API_GROUP, API_VERSION_NAME, Plural
-from sageport.operator.handlers.indexes import Indexes, lookups, values
+from sageport.operator.handlers.indexes import POD_SECURITY_LEVELS, Indexes, lookups, values
+from sageport.operator.kube import KubeError
 from sageport.operator.pod_security import root_problem, runs_as_root
 from sageport.operator.reconcile.lookups import Key, key_of
 from sageport.operator.reconcile.resolve import validation_message
@@ -50,7 +51,7 @@ def instance_type_index(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
 async def model_event(type: str, body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:  # noqa: A002
     ns, name = key_of(body)
     if type != "DELETED":
-        await write_model_status(body, memo, _pod_security(indexes, ns))
+        await write_model_status(body, memo, await _pod_security(body, memo))
     # The run-as-root annotation is no spec field (no new generation) but changes the pods.
     root_key = ("run-as-root", ns, name)
     root = runs_as_root(body["metadata"].get("annotations"))
@@ -111,8 +112,16 @@ def _validate(model: type[Model] | type[EndpointConfig], body: kopf.Body) -> Pro
     return None
 
 
-def _pod_security(indexes: Indexes, namespace: str) -> str | None:
-    return next(iter(values(indexes["namespace_pod_security"], namespace)), None)
+async def _pod_security(body: kopf.Body, memo: kopf.Memo) -> str | None:
+    """The Model's namespace's Pod Security label: read now when the Model asks for root (the
+    polled one may not have seen a namespace labelled a moment ago)."""
+    ns, _name = key_of(body)
+    if runs_as_root(body["metadata"].get("annotations")) is not True:
+        return POD_SECURITY_LEVELS.get(ns)
+    try:
+        return await memo.kube.pod_security_level(ns)  # type: ignore[no-any-return]
+    except KubeError:
+        return POD_SECURITY_LEVELS.get(ns)
 
 
 def _images(
