@@ -217,35 +217,48 @@ def import_image(
 # -- base: root file system and its layer -------------------------------------------------------
 
 
-def _base_key() -> str:
-    return f"base-{ROOTFS_DIR.name}-r{RECIPE_VERSION}"
+def _rootfs_dir(extra_debs: tuple[str, ...] = ()) -> Path:
+    """The cached root file system: ROOTFS_DIR, or with ``extra_debs`` one of its own (named by them)."""
+    if not extra_debs:
+        return ROOTFS_DIR
+    return ROOTFS_DIR.with_name(f"{ROOTFS_DIR.name}-{_sha256(' '.join(sorted(extra_debs)).encode())[:12]}")
 
 
-def _ensure_base(log: Log) -> oci.Layer:
-    key = _base_key()
+def _base_key(extra_debs: tuple[str, ...] = ()) -> str:
+    return f"base-{_rootfs_dir(extra_debs).name}-r{RECIPE_VERSION}"
+
+
+def _ensure_base(log: Log, extra_debs: tuple[str, ...] = ()) -> oci.Layer:
+    key = _base_key(extra_debs)
     layer = _cached_layer(key)
     if layer is None:
         with _build_lock():
             layer = _cached_layer(key)
             if layer is None:
-                if not ROOTFS_DIR.is_dir():
-                    _build_rootfs(log)
+                root = _rootfs_dir(extra_debs)
+                if not root.is_dir():
+                    _build_rootfs(log, root, (*ROOTFS_INCLUDE, *extra_debs))
                 with _step(log, "base layer"):
-                    layer = _write_layer(key, ROOTFS_DIR, oci.keep_owner, f"debootstrap {SUITE} minbase")
+                    layer = _write_layer(
+                        key,
+                        root,
+                        oci.keep_owner,
+                        f"debootstrap {SUITE} minbase {' '.join(extra_debs)}".strip(),
+                    )
     return layer
 
 
-def _build_rootfs(log: Log) -> None:
+def _build_rootfs(log: Log, root: Path, include: tuple[str, ...]) -> None:
     if os.geteuid() != 0:
-        raise ImageError(f"debootstrap needs root: run once as root to create {ROOTFS_DIR}")
-    tmp = ROOTFS_DIR.with_name(f".{ROOTFS_DIR.name}.tmp")
+        raise ImageError(f"debootstrap needs root: run once as root to create {root}")
+    tmp = root.with_name(f".{root.name}.tmp")
     _remove_tree(tmp)
-    with _step(log, f"debootstrap {SUITE} into {ROOTFS_DIR} (cold: 1-2 min)"):
+    with _step(log, f"debootstrap {SUITE} into {root} (cold: 1-2 min, more with extra packages)"):
         _run(
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={','.join(ROOTFS_INCLUDE)}",
+                f"--include={','.join(include)}",
                 SUITE,
                 str(tmp),
                 MIRROR,
@@ -253,7 +266,7 @@ def _build_rootfs(log: Log) -> None:
         )
     with _step(log, "strip root file system, add user, compile stdlib"):
         _finish_rootfs(tmp)
-    tmp.rename(ROOTFS_DIR)  # atomic: a half-made root file system never looks cached
+    tmp.rename(root)  # atomic: a half-made root file system never looks cached
 
 
 def _finish_rootfs(root: Path) -> None:
@@ -469,6 +482,110 @@ def _project_version() -> str:
         return str(tomllib.load(pyproject)["project"]["version"])
 
 
+# -- AWS's serving stack: sagemaker-inference + Multi Model Server, built only when asked -------
+
+MMS_NAME = "aws-mms"
+MMS_DEBS = ("openjdk-17-jre-headless",)  # Multi Model Server's frontend is Java
+MMS_SOURCE = REPO / "examples" / "aws-inference-toolkit" / "container"
+MMS_PROGRAM_DIR = "/opt/program"
+MMS_RECIPE_VERSION = 1  # bump when the recipe below changes
+
+
+def ensure_mms_image(log: Log = print) -> str:
+    """AWS's own serving stack as a bring-your-own image: Debian's JRE, the pinned
+    ``sagemaker-inference`` and ``multi-model-server`` from PyPI and the example's handler, run as
+    root (as AWS's images are). Not part of :func:`ensure_images`: only the tests that run it
+    build it. Cached like the others, the hash covering its inputs."""
+    started = time.monotonic()
+    with _step(log, f"{MMS_NAME}: base root file system with {' '.join(MMS_DEBS)}"):
+        base = _ensure_base(log, MMS_DEBS)
+    requirements, program = mms_inputs()
+    image_hash = mms_image_hash(base.blob.digest, requirements, program)
+    ref = f"{REGISTRY}/{MMS_NAME}:{_project_version()}-{image_hash[:12]}"
+    if image_tar(ref).is_file():
+        log(f"{MMS_NAME}: cached {image_tar(ref)}")
+        return ref
+    with _build_lock():
+        if not image_tar(ref).is_file():
+            _build_mms_image(ref, base, requirements, program, log)
+        _collect_garbage(log)
+    log(f"{MMS_NAME}: ready in {time.monotonic() - started:.1f} s: {ref}")
+    return ref
+
+
+def mms_inputs(source: Path = MMS_SOURCE) -> tuple[str, dict[str, str]]:
+    """The pinned requirements and the Python files (name -> text) the image is made of."""
+    program = {path.name: path.read_text() for path in sorted(source.glob("*.py"))}
+    return (source / "requirements.txt").read_text(), program
+
+
+def mms_image_hash(base_digest: str, requirements: str, program: Mapping[str, str]) -> str:
+    """The hash of every input of the image (its tag's suffix): a change to any rebuilds it."""
+    inputs = [RECIPE_VERSION, MMS_RECIPE_VERSION, base_digest, PYTHON_VERSION, PYTHON_PLATFORM]
+    return _sha256(oci.canonical_json([*inputs, requirements, dict(program)]))
+
+
+def _build_mms_image(ref: str, base: oci.Layer, requirements: str, program: dict[str, str], log: Log) -> None:
+    deps_key = f"deps-{MMS_NAME}-" + _sha256(
+        oci.canonical_json(
+            [RECIPE_VERSION, MMS_RECIPE_VERSION, PYTHON_VERSION, PYTHON_PLATFORM, requirements]
+        )
+    )
+    deps = _cached_layer(deps_key)
+    if deps is None:
+        with _step(log, f"{MMS_NAME}: deps layer"), _staging() as staging:
+            reqs = staging.parent / f"{staging.name}.requirements.txt"
+            reqs.write_text(requirements)
+            try:
+                _uv_install_target(staging, ["-r", str(reqs)])
+            finally:
+                reqs.unlink()
+            _compile(staging, [staging / LIB_DIR.lstrip("/")])
+            deps = _write_layer(deps_key, staging, oci.root_owner, f"uv pip install --target {LIB_DIR}")
+    app_key = f"app-{MMS_NAME}-{image_tar(ref).stem.rpartition('-')[2]}"
+    app = _cached_layer(app_key)
+    if app is None:
+        with _step(log, f"{MMS_NAME}: app layer"), _staging() as staging:
+            program_dir = staging / MMS_PROGRAM_DIR.lstrip("/")
+            program_dir.mkdir(parents=True)
+            for name, text in program.items():
+                (program_dir / name).write_text(text)
+            bin_dir = staging / "usr/local/bin"
+            bin_dir.mkdir(parents=True)
+            # The console scripts the toolkit runs by name (uv's --target ones carry the host's shebang).
+            wrapper = bin_dir / "multi-model-server"
+            wrapper.write_text('#!/bin/sh\nexec python3 -m mms.model_server "$@"\n')
+            wrapper.chmod(0o755)
+            app = _write_layer(
+                app_key, staging, oci.root_owner, f"{MMS_PROGRAM_DIR} and /usr/local/bin wrappers"
+            )
+    layers = (base, deps, app)
+    config = oci.image_config(
+        layers,
+        env={**_BASE_ENV, "PYTHONPATH": f"{MMS_PROGRAM_DIR}:{LIB_DIR}"},
+        entrypoint=("python3", f"{MMS_PROGRAM_DIR}/entrypoint.py"),
+        cmd=("serve",),
+        user="0:0",
+        working_dir=MMS_PROGRAM_DIR,
+        labels={
+            "org.opencontainers.image.title": f"sageport-example-{MMS_NAME}",
+            "org.opencontainers.image.version": ref.rpartition(":")[2],
+            "com.amazonaws.sagemaker.capabilities.accept-bind-to-port": "true",
+            "com.amazonaws.sagemaker.capabilities.multi-models": "true",
+        },
+        exposed_ports=("8080/tcp",),
+    )
+    target = image_tar(ref)
+    with _step(log, f"{MMS_NAME}: OCI layout tar"):
+        tmp = target.with_suffix(".tmp")
+        with tmp.open("wb") as out:
+            oci.write_image_layout(out, ref, config, layers)
+        _layers_record(target).write_text(json.dumps([layer.blob.digest for layer in layers]))
+        tmp.replace(target)
+    log(f"{MMS_NAME}: {ref} -> {target} ({target.stat().st_size / 2**20:.0f} MiB)")
+    _prune_image_tars(MMS_NAME, keep=target, log=log)
+
+
 # -- cache, processes, helpers ------------------------------------------------------------------
 
 
@@ -611,8 +728,13 @@ def main(argv: list[str] | None = None) -> int:
     importer.add_argument("--address", type=Path, required=True, help="containerd's socket")
     importer.add_argument("--namespace", default="k8s.io")
     importer.add_argument("--snapshotter", help="unpack into this snapshotter (ctr's default: overlayfs)")
+    commands.add_parser("build-mms", help=f"build the {MMS_NAME} example image (AWS's toolkit and MMS)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "build-mms":
+            ref = ensure_mms_image()
+            print(f"{MMS_NAME}: {ref} {image_tar(ref)}")
+            return 0
         refs = ensure_images()
         if args.command == "import":
             import_images(args.address, refs.values(), namespace=args.namespace, snapshotter=args.snapshotter)

@@ -157,10 +157,12 @@ def image_config(
     working_dir: str,
     labels: Mapping[str, str],
     exposed_ports: Sequence[str] = (),
+    entrypoint: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The OCI image config: runtime defaults plus ``rootfs.diff_ids`` in layer order."""
     config: dict[str, Any] = {
         "Env": [f"{key}={value}" for key, value in env.items()],
+        **({"Entrypoint": list(entrypoint)} if entrypoint else {}),
         "Cmd": list(cmd),
         "User": user,
         "WorkingDir": working_dir,

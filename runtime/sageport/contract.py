@@ -62,6 +62,13 @@ ANNOTATION_STAGES: Final = f"{API_GROUP}/stages"
 # The downward API file (in the router container) holding ANNOTATION_STAGES.
 STAGES_FILE: Final = "/etc/sageport/pod/stages"
 
+# --- images that run as root ------------------------------------------------------------------
+# On a Model: "true" lets its containers run as root (runAsNonRoot false), for images that need it
+# (AWS's own serving containers). Only where the namespace's Pod Security allows it (baseline).
+ANNOTATION_RUN_AS_ROOT: Final = f"{API_GROUP}/run-as-root"
+# The namespace label Pod Security admission enforces (restricted, baseline, privileged).
+POD_SECURITY_ENFORCE_LABEL: Final = "pod-security.kubernetes.io/enforce"
+
 # --- serverless variants (KEDA) --------------------------------------------------------------
 # On an Endpoint: seconds without calls before a serverless variant's idle pods go (KEDA's
 # cooldownPeriod; the operator's default is SageMaker's idle period, 5 minutes).

@@ -466,6 +466,60 @@ def test_a_child_deleted_by_hand_comes_back(kube_cluster: KubeCluster, namespace
     eventually(recreated, timeout=30, what="the Service re-created")
 
 
+def test_a_root_model_is_refused_in_a_restricted_namespace_and_runs_once_it_is_baseline(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    enforce = "pod-security.kubernetes.io/enforce"
+    kube_cluster.kubectl("label", "namespace", namespace, f"{enforce}=restricted", "--overwrite")
+    docs = load_documents(EXAMPLES / "aws-inference-toolkit" / "single-model")
+    apply(kube_cluster, docs, namespace)
+
+    def refused(resource: str, name: str) -> dict[str, Any] | None:
+        obj = get(kube_cluster, resource, namespace, name)
+        ready = condition(obj)
+        return obj if ready and ready["status"] == "False" else None
+
+    model = eventually(lambda: refused("models.sageport.io", "aws-toolkit-linear"), what="Model refused")
+    endpoint = eventually(
+        lambda: refused("endpoints.sageport.io", "aws-toolkit-linear"), what="Endpoint refused"
+    )
+    for obj in (model, endpoint):
+        ready = condition(obj)
+        assert ready is not None
+        assert ready["reason"] == "RunAsRootNotAllowed"
+        assert "sageport.io/run-as-root=true" in ready["message"]
+        assert f"kubectl label namespace {namespace} {enforce}=baseline --overwrite" in ready["message"]
+    assert endpoint["status"]["endpointStatus"] == "Failed"
+    assert not _children(kube_cluster, namespace, "aws-toolkit-linear")[
+        "deployments"
+    ]  # no pod refused in a loop
+
+    # Relabelling the namespace is the whole fix: the operator notices and goes on.
+    kube_cluster.kubectl("label", "namespace", namespace, f"{enforce}=baseline", "--overwrite")
+    _in_service(kube_cluster, namespace, "aws-toolkit-linear")
+    assert (condition(get(kube_cluster, "models.sageport.io", namespace, "aws-toolkit-linear")) or {})[
+        "status"
+    ] == "True"
+    (deployment,) = _children(kube_cluster, namespace, "aws-toolkit-linear")["deployments"]
+    (model_container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert model_container["securityContext"]["runAsNonRoot"] is False
+    assert model_container["securityContext"]["runAsUser"] == 0
+    pods = get(kube_cluster, "pods", namespace, selector="sageport.io/endpoint-object=aws-toolkit-linear")
+    assert pods, "the baseline namespace admits the root pod"
+
+    # Without the annotation (annotations are not spec: no new generation) the pods are restricted again.
+    kube_cluster.kubectl(
+        "annotate", "models.sageport.io", "aws-toolkit-linear", "-n", namespace, "sageport.io/run-as-root-"
+    )
+
+    def non_root() -> dict[str, Any] | None:
+        (current,) = _children(kube_cluster, namespace, "aws-toolkit-linear")["deployments"]
+        (container,) = current["spec"]["template"]["spec"]["containers"]
+        return container if container["securityContext"]["runAsNonRoot"] is True else None
+
+    eventually(non_root, what="the model container back to runAsNonRoot")
+
+
 def test_operator_is_still_running_after_everything_above(sageport_operator: RunningOperator) -> None:
     assert sageport_operator.process.poll() is None, sageport_operator.logs()[-4000:]
 

@@ -44,9 +44,9 @@ patched (suspended on a stop): no delete, garbage collection removes it with its
 {{- end -}}
 
 {{/* Operator, cluster-scoped: the InstanceType catalog (read, and written by the catalog
-sync), and kopf's discovery of custom resources. In namespaced mode kopf also lists the
-namespaces it serves (without that permission it logs a warning and assumes they exist). No
-peering rules: the operator runs standalone (one replica, no kopf peering objects). */}}
+sync), kopf's discovery of custom resources, and namespaces: their Pod Security label decides
+whether a Model may run as root (in namespaced mode kopf also lists the namespaces it serves).
+No peering rules: the operator runs standalone (one replica, no kopf peering objects). */}}
 {{- define "sageport.operator.clusterRules" -}}
 - apiGroups: ["sageport.io"]
   resources: ["instancetypes"]
@@ -54,11 +54,9 @@ peering rules: the operator runs standalone (one replica, no kopf peering object
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-{{- if .Values.watchNamespaces }}
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["list", "watch"]
-{{- end }}
+  verbs: ["get", "list", "watch"]
 {{- end -}}
 
 {{/* Gateway, in the namespaces it serves: Endpoints (status: variants, weights), their

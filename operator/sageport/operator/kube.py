@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from sageport.contract import API_VERSION, Plural
+from sageport.contract import API_VERSION, POD_SECURITY_ENFORCE_LABEL, Plural
 from sageport.operator.election import LeaseConflictError
 
 Manifest = dict[str, Any]
@@ -71,6 +71,14 @@ class KubeApi(Protocol):
 
     async def create_pod(self, pod: Manifest) -> None:
         """Create a pod (a Serial pipeline's stage pod); one that exists already is left alone."""
+        ...
+
+    async def pod_security_levels(self) -> dict[str, str | None]:
+        """Every namespace's Pod Security enforce label (None when it has none)."""
+        ...
+
+    async def pod_security_level(self, namespace: str) -> str | None:
+        """One namespace's Pod Security enforce label, read now."""
         ...
 
     async def delete_pod(self, namespace: str, name: str) -> None:
@@ -179,6 +187,18 @@ class KubernetesApi:
         path = _collection_path("v1", "pods", namespace)
         found = await self._call("GET", path, None, "application/json", [("labelSelector", label_selector)])
         return list(found.get("items") or [])
+
+    async def pod_security_levels(self) -> dict[str, str | None]:
+        found = await self._call("GET", "/api/v1/namespaces", None, "application/json", [])
+        return {
+            item["metadata"]["name"]: (item["metadata"].get("labels") or {}).get(POD_SECURITY_ENFORCE_LABEL)
+            for item in found.get("items") or []
+        }
+
+    async def pod_security_level(self, namespace: str) -> str | None:
+        found = await self._call("GET", f"/api/v1/namespaces/{namespace}", None, "application/json", [])
+        level = (found.get("metadata", {}).get("labels") or {}).get(POD_SECURITY_ENFORCE_LABEL)
+        return None if level is None else str(level)
 
     async def create_pod(self, pod: Manifest) -> None:
         path = _collection_path("v1", "pods", pod["metadata"]["namespace"])

@@ -29,9 +29,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sageport.contract import (
     FAILED_CONTAINER_HEADER,
     INVOCATIONS_PATH,
+    MULTI_MODEL_PATH,
     PING_PATH,
     RETRY_ELSEWHERE_HEADER,
     TARGET_CONTAINER_HEADER,
+    TARGET_MODEL_HEADER,
 )
 from sageport.net import awserrors
 from sageport.net.httpserver import Request, Response, ServerState, StreamSink
@@ -43,12 +45,15 @@ from sageport.net.upstream import (
     UpstreamTimeoutError,
 )
 from sageport.net.upstream import Response as UpstreamResponse
+from sageport.router.loader import ModelLoader
 from sageport.router.metrics import ContainerMetrics, RouterMetrics
 from sageport.router.routing import Container, choose, parse_stage_addresses
 
 log = logging.getLogger("sageport.router")
 
 _TARGET = TARGET_CONTAINER_HEADER.lower()
+_TARGET_MODEL = TARGET_MODEL_HEADER.lower()
+LOAD_TIMEOUT_SECONDS = 300.0  # a LoadModel call; callers stop waiting at the gateway's 60 s
 # Not forwarded either way: they describe one hop, and the server and pool write their own.
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "expect", "te", "upgrade"}
@@ -79,8 +84,10 @@ class Router:
         settings: RouterSettings,
         stages: Sequence[str] = (),
         stages_file: str | None = None,
+        loader: ModelLoader | None = None,
     ) -> None:
         self.containers = dict(containers)
+        self.loader = loader  # multi-model: the router loads TargetModels into the one container
         self.metrics = metrics
         self.settings = settings
         self.stages = tuple(stages)
@@ -148,6 +155,13 @@ class Router:
     async def handle(self, request: Request, sink: StreamSink) -> Response | None:
         if request.method == "POST" and request.raw_path == INVOCATIONS_PATH:
             return await self.invoke(request, sink)
+        if (
+            self.loader is not None
+            and request.method == "POST"
+            and request.raw_path.startswith(MULTI_MODEL_PATH + "/")
+            and request.raw_path.endswith("/invoke")
+        ):
+            return await self.invoke_multi_model(request, sink)
         if request.method == "GET" and request.raw_path == PING_PATH:
             return await self.ping()
         if request.method == "GET" and request.raw_path == "/metrics":
@@ -199,6 +213,47 @@ class Router:
         headers = _forwardable(request.headers)
         return await self._call(container.hostname, container.target, headers, request.body, sink, True)
 
+    async def invoke_multi_model(self, request: Request, sink: StreamSink) -> Response | None:
+        """``POST /models/<name>/invoke`` (what the gateway sends for a TargetModel): load the model
+        into the container first if it does not have it, as SageMaker's platform does; once more
+        when the container answers 404 (it lost the model: restarted)."""
+        assert self.loader is not None
+        name = request.raw_path.removeprefix(MULTI_MODEL_PATH + "/").removesuffix("/invoke")
+        target = request.headers.get(_TARGET_MODEL)
+        if not target or "/" in name:
+            error = awserrors.ApiError("ValidationError", 400, f"{TARGET_MODEL_HEADER} names no model.")
+            return Response(*awserrors.render_error(error, str(uuid.uuid4())))
+        (container,) = self.containers.values()
+        headers = _forwardable(request.headers)
+        for attempt in (1, 2):
+            failure = await self.loader.ensure(name, target)
+            if failure is not None:
+                headers_out = {"Content-Type": "application/json"}
+                if failure.from_container:
+                    headers_out[FAILED_CONTAINER_HEADER] = container.hostname
+                return Response(failure.status, headers_out, failure.body)
+            answer = await self._call(
+                container.hostname, container.target, headers, request.body, sink, True, path=request.raw_path
+            )
+            if answer is None or answer.status != 404 or attempt == 2:
+                return answer
+            self.loader.forget(name)
+        raise AssertionError("unreachable")
+
+    async def load_model(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """LoadModel on the one container: its status and body (a 502 when it does not answer)."""
+        assert self._pool is not None
+        (container,) = self.containers.values()
+        headers = {"content-type": "application/json"}
+        try:
+            response = await self._pool.post(container.target, path, headers, body, LOAD_TIMEOUT_SECONDS)
+            try:
+                return response.status, await response.read()
+            finally:
+                response.release()
+        except UpstreamError as error:
+            return 502, f"container {container.hostname} did not answer LoadModel: {error}".encode()
+
     async def invoke_serial(self, request: Request, sink: StreamSink) -> Response | None:
         """Through every stage in order; the first non-2xx answer (or a stage that does not
         answer) ends the chain and is the answer, naming the stage."""
@@ -238,6 +293,7 @@ class Router:
         sink: StreamSink,
         last: bool,
         seconds: float | None = None,
+        path: str = INVOCATIONS_PATH,
     ) -> Response | None:
         """One container's answer: buffered, or streamed to ``sink`` when it is the last and
         streams. Its non-2xx answers carry FAILED_CONTAINER_HEADER."""
@@ -247,7 +303,7 @@ class Router:
         started = time.perf_counter()
         try:
             response = await self._pool.post(
-                target, INVOCATIONS_PATH, headers, body, seconds or self.settings.model_timeout
+                target, path, headers, body, seconds or self.settings.model_timeout
             )
         except UpstreamError as error:
             metrics.invocation_5xx_errors.inc()

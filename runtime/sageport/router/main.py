@@ -1,6 +1,8 @@
 """``sageport-router --port 8080 --container HOST=PORT ...``: the router sidecar of a Direct
 multi-container pod; with ``--stage HOST ... --stages-file PATH``, of a Serial pipeline's anchor
-pod (its one container is the first stage). The operator writes these arguments."""
+pod (its one container is the first stage); with ``--multi-model-prefix URL``, in front of a
+multi-model container that is not sageport's server (it loads each TargetModel into it, see
+sageport.router.loader). The operator writes these arguments."""
 
 from __future__ import annotations
 
@@ -11,14 +13,17 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from sageport.contract import CONTAINER_PORT
+from sageport.contract import CONTAINER_PORT, MULTI_MODEL_ROOT
 from sageport.net.httpserver import HttpProtocol
 from sageport.router.app import Router, RouterSettings
+from sageport.router.loader import ModelLoader
 from sageport.router.metrics import RouterMetrics
 from sageport.router.routing import container_table, parse_container
+from sageport.storage import fetch
 
 log = logging.getLogger("sageport.router")
 
@@ -48,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="Serial pipeline: a file of host=ip:port,... (the pod's stages annotation), read again as it changes",
     )
+    parser.add_argument(
+        "--multi-model-prefix",
+        default=None,
+        metavar="URL",
+        help="multi-model: the Model's S3 prefix; the router loads each TargetModel into the one --container",
+    )
+    parser.add_argument(
+        "--models-dir",
+        default=MULTI_MODEL_ROOT,
+        metavar="PATH",
+        help="multi-model: where artifacts are unpacked (shared with the container)",
+    )
     parser.add_argument("--endpoint", default="", help="the endpoint name, a label of the metrics")
     parser.add_argument("--variant", default="", help="the variant name, a label of the metrics")
     parser.add_argument("--model-timeout", type=float, default=60.0)
@@ -62,6 +79,10 @@ async def serve(args: argparse.Namespace) -> None:
     router = Router(
         table, metrics, RouterSettings(model_timeout=args.model_timeout), args.stage, args.stages_file
     )
+    if args.multi_model_prefix:
+        router.loader = ModelLoader(
+            args.multi_model_prefix, Path(args.models_dir), fetch, router.load_model, None
+        )
     await router.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -92,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         table = container_table(args.container)
         if args.stage and len(table) != 1:
             raise ValueError("--stage (a Serial pipeline) needs exactly one --container, the first stage")
+        if args.multi_model_prefix and (len(table) != 1 or args.stage):
+            raise ValueError("--multi-model-prefix needs exactly one --container and no --stage")
         if len({*table, *args.stage}) != len(table) + len(args.stage):
             raise ValueError("a stage hostname is given twice")
     except ValueError as error:

@@ -53,6 +53,8 @@ OPERATOR_NAMESPACED_RULES = [
 OPERATOR_CLUSTER_RULES = [
     _rule(["sageport.io"], ["instancetypes"], OWN),
     _rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["list", "watch"]),
+    # Pod Security labels: may a Model run as root there (and, namespaced, the namespaces kopf serves).
+    _rule([""], ["namespaces"], ["get", "list", "watch"]),
 ]
 GATEWAY_NAMESPACED_RULES = [
     # The control-plane API (on by default) caches the kinds and writes them only as the
@@ -190,10 +192,7 @@ def test_no_wildcards_anywhere() -> None:
 
 def test_watched_namespaces_get_roles_and_only_cluster_scoped_rules_stay_cluster_wide() -> None:
     rendered = render("--set-json", 'watchNamespaces=["team-b","team-a"]')
-    assert rendered.get("ClusterRole", OPERATOR)["rules"] == [
-        *OPERATOR_CLUSTER_RULES,
-        _rule([""], ["namespaces"], ["list", "watch"]),  # kopf lists the namespaces it serves
-    ]
+    assert rendered.get("ClusterRole", OPERATOR)["rules"] == OPERATOR_CLUSTER_RULES
     assert rendered.get("ClusterRole", GATEWAY)["rules"] == GATEWAY_CLUSTER_RULES
     for namespace in ("team-a", "team-b"):
         assert rendered.get("Role", OPERATOR, namespace)["rules"] == OPERATOR_NAMESPACED_RULES

@@ -40,6 +40,6 @@ def reconciler_alive(memo: kopf.Memo, **_: Any) -> bool:
 
 
 # Registered after start-up above, so their start-up handlers run after it (kopf runs them in order).
-from . import catalog, children, endpoint, references, transform  # noqa: E402
+from . import catalog, children, endpoint, namespaces, references, transform  # noqa: E402
 
-__all__ = ["catalog", "children", "endpoint", "references", "transform"]
+__all__ = ["catalog", "children", "endpoint", "namespaces", "references", "transform"]

@@ -13,6 +13,9 @@ from sageport.operator.render.names import MANAGED_BY_LABEL
 from sageport.operator.status import VariantObservation
 
 OURS = {MANAGED_BY_LABEL: MANAGED_BY}  # the label filter of every child watch
+# Each namespace's Pod Security enforce label, as handlers.namespaces last listed them (polled, not
+# watched: a kopf watch of namespaces next to its own namespace discovery stalled the child watches).
+POD_SECURITY_LEVELS: dict[str, str | None] = {}
 Indexes = Mapping[str, Any]
 CHILD_INDEXES = (
     "service_children",
@@ -59,4 +62,5 @@ def lookups(indexes: Indexes) -> Lookups:
         instance_types=lambda name: next(iter(values(indexes["instance_type_index"], name)), None),
         observations=observations,
         children=children,
+        pod_security=POD_SECURITY_LEVELS.get,
     )

@@ -13,7 +13,9 @@ from pydantic import ValidationError
 
 from sageport.api.v1alpha1 import API_VERSION, EndpointConfig, Model, ModelStatus, ObjectStatus
 from sageport.contract import API_GROUP, API_VERSION_NAME, Plural
-from sageport.operator.handlers.indexes import Indexes, lookups, values
+from sageport.operator.handlers.indexes import POD_SECURITY_LEVELS, Indexes, lookups, values
+from sageport.operator.kube import KubeError
+from sageport.operator.pod_security import root_problem, runs_as_root
 from sageport.operator.reconcile.lookups import Key, key_of
 from sageport.operator.reconcile.resolve import validation_message
 from sageport.operator.render.images import ResolvedImage, resolve_image
@@ -47,14 +49,19 @@ def instance_type_index(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
 
 @kopf.on.event(API_GROUP, API_VERSION_NAME, Plural.MODELS)
 async def model_event(type: str, body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:  # noqa: A002
-    if type != "DELETED":
-        await _write_model_status(body, memo)
-    if not _changed(memo, Plural.MODELS, type, body):
-        return
     ns, name = key_of(body)
+    if type != "DELETED":
+        await write_model_status(body, memo, await _pod_security(body, memo))
+    # The run-as-root annotation is no spec field (no new generation) but changes the pods.
+    root_key = ("run-as-root", ns, name)
+    root = runs_as_root(body["metadata"].get("annotations"))
+    root_changed = type is not None and root_key in memo.generations and memo.generations[root_key] != root
+    memo.generations[root_key] = root
+    if not _changed(memo, Plural.MODELS, type, body) and not root_changed:
+        return
     configs = values(indexes["configs_by_model"], (ns, body["spec"].get("modelName") or name))
     users = [(ns, ep) for config in configs for ep in values(indexes["endpoints_by_config"], (ns, config))]
-    await _reconcile_endpoints(users, memo, indexes)
+    await reconcile_endpoints(users, memo, indexes)
 
 
 @kopf.on.event(API_GROUP, API_VERSION_NAME, Plural.ENDPOINT_CONFIGS)
@@ -66,7 +73,7 @@ async def config_event(type: str, body: kopf.Body, memo: kopf.Memo, **indexes: A
     ns, name = key_of(body)
     config_name = body["spec"].get("endpointConfigName") or name
     users = [(ns, ep) for ep in values(indexes["endpoints_by_config"], (ns, config_name))]
-    await _reconcile_endpoints(users, memo, indexes)
+    await reconcile_endpoints(users, memo, indexes)
 
 
 @kopf.on.event(API_GROUP, API_VERSION_NAME, Plural.INSTANCE_TYPES)
@@ -74,7 +81,7 @@ async def instance_type_event(type: str, body: kopf.Body, memo: kopf.Memo, **ind
     if not _changed(memo, Plural.INSTANCE_TYPES, type, body):
         return
     # Rare (catalog edits): reconcile every Endpoint rather than track which type each uses.
-    await _reconcile_endpoints(list(indexes["endpoint_index"].keys()), memo, indexes)
+    await reconcile_endpoints(list(indexes["endpoint_index"].keys()), memo, indexes)
 
 
 def _changed(memo: kopf.Memo, plural: str, event_type: str | None, body: kopf.Body) -> bool:
@@ -90,7 +97,7 @@ def _changed(memo: kopf.Memo, plural: str, event_type: str | None, body: kopf.Bo
     return event_type is not None and seen != generation
 
 
-async def _reconcile_endpoints(keys: Iterable[Key], memo: kopf.Memo, indexes: Indexes) -> None:
+async def reconcile_endpoints(keys: Iterable[Key], memo: kopf.Memo, indexes: Indexes) -> None:
     for key in sorted(set(keys)):
         for body in values(indexes["endpoint_index"], key):
             memo.reconciler.invalidate(key)
@@ -105,22 +112,39 @@ def _validate(model: type[Model] | type[EndpointConfig], body: kopf.Body) -> Pro
     return None
 
 
-def _images(body: kopf.Body, memo: kopf.Memo) -> tuple[Problem | None, list[ResolvedImage]]:
+async def _pod_security(body: kopf.Body, memo: kopf.Memo) -> str | None:
+    """The Model's namespace's Pod Security label: read now when the Model asks for root (the
+    polled one may not have seen a namespace labelled a moment ago)."""
+    ns, _name = key_of(body)
+    if runs_as_root(body["metadata"].get("annotations")) is not True:
+        return POD_SECURITY_LEVELS.get(ns)
+    try:
+        return await memo.kube.pod_security_level(ns)  # type: ignore[no-any-return]
+    except KubeError:
+        return POD_SECURITY_LEVELS.get(ns)
+
+
+def _images(
+    body: kopf.Body, memo: kopf.Memo, pod_security: str | None
+) -> tuple[Problem | None, list[ResolvedImage]]:
     """The Model's problem, if any, and the image each of its containers runs (when valid)."""
     try:
         model = Model.model_validate(dict(body))
     except ValidationError as error:
         return Problem("InvalidSpec", validation_message(error), terminal=True), []
     settings = memo.config.render_settings()
-    return None, [
+    ns, _name = key_of(body)
+    problem = root_problem(model.sagemaker_name, model.metadata.annotations, ns, pod_security)
+    return problem, [
         resolve_image(c.image, settings.image_rules, settings.runtime_image)
         for c in model.spec.all_containers()
     ]
 
 
-async def _write_model_status(body: kopf.Body, memo: kopf.Memo) -> None:
+async def write_model_status(body: kopf.Body, memo: kopf.Memo, pod_security: str | None) -> None:
+    """The Model's status; ``pod_security`` is its namespace's Pod Security enforce label."""
     previous = ModelStatus.model_validate(body["status"]) if body.get("status") else None
-    problem, images = _images(body, memo)
+    problem, images = _images(body, memo, pod_security)
     status = model_status(
         previous=previous,
         generation=body["metadata"].get("generation"),

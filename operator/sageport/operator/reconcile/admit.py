@@ -33,6 +33,7 @@ from sageport.api.v1alpha1 import (
     ProductionVariant,
     RollingUpdatePolicy,
 )
+from sageport.operator.pod_security import root_problem
 from sageport.operator.reconcile.plan import QUEUE_IDLE_SECONDS, serverless_idle_seconds
 from sageport.operator.reconcile.resolve import ResolvedEndpoint
 from sageport.operator.status import Problem
@@ -289,8 +290,20 @@ def serverless_problem(resolved: ResolvedEndpoint) -> Problem | None:
     return None
 
 
-def admit(resolved: ResolvedEndpoint) -> Admission:
-    problem: Problem | None = serverless_problem(resolved)
+def pod_security_problem(resolved: ResolvedEndpoint, enforce: str | None) -> Problem | None:
+    """The first Model of the Endpoint that asks for root where the namespace's Pod Security
+    (``enforce``, its label) refuses it, or whose run-as-root annotation is not a boolean."""
+    for rv in resolved.variants:
+        model = rv.model
+        problem = root_problem(model.sagemaker_name, model.metadata.annotations, resolved.namespace, enforce)
+        if problem is not None:
+            return problem
+    return None
+
+
+def admit(resolved: ResolvedEndpoint, pod_security: str | None = None) -> Admission:
+    """The verdict on ``resolved`` in a namespace whose Pod Security enforce label is ``pod_security``."""
+    problem: Problem | None = pod_security_problem(resolved, pod_security) or serverless_problem(resolved)
     not_acted_on: list[str] = []
     for scope, prefix, spec in _subjects(resolved):
         decided: set[str] = set()

@@ -24,6 +24,7 @@ from sageport.contract import EndpointStatus as State
 from sageport.operator.alarms import AlarmSourceError
 from sageport.operator.capture import with_data_capture
 from sageport.operator.kube import KubeApi, KubeError
+from sageport.operator.pod_security import runs_as_root
 from sageport.operator.reconcile.admit import admit
 from sageport.operator.reconcile.apply import apply_children, child_refs, patch_endpoint_status, post_event
 from sageport.operator.reconcile.lookups import (
@@ -152,7 +153,7 @@ class EndpointReconciler:
         resolved = _resolve(endpoint, key, lookups)
         if isinstance(resolved, Problem):
             return Outcome(endpoint.spec.endpoint_config_name, (), resolved)
-        admission = admit(resolved)
+        admission = admit(resolved, await self._pod_security(resolved, lookups))
         if admission.problem is not None:
             return Outcome(endpoint.spec.endpoint_config_name, (), admission.problem, admission.not_acted_on)
         if self._settings.redis_url is None and any(
@@ -199,6 +200,20 @@ class EndpointReconciler:
             policy=policy,
             alarms=alarms if self._alarms is not None else (),
         )
+
+    async def _pod_security(self, resolved: ResolvedEndpoint, lookups: Lookups) -> str | None:
+        """The namespace's Pod Security label; read now when a Model asks for root (the polled one
+        may not have seen a namespace labelled a moment ago)."""
+        known = lookups.pod_security(resolved.namespace)
+        if not any(runs_as_root(rv.model.metadata.annotations) is True for rv in resolved.variants):
+            return known
+        try:
+            return await self._kube.pod_security_level(resolved.namespace)
+        except KubeError as error:
+            log.warning(
+                "reading namespace %s for its Pod Security label failed: %s", resolved.namespace, error
+            )
+            return known
 
     def _serving_fleet(
         self, endpoint: Endpoint, config: str, key: Key, lookups: Lookups, capacity: float

@@ -33,6 +33,8 @@ class Lookups:
     instance_types: Callable[[str], Body | None]
     observations: Callable[[str, str], Mapping[Fleet, VariantObservation]]
     children: Callable[[str, str], Sequence[ChildRef]]
+    # A namespace's Pod Security enforce label (None: unlabelled or not known).
+    pod_security: Callable[[str], str | None] = lambda _namespace: None
 
 
 # The alarms of an update: which of the named alarms fire, and since when (operator/alarms.py:

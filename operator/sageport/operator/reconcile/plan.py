@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from sageport import contract
 from sageport.api.v1alpha1 import ContainerDefinition, InstanceTypeSpec, ServerlessConfig
 from sageport.contract import MODEL_CACHE_ENV, SageMakerEnv
+from sageport.operator.pod_security import runs_as_root
 from sageport.operator.reconcile.resolve import ResolvedEndpoint, ResolvedVariant
 from sageport.operator.render.images import ResolvedImage, fetched_code_url, resolve_image, with_code_dir
 from sageport.operator.render.names import child_name
@@ -74,10 +75,48 @@ def container_ports(index: int) -> tuple[int, str]:
     return start, f"{start + 1}-{start + width - 1}"
 
 
+def is_own_multi_model(rv: ResolvedVariant, settings: RenderSettings) -> bool:
+    """A multi-model container that is not sageport's model server (AWS's Multi Model Server...):
+    it loads only what it is asked to (LoadModel), so the router plays SageMaker's platform for it."""
+    return any(
+        is_multi_model(c) and image_of(c, settings).resolved != settings.runtime_image for c in rv.containers
+    )
+
+
+def _multi_model_loader(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> Sidecar:
+    """The router in front of an own multi-model container: downloads each TargetModel into the
+    shared /opt/ml/models on its first call and loads it into the container, then invokes it."""
+    (container,) = rv.containers
+    prefix = _model_url(container)
+    return Sidecar(
+        name=ROUTER_NAME,
+        image=settings.runtime_image,
+        args=(
+            "sageport-router",
+            f"--port={contract.CONTAINER_PORT}",
+            f"--endpoint={resolved.endpoint.sagemaker_name}",
+            f"--variant={rv.variant.variant_name}",
+            f"--container=model={container_ports(0)[0]}",
+            f"--multi-model-prefix={prefix}",
+            f"--models-dir={contract.MULTI_MODEL_ROOT}",
+        ),
+        environment=tuple(settings.storage_env),
+        env_from_secrets=(settings.storage_secret,) if settings.storage_secret else (),
+        resources=ContainerResources(f"{ROUTER_CPU_MILLIS}m", f"{ROUTER_MEMORY_MIB}Mi"),
+        port=contract.CONTAINER_PORT,
+        port_name=contract.CONTAINER_PORT_NAME,
+        ready_path=contract.PING_PATH,
+        mounts_models=True,
+    )
+
+
 def _router(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> Sidecar | None:
     """The router: the pod's only served port. Direct: routes by TargetContainerHostname.
     Serial: runs the chain, the first stage in its own pod, the others at the addresses the
-    operator writes on the pod (ANNOTATION_STAGES, read as the downward API file STAGES_FILE)."""
+    operator writes on the pod (ANNOTATION_STAGES, read as the downward API file STAGES_FILE).
+    An own multi-model container: loads TargetModels into it (_multi_model_loader)."""
+    if is_own_multi_model(rv, settings):
+        return _multi_model_loader(resolved, rv, settings)
     serial = is_serial(rv)
     if not (is_direct(rv) or serial):
         return None
@@ -413,6 +452,29 @@ def _model_containers(
 ) -> tuple[ModelContainer, ...]:
     """Every model container of an instance, in order, each with its port slice and share of
     the instance (several containers), or the one container with all of it."""
+    if runs_as_root(rv.model.metadata.annotations) is True:  # admit refused it where not allowed
+        return tuple(replace(c, run_as_root=True) for c in _model_containers_of(rv, settings, it))
+    return _model_containers_of(rv, settings, it)
+
+
+def _model_containers_of(
+    rv: ResolvedVariant, settings: RenderSettings, it: InstanceTypeSpec
+) -> tuple[ModelContainer, ...]:
+    if is_own_multi_model(rv, settings):  # behind the loading router, on the first port of the range
+        port, safe_range = container_ports(0)
+        (share,) = split_resources(it, 1)
+        (container,) = rv.containers
+        own = _model_container(container, settings, it)
+        return (
+            replace(
+                own,
+                resources=share,
+                port=port,
+                port_name=None,
+                safe_port_range=safe_range,
+                loads_models=False,
+            ),
+        )
     if not (is_direct(rv) or is_serial(rv)):
         return tuple(_model_container(c, settings, it) for c in rv.containers)
     hostnames = _hostnames(rv)

@@ -31,6 +31,11 @@ def restricted_security_context() -> dict[str, Any]:
     }
 
 
+def root_security_context() -> dict[str, Any]:
+    """Pod Security ``baseline``: root allowed; still no privilege escalation, no capabilities."""
+    return {**restricted_security_context(), "runAsNonRoot": False, "runAsUser": 0}
+
+
 def _resources(share: ContainerResources, it: InstanceTypeSpec) -> dict[str, Any]:
     requests = {"cpu": share.cpu, "memory": share.memory}
     limits: dict[str, str] = {"memory": share.memory}  # no CPU limit: throttling hurts tail latency
@@ -131,7 +136,7 @@ def model_container(
     if model.safe_port_range is not None:
         env.append({"name": SageMakerEnv.SAFE_PORT_RANGE, "value": model.safe_port_range})
     env.append({"name": SageMakerEnv.MODEL_DIR, "value": contract.MODEL_DIR})
-    if model.model_prefix is not None:
+    if model.model_prefix is not None and model.loads_models:
         env.append({"name": contract.MODEL_PREFIX_ENV, "value": model.model_prefix})
         if volume_gib is not None:  # leave a fifth for the download that makes room
             env.append({"name": contract.MODEL_DISK_BYTES_ENV, "value": str(volume_gib * 2**30 * 4 // 5)})
@@ -153,7 +158,7 @@ def model_container(
     extra: dict[str, Any] = {}
     if model.model_prefix is not None:
         mounts.append({"name": _MODELS_VOLUME + suffix, "mountPath": contract.MULTI_MODEL_ROOT})
-        if settings.storage_secret:
+        if settings.storage_secret and model.loads_models:
             extra["envFrom"] = [{"secretRef": {"name": settings.storage_secret}}]
     return {
         "name": model.name,
@@ -172,7 +177,7 @@ def model_container(
         },
         "readinessProbe": {**ping, "periodSeconds": period, "failureThreshold": 2},
         "livenessProbe": {**ping, "periodSeconds": 10, "failureThreshold": 6},
-        "securityContext": restricted_security_context(),
+        "securityContext": root_security_context() if model.run_as_root else restricted_security_context(),
     }
 
 
@@ -215,6 +220,8 @@ def _sidecar_container(sidecar: Sidecar, shape: VariantShape, settings: RenderSe
         ]
     if sidecar.scratch_dir is not None:
         mounts.append({"name": f"{sidecar.name}-scratch", "mountPath": sidecar.scratch_dir})
+    if sidecar.mounts_models:
+        mounts.append({"name": _MODELS_VOLUME, "mountPath": contract.MULTI_MODEL_ROOT})
     if mounts:
         container["volumeMounts"] = mounts
     return container

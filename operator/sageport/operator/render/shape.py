@@ -154,6 +154,12 @@ class ModelContainer:
     # Multi-model: models load on first call from model_prefix, so the container itself reads S3
     # (the fetcher's credentials) into its own disk cache at /opt/ml/models, of this size limit.
     model_prefix: str | None = None
+    # False for a multi-model container that is not sageport's server: the router downloads for
+    # it, so it gets neither the prefix nor the S3 credentials (as on SageMaker), only the cache.
+    loads_models: bool = True
+    # The Model's annotation sageport.io/run-as-root: runAsNonRoot false (admit checked the
+    # namespace's Pod Security allows it).
+    run_as_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,9 @@ class Sidecar:
     secret_env: tuple[tuple[str, str, str], ...] = ()
     env_from_secrets: tuple[str, ...] = ()  # Secrets whose every key becomes a variable
     scratch_dir: str | None = None  # an emptyDir of its own mounted there (the async agent's spool)
+    # The model container's multi-model disk cache, mounted at MULTI_MODEL_ROOT too: the router
+    # downloads TargetModels there for a container that is not sageport's server.
+    mounts_models: bool = False
 
 
 @dataclass(frozen=True)
