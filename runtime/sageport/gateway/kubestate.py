@@ -148,7 +148,13 @@ def _serverless(variant: Mapping[str, Any]) -> Serverless | None:
     seconds = (
         float(setup) if isinstance(setup, int | float) and not isinstance(setup, bool) and setup > 0 else None
     )
-    return Serverless(concurrency, seconds or _DEFAULT_SETUP_SECONDS)
+    provisioned = config.get("provisionedConcurrency")
+    warm = (
+        provisioned
+        if isinstance(provisioned, int) and not isinstance(provisioned, bool) and provisioned > 0
+        else 0
+    )
+    return Serverless(concurrency, seconds or _DEFAULT_SETUP_SECONDS, warm)
 
 
 def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:

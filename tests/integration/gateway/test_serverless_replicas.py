@@ -12,6 +12,7 @@ import contextlib
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ import botocore.exceptions
 import grpc
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from sageport import contract
 from sageport.gateway import peers
@@ -34,7 +36,18 @@ from tests.integration.gateway.support import (
     start_backend,
     start_gateway,
 )
-from tests.integration.gateway.test_serverless import _method, _ref, _routes
+from tests.integration.gateway.test_serverless import _method, _ref
+from tests.integration.gateway.test_serverless import _routes as _routes_of_one
+
+
+def _routes(path: Path, cold_backends: list[str], slow: str) -> None:
+    """The single-replica test's routes, "tight" (maxConcurrency 2) with provisionedConcurrency 1."""
+    _routes_of_one(path, cold_backends, slow)
+    routes = yaml.safe_load(path.read_text())
+    routes["endpoints"]["tight"]["variants"][0]["serverless"]["provisionedConcurrency"] = 1
+    staged = path.with_suffix(".warm")
+    staged.write_text(yaml.safe_dump(routes))
+    staged.replace(path)
 
 
 @pytest.fixture
@@ -138,15 +151,44 @@ def test_a_call_held_by_another_replica_wakes_the_variant_through_kedas_replica(
     stream.cancel()
 
 
-def test_max_concurrency_holds_across_replicas(replicas: dict[str, Any]) -> None:
-    """maxConcurrency 2, a 2 s model: one call on each replica, then a third on either is throttled."""
-    with ThreadPoolExecutor(3) as pool:
-        first = [pool.submit(_call, replicas["a"], "tight"), pool.submit(_call, replicas["b"], "tight")]
+def _metrics(gateway: Process) -> dict[tuple[str, str], float]:
+    """(sample name, endpoint) -> value, from the replica's live /metrics."""
+    text = urllib.request.urlopen(gateway.url + "/metrics", timeout=5).read().decode()
+    return {
+        (sample.name, sample.labels.get("endpoint", "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_max_concurrency_holds_across_replicas_and_provisioned_concurrency_is_measured(
+    replicas: dict[str, Any],
+) -> None:
+    """maxConcurrency 2 and provisionedConcurrency 1, a 2 s model: one call on each replica (the
+    second spills over the provisioned one), then a third on either replica is throttled."""
+    with ThreadPoolExecutor(4) as pool:
+        first = [pool.submit(_call, replicas["a"], "tight")]
+        time.sleep(0.2)  # A's call is known to B before B's arrives
+        first.append(pool.submit(_call, replicas["b"], "tight"))
         time.sleep(0.5)
         third = [pool.submit(_call, replicas[name], "tight") for name in ("a", "b")]
+        during = {name: _metrics(replicas[name]) for name in ("a", "b")}
         answers = [call.result(timeout=30) for call in [*first, *third]]
     assert [a["status"] for a in answers] == [200, 200, 400, 400], answers
     assert {a.get("code") for a in answers[2:]} == {"ThrottlingException"}
+    # Gauges are endpoint-wide on every replica: 2 of maxConcurrency 2 in flight, 1 of them provisioned.
+    for seen in during.values():
+        assert seen[("sageport_serverless_concurrent_executions_utilization", "tight")] == 1.0
+        assert seen[("sageport_serverless_provisioned_concurrency_executions", "tight")] == 1.0
+        assert seen[("sageport_serverless_provisioned_concurrency_utilization", "tight")] == 1.0
+    after = [_metrics(replicas[name]) for name in ("a", "b")]
+
+    def total(name: str) -> float:
+        return sum(seen.get((name, "tight"), 0.0) for seen in after)
+
+    assert total("sageport_serverless_provisioned_concurrency_invocations_total") == 1
+    assert total("sageport_serverless_provisioned_concurrency_spillover_invocations_total") == 1
+    assert after[0][("sageport_serverless_provisioned_concurrency_executions", "tight")] == 0
 
 
 def test_a_replica_killed_with_calls_held_fails_them_cleanly_and_its_demand_expires(
