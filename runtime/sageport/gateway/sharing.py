@@ -64,12 +64,12 @@ class Sharer:
         self._flushing = False
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = asyncio.get_running_loop()  # made in the gateway's loop, before any call
         activator.on_change = self.changed
 
     def changed(self, key: FleetKey) -> None:
         self._dirty.add(key)
-        if not self._flushing and self._loop is not None:
+        if not self._flushing:
             self._flushing = True
             self._loop.call_soon(self._flush)
 
@@ -108,7 +108,6 @@ class Sharer:
 
     async def run(self) -> None:
         """Send until cancelled: changes as they happen, the busy fleets every heartbeat."""
-        self._loop = asyncio.get_running_loop()
         try:
             while True:
                 await asyncio.sleep(self._heartbeat)
