@@ -33,11 +33,11 @@ GATEWAY_PORT, METRICS_PORT = 8080, 9090  # the chart's gateway.port and gateway.
 
 
 def _gateway_pods(deployed: Deployed) -> list[dict[str, Any]]:
+    """Every gateway pod, terminating ones included."""
     out = deployed.kubectl(
         "get", "pods", "-n", stack.SYSTEM_NAMESPACE, "-l", "app.kubernetes.io/component=gateway", "-o", "json"
     )
-    pods = [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
-    return sorted(pods, key=lambda p: p["metadata"]["name"])
+    return sorted(json.loads(out)["items"], key=lambda p: p["metadata"]["name"])
 
 
 def _ready(pod: dict[str, Any]) -> bool:
@@ -48,18 +48,20 @@ def _ready(pod: dict[str, Any]) -> bool:
 
 @pytest.fixture
 def two_gateways(deployed: Deployed) -> Iterator[list[dict[str, Any]]]:
-    """The stack's gateway at 2 replicas for this test (the stack runs 1), both ready."""
+    """The stack's gateway at 2 replicas for this test (the stack runs 1), both ready, and no
+    third one still terminating (the pods a test calls directly must be the ones that stay)."""
     deployed.kubectl("scale", "-n", stack.SYSTEM_NAMESPACE, GATEWAY, "--replicas=2")
     try:
         pods = eventually(
             lambda: p if len(p := _gateway_pods(deployed)) == 2 and all(map(_ready, p)) else None,
             120,
             interval=1,
-            what="two ready gateway replicas",
+            what="two ready gateway replicas, none terminating",
         )
         yield pods
     finally:
         deployed.kubectl("scale", "-n", stack.SYSTEM_NAMESPACE, GATEWAY, "--replicas=1")
+        eventually(lambda: len(_gateway_pods(deployed)) == 1, 120, interval=1, what="back to one gateway")
 
 
 def _deploy_serverless(deployed: Deployed, namespace: str) -> None:
@@ -146,7 +148,8 @@ def test_a_replica_killed_while_holding_calls_fails_them_cleanly_and_the_variant
         on_victim = [pool.submit(_call, c) for c in doomed]
         on_survivor = [pool.submit(_call, c) for c in kept]
         time.sleep(0.5)  # all six held: the variant is at zero and a pod takes seconds
-        assert not any(f.done() for f in [*on_victim, *on_survivor])
+        early = [f.result() for f in [*on_victim, *on_survivor] if f.done()]
+        assert not early, f"answered while the variant should be at zero: {early}"
         container = victim["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
         deployed.ctr("tasks", "kill", "--signal", "SIGKILL", container)
         killed = time.monotonic()
