@@ -64,11 +64,14 @@ def two_gateways(deployed: Deployed) -> Iterator[list[dict[str, Any]]]:
         eventually(lambda: len(_gateway_pods(deployed)) == 1, 120, interval=1, what="back to one gateway")
 
 
-def _deploy_serverless(deployed: Deployed, namespace: str) -> None:
+def _deploy_serverless(deployed: Deployed, namespace: str, endpoint: str) -> None:
+    """examples/serverless as ``endpoint``: SageMaker names are one per account, and the previous
+    test's namespace (with its Endpoint) may still be terminating."""
     objects = stack.example_objects(EXAMPLES / "serverless")
     for obj in objects:
         if obj["kind"] == "Endpoint":
             obj["metadata"]["annotations"]["sageport.io/serverless-idle-seconds"] = str(IDLE_SECONDS)
+            obj["metadata"]["name"] = obj["spec"]["endpointName"] = endpoint
     stack.apply_objects(deployed.kubeconfig, namespace, objects)
     deployed.kubectl(
         "wait",
@@ -76,12 +79,12 @@ def _deploy_serverless(deployed: Deployed, namespace: str) -> None:
         namespace,
         "--for=condition=Ready",
         "--timeout=180s",
-        "endpoints.sageport.io/iris-serverless",
+        f"endpoints.sageport.io/{endpoint}",
     )
 
 
-def _scaled_to_zero(deployed: Deployed, namespace: str) -> bool:
-    selector = "sageport.io/endpoint=iris-serverless"
+def _scaled_to_zero(deployed: Deployed, namespace: str, endpoint: str) -> bool:
+    selector = f"sageport.io/endpoint={endpoint}"
     deployments = json.loads(
         deployed.kubectl("get", "deployments", "-n", namespace, "-l", selector, "-o", "json")
     )
@@ -93,11 +96,13 @@ def _scaled_to_zero(deployed: Deployed, namespace: str) -> bool:
     )
 
 
-def _keda_replica(deployed: Deployed, pods: list[dict[str, Any]], namespace: str) -> str | None:
-    """The gateway pod KEDA's stream for iris-serverless reached (from its log)."""
+def _keda_replica(
+    deployed: Deployed, pods: list[dict[str, Any]], namespace: str, endpoint: str
+) -> str | None:
+    """The gateway pod KEDA's stream for ``endpoint`` reached (from its log)."""
     for pod in pods:
         log = deployed.kubectl("logs", "-n", stack.SYSTEM_NAMESPACE, pod["metadata"]["name"], check=False)
-        if f"KEDA is listening for {namespace}/iris-serverless" in log:
+        if f"KEDA is listening for {namespace}/{endpoint}" in log:
             return str(pod["metadata"]["name"])
     return None
 
@@ -106,10 +111,10 @@ def _url(pod: dict[str, Any], port: int = GATEWAY_PORT) -> str:
     return f"http://{pod['status']['podIP']}:{port}"
 
 
-def _call(client: Any) -> str:
+def _call(client: Any, endpoint: str) -> str:
     """What one caller sees: the answer, a clean error code, or a broken connection."""
     try:
-        answer = client.invoke_endpoint(EndpointName="iris-serverless", ContentType="text/csv", Body=IRIS_ROW)
+        answer = client.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body=IRIS_ROW)
     except botocore.exceptions.ClientError as error:
         return f"error {error.response['Error']['Code']}"
     except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as error:
@@ -122,13 +127,16 @@ def test_a_call_held_by_the_replica_keda_does_not_reach_wakes_the_variant(
     deployed: Deployed, namespace: tuple[str, stack.AccessKey], two_gateways: list[dict[str, Any]]
 ) -> None:
     name, key = namespace
-    _deploy_serverless(deployed, name)
-    eventually(lambda: _scaled_to_zero(deployed, name), 240, interval=1, what="scale to zero")
-    keda_side = eventually(lambda: _keda_replica(deployed, two_gateways, name), 60, what="KEDA's stream")
+    endpoint = "iris-serverless-other"
+    _deploy_serverless(deployed, name, endpoint)
+    eventually(lambda: _scaled_to_zero(deployed, name, endpoint), 240, interval=1, what="scale to zero")
+    keda_side = eventually(
+        lambda: _keda_replica(deployed, two_gateways, name, endpoint), 60, what="KEDA's stream"
+    )
     (other,) = [p for p in two_gateways if p["metadata"]["name"] != keda_side]
     client = stack.runtime_client(_url(other), key, retries=1)
     started = time.monotonic()
-    assert _call(client).startswith("ok "), "the call held by the replica KEDA does not reach"
+    assert _call(client, endpoint).startswith("ok "), "the call held by the replica KEDA does not reach"
     print(f"\ncold call through the replica without KEDA's stream: {time.monotonic() - started:.1f} s")
 
 
@@ -136,17 +144,20 @@ def test_a_replica_killed_while_holding_calls_fails_them_cleanly_and_the_variant
     deployed: Deployed, namespace: tuple[str, stack.AccessKey], two_gateways: list[dict[str, Any]]
 ) -> None:
     name, key = namespace
-    _deploy_serverless(deployed, name)
-    eventually(lambda: _scaled_to_zero(deployed, name), 240, interval=1, what="scale to zero")
-    keda_side = eventually(lambda: _keda_replica(deployed, two_gateways, name), 60, what="KEDA's stream")
+    endpoint = "iris-serverless-kill"
+    _deploy_serverless(deployed, name, endpoint)
+    eventually(lambda: _scaled_to_zero(deployed, name, endpoint), 240, interval=1, what="scale to zero")
+    keda_side = eventually(
+        lambda: _keda_replica(deployed, two_gateways, name, endpoint), 60, what="KEDA's stream"
+    )
     # Kill the replica holding KEDA's stream: the harder case (KEDA must reconnect to the other).
     (victim,) = [p for p in two_gateways if p["metadata"]["name"] == keda_side]
     (survivor,) = [p for p in two_gateways if p["metadata"]["name"] != keda_side]
     doomed = [stack.runtime_client(_url(victim), key, retries=1) for _ in range(3)]
     kept = [stack.runtime_client(_url(survivor), key, retries=1) for _ in range(3)]
     with ThreadPoolExecutor(6) as pool:
-        on_victim = [pool.submit(_call, c) for c in doomed]
-        on_survivor = [pool.submit(_call, c) for c in kept]
+        on_victim = [pool.submit(_call, c, endpoint) for c in doomed]
+        on_survivor = [pool.submit(_call, c, endpoint) for c in kept]
         time.sleep(0.5)  # all six held: the variant is at zero and a pod takes seconds
         early = [f.result() for f in [*on_victim, *on_survivor] if f.done()]
         assert not early, f"answered while the variant should be at zero: {early}"
