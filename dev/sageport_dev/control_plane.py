@@ -53,6 +53,10 @@ _KUBE_PROXY = ClientIdentity("kube-proxy", "system:kube-proxy")
 _APISERVER_KUBELET_CLIENT = ClientIdentity(
     "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
 )
+# The aggregation layer's client: the apiserver proxies aggregated APIs (KEDA's external metrics)
+# with this certificate and the caller's name in X-Remote-* headers, which the extension server
+# trusts only from this name.
+_FRONT_PROXY = ClientIdentity("front-proxy-client", "front-proxy-client")
 
 Log = Callable[[str], None]
 
@@ -190,6 +194,7 @@ def _apiserver_argv(
 ) -> list[str]:
     if with_real_node:
         kubelet_client = pki.clients[_APISERVER_KUBELET_CLIENT.file_stem]
+        front_proxy = pki.clients[_FRONT_PROXY.file_stem]
         # Pods reach the apiserver through the `kubernetes` Service, which points at the
         # bridge address; so it listens there too (all addresses: loopback clients stay).
         network = [
@@ -198,6 +203,18 @@ def _apiserver_argv(
             f"--kubelet-client-certificate={kubelet_client.cert}",
             f"--kubelet-client-key={kubelet_client.key}",
             "--kubelet-preferred-address-types=InternalIP",
+            # The aggregation layer, for KEDA's metrics API server (1 <-> N through the HPA). It
+            # runs on this machine, so its APIService names a Service without selector whose
+            # endpoint is the node IP: the apiserver dials that endpoint itself (aggregator
+            # routing) rather than the Service's cluster IP.
+            f"--requestheader-client-ca-file={pki.ca.cert}",
+            f"--requestheader-allowed-names={_FRONT_PROXY.user}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={front_proxy.cert}",
+            f"--proxy-client-key-file={front_proxy.key}",
+            "--enable-aggregator-routing=true",
         ]
     else:
         # Without pods that run, nothing needs the `kubernetes` Service; otherwise the
@@ -449,7 +466,7 @@ def _start_once(
 
     clients = [_ADMIN, _CONTROLLER_MANAGER, _SCHEDULER, _KWOK]
     if with_real_node:
-        clients += [_KUBELET, _KUBE_PROXY, _APISERVER_KUBELET_CLIENT]
+        clients += [_KUBELET, _KUBE_PROXY, _APISERVER_KUBELET_CLIENT, _FRONT_PROXY]
         real_node.claim_host(layout)
         real_node.prepare_network()
     pki = generate_pki(

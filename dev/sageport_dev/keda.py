@@ -5,7 +5,11 @@ with the admin kubeconfig, watches ScaledObjects in every namespace and scales t
 through the /scale subresource: 0 <-> 1 needs nothing else. It connects to the gateway's
 external-push scaler through a Service's cluster IP (kube-proxy routes it from this machine).
 Its gRPC metrics service insists on a certificate: a self-signed one for localhost is made.
-The metrics API server (``keda-adapter``, for 1 <-> N through the HPA) is built but not run yet.
+
+The metrics API server (``keda-adapter``, for 1 <-> N through the HPA) runs on this machine too:
+it serves ``external.metrics.k8s.io`` on the node IP (the apiserver reaches it there through
+the aggregation layer, see stack.start_keda) and asks the operator's gRPC service for each
+value, with the operator's certificate as its client certificate.
 """
 
 from __future__ import annotations
@@ -27,10 +31,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from sageport_dev import build
+from sageport_dev.apiserver import insecure_context, probe
 from sageport_dev.processes import ProcessRecord, free_ports, spawn, stop, tail
 
 NAMESPACE = "keda"  # KEDA_CLUSTER_OBJECT_NAMESPACE: where cluster-scoped trigger secrets would live
 _RECORD_FILE = "keda.json"
+_ADAPTER_RECORD_FILE = "keda-adapter.json"
+# The Service (without selector) the external metrics APIService names; the apiserver checks the
+# metrics API server's certificate against <service>.<namespace>.svc.
+METRICS_SERVICE = "keda-metrics-apiserver"
 
 
 class KedaError(RuntimeError):
@@ -59,8 +68,9 @@ def crd_files() -> list[Path]:
     return files
 
 
-def _self_signed(directory: Path) -> None:
-    """tls.crt, tls.key and ca.crt (the same certificate) for localhost, as KEDA's BUILD.md says."""
+def _self_signed(directory: Path, ips: tuple[str, ...] = ("127.0.0.1",), names: tuple[str, ...] = ()) -> None:
+    """tls.crt, tls.key and ca.crt (the same certificate) for localhost, ``names`` and ``ips``,
+    as KEDA's BUILD.md says."""
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
@@ -75,7 +85,10 @@ def _self_signed(directory: Path) -> None:
         .not_valid_after(now + datetime.timedelta(days=30))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    *(x509.DNSName(name) for name in ("localhost", *names)),
+                    *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips),
+                ]
             ),
             critical=False,
         )
@@ -138,19 +151,112 @@ def start(root: Path, kubeconfig: Path, *, die_with_parent: bool, timeout: float
             stop([record])
             raise KedaError(f"KEDA's operator did not become ready on {health_url}; {log}:\n{tail(log)}")
         time.sleep(0.2)
-    (root / _RECORD_FILE).write_text(json.dumps({"health_url": health_url, "process": record.to_json()}))
+    (root / _RECORD_FILE).write_text(
+        json.dumps({"health_url": health_url, "grpc_port": grpc, "process": record.to_json()})
+    )
     return operator
 
 
+@dataclass(frozen=True)
+class KedaAdapter:
+    """KEDA's metrics API server: ``address`` (host, port) is where the apiserver reaches it."""
+
+    root: Path
+    address: tuple[str, int]
+    process: ProcessRecord | None
+
+    @property
+    def ca_bundle(self) -> bytes:
+        """The certificate it serves (self-signed): the APIService's caBundle."""
+        return (self.root / "adapter-certs" / "ca.crt").read_bytes()
+
+    def ready(self) -> bool:
+        host, port = self.address
+        return probe(f"https://{host}:{port}/readyz", context=insecure_context())
+
+
+def running_adapter(root: Path) -> KedaAdapter | None:
+    with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
+        saved = json.loads((root / _ADAPTER_RECORD_FILE).read_text())
+        adapter = KedaAdapter(root, (saved["host"], saved["port"]), ProcessRecord.from_json(saved["process"]))
+        if adapter.process is not None and adapter.process.alive() and adapter.ready():
+            return adapter
+    return None
+
+
+def start_adapter(
+    root: Path, kubeconfig: Path, host: str, *, die_with_parent: bool, timeout: float = 60.0
+) -> KedaAdapter:
+    """Start KEDA's metrics API server on ``host`` (the operator in ``root`` must run already)."""
+    root = root.absolute()
+    existing = running_adapter(root)
+    if existing is not None:
+        return existing
+    try:
+        grpc = int(json.loads((root / _RECORD_FILE).read_text())["grpc_port"])
+    except KeyError:
+        raise KedaError(
+            f"KEDA's operator in {root} was started by an older `make up`, which did not record its gRPC "
+            "port: run `make down`, then `make up`"
+        ) from None
+    _self_signed(root / "adapter-certs", (host,), (f"{METRICS_SERVICE}.{NAMESPACE}.svc",))
+    port, metrics = free_ports(2)
+    serving = root / "adapter-certs"
+    argv = [
+        str(build.Binary("keda-adapter", build.KEDA_VERSION).path),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--lister-kubeconfig={kubeconfig}",  # else it looks for the in-cluster configuration
+        f"--bind-address={host}",
+        f"--secure-port={port}",
+        f"--tls-cert-file={serving / 'tls.crt'}",
+        f"--tls-private-key-file={serving / 'tls.key'}",
+        # Its gRPC client certificate and CA come from --cert-dir: the operator's own pair.
+        f"--cert-dir={root / 'certs'}",
+        f"--metrics-service-address=127.0.0.1:{grpc}",
+        f"--port={metrics}",
+        "--profiling=false",
+    ]
+    env = {
+        "KEDA_CLUSTER_OBJECT_NAMESPACE": NAMESPACE,
+        "WATCH_NAMESPACE": "",
+        "POD_NAMESPACE": NAMESPACE,
+        "KUBECONFIG": str(kubeconfig),
+    }
+    log = root / "keda-adapter.log"
+    record = spawn("keda-adapter", argv, log, die_with_parent=die_with_parent, env=env)
+    adapter = KedaAdapter(root, (host, port), record)
+    deadline = time.monotonic() + timeout
+    while not adapter.ready():
+        if not record.alive() or time.monotonic() > deadline:
+            stop([record])
+            raise KedaError(
+                f"KEDA's metrics API server did not become ready on {host}:{port}; {log}:\n{tail(log)}"
+            )
+        time.sleep(0.2)
+    (root / _ADAPTER_RECORD_FILE).write_text(
+        json.dumps({"host": host, "port": port, "process": record.to_json()})
+    )
+    return adapter
+
+
 def stop_operator(root: Path) -> list[str]:
-    """Stop the operator recorded in ``root``; return what is left of it (empty when none ran)."""
+    """Stop the metrics API server and the operator recorded in ``root``; return what is left of
+    them (empty when none ran)."""
+    left = []
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        adapter = ProcessRecord.from_json(json.loads((root / _ADAPTER_RECORD_FILE).read_text())["process"])
+        stop([adapter], grace_seconds=10)
+        if adapter.alive():
+            left.append(f"keda-adapter process {adapter.pid}")
     try:
         saved = json.loads((root / _RECORD_FILE).read_text())
     except (FileNotFoundError, ValueError):
-        return []
+        return left
     record = ProcessRecord.from_json(saved["process"])
     stop([record], grace_seconds=10)
-    left = [f"keda-operator process {record.pid}"] if record.alive() else []
+    left += [f"keda-operator process {record.pid}"] if record.alive() else []
     port = int(saved["health_url"].rsplit(":", 1)[1])
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.3):
         left.append(f"something still listening on KEDA's health port {port}")

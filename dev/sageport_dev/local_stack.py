@@ -212,7 +212,9 @@ def up(
                 _prometheus_root(state_dir), layout.kubeconfig, die_with_parent=False
             ).url
     with clock.step(
-        f"KEDA {build.KEDA_VERSION} (CRDs, operator out of cluster) for serverless variants", log
+        f"KEDA {build.KEDA_VERSION} (CRDs; operator and metrics API server out of cluster, the latter "
+        "as APIService v1beta1.external.metrics.k8s.io) for serverless and target-tracked variants",
+        log,
     ):
         scaler_address = stack.start_keda(_keda_root(state_dir), layout.kubeconfig, die_with_parent=False)
     with clock.step(
@@ -286,7 +288,7 @@ def status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
             s3 is not None,
             s3.endpoint_url if s3 else "",
         ),
-        _keda_status(state_dir),
+        *_keda_status(state_dir),
         ComponentStatus(
             "gateway",
             None,
@@ -310,12 +312,19 @@ def status(state_dir: Path | None = None) -> tuple[bool, list[str]]:
     return bool(components) and all(part.healthy for part in parts), [status_line(part) for part in parts]
 
 
-def _keda_status(state_dir: Path) -> ComponentStatus:
+def _keda_status(state_dir: Path) -> list[ComponentStatus]:
     operator = keda.running(_keda_root(state_dir))
     pid = operator.process.pid if operator is not None and operator.process is not None else None
-    return ComponentStatus(
-        "keda-operator", pid, operator is not None, operator.health_url if operator else ""
-    )
+    adapter = keda.running_adapter(_keda_root(state_dir))
+    return [
+        ComponentStatus("keda-operator", pid, operator is not None, operator.health_url if operator else ""),
+        ComponentStatus(
+            "keda-metrics-apiserver (1 <-> N)",
+            adapter.process.pid if adapter is not None and adapter.process is not None else None,
+            adapter is not None,
+            "https://{}:{}".format(*adapter.address) if adapter is not None else "",
+        ),
+    ]
 
 
 def install_alarm_rules(

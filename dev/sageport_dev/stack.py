@@ -276,9 +276,45 @@ def gateway_scaler_service() -> dict[str, Any]:
     }
 
 
+EXTERNAL_METRICS_API = "v1beta1.external.metrics.k8s.io"
+
+
+def external_metrics_api(host: str, port: int, ca_bundle: bytes) -> list[dict[str, Any]]:
+    """The APIService for KEDA's external metrics and what it points at: a Service without
+    selector whose one endpoint is the metrics API server on this machine (``host:port``). The
+    apiserver dials that endpoint directly (--enable-aggregator-routing)."""
+    meta = {"name": keda.METRICS_SERVICE, "namespace": keda.NAMESPACE}
+    port_spec = {"name": "https", "port": 443, "targetPort": port, "protocol": "TCP"}
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": {"ports": [port_spec]}},
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": meta,
+            "subsets": [
+                {"addresses": [{"ip": host}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
+            ],
+        },
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": EXTERNAL_METRICS_API},
+            "spec": {
+                "group": "external.metrics.k8s.io",
+                "version": "v1beta1",
+                "service": {**meta, "port": 443},
+                "caBundle": base64.b64encode(ca_bundle).decode(),
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+            },
+        },
+    ]
+
+
 def start_keda(root: Path, kubeconfig: Path, *, die_with_parent: bool) -> str:
-    """KEDA's CRDs and its operator (out of cluster); return the scaler address KEDA reaches the
-    gateway at (the chart's serverless.scalerAddress)."""
+    """KEDA's CRDs, its operator and its metrics API server (out of cluster, the latter behind
+    the APIService for external metrics); return the scaler address KEDA reaches the gateway at
+    (the chart's serverless.scalerAddress)."""
     for crd in keda.crd_files():
         kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
     # Files are named <group>_<plural>.yaml, the CRDs <plural>.<group>.
@@ -295,8 +331,22 @@ def start_keda(root: Path, kubeconfig: Path, *, die_with_parent: bool) -> str:
     )
     try:
         keda.start(root, kubeconfig, die_with_parent=die_with_parent)
+        adapter = keda.start_adapter(root, kubeconfig, real_node.NODE_IP, die_with_parent=die_with_parent)
     except keda.KedaError as error:
         raise StackError(str(error)) from None
+    objects = external_metrics_api(*adapter.address, adapter.ca_bundle)
+    kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(objects),
+    )
+    kubectl(
+        kubeconfig, "wait", "--for=condition=Available", "--timeout=60s", f"apiservice/{EXTERNAL_METRICS_API}"
+    )
     return f"{service['spec']['clusterIP']}:{contract.SCALER_PORT}"
 
 

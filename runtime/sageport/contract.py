@@ -78,6 +78,12 @@ SCALER_KEY_CONFIG: Final = "sageportEndpointConfig"  # the config_label of the f
 SCALER_KEY_VARIANT: Final = "sageportVariant"
 # The metric the gateway reports to KEDA (GetMetrics): calls in flight and held for the variant.
 SCALER_METRIC: Final = "sageport-concurrency"
+# A target-tracked variant's trigger (KEDA's polled `external` scaler) asks for this metric instead:
+# the variant's calls over the last minute, which the HPA divides by its instances and compares
+# with the policy's targetValue (SageMakerVariantInvocationsPerInstance), given under TARGET.
+SCALER_KEY_METRIC: Final = "sageportMetric"
+SCALER_KEY_TARGET: Final = "sageportTargetValue"
+SCALER_METRIC_INVOCATIONS: Final = "sageport-invocations-per-minute"
 
 # --- the SageMaker control-plane API (awsJson 1.1) ---------------------------------------------
 # The header naming the operation ("SageMaker.CreateEndpoint"): the gateway sends POST / requests

@@ -221,3 +221,46 @@ def test_an_async_endpoint_at_min_zero_scales_to_zero_and_a_call_wakes_it(
     assert kind == "output", body
     assert json.loads(body) == labels
     print(f"\nasync call at zero: 202 in {accepted:.2f} s, its output in S3 {woke:.1f} s after the call")
+
+
+def test_deleting_the_instance_pod_mid_stream_loses_no_accepted_call(
+    deployed: Deployed, namespace: tuple[str, stack.AccessKey]
+) -> None:
+    """Chaos: the variant's only pod is deleted while calls arrive (some queued, some at the
+    agent). Every accepted call ends in exactly one object, its output with the right
+    prediction: none lost, none failed, none written twice with different bodies."""
+    ns, key = namespace
+    stack.apply_objects(deployed.kubeconfig, ns, stack.example_objects(EXAMPLE))
+    deployed.kubectl(
+        "wait", "-n", ns, "--for=condition=Ready", "--timeout=240s", f"endpoints.sageport.io/{ENDPOINT}"
+    )
+    selector = f"sageport.io/endpoint={ENDPOINT}"
+
+    def pod_names() -> set[str]:
+        pods = json.loads(deployed.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))["items"]
+        return {pod["metadata"]["name"] for pod in pods}
+
+    (doomed,) = pod_names()
+    runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
+    s3 = deployed.s3.client()
+    rows, labels = _iris_rows_and_labels(60)
+    _first_call(runtime, s3, rows[0])
+    responses = []
+    for index, row in enumerate(rows):
+        responses.append(
+            runtime.invoke_endpoint_async(EndpointName=ENDPOINT, Body=row, ContentType="text/csv")
+        )
+        if index == 20:
+            deployed.kubectl("delete", "pod", "-n", ns, doomed, "--wait=false")
+        time.sleep(0.05)
+    assert all(r["ResponseMetadata"]["HTTPStatusCode"] == 202 for r in responses)
+    started = time.monotonic()
+    results = _poll(s3, responses, timeout=300)
+    assert len(results) == 60, f"{len(results)} of 60 accepted calls have a result after 300 s"
+    for response, label in zip(responses, labels, strict=True):
+        kind, body = results[response["InferenceId"]]
+        assert (kind, json.loads(body)) == ("output", [label]), body
+        assert _get(s3, response["FailureLocation"]) is None  # one object per call, never two
+    assert doomed not in pod_names()
+    print(f"\npod deleted after 21 of 60 calls: all 60 outputs right, the last {time.monotonic() - started:.0f} s "
+          "after the last call")  # fmt: skip

@@ -474,3 +474,63 @@ def _yaml(docs: list[dict[str, Any]]) -> str:
     import yaml
 
     return yaml.safe_dump_all(docs)
+
+
+def test_a_target_tracked_variant_gets_a_scaled_object_and_a_bad_policy_is_refused_naming_it(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    """examples/target-tracking passes the API server and KEDA's CRD schema and is InService at
+    minInstanceCount; a policy with no metric is refused by the operator, one with targetValue 0
+    by the API server, each naming the field."""
+    for crd in keda.crd_files():
+        kube_cluster.kubectl("apply", "--server-side", "-f", str(crd))
+    apply(kube_cluster, load_documents(EXAMPLES / "target-tracking"), namespace)
+    endpoint = _in_service(kube_cluster, namespace, "iris-tracked", timeout=120)
+    assert endpoint["status"]["productionVariants"][0]["currentInstanceCount"] == 1
+    (scaled,) = eventually(
+        lambda: get(kube_cluster, "scaledobjects.keda.sh", namespace), what="the ScaledObject"
+    )
+    (deployment,) = _children(kube_cluster, namespace, "iris-tracked")["deployments"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 3)
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "external"
+    assert trigger["metadata"]["sageportTargetValue"] == "70"
+    assert not _children(kube_cluster, namespace, "iris-tracked")["horizontalpodautoscalers"]
+
+    docs = load_documents(EXAMPLES / "target-tracking")
+    endpoint_doc = next(d for d in docs if d["kind"] == "Endpoint")
+    policy = endpoint_doc["spec"]["autoScaling"][0]["targetTrackingScalingPolicyConfiguration"]
+    del policy["predefinedMetricSpecification"]
+    apply(kube_cluster, [endpoint_doc], namespace)
+    refused = eventually(
+        lambda: (
+            (c := condition(get(kube_cluster, "endpoints.sageport.io", namespace, "iris-tracked")))
+            and c["status"] == "False"
+            and c
+        ),
+        what="Ready=False",
+    )
+    assert refused["reason"] == "InvalidSpec", refused
+    assert "predefinedMetricSpecification" in refused["message"]
+
+    policy.update(
+        targetValue=0,
+        predefinedMetricSpecification={"predefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+    )
+    output = apply(kube_cluster, [endpoint_doc], namespace, check=False)
+    assert "targetValue" in output, output
+
+    # CPU target tracking instead: KEDA's cpu trigger, which KEDA's schema accepts too.
+    policy.update(targetValue=55, customizedMetricSpecification={"metricName": "CPUUtilization"})
+    del policy["predefinedMetricSpecification"]
+    apply(kube_cluster, [endpoint_doc], namespace)
+    _in_service(kube_cluster, namespace, "iris-tracked", timeout=120)
+
+    def cpu_trigger() -> Any:
+        (current,) = get(kube_cluster, "scaledobjects.keda.sh", namespace)
+        return current["spec"]["triggers"] == [
+            {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "55"}}
+        ]
+
+    eventually(cpu_trigger, what="the ScaledObject's cpu trigger")

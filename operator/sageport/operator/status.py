@@ -66,6 +66,7 @@ class VariantPlan:
     serverless: ServerlessConfig | None = None  # a serverless variant: KEDA owns its count, from 0
     model_setup_seconds: int | None = None  # serverless: how long the gateway holds a call at zero
     queued_at_zero: bool = False  # async with minInstanceCount 0: calls wait in the queue at zero
+    queued: bool = False  # async: calls wait in the variant's queue, ready instances or not
 
 
 @dataclass(frozen=True)
@@ -479,8 +480,9 @@ def _variant_summary(
         variant_status = [VariantStatus(status=State.CREATING, status_message=message)]
     return ProductionVariantSummary(
         variant_name=plan.name,
-        # An async variant at zero still takes calls (they wait in its queue): its weight stays.
-        current_weight=plan.weight if obs.ready_instances > 0 or plan.queued_at_zero else 0.0,
+        # An async variant without a ready instance (at zero, or its pod being replaced) still
+        # takes calls (they wait in its queue): its weight stays, so the gateway queues them.
+        current_weight=plan.weight if obs.ready_instances > 0 or plan.queued else 0.0,
         desired_weight=plan.weight,
         current_instance_count=obs.ready_instances,
         desired_instance_count=_wanted(plan, obs),

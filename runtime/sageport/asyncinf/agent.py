@@ -6,11 +6,14 @@ length is the backlog) only after its output or failure object is written. An ag
 mid-call leaves its entries pending; another agent claims them (XAUTOCLAIM) once they have been
 idle for ``reclaim_idle`` seconds. A live agent keeps the entries it works on fresh by claiming
 them again every ``heartbeat`` seconds (XCLAIM JUSTID), so long calls are never stolen. A
-redelivered call whose result object exists is acknowledged without running again.
+redelivered call whose result object exists is never run again: it is notified from what that
+object records (an agent that died between the write and the notification), then acknowledged.
 
-Memory stays bounded whatever the input size: input and output are spooled through files
-(``spool_dir``, an emptyDir), S3 transfers are boto3's chunked ones, and the model call streams
-the file (aiohttp; the shared upstream pool of sageport.net sends only in-memory bodies).
+Memory stays bounded whatever the input size: inputs and answers up to ``_IN_MEMORY`` bytes are
+held, larger ones spooled through files (``spool_dir``, an emptyDir); S3 reads stream
+(sageport.asyncinf.objects), large results go up through boto3's multipart upload, and the model
+call streams the file (aiohttp; the shared upstream pool of sageport.net sends only in-memory
+bodies).
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ import aiohttp
 from sageport import contract
 from sageport.asyncinf import outcome
 from sageport.asyncinf.metrics import AgentMetrics
-from sageport.asyncinf.notify import Notifier, notification
+from sageport.asyncinf.notify import RESPONSE_IN_NOTIFICATION, Notifier, notification
+from sageport.asyncinf.objects import ObjectStore, S3Error
 from sageport.asyncinf.request import AsyncRequest, split_s3_uri
 
 log = logging.getLogger("sageport.asyncinf")
 
 _CHUNK = 1 << 16
-_SINGLE_PUT = 8 << 20  # boto3's multipart threshold
+_IN_MEMORY = 1 << 20  # inputs and answers up to this size are held in memory, larger ones spooled
 
 
 @dataclass(frozen=True)
@@ -56,24 +60,20 @@ class AgentSettings:
     include_response_in_error: bool = False
 
 
-def _not_found(error: Exception) -> bool:
-    response = getattr(error, "response", None)
-    code = str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-    return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
-
-
 class Agent:
     def __init__(
         self,
         redis: Any,
         s3: Any,
+        objects: ObjectStore,
         settings: AgentSettings,
         metrics: AgentMetrics,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
-        self.s3 = s3
+        self.s3 = s3  # boto3, for multipart uploads of large results
+        self.objects = objects
         self.settings = settings
         self.metrics = metrics
         self.notifier = notifier
@@ -81,6 +81,13 @@ class Agent:
         self._in_flight: dict[bytes, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
+        # maxConcurrentInvocationsPerInstance bounds the calls at the model; twice as many are
+        # taken from the queue, so one call's S3 writes and acknowledgement overlap the next
+        # one's model call instead of leaving the model idle (more than doubled the rate).
+        self._model_slots = asyncio.Semaphore(settings.concurrency)
+        self._capacity = 2 * settings.concurrency
+        self._ack_batch: list[bytes] = []
+        self._ack_flush: asyncio.Future[None] | None = None
 
     # ---- the loop ------------------------------------------------------------------------
     async def ensure_group(self) -> None:
@@ -127,7 +134,7 @@ class Agent:
 
     async def _consume(self) -> None:
         while not self._stopping.is_set():
-            free = self.settings.concurrency - len(self._in_flight)
+            free = self._capacity - len(self._in_flight)
             if free <= 0:
                 await asyncio.wait(list(self._in_flight.values()), return_when=asyncio.FIRST_COMPLETED)
                 continue
@@ -183,7 +190,7 @@ class Agent:
         cursor: bytes | str = "0-0"
         claimed = 0
         while True:
-            if self.settings.concurrency - len(self._in_flight) <= 0:
+            if self._capacity - len(self._in_flight) <= 0:
                 return claimed
             answer = await self.redis.xautoclaim(
                 self.settings.stream, contract.ASYNC_GROUP, self.settings.consumer,
@@ -201,10 +208,29 @@ class Agent:
             if cursor in (b"0-0", "0-0"):
                 return claimed
 
+    async def _hand_back(self, entry_id: bytes) -> None:
+        """Make an entry this agent took but will not run claimable at once: its idle time set to
+        reclaim_idle, another agent's next XAUTOCLAIM takes it (not a minute later)."""
+        with contextlib.suppress(Exception):  # else it is reclaimed after reclaim_idle anyway
+            await self.redis.xclaim(
+                self.settings.stream, contract.ASYNC_GROUP, self.settings.consumer, 0, [entry_id],
+                idle=int(self.settings.reclaim_idle * 1000), justid=True,
+            )  # fmt: skip
+
     async def _acknowledge(self, entry_id: bytes) -> None:
+        """XACK and XDEL in one MULTI, for every call finishing in the same turn of the loop: one
+        Redis round trip for a batch."""
+        self._ack_batch.append(entry_id)
+        if self._ack_flush is None:
+            self._ack_flush = asyncio.ensure_future(self._flush_acks())
+        await asyncio.shield(self._ack_flush)
+
+    async def _flush_acks(self) -> None:
+        await asyncio.sleep(0)  # the other calls finishing now join this batch
+        ids, self._ack_batch, self._ack_flush = self._ack_batch, [], None
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.settings.stream, contract.ASYNC_GROUP, entry_id)
-            pipe.xdel(self.settings.stream, entry_id)
+            pipe.xack(self.settings.stream, contract.ASYNC_GROUP, *ids)
+            pipe.xdel(self.settings.stream, *ids)
             await pipe.execute()
 
     # ---- one call ------------------------------------------------------------------------
@@ -217,125 +243,147 @@ class Agent:
             await self._acknowledge(entry_id)
             return
         try:
-            result = await self._run(request, redelivered)
+            result, content = await self._run(request, redelivered)
+        except _AbandonedError:
+            log.info("call %s not started before stopping; handed back to the queue", request.inference_id)
+            await self._hand_back(entry_id)
+            return
         except Exception:
             # S3 or Redis unreachable: leave the entry pending, to be run again once reclaimed.
             log.exception("call %s could not be completed; it stays queued", request.inference_id)
             return
-        if result is not None:
-            await self._notify(request, result)
+        # Notified before the acknowledgement: an agent dying in between leaves the call pending,
+        # and its redelivery finds the result written and notifies from it (never runs it again).
+        await self._notify(request, result, content)
         try:
             await self._acknowledge(entry_id)
-        except Exception as error:  # its result is written: a redelivery only acknowledges it
+        except Exception as error:  # its result is written: a redelivery only notifies and acknowledges
             log.warning("acknowledging call %s failed: %s", request.inference_id, error)
         self.metrics.total_processing_time.observe(self.clock() - started)
 
-    async def _run(self, request: AsyncRequest, redelivered: bool) -> outcome.Outcome | None:
-        """Run the call and write its result; None when it had been answered already. Only a
-        redelivered entry can have been answered (a first delivery never ran), so only its result
-        objects are looked for."""
+    async def _run(self, request: AsyncRequest, redelivered: bool) -> tuple[outcome.Outcome, bytes | None]:
+        """Run the call and write its result; for a call answered already, the outcome its result
+        object records. Only a redelivered entry can have been answered (a first delivery never
+        ran), so only its result objects are looked for. Also the result object's content when it
+        was held in memory (for notifications that include it)."""
         now_ms = int(self.clock() * 1000)
-        exists = await asyncio.to_thread(self._results_exist, request) if redelivered else (False, False)
-        decision = outcome.triage(request, now_ms, *exists)
+        found: tuple[dict[str, str] | None, dict[str, str] | None] = (None, None)
+        if redelivered:
+            found = await self._results(request)
+        decision = outcome.triage(request, now_ms, found[0] is not None, found[1] is not None)
         if decision is outcome.Triage.ANSWERED:
-            log.info("call %s was answered already; acknowledging", request.inference_id)
-            return None
+            log.info("call %s was answered already; notifying from its result", request.inference_id)
+            result = outcome.recorded(found[0] is not None, found[0] or found[1] or {})
+            return result, await self._recorded_content(request, result, found[0] or found[1] or {})
         self.metrics.time_in_backlog.observe(max(now_ms - request.received_ms, 0) / 1000)
         if decision is outcome.Triage.EXPIRED:
             self.metrics.expired_requests.inc()
             result = outcome.expired(request, now_ms)
             await self._write_failure(request, result, None)
-            return result
-        with tempfile.TemporaryDirectory(dir=self.settings.spool_dir) as spool:
-            source = request.body
+            return result, result.failure_body
+        with _Spool(self.settings.spool_dir) as spool:
+            source: bytes | str | None = request.body
             if request.input_location is not None:
-                source_path = os.path.join(spool, "input")
                 try:
-                    await self._download(request.input_location, source_path)
-                except Exception as error:
-                    if not _not_found(error):
+                    source = await self._download(request.input_location, spool.path("input"))
+                except S3Error as error:
+                    if not error.not_found:
                         raise
                     self.metrics.request_download_failures.inc()
                     result = outcome.input_missing(request.input_location, "no such object")
                     await self._write_failure(request, result, None)
-                    return result
-            response_path = os.path.join(spool, "output")
-            result = await self._invoke(request, source if source is not None else source_path, response_path)
+                    return result, result.failure_body
+            assert source is not None
+            result, answer = await self._invoke(request, source, spool)
             if result.success:
-                await self._upload(response_path, request.output_location, result.content_type)
+                assert answer is not None  # a success is a model's answer
+                await self._upload(answer, request.output_location, result.content_type, {})
                 self.metrics.invocations_processed.inc()
             else:
-                await self._write_failure(request, result, response_path)
-            return result
+                await self._write_failure(request, result, answer)
+            if not result.success and result.failure_body is not None:
+                return result, result.failure_body
+            return result, answer if isinstance(answer, bytes) else None
 
-    def _results_exist(self, request: AsyncRequest) -> tuple[bool, bool]:
-        return self._exists(request.output_location), bool(
-            request.failure_location and self._exists(request.failure_location)
-        )
+    def _includes_response(self, result: outcome.Outcome) -> bool:
+        if result.success:
+            return self.settings.include_response_in_success
+        return self.settings.include_response_in_error
 
-    def _exists(self, uri: str) -> bool:
-        bucket, key = split_s3_uri(uri)
+    async def _recorded_content(
+        self, request: AsyncRequest, result: outcome.Outcome, headers: dict[str, str]
+    ) -> bytes | None:
+        """A found result object's content, when its notification is to include it (and may)."""
+        if not self._includes_response(result):
+            return None
+        if int(headers.get("content-length", RESPONSE_IN_NOTIFICATION + 1)) > RESPONSE_IN_NOTIFICATION:
+            return None
+        uri = request.output_location if result.success else request.failure_location
+        assert uri is not None
+        with _Spool(self.settings.spool_dir) as spool:
+            return await self.objects.get(*split_s3_uri(uri), spool.path("result"), RESPONSE_IN_NOTIFICATION)
+
+    async def _results(self, request: AsyncRequest) -> tuple[dict[str, str] | None, dict[str, str] | None]:
+        """The headers of the output and the failure object, None for one that is absent."""
+        output = await self.objects.head(*split_s3_uri(request.output_location))
+        failure = None
+        if output is None and request.failure_location is not None:
+            failure = await self.objects.head(*split_s3_uri(request.failure_location))
+        return output, failure
+
+    async def _download(self, uri: str, spill_path: str) -> bytes | str:
+        """The input: in memory when small, else streamed into ``spill_path`` (returned)."""
+        started = time.perf_counter()
         try:
-            self.s3.head_object(Bucket=bucket, Key=key)
-        except Exception as error:
-            if _not_found(error):
-                return False
+            body = await self.objects.get(*split_s3_uri(uri), spill_path, _IN_MEMORY)
+        except S3Error as error:
+            if not error.not_found:
+                self.metrics.request_download_failures.inc()
             raise
-        return True
-
-    async def _download(self, uri: str, path: str) -> None:
-        bucket, key = split_s3_uri(uri)
-        started = time.perf_counter()
-        await asyncio.to_thread(self._get_into, bucket, key, path)
         self.metrics.request_download_latency.observe(time.perf_counter() - started)
+        return body if body is not None else spill_path
 
-    def _get_into(self, bucket: str, key: str, path: str) -> None:
-        """GetObject streamed into ``path`` in chunks (no transfer manager: cheap for small inputs,
-        and one stream for large ones)."""
-        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
-        with open(path, "wb") as sink:
-            for chunk in body.iter_chunks(_CHUNK * 16):
-                sink.write(chunk)
+    def _put_from(self, path: str, bucket: str, key: str, extra: dict[str, Any]) -> None:
+        """boto3's transfer manager: multipart with bounded memory, for results too large to hold."""
+        self.s3.upload_file(path, bucket, key, ExtraArgs=extra)
 
-    def _put_from(self, path: str, bucket: str, key: str, extra: dict[str, str]) -> None:
-        """One PutObject from the file for results up to a multipart part; multipart above."""
-        if os.stat(path).st_size <= _SINGLE_PUT:
-            with open(path, "rb") as source:
-                self.s3.put_object(Bucket=bucket, Key=key, Body=source, **extra)
-        else:
-            self.s3.upload_file(path, bucket, key, ExtraArgs=extra)
-
-    async def _upload(self, path: str, uri: str, content_type: str | None) -> None:
+    async def _upload(
+        self, answer: bytes | str, uri: str, content_type: str | None, metadata: dict[str, str]
+    ) -> None:
         bucket, key = split_s3_uri(uri)
-        extra = {"ContentType": content_type} if content_type else {}
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(self._put_from, path, bucket, key, extra)
+            if isinstance(answer, bytes):
+                await self.objects.put(bucket, key, answer, content_type, metadata)
+            else:
+                extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
+                if metadata:
+                    extra["Metadata"] = metadata
+                await asyncio.to_thread(self._put_from, answer, bucket, key, extra)
         except Exception:
             self.metrics.response_upload_failures.inc()
             raise
         self.metrics.response_upload_latency.observe(time.perf_counter() - started)
 
     async def _write_failure(
-        self, request: AsyncRequest, result: outcome.Outcome, model_body: str | None
+        self, request: AsyncRequest, result: outcome.Outcome, model_answer: bytes | str | None
     ) -> None:
         self.metrics.invocation_failures.inc()
         log.info("call %s failed: %s", request.inference_id, result.reason)
         if request.failure_location is None:  # SageMaker: without S3FailurePath only the notification tells
             return
+        metadata = outcome.result_metadata(result)
         if result.failure_body is not None:
-            bucket, key = split_s3_uri(request.failure_location)
-            await asyncio.to_thread(
-                self.s3.put_object, Bucket=bucket, Key=key, Body=result.failure_body, ContentType="text/plain"
-            )
-        elif model_body is not None:
-            await self._upload(model_body, request.failure_location, result.content_type)
+            await self._upload(result.failure_body, request.failure_location, "text/plain", metadata)
+        elif model_answer is not None:
+            await self._upload(model_answer, request.failure_location, result.content_type, metadata)
 
     async def _invoke(
-        self, request: AsyncRequest, source: bytes | str, response_path: str
-    ) -> outcome.Outcome:
-        """POST the input to the model, streaming it from its file, and the answer into
-        ``response_path``; the outcome and the model's content type."""
+        self, request: AsyncRequest, source: bytes | str, spool: _Spool
+    ) -> tuple[outcome.Outcome, bytes | str | None]:
+        """POST the input to the model (a spooled input streamed from its file) and read its
+        answer: in memory up to _IN_MEMORY bytes, else spooled (the file's path). The outcome,
+        with the model's content type, and the answer."""
         assert self._session is not None
         headers = {"X-Amzn-SageMaker-Inference-Id": request.inference_id}
         for name, value in (
@@ -345,37 +393,34 @@ class Agent:
         ):
             if value is not None:
                 headers[name] = value
-        started = time.perf_counter()
-        head = b""
         try:
-            with contextlib.ExitStack() as files:
+            async with contextlib.AsyncExitStack() as files:
                 data: Any = source
                 if not isinstance(source, bytes):  # streamed from the spool file by aiohttp
-                    data = files.enter_context(open(source, "rb"))  # noqa: ASYNC230
+                    data = files.enter_context(open(source, "rb"))  # noqa: ASYNC230, SIM115
                     headers["Content-Length"] = str(os.stat(source).st_size)
                 url = self.settings.model_url + contract.INVOCATIONS_PATH
                 timeout = aiohttp.ClientTimeout(total=request.timeout_seconds)
+                await files.enter_async_context(self._model_slots)
+                if self._stopping.is_set():  # the pod is going: its model too; leave it queued
+                    raise _AbandonedError(request.inference_id)
+                started = time.perf_counter()
                 async with self._session.post(url, data=data, headers=headers, timeout=timeout) as answer:
-                    # The spool is a local emptyDir: opening it does not wait on the network.
-                    with open(response_path, "wb") as sink:  # noqa: ASYNC230
-                        async for chunk in answer.content.iter_chunked(_CHUNK):
-                            if len(head) < outcome.REASON_LIMIT:
-                                head += chunk[: outcome.REASON_LIMIT]
-                            sink.write(chunk)
+                    body, head = await _read_bounded(answer, spool)
                     status, content_type = answer.status, answer.headers.get("Content-Type")
         except TimeoutError:
             self.metrics.model_errors(None)
-            return outcome.timed_out(request)
+            return outcome.timed_out(request), None
         except (aiohttp.ClientError, OSError) as error:
             self.metrics.model_errors(None)
-            return outcome.model_unreachable(str(error) or type(error).__name__)
+            return outcome.model_unreachable(str(error) or type(error).__name__), None
         self.metrics.model_latency.observe(time.perf_counter() - started)
         result = replace(outcome.from_model(status, head), content_type=content_type)
         if not result.success:
             self.metrics.model_errors(status)
-        return result
+        return result, body
 
-    async def _notify(self, request: AsyncRequest, result: outcome.Outcome) -> None:
+    async def _notify(self, request: AsyncRequest, result: outcome.Outcome, content: bytes | None) -> None:
         topic = self.settings.success_topic if result.success else self.settings.error_topic
         if topic is None or self.notifier is None:
             return
@@ -384,6 +429,63 @@ class Agent:
             request=request,
             result=result,
             now=self.clock(),
+            body=content if self._includes_response(result) else None,
         )
         if not await self.notifier.send(topic, request.inference_id, message):
             self.metrics.notification_failures.inc()
+
+
+class _AbandonedError(Exception):
+    """A call taken from the queue but not yet at the model when the agent was told to stop."""
+
+
+class _Spool:
+    """A call's spool directory, made only when something is too large to hold in memory."""
+
+    def __init__(self, parent: str | None) -> None:
+        self.parent = parent
+        self._directory: tempfile.TemporaryDirectory[str] | None = None
+
+    def path(self, name: str) -> str:
+        if self._directory is None:
+            self._directory = tempfile.TemporaryDirectory(dir=self.parent)
+        return os.path.join(self._directory.name, name)
+
+    def __enter__(self) -> _Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._directory is not None:
+            self._directory.cleanup()
+
+
+async def _read_bounded(answer: aiohttp.ClientResponse, spool: _Spool) -> tuple[bytes | str, bytes]:
+    """The model's answer in memory up to _IN_MEMORY bytes, else spooled to a file (its path);
+    and its first REASON_LIMIT bytes (a failure's reason)."""
+    if answer.content_length is not None and answer.content_length <= _IN_MEMORY:
+        body = await answer.read()
+        return body, body[: outcome.REASON_LIMIT]
+    chunks: list[bytes] = []
+    size = 0
+    path = spool.path("output")
+    sink = None
+    try:
+        async for chunk in answer.content.iter_chunked(_CHUNK):
+            if sink is None:
+                chunks.append(chunk)
+                size += len(chunk)
+                if size <= _IN_MEMORY:
+                    continue
+                sink = open(path, "wb")  # noqa: ASYNC230, SIM115 - the local spool; closed below
+                head = b"".join(chunks)[: outcome.REASON_LIMIT]
+                sink.writelines(chunks)
+                chunks = []
+            else:
+                sink.write(chunk)
+    finally:
+        if sink is not None:
+            sink.close()
+    if sink is None:
+        body = b"".join(chunks)
+        return body, body[: outcome.REASON_LIMIT]
+    return path, head

@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -23,6 +23,7 @@ from sageport import contract
 from sageport.asyncinf.agent import Agent, AgentSettings
 from sageport.asyncinf.metrics import AgentMetrics
 from sageport.asyncinf.notify import Notifier
+from sageport.asyncinf.objects import ObjectStore
 from sageport.net import awserrors
 from sageport.net.httpserver import HttpProtocol, Request, Response, ServerState, StreamSink
 
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--success-topic", default=None, help="http(s) URL notified of each output")
     parser.add_argument("--error-topic", default=None, help="http(s) URL notified of each failure")
+    parser.add_argument(
+        "--include-response-in", action="append", choices=("success", "error"), default=[],
+        help="notifications (of outputs, of failures) that carry the model's answer up to 128 KB",
+    )  # fmt: skip
     parser.add_argument("--metrics-port", type=int, default=METRICS_PORT)
     parser.add_argument("--log-level", default="INFO")
     return parser
@@ -82,15 +87,24 @@ async def serve(args: argparse.Namespace) -> None:
         heartbeat=args.heartbeat,
         success_topic=args.success_topic,
         error_topic=args.error_topic,
+        include_response_in_success="success" in args.include_response_in,
+        include_response_in_error="error" in args.include_response_in,
     )
     redis = redis_client()
     s3 = s3_client(max_attempts=5, pool=args.concurrency * 2 + 2)
-    # S3 calls run in threads: enough of them for every call in flight (and its heartbeat).
+    # Multipart uploads of large results run in threads: one per call in flight at most.
     asyncio.get_running_loop().set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(args.concurrency * 2 + 2, thread_name_prefix="s3")
+        concurrent.futures.ThreadPoolExecutor(args.concurrency + 1, thread_name_prefix="s3")
     )
-    async with aiohttp.ClientSession() as session:
-        agent = Agent(redis, s3, settings, metrics, Notifier(session))
+    # boto3's timeouts (60 s to connect, 60 s between reads), none for a whole 1 GB transfer.
+    s3_timeout = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=60)
+    s3_connector = aiohttp.TCPConnector(limit=args.concurrency * 2 + 2)
+    async with (
+        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(connector=s3_connector, timeout=s3_timeout) as s3_session,
+    ):
+        objects = ObjectStore(s3_session, s3)
+        agent = Agent(redis, s3, objects, settings, metrics, Notifier(session))
 
         async def handle(request: Request, sink: StreamSink) -> Response:
             if request.method == "GET" and request.raw_path == "/metrics":
@@ -121,7 +135,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    asyncio.run(serve(args))
+    try:
+        import uvloop
+
+        runner: Callable[..., object] = uvloop.run
+    except ImportError:  # optional, as for the gateway; the agent works on the default loop
+        runner = asyncio.run
+    runner(serve(args))
     with contextlib.suppress(Exception):
         logging.shutdown()
 

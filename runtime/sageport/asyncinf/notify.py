@@ -8,6 +8,7 @@ call, so a webhook that fails a few times still gets exactly one notification pe
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import json
 import logging
@@ -20,6 +21,10 @@ from sageport.asyncinf.request import AsyncRequest
 
 log = logging.getLogger("sageport.asyncinf")
 
+# IncludeInferenceResponseIn: answers up to 128 KB travel in the notification, larger ones only
+# in S3 (SageMaker's limit).
+RESPONSE_IN_NOTIFICATION = 128 * 1024
+
 
 def _iso(seconds: float) -> str:
     moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
@@ -27,9 +32,18 @@ def _iso(seconds: float) -> str:
 
 
 def notification(
-    *, endpoint: str, request: AsyncRequest, result: Outcome, now: float, region: str = "local"
+    *,
+    endpoint: str,
+    request: AsyncRequest,
+    result: Outcome,
+    now: float,
+    region: str = "local",
+    body: bytes | None = None,
 ) -> dict[str, Any]:
-    """SageMaker's InferenceResult message (eventVersion 1.0) for one finished call."""
+    """SageMaker's InferenceResult message (eventVersion 1.0) for one finished call; with
+    ``body`` (IncludeInferenceResponseIn), the result object's content in
+    ``responseParameters.responseBody``: UTF-8 text as is, anything else base64, and nothing
+    above RESPONSE_IN_NOTIFICATION bytes."""
     parameters: dict[str, Any] = {"endpointName": endpoint}
     if request.content_type:
         parameters["contentType"] = request.content_type
@@ -42,6 +56,11 @@ def notification(
             response["contentType"] = result.content_type
     elif request.failure_location:
         response["failureLocation"] = request.failure_location
+    if body is not None and len(body) <= RESPONSE_IN_NOTIFICATION:
+        try:
+            response["responseBody"] = {"content": body.decode("utf-8"), "encoding": "UTF-8"}
+        except UnicodeDecodeError:
+            response["responseBody"] = {"content": base64.b64encode(body).decode(), "encoding": "BASE64"}
     message: dict[str, Any] = {
         "awsRegion": region,
         "eventTime": _iso(now),

@@ -7,14 +7,20 @@ decides something is a function here, so the unit tests cover every branch witho
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import quote, unquote
 
 from sageport.asyncinf.request import AsyncRequest
 
 # The share of a model's error body echoed into a notification's failureReason (the whole body
 # goes to the failure object).
 REASON_LIMIT = 1024
+# A failure object keeps its notification's failureReason in this user metadata (S3's
+# x-amz-meta-*), so a call answered by an agent that died before notifying is notified from it.
+REASON_METADATA = "failure-reason"
+_METADATA_LIMIT = 1800  # S3 allows 2 KB of user metadata in all
 
 
 class Triage(Enum):
@@ -81,4 +87,23 @@ def from_model(status: int, body_head: bytes) -> Outcome:
     message = body_head[:REASON_LIMIT].decode("utf-8", errors="replace")
     return Outcome(
         False, f'ClientError: Received {kind} error ({status}) from model with message "{message}".'
+    )
+
+
+def result_metadata(result: Outcome) -> dict[str, str]:
+    """User metadata written with the result object: a failure's reason, percent-encoded (S3
+    metadata is ASCII)."""
+    if result.success or not result.reason:
+        return {}
+    return {REASON_METADATA: quote(result.reason, safe=" ()'\",.:;=/-_")[:_METADATA_LIMIT]}
+
+
+def recorded(success: bool, headers: Mapping[str, str]) -> Outcome:
+    """The outcome a result object already in S3 stands for (its HEAD's headers, lower-cased
+    names): the call was answered by an agent that may have died before notifying."""
+    if success:
+        return Outcome(True, content_type=headers.get("content-type"))
+    reason = headers.get(f"x-amz-meta-{REASON_METADATA}")
+    return Outcome(
+        False, unquote(reason) if reason else "ServerError: The call failed; see its failure object."
     )

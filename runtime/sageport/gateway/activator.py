@@ -8,10 +8,15 @@ pod of the variant, and goes straight to it. ``IsActive`` (KEDA's poll, which de
 is true while calls are in flight or ended less than the trigger's ``activeWindowSeconds`` ago;
 ``GetMetrics`` reports the calls in flight and held, for the 1 <-> N HPA.
 
+A target-tracked variant (SageMakerVariantInvocationsPerInstance) asks instead for its calls in
+the last minute (trigger metadata ``contract.SCALER_KEY_METRIC``), counted for every variant as
+calls are routed; the HPA divides them by its instances and compares with the target.
+
 With several gateway replicas KEDA's one connection reaches one of them (through the Service).
-Every count KEDA asks for is therefore this replica's calls plus what its peers last reported
-(``peers.PeerDemand``; ``sharing`` sends and receives the reports): a call held by another
-replica reaches KEDA's stream within one report, and maxConcurrency holds for the endpoint.
+The serverless counts KEDA asks for are therefore this replica's calls plus what its peers last
+reported (``peers.PeerDemand``; ``sharing`` sends and receives the reports): a call held by
+another replica reaches KEDA's stream within one report, and maxConcurrency holds for the
+endpoint. The calls per minute of target tracking are still this replica's only.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +38,8 @@ from sageport.gateway.peers import FleetDemand, FleetKey, PeerDemand, Report
 from sageport.net.awserrors import ApiError, throttling
 
 log = logging.getLogger("sageport.gateway.activator")
+
+RATE_WINDOW_SECONDS = 60.0  # SageMaker's InvocationsPerInstance is a per-minute sum
 
 
 def throttled(endpoint: str, max_concurrency: int) -> ApiError:
@@ -59,6 +67,7 @@ class _Fleet:
     held: int = 0  # calls waiting for a ready pod
     last_call: float = float("-inf")  # monotonic time the last call ended
     streams: set[asyncio.Queue[None]] = field(default_factory=set)  # KEDA's StreamIsActive calls
+    calls: deque[float] = field(default_factory=deque)  # when calls were routed, the last minute's
 
 
 class _InFlight:
@@ -165,6 +174,23 @@ class Activator:
                 log.info("waking %s/%s variant %s for a peer's held call", key[0], key[1], key[3])
                 self._wake(key, fleet)
 
+    def invoked(self, key: FleetKey) -> None:
+        """A call was routed to the fleet (any variant: target tracking counts them)."""
+        calls = self._fleet(key).calls
+        now = self._clock()
+        calls.append(now)
+        while calls[0] <= now - RATE_WINDOW_SECONDS:
+            calls.popleft()
+
+    def calls_per_minute(self, key: FleetKey) -> int:
+        fleet = self._fleets.get(key)
+        if fleet is None:
+            return 0
+        cutoff = self._clock() - RATE_WINDOW_SECONDS
+        while fleet.calls and fleet.calls[0] <= cutoff:
+            fleet.calls.popleft()
+        return len(fleet.calls)
+
     # ---- what KEDA asks ---------------------------------------------------------------------
     def demand(self, key: FleetKey) -> int:
         """Calls in flight (held ones included) for the fleet, on every gateway replica."""
@@ -208,6 +234,17 @@ def _calls_per_pod(ref: Any) -> float:
         return 1.0
 
 
+def _tracks_invocations(ref: Any) -> bool:
+    return bool(ref.scalerMetadata.get(contract.SCALER_KEY_METRIC) == contract.SCALER_METRIC_INVOCATIONS)
+
+
+def _target(ref: Any) -> float:
+    try:
+        return max(float(ref.scalerMetadata.get(contract.SCALER_KEY_TARGET, "1")), 1e-3)
+    except ValueError:
+        return 1.0
+
+
 def scaler_handler(activator: Activator) -> grpc.GenericRpcHandler:
     """The ExternalScaler service over ``activator``, for a grpc.aio server."""
 
@@ -221,14 +258,19 @@ def scaler_handler(activator: Activator) -> grpc.GenericRpcHandler:
             yield pb.IsActiveResponse(result=active)
 
     async def get_metric_spec(ref: Any, _context: Any) -> Any:
-        spec = pb.MetricSpec(metricName=contract.SCALER_METRIC, targetSizeFloat=_calls_per_pod(ref))
+        if _tracks_invocations(ref):
+            spec = pb.MetricSpec(metricName=contract.SCALER_METRIC_INVOCATIONS, targetSizeFloat=_target(ref))
+        else:
+            spec = pb.MetricSpec(metricName=contract.SCALER_METRIC, targetSizeFloat=_calls_per_pod(ref))
         return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
     async def get_metrics(request: Any, _context: Any) -> Any:
-        demand = activator.demand(fleet_key(request.scaledObjectRef))
-        value = pb.MetricValue(
-            metricName=request.metricName or contract.SCALER_METRIC, metricValueFloat=demand
-        )
+        ref = request.scaledObjectRef
+        if _tracks_invocations(ref):
+            name, measured = contract.SCALER_METRIC_INVOCATIONS, activator.calls_per_minute(fleet_key(ref))
+        else:
+            name, measured = contract.SCALER_METRIC, activator.demand(fleet_key(ref))
+        value = pb.MetricValue(metricName=request.metricName or name, metricValueFloat=measured)
         return pb.GetMetricsResponse(metricValues=[value])
 
     def unary(function: Any, request: Any) -> grpc.RpcMethodHandler:

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sageport.asyncinf.queue import call_key
 from sageport.asyncinf.request import AsyncRequest, parse_async_request, result_locations
 from sageport.contract import (
     AMZ_TARGET_HEADER,
@@ -78,7 +79,7 @@ class ControlApiHandler(Protocol):
 
 
 class AsyncQueue(Protocol):
-    async def append(self, stream: str, fields: dict[str, str | bytes]) -> None: ...
+    async def append(self, stream: str, fields: dict[str, str | bytes], once_key: str) -> bool: ...
 
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -354,6 +355,9 @@ class Gateway:
             self.rng,
             invocation.target_model,
         )
+        self.activator.invoked(
+            (endpoint.namespace or "", endpoint.name, chosen.variant.config, chosen.variant.name)
+        )
         for shadow in choose_shadows(endpoint.shadows, self.rng) if endpoint.shadows else ():
             self._copy_to_shadow(endpoint, shadow, invocation, body, request_id)
         if invocation.operation is Operation.INVOKE_STREAM:
@@ -390,14 +394,19 @@ class Gateway:
             accept=call.accept,
             custom_attributes=call.custom_attributes,
         )
-        stream = async_stream(endpoint.namespace or STANDALONE_NAMESPACE, endpoint.name, variant.name)
+        namespace = endpoint.namespace or STANDALONE_NAMESPACE
+        stream = async_stream(namespace, endpoint.name, variant.name)
         try:
-            await self.queue.append(stream, record.to_fields())
+            queued = await self.queue.append(
+                stream, record.to_fields(), call_key(namespace, endpoint.name, call.inference_id)
+            )
         except Exception as error:
             log.warning("queueing call %s failed: %s", call.inference_id, error)
             raise awserrors.service_unavailable(
                 "The request queue is unavailable; retry the request."
             ) from None
+        if not queued:  # a retry of a call queued already: the same answer, queued once
+            log.info("call %s was queued already; not queueing it again", call.inference_id)
         headers = {
             "Content-Type": "application/json",
             "x-amzn-RequestId": request_id,

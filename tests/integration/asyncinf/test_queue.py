@@ -6,9 +6,11 @@ backend) -> results in a real S3 server (versitygw); notifications to a real web
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -440,3 +442,229 @@ def test_redis_killed_mid_stream_and_restarted_loses_no_accepted_call(
             "application/octet-stream",
         )
         assert _get(s3, response["FailureLocation"]) is None
+
+
+class HangingWebhook(Webhook):
+    """A topic whose first POST of each call hangs ``hang`` seconds and then fails: the agent is
+    caught after writing the result and before its notification was accepted."""
+
+    def __init__(self, hang: float) -> None:
+        super().__init__(failures=0)
+        self.first_posts: set[str] = set()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                message = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                call = message["inferenceId"]
+                first = call not in hook.first_posts
+                hook.first_posts.add(call)
+                if first:
+                    time.sleep(hang)
+                else:
+                    hook.accepted.append(message)
+                self.send_response(500 if first else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server.shutdown()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_an_agent_killed_between_the_result_and_its_notification_leaves_one_result_and_one_notification(
+    redis: redis_server.RedisServer, s3: S3, model: Process, client: Any, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    def invocations_seen() -> int:
+        with urllib.request.urlopen(model.url + "/seen") as answer:
+            return int(answer.read())
+
+    hook = HangingWebhook(hang=30)
+    topics = (f"--success-topic={hook.url}", f"--error-topic={hook.url}")
+    first = start_agent(redis, s3, model, tmp_path / "first.log", *topics, consumer="dies-notifying")
+    seen = invocations_seen()
+    response = client.invoke_endpoint_async(EndpointName=ENDPOINT, Body=b"once", InferenceId="notify-once-1")
+    eventually(lambda: "notify-once-1" in hook.first_posts, timeout=20)  # written, now notifying
+    written = s3.client().head_object(Bucket=BUCKET, Key="out/notify-once-1.out")
+    first.popen.send_signal(signal.SIGKILL)
+    first.popen.wait()
+    assert hook.accepted == []
+    heir = start_agent(redis, s3, model, tmp_path / "heir.log", *topics, consumer="heir-notifying")
+    try:
+        eventually(lambda: any(m["inferenceId"] == "notify-once-1" for m in hook.accepted), timeout=30)
+        eventually(lambda: redis.client().xpending(STREAM, contract.ASYNC_GROUP)["pending"] == 0, timeout=10)
+        time.sleep(2)  # room for a second notification, were one coming
+        assert [m["inferenceId"] for m in hook.accepted] == ["notify-once-1"]
+        assert hook.accepted[0]["invocationStatus"] == "Completed"
+        assert hook.accepted[0]["responseParameters"]["outputLocation"] == response["OutputLocation"]
+        after = s3.client().head_object(Bucket=BUCKET, Key="out/notify-once-1.out")
+        assert (after["ETag"], after["LastModified"]) == (written["ETag"], written["LastModified"])
+        assert _result(s3, response) == ("output", b"once", "application/octet-stream")
+        assert invocations_seen() == seen + 1  # the model ran the call once
+    finally:
+        heir.stop()
+        hook.server.shutdown()
+
+
+def test_a_failure_answered_before_its_agent_died_is_notified_with_its_reason(
+    redis: redis_server.RedisServer, s3: S3, model: Process, client: Any, tmp_path: Path
+) -> None:
+    hook = HangingWebhook(hang=30)
+    topics = (f"--success-topic={hook.url}", f"--error-topic={hook.url}")
+    first = start_agent(redis, s3, model, tmp_path / "first.log", *topics, consumer="dies-failing")
+    response = client.invoke_endpoint_async(
+        EndpointName=ENDPOINT, Body=b"x", CustomAttributes="mode=status:422", InferenceId="notify-once-2"
+    )
+    eventually(lambda: "notify-once-2" in hook.first_posts, timeout=20)
+    first.popen.send_signal(signal.SIGKILL)
+    first.popen.wait()
+    heir = start_agent(redis, s3, model, tmp_path / "heir.log", *topics, consumer="heir-failing")
+    try:
+        eventually(lambda: any(m["inferenceId"] == "notify-once-2" for m in hook.accepted), timeout=30)
+        (message,) = [m for m in hook.accepted if m["inferenceId"] == "notify-once-2"]
+        assert message["invocationStatus"] == "Failed"
+        assert message["failureReason"] == (
+            'ClientError: Received client error (422) from model with message "model failed with 422".'
+        )
+        assert message["responseParameters"] == {"failureLocation": response["FailureLocation"]}
+    finally:
+        heir.stop()
+        hook.server.shutdown()
+
+
+class ReplyDroppingProxy:
+    """A TCP proxy in front of Redis that, once armed, forwards the next script call (EVALSHA or
+    EVAL) and then closes the client's connection instead of relaying Redis' reply: the call was
+    done, and the client, seeing its connection broken, retries it."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.armed = False
+        self.dropped = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            state = {"drop_reply": False}
+            threading.Thread(target=self._requests, args=(client, server, state), daemon=True).start()
+            threading.Thread(target=self._replies, args=(server, client, state), daemon=True).start()
+
+    def _requests(self, client: socket.socket, server: socket.socket, state: dict[str, bool]) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                if self.armed and (b"EVALSHA" in data.upper() or b"\r\nEVAL\r\n" in data.upper()):
+                    self.armed = False
+                    state["drop_reply"] = True
+                server.sendall(data)
+
+    def _replies(self, server: socket.socket, client: socket.socket, state: dict[str, bool]) -> None:
+        with contextlib.suppress(OSError):
+            while data := server.recv(65536):
+                if state["drop_reply"]:
+                    self.dropped += 1
+                    break
+                client.sendall(data)
+        for end in (client, server):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+
+def test_a_queue_write_retried_after_a_lost_reply_queues_the_call_once(
+    redis: redis_server.RedisServer, model: Process, tmp_path: Path
+) -> None:
+    proxy = ReplyDroppingProxy((redis.host, redis.port))
+    routes = tmp_path / "routes.yaml"
+    output = {"s3OutputPath": f"s3://{BUCKET}/once-out", "s3FailurePath": f"s3://{BUCKET}/once-failed"}
+    routes.write_text(yaml.safe_dump({"endpoints": {"once": {
+        "variants": [{"name": "AllTraffic", "backends": [model.url]}],  # no agent: calls stay queued
+        "asyncInferenceConfig": {"outputConfig": output},
+    }}}))  # fmt: skip
+    env = {**redis.env(), contract.REDIS_URL_ENV: f"redis://127.0.0.1:{proxy.port}/0"}
+    gateway = start_gateway(["--routes", str(routes), "--no-auth"], tmp_path / "gateway.log", env=env)
+    stream = contract.async_stream("default", "once", "AllTraffic")
+    try:
+        client = runtime_client(gateway.url)
+        client.invoke_endpoint_async(EndpointName="once", Body=b"warm", InferenceId="once-warm")
+        proxy.armed = True
+        response = client.invoke_endpoint_async(EndpointName="once", Body=b"1,2", InferenceId="once-1")
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 202
+        assert proxy.dropped == 1  # Redis ran the append; its reply never reached the gateway
+        # A caller retrying with its own InferenceId is not queued twice either.
+        client.invoke_endpoint_async(EndpointName="once", Body=b"1,2", InferenceId="once-1")
+        calls = [fields[contract.ASYNC_ID_FIELD.encode()] for _, fields in redis.client().xrange(stream)]
+        assert calls == [b"once-warm", b"once-1"]
+    finally:
+        gateway.stop()
+        proxy.listener.close()
+
+
+def test_notifications_include_the_answer_up_to_128_kb_when_configured(
+    redis: redis_server.RedisServer, s3: S3, model: Process, client: Any, tmp_path: Path
+) -> None:
+    hook = Webhook(failures=0)
+    agent = start_agent(
+        redis, s3, model, tmp_path / "agent.log", f"--success-topic={hook.url}", f"--error-topic={hook.url}",
+        "--include-response-in=success", "--include-response-in=error", consumer="includes",
+    )  # fmt: skip
+    try:
+        calls = {
+            "include-ok": {"Body": b"5.1,3.5", "ContentType": "text/csv"},
+            "include-failed": {"Body": b"x", "CustomAttributes": "mode=status:400"},
+            "include-large": {"Body": b"x", "CustomAttributes": f"mode=big:{128 * 1024 + 1}"},
+        }
+        for name, arguments in calls.items():
+            client.invoke_endpoint_async(EndpointName=ENDPOINT, InferenceId=name, **arguments)
+        eventually(lambda: set(calls) <= {m["inferenceId"] for m in hook.accepted}, timeout=30)
+        messages = {m["inferenceId"]: m for m in hook.accepted}
+        assert messages["include-ok"]["responseParameters"]["responseBody"] == {
+            "content": "5.1,3.5", "encoding": "UTF-8",
+        }  # fmt: skip
+        assert messages["include-failed"]["responseParameters"]["responseBody"] == {
+            "content": "model failed with 400", "encoding": "UTF-8",
+        }  # fmt: skip
+        assert "responseBody" not in messages["include-large"]["responseParameters"]  # only in S3
+        assert _get_head(s3, f"s3://{BUCKET}/out/include-large.out") == 128 * 1024 + 1
+    finally:
+        agent.stop()
+        hook.server.shutdown()
+
+
+def test_a_stopping_agent_hands_back_the_calls_it_had_not_started(
+    redis: redis_server.RedisServer, s3: S3, model: Process, client: Any, tmp_path: Path
+) -> None:
+    """SIGTERM (a pod deleted): the call at the model is finished, the one taken and waiting for
+    a model slot is handed back, and another agent runs it at its next reclaim pass, not after
+    the whole reclaim idle time (30 s here)."""
+    slow = ("--reclaim-idle=30", "--concurrency=1")
+    first = start_agent(redis, s3, model, tmp_path / "first.log", *slow, consumer="stopping")
+    running = client.invoke_endpoint_async(
+        EndpointName=ENDPOINT, Body=b"running", CustomAttributes="mode=sleep:3", InferenceId="handback-1"
+    )
+    waiting = client.invoke_endpoint_async(EndpointName=ENDPOINT, Body=b"waiting", InferenceId="handback-2")
+    eventually(lambda: redis.client().xpending(STREAM, contract.ASYNC_GROUP)["pending"] == 2, timeout=10)
+    first.popen.send_signal(signal.SIGTERM)
+    assert first.popen.wait(timeout=20) == 0
+    stopped = time.monotonic()
+    assert _result(s3, running, timeout=1) == ("output", b"running", "application/octet-stream")
+    assert _get(s3, waiting["OutputLocation"]) is None  # not run by the stopping agent
+    heir = start_agent(redis, s3, model, tmp_path / "heir.log", *slow, consumer="heir-handback")
+    try:
+        assert _result(s3, waiting, timeout=20) == ("output", b"waiting", "application/octet-stream")
+        assert time.monotonic() - stopped < 20  # 30 s of reclaim idle were not waited
+        assert _get(s3, waiting["FailureLocation"]) is None
+    finally:
+        heir.stop()

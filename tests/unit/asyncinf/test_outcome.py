@@ -89,3 +89,38 @@ def test_error_notification_names_the_failure_location_and_reason() -> None:
     assert message["responseParameters"] == {"failureLocation": "s3://b/f/abc-error.out"}
     assert message["failureReason"] == failed.reason
     assert "boom" in message["failureReason"]
+
+
+def test_a_failure_reason_survives_its_objects_metadata() -> None:
+    reason = 'ClientError: Received client error (400) from model with message "bad row: é\n".'
+    failure = outcome.Outcome(False, reason)
+    metadata = outcome.result_metadata(failure)
+    (value,) = metadata.values()
+    assert value.isascii()  # S3 user metadata is one ASCII header
+    assert "\n" not in value
+    headers = {f"x-amz-meta-{name}": value for name, value in metadata.items()}
+    assert outcome.recorded(False, headers).reason == reason
+    assert outcome.result_metadata(outcome.Outcome(True)) == {}
+
+
+def test_a_result_found_in_s3_stands_for_its_outcome() -> None:
+    found = outcome.recorded(True, {"content-type": "text/csv"})
+    assert (found.success, found.content_type) == (True, "text/csv")
+    bare = outcome.recorded(False, {})  # a failure object written without the reason
+    assert not bare.success
+    assert "failure object" in (bare.reason or "")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"[0]\n", {"content": "[0]\n", "encoding": "UTF-8"}),
+        (b"\xff\x00", {"content": "/wA=", "encoding": "BASE64"}),
+        (b"z" * (128 * 1024), {"content": "z" * (128 * 1024), "encoding": "UTF-8"}),  # 128 KB: still in
+        (b"z" * (128 * 1024 + 1), None),  # above: only in S3
+    ],
+)
+def test_a_notification_includes_an_answer_up_to_128_kb(body: bytes, expected: object) -> None:
+    done = outcome.Outcome(True, content_type="text/csv")
+    message = notification(endpoint="ep", request=REQUEST, result=done, now=RECEIVED / 1000, body=body)
+    assert message["responseParameters"].get("responseBody") == expected

@@ -110,6 +110,10 @@ def _member_fields(table: shapes.ShapeTable, shape_name: str, seen: set[str] | N
 # Fields sageport adds that SageMaker does not have (clearly named extras, per the architecture).
 SAGEPORT_EXTRAS = {"autoScaling", "minInstanceCount", "maxInstanceCount", "targetCPUUtilizationPercentage",
                    "desiredWeightsAndCapacities", "desiredWeight", "desiredInstanceCount", "variantName"}  # fmt: skip
+# spec.autoScaling's target tracking: Application Auto Scaling's names, not CreateEndpoint's.
+SAGEPORT_EXTRAS |= {"targetTrackingScalingPolicyConfiguration", "targetValue", "predefinedMetricSpecification",
+                    "predefinedMetricType", "customizedMetricSpecification", "metricName", "namespace",
+                    "statistic", "scaleInCooldown", "scaleOutCooldown", "disableScaleIn"}  # fmt: skip
 
 
 @pytest.mark.parametrize(

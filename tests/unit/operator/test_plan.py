@@ -195,6 +195,26 @@ def test_hostnames_that_collide_in_lower_case_give_positional_container_names() 
     assert plan._container_names(["Pre", "post"]) == ["pre", "post"]
 
 
+def test_an_async_agent_is_told_its_topics_and_which_notifications_include_the_answer() -> None:
+    documents = load_documents(EXAMPLES / "async-inference")
+    (config,) = [d for d in documents if d["kind"] == "EndpointConfig"]
+    config["spec"]["asyncInferenceConfig"]["outputConfig"]["notificationConfig"] = {
+        "successTopic": "https://hooks.example.com/ok",
+        "errorTopic": "https://hooks.example.com/failed",
+        "includeInferenceResponseIn": ["ERROR_NOTIFICATION_TOPIC", "SUCCESS_NOTIFICATION_TOPIC"],
+    }
+    resolved = resolve_documents(documents)
+    assert not isinstance(resolved, Problem), resolved
+    (shape,) = plan_endpoint(resolved, RenderSettings(runtime_image="sageport/runtime:test")).variants
+    (agent,) = shape.sidecars
+    assert agent.args[-4:] == (
+        "--success-topic=https://hooks.example.com/ok",
+        "--error-topic=https://hooks.example.com/failed",
+        "--include-response-in=error",
+        "--include-response-in=success",
+    )
+
+
 def test_an_async_variant_gets_the_agent_sidecar_on_its_stream() -> None:
     settings = RenderSettings(
         runtime_image="sageport/runtime:test",

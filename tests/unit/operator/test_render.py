@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from sageport.api.v1alpha1 import Toleration
+from sageport.api.v1alpha1 import Endpoint, Toleration
 from sageport.operator.reconcile.admit import admit
 from sageport.operator.reconcile.plan import EndpointPlan, plan_endpoint
 from sageport.operator.render import RenderSettings, child_name, variant_children
@@ -441,3 +442,108 @@ def test_a_bad_async_idle_annotation_is_refused_naming_it(value: str) -> None:
     docs = _async_zero()
     _kind(docs, "Endpoint")["metadata"]["annotations"]["sageport.io/async-idle-seconds"] = value
     assert "sageport.io/async-idle-seconds" in _problem(docs).message
+
+
+def _tracked(**policy: Any) -> list[dict[str, Any]]:
+    docs = load_documents(EXAMPLES / "target-tracking")
+    if policy:
+        _kind(docs, "Endpoint")["spec"]["autoScaling"][0]["targetTrackingScalingPolicyConfiguration"] = policy
+    return docs
+
+
+def test_target_tracking_on_invocations_is_a_scaled_object_on_the_gateways_count() -> None:
+    children = _children(_resolve(_tracked()))
+    assert not [m for m in children if m["kind"] == "HorizontalPodAutoscaler"]  # KEDA makes its own
+    deployment = next(m for m in children if m["kind"] == "Deployment")
+    assert "replicas" not in deployment["spec"]  # the HPA owns the count
+    scaled = next(m for m in children if m["kind"] == "ScaledObject")["spec"]
+    assert scaled["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (1, 3)
+    (trigger,) = scaled["triggers"]
+    assert (trigger["type"], trigger["metricType"]) == ("external", "AverageValue")
+    assert trigger["metadata"] == {
+        "scalerAddress": SETTINGS.scaler_address,
+        "sageportEndpoint": "iris-tracked",
+        "sageportEndpointConfig": deployment["metadata"]["labels"]["sageport.io/endpoint-config"],
+        "sageportVariant": "AllTraffic",
+        "sageportMetric": "sageport-invocations-per-minute",
+        "sageportTargetValue": "70",
+    }
+    behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior == {
+        "scaleUp": {"stabilizationWindowSeconds": 0},
+        "scaleDown": {"stabilizationWindowSeconds": 300},
+    }
+
+
+def test_target_tracking_on_cpu_is_keda_cpu_trigger_and_disable_scale_in_stops_scale_down() -> None:
+    cpu = {"metricName": "CPUUtilization", "namespace": "/aws/sagemaker/Endpoints", "statistic": "Average"}
+    docs = _tracked(targetValue=55, customizedMetricSpecification=cpu, disableScaleIn=True)
+    scaled = _scaled_object(docs)["spec"]
+    assert scaled["triggers"] == [{"type": "cpu", "metricType": "Utilization", "metadata": {"value": "55"}}]
+    assert scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == {
+        "scaleDown": {"selectPolicy": "Disabled"}
+    }
+
+
+def test_the_cpu_autoscaling_without_a_policy_stays_a_cpu_hpa() -> None:
+    children = _children(_resolve(load_documents(EXAMPLES / "autoscaling")))
+    assert not [m for m in children if m["kind"] == "ScaledObject"]
+    hpa = next(m for m in children if m["kind"] == "HorizontalPodAutoscaler")["spec"]
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+
+
+@pytest.mark.parametrize(
+    ("policy", "scaling", "named"),
+    [
+        ({"targetValue": 70}, {}, "predefinedMetricSpecification"),
+        (
+            {
+                "targetValue": 70,
+                "predefinedMetricSpecification": {"predefinedMetricType": "SageMakerVariantCPU"},
+            },
+            {},
+            "predefinedMetricType",
+        ),
+        ({"targetValue": 0, "predefinedMetricSpecification": {}}, {}, "targetValue"),
+        (
+            {"targetValue": 150, "customizedMetricSpecification": {"metricName": "CPUUtilization"}},
+            {},
+            "targetValue",
+        ),
+        (
+            {"targetValue": 70, "customizedMetricSpecification": {"metricName": "MemoryUtilization"}},
+            {},
+            "metricName",
+        ),
+        (
+            {
+                "targetValue": 70,
+                "predefinedMetricSpecification": {
+                    "predefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                },
+                "scaleInCooldown": -1,
+            },
+            {},
+            "scaleInCooldown",
+        ),
+        (
+            {
+                "targetValue": 70,
+                "predefinedMetricSpecification": {
+                    "predefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                },
+            },
+            {"minInstanceCount": 0},
+            "minInstanceCount",
+        ),
+    ],
+)
+def test_a_bad_target_tracking_policy_is_refused_naming_the_field(
+    policy: dict[str, Any], scaling: dict[str, Any], named: str
+) -> None:
+    docs = _tracked(**policy)
+    _kind(docs, "Endpoint")["spec"]["autoScaling"][0].update(scaling)
+    with pytest.raises(ValidationError) as refused:
+        Endpoint.model_validate(_kind(docs, "Endpoint"))
+    assert named in str(refused.value)

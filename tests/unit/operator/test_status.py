@@ -163,7 +163,7 @@ def test_routing_strategy_reaches_the_status_the_gateway_reads() -> None:
 
 def test_an_async_variant_at_zero_is_in_service_and_keeps_its_weight_for_the_gateway() -> None:
     """minInstanceCount 0: no pod, yet InService and currentWeight kept (calls wait in the queue)."""
-    plans = (VariantPlan("a", 1.0, None, _image("img"), queued_at_zero=True),)
+    plans = (VariantPlan("a", 1.0, None, _image("img"), queued_at_zero=True, queued=True),)
     status = endpoint_status(
         previous=None,
         generation=1,
@@ -176,6 +176,24 @@ def test_an_async_variant_at_zero_is_in_service_and_keeps_its_weight_for_the_gat
     )
     (variant,) = status_patch(status)["productionVariants"]
     assert status.endpoint_status == "InService"
+    assert (variant["currentInstanceCount"], variant["currentWeight"]) == (0, 1.0)
+
+
+def test_an_async_variant_whose_pod_is_replaced_keeps_its_weight_for_the_gateway() -> None:
+    """Its only pod deleted: calls arriving meanwhile are queued (the e2e chaos test found them
+    refused with 'no production variant with weight')."""
+    plans = (VariantPlan("a", 1.0, 1, _image("img"), queued=True),)
+    status = endpoint_status(
+        previous=None,
+        generation=1,
+        config_name="cfg",
+        plans=plans,
+        observed={"a": VariantObservation(0, desired_instances=1)},
+        problem=None,
+        deleting=False,
+        now=T0,
+    )
+    (variant,) = status_patch(status)["productionVariants"]
     assert (variant["currentInstanceCount"], variant["currentWeight"]) == (0, 1.0)
 
 

@@ -20,6 +20,7 @@ from .endpoint import (
     EndpointStatus,
     ProductionVariantSummary,
     RollingUpdatePolicy,
+    TargetTrackingScalingPolicyConfiguration,
     VariantAutoScaling,
 )
 from .endpoint_config import (
@@ -64,6 +65,7 @@ __all__ = [
     "Resource",
     "RollingUpdatePolicy",
     "ServerlessConfig",
+    "TargetTrackingScalingPolicyConfiguration",
     "Toleration",
     "TransformJob",
     "TransformJobSpec",

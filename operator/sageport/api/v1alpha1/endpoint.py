@@ -135,8 +135,75 @@ class DeploymentConfig(ApiModel):
         return self
 
 
+class PredefinedMetricSpecification(ApiModel):
+    """Application Auto Scaling's predefined metric: SageMaker's invocations per instance."""
+
+    predefined_metric_type: Literal["SageMakerVariantInvocationsPerInstance"] = Field(
+        description=(
+            "Calls per instance per minute, counted by the gateway (SageMaker's InvocationsPerInstance, "
+            "Sum over a minute)."
+        )
+    )
+
+
+class CustomizedMetricSpecification(ApiModel):
+    """SageMaker's CPU target tracking: the instance metric CPUUtilization, Average."""
+
+    metric_name: Literal["CPUUtilization"] = Field(
+        description="Only CPUUtilization: the average CPU use of the variant's pods."
+    )
+    namespace: Literal["/aws/sagemaker/Endpoints"] = "/aws/sagemaker/Endpoints"
+    statistic: Literal["Average"] = "Average"
+
+
+class TargetTrackingScalingPolicyConfiguration(ApiModel):
+    """Application Auto Scaling's target tracking policy for one variant (through KEDA)."""
+
+    target_value: float = Field(
+        gt=0,
+        description=(
+            "The metric's target: calls per instance per minute (SageMakerVariantInvocationsPerInstance), "
+            "or percent of the pods' CPU request, 1 to 100 (CPUUtilization)."
+        ),
+    )
+    predefined_metric_specification: PredefinedMetricSpecification | None = None
+    customized_metric_specification: CustomizedMetricSpecification | None = None
+    scale_in_cooldown: int | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="Seconds of lower demand before instances go (the HPA's scale-down stabilization; default 300).",
+    )
+    scale_out_cooldown: int | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="Seconds of higher demand before instances are added (scale-up stabilization; default 0).",
+    )
+    disable_scale_in: bool = Field(default=False, description="Never remove instances.")
+
+    @model_validator(mode="after")
+    def _one_metric(self) -> TargetTrackingScalingPolicyConfiguration:
+        predefined, customized = self.predefined_metric_specification, self.customized_metric_specification
+        if (predefined is None) == (customized is None):
+            raise ValueError(
+                "targetTrackingScalingPolicyConfiguration: set predefinedMetricSpecification "
+                "(SageMakerVariantInvocationsPerInstance) or customizedMetricSpecification (CPUUtilization), "
+                "exactly one"
+            )
+        if customized is not None and self.target_value > 100:
+            raise ValueError(
+                f"targetTrackingScalingPolicyConfiguration.targetValue {self.target_value:g} for CPUUtilization "
+                "is a percentage of the pods' CPU request: 1 to 100"
+            )
+        return self
+
+
 class VariantAutoScaling(ApiModel):
-    """sageport extra (SageMaker does this through Application Auto Scaling): scale a variant's pods."""
+    """sageport extra (SageMaker does this through Application Auto Scaling): scale a variant's pods.
+
+    Without a policy: a HorizontalPodAutoscaler on CPU (targetCpuUtilizationPercentage). With
+    targetTrackingScalingPolicyConfiguration: a KEDA ScaledObject tracking that policy's metric."""
 
     variant_name: SageMakerName
     min_instance_count: int = Field(
@@ -148,13 +215,33 @@ class VariantAutoScaling(ApiModel):
     )
     max_instance_count: int = Field(ge=1, description="Upper bound of pods.")
     target_cpu_utilization_percentage: int = Field(
-        default=70, ge=1, le=100, description="Average CPU utilisation the autoscaler aims for."
+        default=70,
+        ge=1,
+        le=100,
+        description=(
+            "Average CPU utilisation the autoscaler aims for (the CPU HPA, without "
+            "targetTrackingScalingPolicyConfiguration; a policy on CPUUtilization has its own targetValue)."
+        ),
+    )
+    target_tracking_scaling_policy_configuration: TargetTrackingScalingPolicyConfiguration | None = Field(
+        default=None,
+        description=(
+            "SageMaker's target tracking (Application Auto Scaling PutScalingPolicy, TargetTrackingScaling) "
+            "between minInstanceCount (MinCapacity) and maxInstanceCount (MaxCapacity), through KEDA."
+        ),
     )
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> VariantAutoScaling:
         if self.min_instance_count > self.max_instance_count:
             raise ValueError(f"autoScaling {self.variant_name}: minInstanceCount exceeds maxInstanceCount")
+        if self.target_tracking_scaling_policy_configuration is None:
+            return self
+        if self.min_instance_count == 0:
+            raise ValueError(
+                f"autoScaling {self.variant_name}: minInstanceCount 0 is for asynchronous endpoints scaled on "
+                "their queue; targetTrackingScalingPolicyConfiguration needs minInstanceCount 1 or more"
+            )
         return self
 
 

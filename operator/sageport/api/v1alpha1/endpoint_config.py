@@ -152,7 +152,15 @@ class AsyncInferenceNotificationConfig(ApiModel):
     error_topic: str | None = Field(
         default=None, description="An http(s):// URL POSTed SageMaker's notification of each failure."
     )
-    include_inference_response_in: list[str] | None = None
+    include_inference_response_in: (
+        Annotated[
+            list[Literal["SUCCESS_NOTIFICATION_TOPIC", "ERROR_NOTIFICATION_TOPIC"]], Field(max_length=2)
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Topics whose notifications carry the model's answer itself (answers up to 128 KB).",
+    )
 
 
 class AsyncInferenceOutputConfig(ApiModel):

@@ -61,7 +61,8 @@ async def apply_children(
     if KEDA_API_VERSION in missing:
         return Problem(
             KEDA_MISSING,
-            "Serverless variants and async variants at minInstanceCount 0 need KEDA (keda.sh/v1alpha1 "
+            "Serverless variants, target-tracked variants (targetTrackingScalingPolicyConfiguration) and "
+            "async variants at minInstanceCount 0 need KEDA (keda.sh/v1alpha1 "
             f"ScaledObject), which is not installed in this cluster: install KEDA (tested: "
             f"{TESTED_KEDA_VERSION}) and the Endpoint proceeds by itself. Or use instanceType and "
             "initialInstanceCount (minInstanceCount 1 or more).",

@@ -29,6 +29,8 @@ from sageport.operator.render.shape import (
     ServerlessShape,
     ServiceShape,
     Sidecar,
+    TargetTrackingShape,
+    TrackedMetric,
     VariantShape,
 )
 from sageport.operator.status import VariantPlan
@@ -100,6 +102,9 @@ def _router(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSet
     )
 
 
+_INCLUDE_RESPONSE = {"SUCCESS_NOTIFICATION_TOPIC": "success", "ERROR_NOTIFICATION_TOPIC": "error"}
+
+
 def _async_agent(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> Sidecar | None:
     """The async inference agent: consumes the variant's stream with the config's concurrency,
     calls the pod's own served port, writes results to S3 with the model fetcher's credentials."""
@@ -114,6 +119,8 @@ def _async_agent(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         topics.append(f"--success-topic={notification.success_topic}")
     if notification is not None and notification.error_topic:
         topics.append(f"--error-topic={notification.error_topic}")
+    for topic in (notification.include_inference_response_in or []) if notification else []:
+        topics.append(f"--include-response-in={_INCLUDE_RESPONSE[topic]}")
     endpoint = resolved.endpoint.sagemaker_name
     stream = contract.async_stream(resolved.namespace, endpoint, rv.variant.variant_name)
     environment = [*settings.storage_env]
@@ -153,6 +160,13 @@ SIDECARS: tuple[Callable[[ResolvedEndpoint, ResolvedVariant, RenderSettings], Si
 AUTOSCALERS: tuple[tuple[Callable[[ResolvedVariant], bool], Autoscaler], ...] = (
     (lambda rv: rv.variant.serverless_config is not None, Autoscaler.KEDA),
     (lambda rv: rv.autoscaling is not None and rv.autoscaling.min_instance_count == 0, Autoscaler.KEDA_QUEUE),
+    (
+        lambda rv: (
+            rv.autoscaling is not None
+            and rv.autoscaling.target_tracking_scaling_policy_configuration is not None
+        ),
+        Autoscaler.KEDA_TARGET,
+    ),
     (lambda rv: rv.autoscaling is not None, Autoscaler.HPA),
 )
 
@@ -201,6 +215,35 @@ def serverless_idle_seconds(
     return int(text)
 
 
+def _fleet_metadata(resolved: ResolvedEndpoint, rv: ResolvedVariant) -> tuple[tuple[str, str], ...]:
+    """The trigger metadata naming the variant's fleet, as the gateway's route table knows it."""
+    return (
+        (contract.SCALER_KEY_ENDPOINT, resolved.endpoint.sagemaker_name),
+        (contract.SCALER_KEY_CONFIG, contract.config_label(resolved.config.sagemaker_name)),
+        (contract.SCALER_KEY_VARIANT, rv.variant.variant_name),
+    )
+
+
+def _target_tracking(
+    resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings
+) -> TargetTrackingShape:
+    scaling = rv.autoscaling
+    assert scaling is not None
+    policy = scaling.target_tracking_scaling_policy_configuration
+    assert policy is not None
+    return TargetTrackingShape(
+        min_replicas=scaling.min_instance_count,
+        max_replicas=scaling.max_instance_count,
+        metric=TrackedMetric.CPU if policy.customized_metric_specification else TrackedMetric.INVOCATIONS,
+        target_value=policy.target_value,
+        scale_in_seconds=policy.scale_in_cooldown,
+        scale_out_seconds=policy.scale_out_cooldown,
+        disable_scale_in=policy.disable_scale_in,
+        scaler_address=settings.scaler_address,
+        trigger_metadata=_fleet_metadata(resolved, rv),
+    )
+
+
 def _serverless(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: RenderSettings) -> ServerlessShape:
     config = rv.variant.serverless_config
     assert config is not None
@@ -212,11 +255,7 @@ def _serverless(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rende
         idle_seconds=idle if isinstance(idle, int) else SERVERLESS_IDLE_SECONDS,
         calls_per_pod=SERVERLESS_CALLS_PER_POD,
         scaler_address=settings.scaler_address,
-        trigger_metadata=(
-            (contract.SCALER_KEY_ENDPOINT, resolved.endpoint.sagemaker_name),
-            (contract.SCALER_KEY_CONFIG, contract.config_label(resolved.config.sagemaker_name)),
-            (contract.SCALER_KEY_VARIANT, rv.variant.variant_name),
-        ),
+        trigger_metadata=_fleet_metadata(resolved, rv),
     )
 
 
@@ -436,6 +475,9 @@ def plan_variant(resolved: ResolvedEndpoint, rv: ResolvedVariant, settings: Rend
         autoscaling=rv.autoscaling,
         serverless=_serverless(resolved, rv, settings) if serverless else None,
         queue_scaling=_queue_scaling(resolved, rv, settings) if autoscaler is Autoscaler.KEDA_QUEUE else None,
+        target_tracking=(
+            _target_tracking(resolved, rv, settings) if autoscaler is Autoscaler.KEDA_TARGET else None
+        ),
         sidecars=tuple(s for rule in SIDECARS if (s := rule(resolved, rv, settings)) is not None),
         services=(ServiceShape(name),),
     )
@@ -456,6 +498,7 @@ def _summary(rv: ResolvedVariant, shape: VariantShape, settings: RenderSettings)
         serverless=rv.variant.serverless_config,
         model_setup_seconds=shape.startup_seconds if rv.variant.serverless_config else None,
         queued_at_zero=shape.queue_scaling is not None,
+        queued=any(sidecar.name == contract.ASYNC_AGENT_NAME for sidecar in shape.sidecars),
     )
 
 

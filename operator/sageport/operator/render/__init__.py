@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from .deployment import deployment
 from .hpa import horizontal_pod_autoscaler
-from .keda import queue_scaled_object, scaled_object
+from .keda import queue_scaled_object, scaled_object, tracking_scaled_object
 from .names import child_name, dns_label
 from .pdb import pod_disruption_budget
 from .service import service
@@ -21,6 +21,7 @@ AUTOSCALERS: dict[Autoscaler, Callable[[VariantShape], list[Manifest]]] = {
     Autoscaler.HPA: horizontal_pod_autoscaler,
     Autoscaler.KEDA: scaled_object,
     Autoscaler.KEDA_QUEUE: queue_scaled_object,
+    Autoscaler.KEDA_TARGET: tracking_scaled_object,
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sageport import contract
 
 from .names import variant_metadata
-from .shape import Manifest, VariantShape
+from .shape import Manifest, TargetTrackingShape, TrackedMetric, VariantShape
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 # How often KEDA asks the gateway whether the variant is still in use (scale-in only: scale-out
@@ -103,4 +103,67 @@ def queue_scaled_object(shape: VariantShape) -> list[Manifest]:
             "spec": {"secretTargetRef": [password]},
         },
         scaled,
+    ]
+
+
+def _tracking_trigger(tracking: TargetTrackingShape) -> Manifest:
+    if tracking.metric is TrackedMetric.CPU:
+        return {
+            "type": "cpu",
+            "metricType": "Utilization",
+            "metadata": {"value": f"{tracking.target_value:g}"},
+        }
+    # Polled, not pushed: the variant never sits at zero, so nothing waits for an activation.
+    return {
+        "type": "external",
+        "metricType": "AverageValue",
+        "metadata": {
+            "scalerAddress": tracking.scaler_address,
+            **dict(tracking.trigger_metadata),
+            contract.SCALER_KEY_METRIC: contract.SCALER_METRIC_INVOCATIONS,
+            contract.SCALER_KEY_TARGET: f"{tracking.target_value:g}",
+        },
+    }
+
+
+def _behavior(tracking: TargetTrackingShape) -> Manifest:
+    """The cooldowns as the HPA's stabilization windows (the HPA's defaults where unset)."""
+    behavior: Manifest = {}
+    if tracking.scale_out_seconds is not None:
+        behavior["scaleUp"] = {"stabilizationWindowSeconds": tracking.scale_out_seconds}
+    if tracking.disable_scale_in:
+        behavior["scaleDown"] = {"selectPolicy": "Disabled"}
+    elif tracking.scale_in_seconds is not None:
+        behavior["scaleDown"] = {"stabilizationWindowSeconds": tracking.scale_in_seconds}
+    return behavior
+
+
+def tracking_scaled_object(shape: VariantShape) -> list[Manifest]:
+    """A target-tracked variant (SageMaker's TargetTrackingScaling): KEDA makes the HPA
+    ``keda-hpa-<name>`` on the policy's metric, between minInstanceCount and maxInstanceCount.
+
+    SageMakerVariantInvocationsPerInstance: the gateway reports the variant's calls in the last
+    minute (its external scaler's GetMetrics); as an AverageValue metric the HPA wants
+    ceil(calls / targetValue) instances. CPUUtilization: KEDA's cpu trigger, percent of request.
+    """
+    tracking = shape.target_tracking
+    if tracking is None:  # the plan chooses this autoscaler only with a policy
+        return []
+    spec: Manifest = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": shape.name},
+        "minReplicaCount": tracking.min_replicas,
+        "maxReplicaCount": tracking.max_replicas,
+        "pollingInterval": POLLING_SECONDS,
+        "triggers": [_tracking_trigger(tracking)],
+    }
+    behavior = _behavior(tracking)
+    if behavior:
+        spec["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": behavior}}
+    return [
+        {
+            "apiVersion": KEDA_API_VERSION,
+            "kind": "ScaledObject",
+            "metadata": variant_metadata(shape),
+            "spec": spec,
+        }
     ]

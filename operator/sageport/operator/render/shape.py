@@ -69,6 +69,8 @@ class Autoscaler(StrEnum):
     KEDA = "ScaledObject"  # a serverless variant: KEDA, woken by the gateway (external-push)
     # An async variant with minInstanceCount 0: KEDA on its queue (redis-streams triggers).
     KEDA_QUEUE = "ScaledObject/redis-streams"
+    # spec.autoScaling with targetTrackingScalingPolicyConfiguration: KEDA's HPA on that metric.
+    KEDA_TARGET = "ScaledObject/target-tracking"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,26 @@ class ServerlessShape:
     idle_seconds: int  # KEDA's cooldownPeriod: no calls this long, and idle pods go
     calls_per_pod: int  # the per-pod target of the gateway's concurrency metric (1<->N)
     scaler_address: str  # the gateway's external-push scaler
+    trigger_metadata: tuple[tuple[str, str], ...]  # which fleet, as the gateway knows it
+
+
+class TrackedMetric(StrEnum):
+    INVOCATIONS = "SageMakerVariantInvocationsPerInstance"  # the gateway's count (external scaler)
+    CPU = "CPUUtilization"  # the pods' CPU use (KEDA's cpu trigger)
+
+
+@dataclass(frozen=True)
+class TargetTrackingShape:
+    """A target-tracked variant: KEDA's ScaledObject (and the HPA it makes) is built from it."""
+
+    min_replicas: int  # minInstanceCount (MinCapacity)
+    max_replicas: int  # maxInstanceCount (MaxCapacity)
+    metric: TrackedMetric
+    target_value: float  # per instance: calls per minute, or percent of the CPU request
+    scale_in_seconds: int | None  # the HPA's scale-down stabilization window (None: its default)
+    scale_out_seconds: int | None  # the scale-up one
+    disable_scale_in: bool
+    scaler_address: str  # the gateway's scaler (the invocation count)
     trigger_metadata: tuple[tuple[str, str], ...]  # which fleet, as the gateway knows it
 
 
@@ -183,6 +205,7 @@ class VariantShape:
     autoscaling: VariantAutoScaling | None = None  # the HPA's bounds and target
     serverless: ServerlessShape | None = None  # the ScaledObject's (autoscaler KEDA)
     queue_scaling: QueueScalingShape | None = None  # the ScaledObject's (autoscaler KEDA_QUEUE)
+    target_tracking: TargetTrackingShape | None = None  # the ScaledObject's (autoscaler KEDA_TARGET)
     sidecars: tuple[Sidecar, ...] = ()
     download_seconds: int | None = None  # the time the model fetch has (modelDataDownloadTimeoutInSeconds)
     volume_gib: int | None = None  # volumeSizeInGB: the size limit of the model volumes
