@@ -12,8 +12,11 @@ A target-tracked variant (SageMakerVariantInvocationsPerInstance) asks instead f
 the last minute (trigger metadata ``contract.SCALER_KEY_METRIC``), counted for every variant as
 calls are routed; the HPA divides them by its instances and compares with the target.
 
-The counts are this replica's: with several gateway replicas, KEDA's one stream reaches one of
-them (through the Service), so a wake-up by another replica waits for KEDA's next poll.
+With several gateway replicas KEDA's one connection reaches one of them (through the Service).
+The serverless counts KEDA asks for are therefore this replica's calls plus what its peers last
+reported (``peers.PeerDemand``; ``sharing`` sends and receives the reports): a call held by
+another replica reaches KEDA's stream within one report, and maxConcurrency holds for the
+endpoint. The calls per minute of target tracking are still this replica's only.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +34,11 @@ import grpc
 
 from sageport import contract
 from sageport.gateway import scaler_proto as pb
+from sageport.gateway.peers import FleetDemand, FleetKey, PeerDemand, Report
 from sageport.net.awserrors import ApiError, throttling
 
 log = logging.getLogger("sageport.gateway.activator")
 
-# (namespace, endpoint name, config label, variant name): one fleet, as the trigger metadata names it
-FleetKey = tuple[str, str, str, str]
 RATE_WINDOW_SECONDS = 60.0  # SageMaker's InvocationsPerInstance is a per-minute sum
 
 
@@ -71,25 +74,31 @@ class _InFlight:
     """One admitted call; a class, not @contextmanager: ApiError is a frozen dataclass, and
     contextlib sets __traceback__ on what passes through a generator."""
 
-    def __init__(self, fleet: _Fleet, clock: Callable[[], float]) -> None:
-        self._fleet, self._clock = fleet, clock
+    def __init__(self, fleet: _Fleet, clock: Callable[[], float], changed: Callable[[], None]) -> None:
+        self._fleet, self._clock, self._changed = fleet, clock, changed
 
     def __enter__(self) -> None:
         self._fleet.in_flight += 1
+        self._changed()
 
     def __exit__(self, *_: object) -> None:
         self._fleet.in_flight -= 1
         self._fleet.last_call = self._clock()
+        self._changed()
 
 
 class Activator:
     """Demand per serverless fleet, the held calls, and KEDA's scaler on top of them."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, replica: str | None = None) -> None:
         self._fleets: dict[FleetKey, _Fleet] = {}
         self._changed = asyncio.Event()  # set (and replaced) whenever the route table changes
         self._clock = clock
-        self.wakeups = 0  # "active" pushed to KEDA (a first held call of a fleet)
+        self.wakeups = 0  # "active" pushed to KEDA (a first held call of a fleet, all replicas)
+        # Random per process: a restarted replica at the same address is a new peer.
+        self.peers = PeerDemand(replica or uuid.uuid4().hex[:12])
+        # Told which fleet's local counts changed (the sharing sends them to the peers).
+        self.on_change: Callable[[FleetKey], None] = lambda _key: None
 
     def _fleet(self, key: FleetKey) -> _Fleet:
         fleet = self._fleets.get(key)
@@ -101,9 +110,9 @@ class Activator:
     def admit(self, key: FleetKey, max_concurrency: int) -> _InFlight:
         """Count a call in flight for its whole life (``with``), or refuse it above ``max_concurrency``."""
         fleet = self._fleet(key)
-        if fleet.in_flight >= max_concurrency:
+        if fleet.in_flight + self.peers.in_flight(key, self._clock()) >= max_concurrency:
             raise throttled(key[1], max_concurrency)
-        return _InFlight(fleet, self._clock)
+        return _InFlight(fleet, self._clock, lambda: self.on_change(key))
 
     def routes_changed(self) -> None:
         """The route table was replaced: held calls look again for a ready pod."""
@@ -117,17 +126,11 @@ class Activator:
             return True
         fleet = self._fleet(key)
         fleet.held += 1
-        if fleet.held == 1:  # later calls ride on the same wake-up
-            self.wakeups += 1
+        self.on_change(key)
+        # Later calls, here or on a peer, ride on the same wake-up.
+        if fleet.held == 1 and self.peers.held(key, self._clock()) == 0:
             log.info("waking %s/%s variant %s (config %s)", key[0], key[1], key[3], key[2])
-            if not fleet.streams:  # KEDA is connected to another replica, or not at all
-                log.warning(
-                    "no KEDA stream on this gateway replica for %s/%s variant %s: the wake-up waits for "
-                    "KEDA's poll of the replica it reaches (see README, Serverless variants)",
-                    key[0], key[1], key[3],
-                )  # fmt: skip
-            for stream in fleet.streams:
-                stream.put_nowait(None)
+            self._wake(key, fleet)
         deadline = self._clock() + seconds
         try:
             while not has_instance():
@@ -141,6 +144,35 @@ class Activator:
             return True
         finally:
             fleet.held -= 1
+            self.on_change(key)
+
+    def _wake(self, key: FleetKey, fleet: _Fleet) -> None:
+        self.wakeups += 1
+        if not fleet.streams:  # KEDA is connected to a peer (which gets this replica's report)
+            log.info("no KEDA stream here for %s/%s variant %s: the peers' is told", key[0], key[1], key[3])
+        for stream in fleet.streams:
+            stream.put_nowait(None)
+
+    # ---- the peers (other gateway replicas) -------------------------------------------------
+    def local(self, key: FleetKey) -> FleetDemand:
+        """This replica's own counts for ``key``, as reported to the peers."""
+        fleet = self._fleets.get(key)
+        if fleet is None:
+            return FleetDemand(0, 0, float("inf"))
+        idle = 0.0 if fleet.in_flight else max(self._clock() - fleet.last_call, 0.0)
+        return FleetDemand(fleet.in_flight, fleet.held, idle)
+
+    def busy(self) -> list[FleetKey]:
+        """Fleets with calls here now: reported again every heartbeat, so they do not expire."""
+        return [key for key, fleet in self._fleets.items() if fleet.in_flight]
+
+    def receive(self, report: Report) -> None:
+        """A peer's report: a first held call anywhere wakes the fleet through KEDA's stream here."""
+        for key in self.peers.receive(report, self._clock()):
+            fleet = self._fleet(key)
+            if fleet.held == 0:
+                log.info("waking %s/%s variant %s for a peer's held call", key[0], key[1], key[3])
+                self._wake(key, fleet)
 
     def invoked(self, key: FleetKey) -> None:
         """A call was routed to the fleet (any variant: target tracking counts them)."""
@@ -161,14 +193,17 @@ class Activator:
 
     # ---- what KEDA asks ---------------------------------------------------------------------
     def demand(self, key: FleetKey) -> int:
+        """Calls in flight (held ones included) for the fleet, on every gateway replica."""
         fleet = self._fleets.get(key)
-        return fleet.in_flight if fleet else 0
+        return (fleet.in_flight if fleet else 0) + self.peers.in_flight(key, self._clock())
 
     def is_active(self, key: FleetKey, window: float) -> bool:
+        now = self._clock()
         fleet = self._fleets.get(key)
-        if fleet is None:
-            return False
-        return fleet.in_flight > 0 or self._clock() - fleet.last_call < window
+        if self.demand(key) > 0:
+            return True
+        last = max(fleet.last_call if fleet else float("-inf"), self.peers.last_call(key, now))
+        return now - last < window
 
     async def stream(self, key: FleetKey) -> AsyncIterator[bool]:
         """``True`` now if calls are held, then once for every first held call; open until cancelled."""
@@ -176,7 +211,7 @@ class Activator:
         queue: asyncio.Queue[None] = asyncio.Queue()
         fleet.streams.add(queue)
         try:
-            if fleet.held > 0:
+            if fleet.held + self.peers.held(key, self._clock()) > 0:
                 yield True
             while True:
                 await queue.get()
@@ -262,10 +297,13 @@ def _serialize(message: Any) -> bytes:
     return bytes(message.SerializeToString())
 
 
-async def start_scaler(activator: Activator, host: str, port: int) -> grpc.aio.Server:
-    """Serve KEDA's external scaler on ``host:port``; the caller stops the returned server."""
+async def start_scaler(
+    activator: Activator, host: str, port: int, extra: Sequence[grpc.GenericRpcHandler] = ()
+) -> grpc.aio.Server:
+    """Serve KEDA's external scaler (and ``extra`` services) on ``host:port``; the caller stops
+    the returned server."""
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((scaler_handler(activator),))
+    server.add_generic_rpc_handlers((scaler_handler(activator), *extra))
     if server.add_insecure_port(f"{host}:{port}") == 0:
         raise OSError(f"cannot listen on {host}:{port} for the scaler")
     await server.start()

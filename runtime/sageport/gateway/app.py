@@ -12,7 +12,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -149,6 +149,7 @@ class Gateway:
         self.activator = Activator()
         table.changed = self.activator.routes_changed
         metrics.count_instances(table.instance_counts)
+        metrics.count_serverless(self._serverless_counts)
         self.shadow_copies = ShadowCopies(
             settings.max_shadow_copies, lambda e, v: metrics.shadow_copies_dropped.labels(e, v).inc()
         )
@@ -307,6 +308,12 @@ class Gateway:
         assert limits is not None
         key = (endpoint.namespace or "", endpoint.name, variant.config, variant.name)
         with self.activator.admit(key, limits.max_concurrency):
+            if limits.provisioned_concurrency:
+                within = self.activator.demand(key) <= limits.provisioned_concurrency
+                counter = (
+                    self.metrics.provisioned_invocations if within else self.metrics.spillover_invocations
+                )
+                counter.labels(endpoint.name, variant.name, variant.config).inc()
             if not variant.instances:
                 held = time.perf_counter()
 
@@ -326,6 +333,16 @@ class Gateway:
                 )
                 endpoint = self.table.lookup(endpoint.name) or endpoint
             return await self._send(endpoint, variant.name, invocation, body, sink, request_id, started)
+
+    def _serverless_counts(self) -> Iterator[tuple[str, str, str, int, int, int]]:
+        for endpoint, variant, limits in self.table.serverless_variants():
+            in_flight = self.activator.demand(
+                (endpoint.namespace or "", endpoint.name, variant.config, variant.name)
+            )
+            yield (
+                endpoint.name, variant.name, variant.config, in_flight, limits.max_concurrency,
+                limits.provisioned_concurrency,
+            )  # fmt: skip
 
     async def _send(
         self, endpoint: Endpoint, target_variant: str | None, invocation: Invocation, body: bytes,

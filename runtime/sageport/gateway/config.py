@@ -28,6 +28,7 @@ class _ServerlessFile(BaseModel):
 
     max_concurrency: int = Field(alias="maxConcurrency", ge=1, le=200)
     model_setup_timeout_in_seconds: float = Field(default=240.0, alias="modelSetupTimeoutInSeconds", gt=0)
+    provisioned_concurrency: int = Field(default=0, alias="provisionedConcurrency", ge=0, le=200)
 
 
 class _VariantFile(BaseModel):
@@ -103,7 +104,9 @@ def _variant_spec(variant: _VariantFile) -> VariantSpec:
         container_hostnames=frozenset(hostnames) if hostnames is not None else None,
         multi_model=variant.multi_model,
         serverless=Serverless(
-            variant.serverless.max_concurrency, variant.serverless.model_setup_timeout_in_seconds
+            variant.serverless.max_concurrency,
+            variant.serverless.model_setup_timeout_in_seconds,
+            variant.serverless.provisioned_concurrency,
         )
         if variant.serverless is not None
         else None,

@@ -40,6 +40,8 @@ _TOKEN_CACHE_SECONDS = 60.0
 _DECISION_CACHE_SECONDS = 30.0
 # Watches, read-throughs and reviews run on threads at once; each keeps its connection.
 _API_CONNECTIONS = 32
+# The label Kubernetes puts on a Service's EndpointSlices.
+_SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 ListFunction = Callable[..., Any]
 Handler = Callable[[str, Mapping[str, Any]], None]
@@ -308,6 +310,35 @@ class KubernetesSource:
             self._endpoint_events[name] = on_event
 
         self._watchers.append(Watcher(name, list_function, kwargs, on_sync, on_event, self._stop))
+
+    def watch_peers(self, service: str, own_ip: str | None) -> Callable[[], list[str]]:
+        """Follow the EndpointSlices of the gateway's own Service (in the system namespace) and
+        return what gives the other replicas' scaler addresses (serverless demand sharing)."""
+        slices: dict[kubestate.ObjectKey, tuple[str, ...]] = {}
+
+        def on_sync(items: list[Mapping[str, Any]]) -> None:
+            with self._lock:
+                slices.clear()
+                slices.update({kubestate.object_key(o): kubestate.peer_addresses(o, own_ip) for o in items})
+
+        def on_event(event_type: str, obj: Mapping[str, Any]) -> None:
+            with self._lock:
+                if event_type == "DELETED":
+                    slices.pop(kubestate.object_key(obj), None)
+                else:
+                    slices[kubestate.object_key(obj)] = kubestate.peer_addresses(obj, own_ip)
+
+        def list_slices(**kwargs: Any) -> Any:
+            return kubernetes.client.DiscoveryV1Api(self.api).list_namespaced_endpoint_slice(**kwargs)
+
+        selector = {"namespace": self.system_namespace, "label_selector": f"{_SERVICE_NAME_LABEL}={service}"}
+        self._watchers.append(Watcher("peers", list_slices, selector, on_sync, on_event, self._stop))
+
+        def addresses() -> list[str]:
+            with self._lock:
+                return sorted({address for found in slices.values() for address in found})
+
+        return addresses
 
     def _schedule_rebuild(self) -> None:
         if self._loop is not None and not self._loop.is_closed():

@@ -148,7 +148,13 @@ def _serverless(variant: Mapping[str, Any]) -> Serverless | None:
     seconds = (
         float(setup) if isinstance(setup, int | float) and not isinstance(setup, bool) and setup > 0 else None
     )
-    return Serverless(concurrency, seconds or _DEFAULT_SETUP_SECONDS)
+    provisioned = config.get("provisionedConcurrency")
+    warm = (
+        provisioned
+        if isinstance(provisioned, int) and not isinstance(provisioned, bool) and provisioned > 0
+        else 0
+    )
+    return Serverless(concurrency, seconds or _DEFAULT_SETUP_SECONDS, warm)
 
 
 def parse_endpoint(obj: Mapping[str, Any]) -> EndpointObject:
@@ -349,3 +355,30 @@ def merge_keys(keys: Iterable[tuple[ObjectKey, AccessKey]]) -> tuple[list[Access
     unique = [entries[0][1] for entries in by_id.values() if len(entries) == 1]
     duplicated = sorted(key_id for key_id, entries in by_id.items() if len(entries) > 1)
     return unique, duplicated
+
+
+def peer_addresses(slice_obj: Mapping[str, Any], own_ip: str | None) -> tuple[str, ...]:
+    """``host:port`` of the scaler port of every gateway replica in one slice of the gateway's own
+    Service, this replica (``own_ip``) left out. Not-ready replicas are kept: one that is starting
+    or draining may hold calls, and KEDA's stream may still be open on one that is draining."""
+    port = next(
+        (
+            int(p["port"])
+            for p in _items(slice_obj.get("ports"))
+            if isinstance(p, Mapping)
+            and p.get("name") == contract.SCALER_PORT_NAME
+            and isinstance(p.get("port"), int)
+        ),
+        None,
+    )
+    if port is None:
+        return ()
+    ipv6 = slice_obj.get("addressType") == "IPv6"
+    found = []
+    for member in _items(slice_obj.get("endpoints")):
+        if not isinstance(member, Mapping):
+            continue
+        for address in _items(member.get("addresses")):
+            if str(address) != own_ip:
+                found.append(f"[{address}]:{port}" if ipv6 else f"{address}:{port}")
+    return tuple(found)

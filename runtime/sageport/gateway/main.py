@@ -106,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
         f"variants (the chart's is {contract.SCALER_PORT}; default: none)",
     )
     parser.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="standalone mode: another gateway replica's --scaler-port, to share serverless demand "
+        "with (repeatable)",
+    )
+    parser.add_argument(
+        "--peers-service",
+        metavar="NAME",
+        help="Kubernetes mode: the gateway's own Service (in --system-namespace); its EndpointSlices "
+        "name the replicas that share serverless demand (this pod's own POD_IP left out)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         help="serve /metrics on this port only (default: on --port with the API)",
@@ -253,9 +267,21 @@ async def serve(args: argparse.Namespace) -> None:
     scaler = None
     if args.scaler_port is not None:
         from sageport.gateway.activator import start_scaler
+        from sageport.gateway.sharing import Sharer, peer_handler
 
-        scaler = await start_scaler(gateway.activator, args.host, args.scaler_port)
+        scaler = await start_scaler(
+            gateway.activator, args.host, args.scaler_port, [peer_handler(gateway.activator)]
+        )
         log.info("KEDA external-push scaler listening on %s:%d", args.host, args.scaler_port)
+        addresses: Callable[[], list[str]] = lambda: list(args.peer)  # noqa: E731
+        if source is not None and args.peers_service:
+            addresses = source.watch_peers(args.peers_service, os.environ.get("POD_IP"))
+        if args.peer or (source is not None and args.peers_service):
+            sharer = Sharer(gateway.activator, gateway.activator.peers.me, addresses)
+            background.append(asyncio.create_task(sharer.run()))
+            log.info(
+                "sharing serverless demand with the other gateway replicas as %s", gateway.activator.peers.me
+            )
     log.info(
         "gateway listening on %s:%d (%s mode, auth %s, %d endpoints)",
         args.host,
@@ -356,6 +382,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         build_parser().error("--keys is for standalone mode; in Kubernetes mode keys come from Secrets")
     if not args.kubernetes and (args.namespace or args.kubeconfig is not None):
         build_parser().error("--namespace and --kubeconfig need --kubernetes")
+    if args.kubernetes and args.peer:
+        build_parser().error("--peer is for standalone mode; in Kubernetes mode use --peers-service")
+    if (args.peer or args.peers_service) and args.scaler_port is None:
+        build_parser().error("--peer and --peers-service share demand over the scaler: give --scaler-port")
     try:
         import uvloop
 

@@ -15,6 +15,9 @@ from prometheus_client.registry import Collector
 
 # (endpoint, variant, endpoint_config, ready instances) per variant the gateway routes to.
 InstanceCounts = Callable[[], Iterable[tuple[str, str, str, int]]]
+# (endpoint, variant, endpoint_config, calls in flight on every gateway replica, maxConcurrency,
+# provisionedConcurrency or 0) per serverless variant.
+ServerlessCounts = Callable[[], Iterable[tuple[str, str, str, int, int, int]]]
 
 _LATENCY_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
 _LATENCY_BUCKETS += (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -86,6 +89,22 @@ class GatewayMetrics:
             "pod was ready (ModelSetupTime, the cold start).",
             _LABELS,
             buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        # Serverless provisioned concurrency (SageMaker publishes these only when it is set).
+        self.provisioned_invocations = Counter(
+            "sageport_serverless_provisioned_concurrency_invocations",
+            "Serverless calls served within provisionedConcurrency: the calls in flight for the "
+            "endpoint, this one included, were at most provisionedConcurrency "
+            "(ServerlessProvisionedConcurrencyInvocations).",
+            _FLEET_LABELS,
+            registry=registry,
+        )
+        self.spillover_invocations = Counter(
+            "sageport_serverless_provisioned_concurrency_spillover_invocations",
+            "Serverless calls beyond provisionedConcurrency in flight, served on demand "
+            "(ServerlessProvisionedConcurrencySpilloverInvocations).",
+            _FLEET_LABELS,
             registry=registry,
         )
         self.overhead_latency = Histogram(
@@ -164,6 +183,10 @@ class GatewayMetrics:
         """Export the ready instances per variant, read from the route table at each scrape."""
         self.registry.register(_InstancesCollector(counts))
 
+    def count_serverless(self, counts: ServerlessCounts) -> None:
+        """Export the serverless concurrency gauges, read from the activator at each scrape."""
+        self.registry.register(_ServerlessCollector(counts))
+
     def for_variant(self, endpoint: str, variant: str, config: str = "") -> VariantMetrics:
         labels = (endpoint, variant, config)
         return VariantMetrics(
@@ -191,3 +214,37 @@ class _InstancesCollector(Collector):
         for endpoint, variant, config, count in self._counts():
             family.add_metric([endpoint, variant, config], float(count))
         yield family
+
+
+class _ServerlessCollector(Collector):
+    """Endpoint-wide gauges (every replica counts its peers' calls too, so each reports the same
+    value: aggregate with max, not sum)."""
+
+    def __init__(self, counts: ServerlessCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        def family(name: str, text: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, text, labels=list(_FLEET_LABELS))
+
+        utilization = family(
+            "sageport_serverless_concurrent_executions_utilization",
+            "Serverless calls in flight over maxConcurrency (ServerlessConcurrentExecutionsUtilization).",
+        )
+        executions = family(
+            "sageport_serverless_provisioned_concurrency_executions",
+            "Serverless calls in flight served by provisioned concurrency, at most provisionedConcurrency "
+            "(ServerlessProvisionedConcurrencyExecutions).",
+        )
+        provisioned = family(
+            "sageport_serverless_provisioned_concurrency_utilization",
+            "Provisioned-concurrency executions over provisionedConcurrency "
+            "(ServerlessProvisionedConcurrencyUtilization).",
+        )
+        for endpoint, variant, config, in_flight, max_concurrency, warm in self._counts():
+            labels = [endpoint, variant, config]
+            utilization.add_metric(labels, in_flight / max_concurrency)
+            if warm > 0:
+                executions.add_metric(labels, float(min(in_flight, warm)))
+                provisioned.add_metric(labels, min(in_flight, warm) / warm)
+        yield from (utilization, executions, provisioned)

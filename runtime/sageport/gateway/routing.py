@@ -55,10 +55,12 @@ class Instance:
 @dataclass(frozen=True)
 class Serverless:
     """A serverless variant's limits, from its status: calls above ``max_concurrency`` in flight
-    are throttled; a call held at zero instances waits ``setup_seconds`` for a ready pod."""
+    are throttled; a call held at zero instances waits ``setup_seconds`` for a ready pod; the
+    first ``provisioned_concurrency`` calls in flight are served by warm pods (its metrics)."""
 
     max_concurrency: int
     setup_seconds: float
+    provisioned_concurrency: int = 0
 
 
 @dataclass(frozen=True)
@@ -312,6 +314,13 @@ class RouteTable:
         for endpoint in list(self._endpoints.values()):
             for variant in (*endpoint.variants, *endpoint.shadows):
                 yield endpoint.name, variant.name, variant.config, len(variant.instances)
+
+    def serverless_variants(self) -> Iterator[tuple[Endpoint, Variant, Serverless]]:
+        """Every serverless variant, with its endpoint and limits (for the metrics at a scrape)."""
+        for endpoint in list(self._endpoints.values()):
+            for variant in endpoint.variants:
+                if variant.serverless is not None:
+                    yield endpoint, variant, variant.serverless
 
     def replace(self, specs: Iterable[EndpointSpec]) -> None:
         """Install a new set of endpoints, reusing Instance objects (and their counters) by URL."""

@@ -92,7 +92,11 @@ def test_serverless_limits_come_from_the_variant_status() -> None:
                 },
                 {
                     "variantName": "Old",
-                    "desiredServerlessConfig": {"memorySizeInMB": 1024, "maxConcurrency": 3},
+                    "desiredServerlessConfig": {
+                        "memorySizeInMB": 1024,
+                        "maxConcurrency": 3,
+                        "provisionedConcurrency": 2,
+                    },
                 },
                 {"variantName": "R", "currentInstanceCount": 1},
                 {"variantName": "Bad", "desiredServerlessConfig": {"maxConcurrency": "many"}},
@@ -101,7 +105,7 @@ def test_serverless_limits_come_from_the_variant_status() -> None:
     )
     assert [row.serverless for row in parsed.variants] == [
         Serverless(7, 90.0),
-        Serverless(3, 240.0),  # no setup timeout in the status: SageMaker's default
+        Serverless(3, 240.0, 2),  # no setup timeout in the status: SageMaker's default
         None,
         None,
     ]
