@@ -11,7 +11,7 @@ object records (an agent that died between the write and the notification), then
 
 Memory stays bounded whatever the input size: inputs and answers up to ``_IN_MEMORY`` bytes are
 held, larger ones spooled through files (``spool_dir``, an emptyDir); S3 reads stream
-(sageport.asyncinf.objects), large results go up through boto3's multipart upload, and the model
+(sageport.storage.objects), large results go up through boto3's multipart upload, and the model
 call streams the file (aiohttp; the shared upstream pool of sageport.net sends only in-memory
 bodies).
 """
@@ -34,8 +34,8 @@ from sageport import contract
 from sageport.asyncinf import outcome
 from sageport.asyncinf.metrics import AgentMetrics
 from sageport.asyncinf.notify import RESPONSE_IN_NOTIFICATION, Notifier, notification
-from sageport.asyncinf.objects import ObjectStore, S3Error
 from sageport.asyncinf.request import AsyncRequest, split_s3_uri
+from sageport.storage.objects import ObjectStore, S3Error
 
 log = logging.getLogger("sageport.asyncinf")
 

@@ -23,9 +23,9 @@ from sageport import contract
 from sageport.asyncinf.agent import Agent, AgentSettings
 from sageport.asyncinf.metrics import AgentMetrics
 from sageport.asyncinf.notify import Notifier
-from sageport.asyncinf.objects import ObjectStore
 from sageport.net import awserrors
 from sageport.net.httpserver import HttpProtocol, Request, Response, ServerState, StreamSink
+from sageport.storage.objects import ObjectStore
 
 log = logging.getLogger("sageport.asyncinf")
 METRICS_PORT = contract.ASYNC_AGENT_PORT
