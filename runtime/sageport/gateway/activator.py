@@ -16,7 +16,8 @@ With several gateway replicas KEDA's one connection reaches one of them (through
 The serverless counts KEDA asks for are therefore this replica's calls plus what its peers last
 reported (``peers.PeerDemand``; ``sharing`` sends and receives the reports): a call held by
 another replica reaches KEDA's stream within one report, and maxConcurrency holds for the
-endpoint. The calls per minute of target tracking are still this replica's only.
+endpoint. The calls per minute of target tracking are asked of the peers when KEDA asks for them
+(``peer_calls_per_minute``, every polling interval): a sum over the replicas alive at that moment.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,8 @@ class Activator:
         self.peers = PeerDemand(replica or uuid.uuid4().hex[:12])
         # Told which fleet's local counts changed (the sharing sends them to the peers).
         self.on_change: Callable[[FleetKey], None] = lambda _key: None
+        # The other replicas' calls in the last minute for a fleet (the sharing asks them).
+        self.peer_calls_per_minute: Callable[[FleetKey], Awaitable[int]] = _no_peers
 
     def _fleet(self, key: FleetKey) -> _Fleet:
         fleet = self._fleets.get(key)
@@ -220,6 +223,10 @@ class Activator:
             fleet.streams.discard(queue)
 
 
+async def _no_peers(_key: FleetKey) -> int:
+    return 0
+
+
 def _window(ref: Any) -> float:
     try:
         return float(ref.scalerMetadata.get("activeWindowSeconds", "10"))
@@ -267,7 +274,9 @@ def scaler_handler(activator: Activator) -> grpc.GenericRpcHandler:
     async def get_metrics(request: Any, _context: Any) -> Any:
         ref = request.scaledObjectRef
         if _tracks_invocations(ref):
-            name, measured = contract.SCALER_METRIC_INVOCATIONS, activator.calls_per_minute(fleet_key(ref))
+            key = fleet_key(ref)
+            name = contract.SCALER_METRIC_INVOCATIONS
+            measured = activator.calls_per_minute(key) + await activator.peer_calls_per_minute(key)
         else:
             name, measured = contract.SCALER_METRIC, activator.demand(fleet_key(ref))
         value = pb.MetricValue(metricName=request.metricName or name, metricValueFloat=measured)

@@ -59,6 +59,24 @@ def _finite(seconds: float) -> float | None:
     return None if seconds == float("inf") else round(seconds, 3)
 
 
+def _fleet_key(key: object) -> FleetKey:
+    if not (isinstance(key, list) and len(key) == 4 and all(isinstance(k, str) for k in key)):
+        raise ReportError(f"a fleet key must be 4 strings (namespace, endpoint, config, variant): {key!r}")
+    return (key[0], key[1], key[2], key[3])
+
+
+def encode_fleet(key: FleetKey) -> bytes:
+    """A count request's body: the fleet whose calls in the last minute are asked for."""
+    return json.dumps(list(key)).encode()
+
+
+def decode_fleet(data: bytes) -> FleetKey:
+    try:
+        return _fleet_key(json.loads(data))
+    except ValueError as error:
+        raise ReportError(f"not a fleet key ({error})") from None
+
+
 def decode(data: bytes) -> Report:
     """A peer's report; ReportError naming what is wrong (another version, a stray client)."""
     try:
@@ -68,13 +86,8 @@ def decode(data: bytes) -> Report:
             raise ReportError("a demand report needs a non-empty string 'replica' and an integer 'seq'")
         fleets: dict[FleetKey, FleetDemand] = {}
         for entry in document["fleets"]:
-            key = entry["key"]
-            if not (isinstance(key, list) and len(key) == 4 and all(isinstance(k, str) for k in key)):
-                raise ReportError(
-                    f"a fleet key must be 4 strings (namespace, endpoint, config, variant): {key!r}"
-                )
             idle = entry.get("idle")
-            fleets[(key[0], key[1], key[2], key[3])] = FleetDemand(
+            fleets[_fleet_key(entry["key"])] = FleetDemand(
                 in_flight=max(int(entry["inFlight"]), 0),
                 held=max(int(entry["held"]), 0),
                 idle_seconds=float("inf") if idle is None else max(float(idle), 0.0),

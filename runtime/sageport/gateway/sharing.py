@@ -1,5 +1,7 @@
 """Sending this replica's serverless demand to its peers, and taking theirs (the shell around
-``peers``): unary gRPC ``sageport.gateway.Peers/Report`` on the scaler port, JSON bodies.
+``peers``): unary gRPC ``sageport.gateway.Peers/Report`` on the scaler port, JSON bodies; and
+``Peers/Count``, a fleet's calls in the last minute on a peer, asked when KEDA asks this replica
+for a target-tracked variant's calls.
 
 A change of a fleet's counts is sent at the next turn of the event loop (changes within one turn
 go in one report), and every fleet with calls is sent again each heartbeat. A peer that does not
@@ -24,7 +26,10 @@ log = logging.getLogger("sageport.gateway.sharing")
 
 SERVICE = "sageport.gateway.Peers"
 METHOD = f"/{SERVICE}/Report"
+COUNT_METHOD = f"/{SERVICE}/Count"
 _SEND_TIMEOUT = 1.0
+# A peer that does not answer a count in time is left out of that poll (KEDA polls again soon).
+_COUNT_TIMEOUT = 0.5
 
 
 def _same(data: bytes) -> bytes:
@@ -41,10 +46,19 @@ def peer_handler(activator: Activator) -> grpc.GenericRpcHandler:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         return b""
 
-    method = grpc.unary_unary_rpc_method_handler(
-        report, request_deserializer=_same, response_serializer=_same
-    )
-    return grpc.method_handlers_generic_handler(SERVICE, {"Report": method})
+    async def count(data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        try:
+            key = peers.decode_fleet(data)
+        except peers.ReportError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        return str(activator.calls_per_minute(key)).encode()
+
+    def unary(function: Callable[..., Awaitable[bytes]]) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(
+            function, request_deserializer=_same, response_serializer=_same
+        )
+
+    return grpc.method_handlers_generic_handler(SERVICE, {"Report": unary(report), "Count": unary(count)})
 
 
 class Sharer:
@@ -66,6 +80,7 @@ class Sharer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()  # made in the gateway's loop, before any call
         activator.on_change = self.changed
+        activator.peer_calls_per_minute = self.peer_calls_per_minute
 
     def changed(self, key: FleetKey) -> None:
         self._dirty.add(key)
@@ -93,6 +108,23 @@ class Sharer:
             if channel is None:
                 channel = self._channels[address] = grpc.aio.insecure_channel(address)
             self._spawn(self._post(channel, address, data))
+
+    async def peer_calls_per_minute(self, key: FleetKey) -> int:
+        """The fleet's calls in the last minute on every peer that answers in time."""
+        data = peers.encode_fleet(key)
+        counts = await asyncio.gather(*(self._count(address, data) for address in set(self._addresses())))
+        return sum(counts)
+
+    async def _count(self, address: str, data: bytes) -> int:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+        call = channel.unary_unary(COUNT_METHOD, request_serializer=_same, response_deserializer=_same)
+        try:
+            return max(int(await call(data, timeout=_COUNT_TIMEOUT)), 0)
+        except (grpc.aio.AioRpcError, ValueError) as error:
+            log.debug("count from peer %s failed: %s", address, error)
+            return 0
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -45,6 +45,8 @@ def _routes(path: Path, cold_backends: list[str], slow: str) -> None:
     _routes_of_one(path, cold_backends, slow)
     routes = yaml.safe_load(path.read_text())
     routes["endpoints"]["tight"]["variants"][0]["serverless"]["provisionedConcurrency"] = 1
+    # An instance-based variant, target-tracked (its calls per minute are what KEDA asks for).
+    routes["endpoints"]["steady"] = {"variants": [{"name": "AllTraffic", "backends": [slow]}]}
     staged = path.with_suffix(".warm")
     staged.write_text(yaml.safe_dump(routes))
     staged.replace(path)
@@ -217,3 +219,35 @@ def test_a_replica_killed_with_calls_held_fails_them_cleanly_and_its_demand_expi
     assert [(a["status"], a["body"]) for a in answers_a] == [(200, b"1,2,3")] * 3, answers_a
     print(f"\nkilled replica's demand gone from KEDA's replica after {gone:.1f} s (killed at {killed:.0f})")
     assert gone <= peers.REPORT_TTL_SECONDS + 1.5
+
+
+def test_target_tracking_counts_the_calls_of_every_replica(replicas: dict[str, Any]) -> None:
+    # KEDA asks replica A for the variant's calls in the last minute; B served some of them.
+    metadata = {
+        contract.SCALER_KEY_ENDPOINT: "steady",
+        contract.SCALER_KEY_CONFIG: "",
+        contract.SCALER_KEY_VARIANT: "AllTraffic",
+        contract.SCALER_KEY_METRIC: contract.SCALER_METRIC_INVOCATIONS,
+        contract.SCALER_KEY_TARGET: "70",
+    }
+    request = pb.GetMetricsRequest(
+        scaledObjectRef=pb.ScaledObjectRef(name="steady-so", namespace="", scalerMetadata=metadata),
+        metricName=contract.SCALER_METRIC_INVOCATIONS,
+    )
+
+    def calls_per_minute() -> float:
+        answer = _method(replicas["channel"], "GetMetrics", pb.GetMetricsResponse)(request)
+        return float(answer.metricValues[0].metricValueFloat)
+
+    assert calls_per_minute() == 0
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(
+            pool.map(lambda gateway: _call(gateway, "steady"), [replicas["b"]] * 3 + [replicas["a"]] * 2)
+        )
+    assert [answer["status"] for answer in answers] == [200] * 5
+    assert calls_per_minute() == 5  # 3 on B, 2 on A: each counted once
+
+    replicas["b"].stop(signal.SIGKILL)  # a dead peer is left out, and does not stall the poll
+    started = time.monotonic()
+    assert calls_per_minute() == 2
+    assert time.monotonic() - started < 2

@@ -150,3 +150,11 @@ def test_max_concurrency_counts_the_peers_calls() -> None:
         assert refused.value.code == "ThrottlingException"
     assert changed == [KEY, KEY]  # admitted, then ended: both sent to the peers
     assert activator.local(KEY).in_flight == 0
+
+
+def test_a_count_request_names_one_fleet_or_is_refused() -> None:
+    key = ("ns", "iris", "abc123", "AllTraffic")
+    assert peers.decode_fleet(peers.encode_fleet(key)) == key
+    for bad in (b"{}", b'["ns", "iris", "abc123"]', b'["ns", "iris", "abc123", 4]', b"not json"):
+        with pytest.raises(peers.ReportError):
+            peers.decode_fleet(bad)
