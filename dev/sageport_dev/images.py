@@ -35,10 +35,11 @@ import tempfile
 import time
 import tomllib
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sageport_dev import oci
 from sageport_dev.build import CACHE_ROOT, _build_lock
@@ -340,15 +341,7 @@ def _build_image(
         },
         exposed_ports=spec.exposed_ports,
     )
-    target = image_tar(ref)
-    with _step(log, f"{spec.name}: OCI layout tar"):
-        tmp = target.with_suffix(".tmp")
-        with tmp.open("wb") as out:
-            oci.write_image_layout(out, ref, config, layers)
-        _layers_record(target).write_text(json.dumps([layer.blob.digest for layer in layers]))
-        tmp.replace(target)
-    log(f"{spec.name}: {ref} -> {target} ({target.stat().st_size / 2**20:.0f} MiB)")
-    _prune_image_tars(spec.name, keep=target, log=log)
+    _write_image_tar(spec.name, ref, config, layers, log)
 
 
 def _fill_deps(staging: Path, requirements: str, extra_packages: tuple[str, ...]) -> None:
@@ -575,15 +568,23 @@ def _build_mms_image(ref: str, base: oci.Layer, requirements: str, program: dict
         },
         exposed_ports=("8080/tcp",),
     )
+    _write_image_tar(MMS_NAME, ref, config, layers, log)
+
+
+def _write_image_tar(
+    name: str, ref: str, config: Mapping[str, Any], layers: Sequence[oci.Layer], log: Callable[[str], None]
+) -> None:
+    """The image's OCI layout tar in the cache (written aside, then renamed: never half there),
+    its layers' record, and older tars of the same image pruned."""
     target = image_tar(ref)
-    with _step(log, f"{MMS_NAME}: OCI layout tar"):
+    with _step(log, f"{name}: OCI layout tar"):
         tmp = target.with_suffix(".tmp")
         with tmp.open("wb") as out:
             oci.write_image_layout(out, ref, config, layers)
         _layers_record(target).write_text(json.dumps([layer.blob.digest for layer in layers]))
         tmp.replace(target)
-    log(f"{MMS_NAME}: {ref} -> {target} ({target.stat().st_size / 2**20:.0f} MiB)")
-    _prune_image_tars(MMS_NAME, keep=target, log=log)
+    log(f"{name}: {ref} -> {target} ({target.stat().st_size / 2**20:.0f} MiB)")
+    _prune_image_tars(name, keep=target, log=log)
 
 
 # -- cache, processes, helpers ------------------------------------------------------------------

@@ -38,6 +38,7 @@ from tests.integration.gateway.support import (
 )
 from tests.integration.gateway.test_serverless import _method, _ref
 from tests.integration.gateway.test_serverless import _routes as _routes_of_one
+from tests.integration.gateway.test_target_tracking import _ref as _tracked_ref
 
 
 def _routes(path: Path, cold_backends: list[str], slow: str) -> None:
@@ -223,16 +224,8 @@ def test_a_replica_killed_with_calls_held_fails_them_cleanly_and_its_demand_expi
 
 def test_target_tracking_counts_the_calls_of_every_replica(replicas: dict[str, Any]) -> None:
     # KEDA asks replica A for the variant's calls in the last minute; B served some of them.
-    metadata = {
-        contract.SCALER_KEY_ENDPOINT: "steady",
-        contract.SCALER_KEY_CONFIG: "",
-        contract.SCALER_KEY_VARIANT: "AllTraffic",
-        contract.SCALER_KEY_METRIC: contract.SCALER_METRIC_INVOCATIONS,
-        contract.SCALER_KEY_TARGET: "70",
-    }
     request = pb.GetMetricsRequest(
-        scaledObjectRef=pb.ScaledObjectRef(name="steady-so", namespace="", scalerMetadata=metadata),
-        metricName=contract.SCALER_METRIC_INVOCATIONS,
+        scaledObjectRef=_tracked_ref("steady"), metricName=contract.SCALER_METRIC_INVOCATIONS
     )
 
     def calls_per_minute() -> float:
