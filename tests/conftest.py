@@ -35,6 +35,17 @@ _CLUSTER_FIXTURES = {"kube_cluster", "namespace", "kube_api"}
 _startup_report = pytest.StashKey[str]()
 
 
+@pytest.fixture(autouse=True)
+def _own_boto3_default_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts without boto3's module-level session: ``boto3.client()`` caches the
+    credentials it resolved first in that session, so an e2e test's stack keys would otherwise
+    reach a later test's own S3 server (seen: XAdminUserNotFound in tests/unit/storage after the
+    e2e tests in one run)."""
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Any test that uses the cluster is marked ``cluster``, so ``-m "not cluster"`` leaves it out."""
     for item in items:
