@@ -85,6 +85,13 @@ class Deployed:
         out = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", "--ignore-not-found")
         return json.loads(out) if out.strip() else None
 
+    def wait_ready(self, namespace: str, endpoint: str, seconds: int = 180) -> None:
+        """Until the Endpoint's Ready condition is True (kubectl wait; an error after ``seconds``)."""
+        self.kubectl(
+            "wait", "-n", namespace, "--for=condition=Ready", f"--timeout={seconds}s",
+            f"endpoints.sageport.io/{endpoint}",
+        )  # fmt: skip
+
     def ctr(self, *args: str) -> str:
         paths = real_node.NodePaths(self.layout)
         return subprocess.run(real_node.ctr(paths, *args), capture_output=True, text=True, check=True).stdout

@@ -87,9 +87,7 @@ def test_fifty_async_calls_land_as_fifty_outputs_with_the_right_predictions(
 ) -> None:
     ns, key = namespace
     stack.apply_objects(deployed.kubeconfig, ns, stack.example_objects(EXAMPLE))
-    deployed.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "--timeout=240s", f"endpoints.sageport.io/{ENDPOINT}"
-    )
+    deployed.wait_ready(ns, ENDPOINT, 240)
     endpoint = deployed.get("endpoints.sageport.io", ENDPOINT, ns) or {}
     assert endpoint["status"]["asyncInferenceConfig"]["outputConfig"]["s3OutputPath"] == (
         "s3://sageport-models/async/output"
@@ -187,9 +185,7 @@ def test_an_async_endpoint_at_min_zero_scales_to_zero_and_a_call_wakes_it(
     lag trigger wakes the variant and the output lands in S3 with the right prediction."""
     ns, key = namespace
     stack.apply_objects(deployed.kubeconfig, ns, stack.example_objects(ZERO_EXAMPLE))
-    deployed.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "--timeout=240s", f"endpoints.sageport.io/{ZERO_ENDPOINT}"
-    )
+    deployed.wait_ready(ns, ZERO_ENDPOINT, 240)
     scaled = json.loads(deployed.kubectl("get", "scaledobjects.keda.sh", "-n", ns, "-o", "json"))["items"]
     (scaled_object,) = scaled
     assert {t["metadata"].get("lagCount") or "pending" for t in scaled_object["spec"]["triggers"]} == {
@@ -231,9 +227,7 @@ def test_deleting_the_instance_pod_mid_stream_loses_no_accepted_call(
     prediction: none lost, none failed, none written twice with different bodies."""
     ns, key = namespace
     stack.apply_objects(deployed.kubeconfig, ns, stack.example_objects(EXAMPLE))
-    deployed.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "--timeout=240s", f"endpoints.sageport.io/{ENDPOINT}"
-    )
+    deployed.wait_ready(ns, ENDPOINT, 240)
     selector = f"sageport.io/endpoint={ENDPOINT}"
 
     def pod_names() -> set[str]:

@@ -66,14 +66,7 @@ def test_the_toolkit_container_serves_a_single_model_as_root_in_a_baseline_names
     _baseline(deployed, ns)
     stack.apply_objects(deployed.kubeconfig, ns, _objects("single-model", mms_image))
     started = time.monotonic()
-    deployed.kubectl(
-        "wait",
-        "-n",
-        ns,
-        "--for=condition=Ready",
-        "--timeout=300s",
-        "endpoints.sageport.io/aws-toolkit-linear",
-    )
+    deployed.wait_ready(ns, "aws-toolkit-linear", 300)
     print(f"aws-mms single model: Endpoint Ready {time.monotonic() - started:.1f} s after apply")
     pod = json.loads(
         deployed.kubectl(
@@ -124,9 +117,7 @@ def test_the_toolkit_container_serves_many_models_loaded_by_the_router(
         deployed.s3.put("sageport-models", f"aws-toolkit-mme/{name}", linear_model([1.0], 100.0 * i))
     _baseline(deployed, ns)
     stack.apply_objects(deployed.kubeconfig, ns, _objects("multi-model", mms_image))
-    deployed.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "--timeout=300s", "endpoints.sageport.io/aws-toolkit-mme"
-    )
+    deployed.wait_ready(ns, "aws-toolkit-mme", 300)
     endpoint = deployed.get("endpoints.sageport.io", "aws-toolkit-mme", ns)
     assert endpoint is not None
     assert endpoint["status"]["productionVariants"][0]["multiModel"] is True

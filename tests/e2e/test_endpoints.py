@@ -68,14 +68,7 @@ def _wait_ready(
     deployed: Deployed, namespace: str, endpoint: str, key: stack.AccessKey, body: bytes = b'{"id": "ready"}'
 ) -> None:
     """Ready as the Endpoint says, and served by the gateway (which follows that status)."""
-    deployed.kubectl(
-        "wait",
-        "-n",
-        namespace,
-        "--for=condition=Ready",
-        "--timeout=180s",
-        f"endpoints.sageport.io/{endpoint}",
-    )
+    deployed.wait_ready(namespace, endpoint)
     client = stack.runtime_client(deployed.gateway_url, key, retries=1)
     content_type = "text/csv" if body[:1].isdigit() else "application/json"
     client.invoke_endpoint(EndpointName=endpoint, ContentType=content_type, Body=body)

@@ -51,9 +51,7 @@ def test_plain_boto3_in_a_shell_prepared_by_make_up(deployed: Deployed) -> None:
     example = stack.example_objects(stack.REPO / "examples" / "realtime-sklearn")
     try:
         stack.apply_objects(deployed.kubeconfig, ns, example)
-        deployed.kubectl(
-            "wait", "-n", ns, "--for=condition=Ready", "--timeout=180s", "endpoints.sageport.io/iris"
-        )
+        deployed.wait_ready(ns, "iris")
 
         started = time.monotonic()
         again = subprocess.run(
@@ -125,9 +123,7 @@ def test_an_invoke_name_that_is_another_objects_name_reaches_only_its_own_pods(d
             deployed.kubeconfig, ns, _probe("x", "y", "identity-a") + _probe("z", "x", "identity-c")
         )
         for name in ("x", "z"):
-            deployed.kubectl(
-                "wait", "-n", ns, "--for=condition=Ready", "--timeout=180s", f"endpoints.sageport.io/{name}"
-            )
+            deployed.wait_ready(ns, name)
         runtime = stack.runtime_client(deployed.gateway_url, key, retries=1)
         answered: dict[str, Counter[str]] = {"y": Counter(), "x": Counter()}
         for call in range(40):

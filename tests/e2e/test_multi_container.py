@@ -34,9 +34,7 @@ def test_a_direct_endpoint_reaches_each_container_by_hostname(
     stack.apply_objects(
         deployed.kubeconfig, ns, stack.example_objects(stack.REPO / "examples" / "multi-container-direct")
     )
-    deployed.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "--timeout=300s", "endpoints.sageport.io/iris-direct"
-    )
+    deployed.wait_ready(ns, "iris-direct", 300)
     endpoint = deployed.get("endpoints.sageport.io", "iris-direct", ns)
     assert endpoint is not None
     assert endpoint["status"]["productionVariants"][0]["containerHostnames"] == ["sklearn", "custom"]

@@ -82,9 +82,7 @@ def test_two_hundred_models_behind_one_endpoint(
     # Each instance's memory fits about 50 of these models: 200 calls make it evict.
     model["spec"]["primaryContainer"]["environment"] = {"SAGEPORT_MULTI_MODEL_MEMORY": "14Mi"}
     stack.apply_objects(deployed.kubeconfig, ns, objects)
-    deployed.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "--timeout=300s", "endpoints.sageport.io/many-models"
-    )
+    deployed.wait_ready(ns, "many-models", 300)
     endpoint = deployed.get("endpoints.sageport.io", "many-models", ns)
     assert endpoint is not None
     variant = endpoint["status"]["productionVariants"][0]

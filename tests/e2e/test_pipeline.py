@@ -91,14 +91,7 @@ def test_a_serial_pipeline_chains_its_stages_on_one_node(
     for stage in ("preprocess", "postprocess"):
         deployed.s3.put("sageport-models", f"pipeline/{stage}.tar.gz", _code_tarball(stage))
     stack.apply_objects(deployed.kubeconfig, ns, stack.example_objects(EXAMPLE))
-    deployed.kubectl(
-        "wait",
-        "-n",
-        ns,
-        "--for=condition=Ready",
-        "--timeout=420s",
-        "endpoints.sageport.io/iris-pipeline",
-    )
+    deployed.wait_ready(ns, "iris-pipeline", 420)
     endpoint = deployed.get("endpoints.sageport.io", "iris-pipeline", ns)
     assert endpoint is not None
     (variant,) = endpoint["status"]["productionVariants"]

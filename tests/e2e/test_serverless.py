@@ -54,9 +54,7 @@ def test_scales_to_zero_and_a_call_wakes_it(
         if obj["kind"] == "Endpoint":
             obj["metadata"]["annotations"]["sageport.io/serverless-idle-seconds"] = str(IDLE_SECONDS)
     stack.apply_objects(deployed.kubeconfig, name, objects)
-    deployed.kubectl(
-        "wait", "-n", name, "--for=condition=Ready", "--timeout=180s", "endpoints.sageport.io/iris-serverless"
-    )
+    deployed.wait_ready(name, "iris-serverless")
     scaled = deployed.get("scaledobjects.keda.sh", _deployment_name(deployed, name), name)
     assert scaled is not None
     assert scaled["spec"]["cooldownPeriod"] == IDLE_SECONDS
@@ -144,9 +142,7 @@ def test_calls_beyond_max_concurrency_are_throttled(
         "spec": {"endpointName": "tight", "endpointConfigName": "tight-config"},
     }
     stack.apply_objects(deployed.kubeconfig, name, [model, config, endpoint])
-    deployed.kubectl(
-        "wait", "-n", name, "--for=condition=Ready", "--timeout=180s", "endpoints.sageport.io/tight"
-    )
+    deployed.wait_ready(name, "tight")
     client = stack.runtime_client(deployed.gateway_url, key, retries=1)
 
     def call(sleep: float) -> str:

@@ -73,14 +73,7 @@ def _deploy_serverless(deployed: Deployed, namespace: str, endpoint: str) -> Non
             obj["metadata"]["annotations"]["sageport.io/serverless-idle-seconds"] = str(IDLE_SECONDS)
             obj["metadata"]["name"] = obj["spec"]["endpointName"] = endpoint
     stack.apply_objects(deployed.kubeconfig, namespace, objects)
-    deployed.kubectl(
-        "wait",
-        "-n",
-        namespace,
-        "--for=condition=Ready",
-        "--timeout=180s",
-        f"endpoints.sageport.io/{endpoint}",
-    )
+    deployed.wait_ready(namespace, endpoint)
 
 
 def _scaled_to_zero(deployed: Deployed, namespace: str, endpoint: str) -> bool:
@@ -194,9 +187,7 @@ def test_provisioned_concurrency_is_measured_with_sagemakers_metrics(
 ) -> None:
     name, key = namespace
     stack.apply_objects(deployed.kubeconfig, name, stack.example_objects(EXAMPLES / "serverless-provisioned"))
-    deployed.kubectl(
-        "wait", "-n", name, "--for=condition=Ready", "--timeout=180s", "endpoints.sageport.io/iris-warm"
-    )
+    deployed.wait_ready(name, "iris-warm")
     endpoint = deployed.get("endpoints.sageport.io", "iris-warm", name)
     assert endpoint is not None
     (variant,) = endpoint["status"]["productionVariants"]

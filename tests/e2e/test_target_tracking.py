@@ -53,9 +53,7 @@ def test_a_target_tracked_variant_scales_out_under_load_and_back_in(
             policy = scaling["targetTrackingScalingPolicyConfiguration"]
             policy.update(targetValue=TARGET, scaleInCooldown=SCALE_IN_SECONDS)
     stack.apply_objects(deployed.kubeconfig, name, objects)
-    deployed.kubectl(
-        "wait", "-n", name, "--for=condition=Ready", "--timeout=180s", "endpoints.sageport.io/iris-tracked"
-    )
+    deployed.wait_ready(name, "iris-tracked")
     assert _instances(deployed, name) == (1, 1)
     deployment = _deployment(deployed, name)["metadata"]["name"]
     # KEDA made the HPA and it reads the gateway's count through the external metrics API.
