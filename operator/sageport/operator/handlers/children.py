@@ -17,7 +17,7 @@ KEDA_GROUP, KEDA_VERSION = KEDA_API_VERSION.split("/")
 
 
 @kopf.index("apps", "v1", "deployments", labels=OURS)
-def deployment_index(
+async def deployment_index(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, Any] | None:
     key = owner_key(namespace, labels)
@@ -31,21 +31,21 @@ def _child_entry(namespace: str | None, labels: kopf.Labels, body: kopf.Body) ->
 
 
 @kopf.index("", "v1", "services", labels=OURS)
-def service_children(
+async def service_children(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, Any] | None:
     return _child_entry(namespace, labels, body)
 
 
 @kopf.index("policy", "v1", "poddisruptionbudgets", labels=OURS)
-def pdb_children(
+async def pdb_children(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, Any] | None:
     return _child_entry(namespace, labels, body)
 
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
-def hpa_children(
+async def hpa_children(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, Any] | None:
     return _child_entry(namespace, labels, body)
@@ -54,7 +54,7 @@ def hpa_children(
 # Serverless variants' ScaledObjects. Without KEDA's CRD kopf finds no such resource and this
 # index stays empty (the apply then reports KEDA missing on the Endpoint).
 @kopf.index(KEDA_GROUP, KEDA_VERSION, "scaledobjects", labels=OURS)
-def scaled_object_children(
+async def scaled_object_children(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, Any] | None:
     return _child_entry(namespace, labels, body)
@@ -62,7 +62,7 @@ def scaled_object_children(
 
 # Async variants' TriggerAuthentications (scaled from zero on their queue), for pruning.
 @kopf.index(KEDA_GROUP, KEDA_VERSION, "triggerauthentications", labels=OURS)
-def trigger_authentication_children(
+async def trigger_authentication_children(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, Any] | None:
     return _child_entry(namespace, labels, body)

@@ -38,12 +38,12 @@ async def start_endpoint_loops(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.index(API_GROUP, API_VERSION_NAME, Plural.ENDPOINTS)
-def endpoint_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def endpoint_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): dict(body)}
 
 
 @kopf.index(API_GROUP, API_VERSION_NAME, Plural.ENDPOINTS)
-def endpoints_by_config(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+async def endpoints_by_config(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
     return {(namespace, spec.get("endpointConfigName")): name}
 
 

@@ -23,27 +23,27 @@ from sageport.operator.status import Problem, model_status, object_status
 
 
 @kopf.index(API_GROUP, API_VERSION_NAME, Plural.MODELS)
-def model_index(
+async def model_index(
     namespace: str | None, name: str, spec: kopf.Spec, body: kopf.Body, **_: Any
 ) -> dict[Any, Any]:
     return {(namespace, spec.get("modelName") or name): dict(body)}
 
 
 @kopf.index(API_GROUP, API_VERSION_NAME, Plural.ENDPOINT_CONFIGS)
-def config_index(
+async def config_index(
     namespace: str | None, name: str, spec: kopf.Spec, body: kopf.Body, **_: Any
 ) -> dict[Any, Any]:
     return {(namespace, spec.get("endpointConfigName") or name): dict(body)}
 
 
 @kopf.index(API_GROUP, API_VERSION_NAME, Plural.ENDPOINT_CONFIGS)
-def configs_by_model(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+async def configs_by_model(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
     config_name = spec.get("endpointConfigName") or name
     return {(namespace, v.get("modelName")): config_name for v in spec.get("productionVariants") or []}
 
 
 @kopf.index(API_GROUP, API_VERSION_NAME, Plural.INSTANCE_TYPES)
-def instance_type_index(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def instance_type_index(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {name: dict(body)}
 
 

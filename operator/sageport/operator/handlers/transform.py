@@ -27,17 +27,19 @@ async def start_transform_loop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.index(API_GROUP, API_VERSION_NAME, Plural.TRANSFORM_JOBS)
-def transform_job_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def transform_job_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): dict(body)}
 
 
 @kopf.index(API_GROUP, API_VERSION_NAME, Plural.TRANSFORM_JOBS)
-def transform_jobs_by_model(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+async def transform_jobs_by_model(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Any, Any]:
     return {(namespace, spec.get("modelName")): name}
 
 
 @kopf.index("batch", "v1", "jobs", labels=OURS)
-def transform_job_children(
+async def transform_job_children(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, Any] | None:
     owner = labels.get(LABEL_TRANSFORM_JOB)
