@@ -45,6 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client, watch
 
 from sageport import contract
@@ -60,7 +61,6 @@ from sageport_dev.processes import free_port, terminate, wait_http
 
 THREADS = 16
 TINY_TYPE = "bench.tiny"
-POLL_SECONDS = 1.0  # listing 1000 objects is itself load on the API server: not faster
 # The stock KWOK nodes schedule 440 untainted pods (4 CPU nodes x 110); these hold 1100 more.
 BENCH_POOL = NodePool.model_validate(
     {
@@ -165,19 +165,81 @@ def _the(body: dict[str, Any], _name: str) -> dict[str, Any]:
     return body
 
 
-def _until(done: Callable[[], bool], started: float, timeout: float, what: str) -> float:
-    while time.monotonic() - started < timeout:
-        if done():
+class _ReadyCount:
+    """How many objects of one list are ready, from a watch opened before the first create.
+    Listing 1000 objects every second (as this bench first did) is itself load on the API server
+    and on this process, on the same 2 cores as what it measures; a watch costs one event per
+    change. An ERROR event (a resource version the loaded API server's watch cache has not
+    reached yet) or a broken stream lists again and watches on."""
+
+    def __init__(self, list_call: Callable[..., Any], is_ready: Callable[[dict[str, Any]], bool]) -> None:
+        self._list_call, self._is_ready = list_call, is_ready
+        self._ready: set[str] = set()
+        self._changed = threading.Condition()
+        self._stopped = False
+        version = self._relist()  # before the first create, so no change is missed
+        threading.Thread(target=self._follow, args=(version,), daemon=True).start()
+
+    def _relist(self) -> str:
+        listed = json.loads(self._list_call(_preload_content=False).data)
+        with self._changed:
+            self._ready = {item["metadata"]["name"] for item in listed["items"] if self._is_ready(item)}
+            self._changed.notify_all()
+        return str(listed["metadata"]["resourceVersion"])
+
+    def _follow(self, version: str) -> None:
+        while not self._stopped:
+            try:
+                version = self._watch_from(version) or self._relist()
+            except (urllib3.exceptions.HTTPError, OSError, ValueError):
+                time.sleep(0.5)  # the API server restarting, or stopped at the end of the run
+
+    def _watch_from(self, version: str) -> str:
+        """Count events until the watch's own timeout; the last version seen, or "" to list again."""
+        stream = self._list_call(
+            watch=True, resource_version=version, timeout_seconds=30, _preload_content=False
+        )
+        for line in watch.watch.iter_resp_lines(stream):  # type: ignore[no-untyped-call]
+            event = json.loads(line)
+            if event["type"] == "ERROR":
+                time.sleep(0.5)
+                return ""
+            self._count(event["type"], event["object"])
+            version = event["object"]["metadata"]["resourceVersion"]
+        return version
+
+    def _count(self, kind: str, body: dict[str, Any]) -> None:
+        with self._changed:
+            if kind != "DELETED" and self._is_ready(body):
+                self._ready.add(body["metadata"]["name"])
+            else:
+                self._ready.discard(body["metadata"]["name"])
+            self._changed.notify_all()
+
+    def wait(self, n: int, started: float, timeout: float, what: str) -> float:
+        try:
+            with self._changed:
+                left = timeout - (time.monotonic() - started)
+                if not self._changed.wait_for(lambda: len(self._ready) >= n, left):
+                    raise RuntimeError(f"{what} not done after {timeout:.0f} s ({len(self._ready)} ready)")
             return time.monotonic() - started
-        time.sleep(POLL_SECONDS)
-    raise RuntimeError(f"{what} not done after {timeout:.0f} s")
+        finally:
+            # Not closed from here: closing a response another thread reads blocks until the next
+            # event. The watch ends by its own server-side timeout, and the thread with it.
+            self._stopped = True
 
 
-def _deployments_ready(apps: client.AppsV1Api, namespace: str, n: int) -> bool:
-    items = apps.list_namespaced_deployment(namespace).items
-    return len(items) == n and all(
-        d.status is not None and (d.status.ready_replicas or 0) >= 1 for d in items
-    )
+def _deployment_ready(deployment: dict[str, Any]) -> bool:
+    return int((deployment.get("status") or {}).get("readyReplicas") or 0) >= 1
+
+
+def _has_status(body: dict[str, Any]) -> bool:
+    return bool((body.get("status") or {}).get("conditions"))
+
+
+def _endpoint_ready(endpoint: dict[str, Any]) -> bool:
+    conditions = (endpoint.get("status") or {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def baseline_seconds(api_client: client.ApiClient, namespace: str, n: int, timeout: float) -> float:
@@ -215,33 +277,39 @@ def baseline_seconds(api_client: client.ApiClient, namespace: str, n: int, timeo
         "Service": core.create_namespaced_service,
         "PodDisruptionBudget": policy.create_namespaced_pod_disruption_budget,
     }
+    ready = _ReadyCount(functools.partial(apps.list_namespaced_deployment, namespace), _deployment_ready)
     started = time.monotonic()
     _parallel(functools.partial(creators[m["kind"]], namespace, m) for m in manifests)
-    return _until(lambda: _deployments_ready(apps, namespace, n), started, timeout, f"{n} direct Deployments")
+    return ready.wait(n, started, timeout, f"{n} direct Deployments")
 
 
-def _all_ready(custom: client.CustomObjectsApi, namespace: str, n: int) -> bool:
-    listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "endpoints")
-    endpoints: list[dict[str, Any]] = listed["items"]  # type: ignore[index]
-    ready = sum(
-        1
-        for e in endpoints
-        if any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in (e.get("status") or {}).get("conditions", [])
-        )
-    )
-    return ready == n
-
-
-def operator_seconds(api_client: client.ApiClient, namespace: str, n: int, timeout: float) -> float:
+def create_references(api_client: client.ApiClient, namespace: str, n: int, timeout: float) -> None:
+    """N Models and EndpointConfigs, until the operator has written each one's status: they exist
+    before the Endpoints, and the operator's backlog of their 2000 statuses is not in the figure."""
     custom = client.CustomObjectsApi(api_client)
-    # Models and configs exist first (not timed): the figure is Endpoint apply -> all Ready.
-    _parallel(_create_custom(custom, namespace, "models", _model(i)) for i in range(n))
-    _parallel(_create_custom(custom, namespace, "endpointconfigs", _config(i)) for i in range(n))
+    for plural, manifest in (("models", _model), ("endpointconfigs", _config)):
+        listing = functools.partial(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural)
+        settled = _ReadyCount(listing, _has_status)
+        began = time.monotonic()
+        _parallel(_create_custom(custom, namespace, plural, manifest(i)) for i in range(n))
+        settled.wait(n, began, timeout, f"{n} {plural} with a status")
+
+
+def operator_seconds(
+    api_client: client.ApiClient, namespace: str, n: int, timeout: float
+) -> tuple[float, float, float]:
+    """Seconds from the first Endpoint create to: the last create answered, every Deployment's
+    pod ready, every Endpoint Ready (what is left after the pods is the operator's own lag)."""
+    custom = client.CustomObjectsApi(api_client)
+    apps = client.AppsV1Api(api_client)
+    listing = functools.partial(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "endpoints")
+    ready = _ReadyCount(listing, _endpoint_ready)
+    pods = _ReadyCount(functools.partial(apps.list_namespaced_deployment, namespace), _deployment_ready)
     started = time.monotonic()
     _parallel(_create_custom(custom, namespace, "endpoints", _endpoint(i)) for i in range(n))
-    return _until(lambda: _all_ready(custom, namespace, n), started, timeout, f"{n} Endpoints Ready")
+    created = time.monotonic() - started
+    pods_ready = pods.wait(n, started, timeout, f"{n} Deployments ready")
+    return created, pods_ready, ready.wait(n, started, timeout, f"{n} Endpoints Ready")
 
 
 def _wait_until_serving(
@@ -273,6 +341,29 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a running process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def _cpu_table(phases: dict[str, dict[str, float]], phase: str, pids: dict[str, int]) -> Iterator[None]:
+    """CPU seconds each process (and this bench) used during the block, into ``phases[phase]``."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    mine = time.process_time()
+    yield
+    phases[phase] = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    phases[phase]["bench (this process)"] = time.process_time() - mine
+
+
+def _print_cpu_table(phases: dict[str, dict[str, float]]) -> None:
+    if not phases:
+        return
+    names = list(dict.fromkeys(name for table in phases.values() for name in table))
+    print(f"CPU seconds per process, each phase: {'':<2}" + "".join(f"{phase:>10}" for phase in phases))
+    for name in [*names, "total"]:
+        cells = [
+            table.get(name, float("nan")) if name != "total" else sum(table.values())
+            for table in phases.values()
+        ]
+        print(f"  {name:<36}" + "".join(f"{cell:>10.1f}" for cell in cells))
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -453,8 +544,16 @@ def _spread(samples: list[float]) -> str:
 
 
 def run(
-    kubeconfig: Path, sizes: list[int], switches: int, *, baseline: bool = True, profile: Path | None = None
+    kubeconfig: Path,
+    sizes: list[int],
+    switches: int,
+    *,
+    baseline: bool = True,
+    profile: Path | None = None,
+    control_plane: dict[str, int] | None = None,
 ) -> None:
+    """``control_plane``: name -> pid of the cluster's processes, when this bench started them,
+    for a CPU table of each phase (the 2 cores are shared: who used them)."""
     _kubectl(kubeconfig, "apply", "--server-side", "-f", str(CRD_DIR))
     crds = [f"crd/{kind.plural}.{GROUP}" for kind in KINDS]
     _kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", *crds)
@@ -468,9 +567,10 @@ def run(
     logs = Path(tempfile.mkdtemp(prefix="sageport-bench-"))
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     # Under cProfile the operator writes its profile when it stops (SIGTERM ends kopf cleanly).
-    profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
 
     def start_operator(log: Path) -> subprocess.Popen[bytes]:
+        # One profile per start (FILE.operator, FILE.operator-restarted).
+        profiler = ["-m", "cProfile", "-o", f"{profile}.{log.stem}"] if profile else []
         with log.open("wb") as sink:
             return subprocess.Popen(
                 [sys.executable, *profiler, "-m", "sageport.operator", "--liveness="],
@@ -480,34 +580,39 @@ def run(
             )
 
     operator = start_operator(logs / "operator.log")
+    phases: dict[str, dict[str, float]] = {}
     stamp = int(time.time())
     ready_ns = f"bench-ready-{stamp}"
     kept = ""
     try:
         _wait_until_serving(api_client, _namespace(core, ready_ns), operator, "ready")
         print(
-            f"{'N':>5} {'baseline s':>11} {'operator s':>11} {'ratio':>7} {'per endpoint ms':>16} "
-            f"{'operator CPU s':>15} {'peak RSS MiB':>13}"
+            f"{'N':>5} {'baseline s':>11} {'operator s':>11} {'ratio':>7} {'created s':>10} "
+            f"{'pods ready s':>13} {'operator CPU s':>15} {'peak RSS MiB':>13}"
         )
         for n in sizes:
             base_ns, op_ns = f"bench-base-{n}-{stamp}", f"bench-op-{n}-{stamp}"
             timeout = max(180.0, n * 0.6)
             base = float("nan")
             if baseline:
-                base = baseline_seconds(api_client, _namespace(core, base_ns), n, timeout)
+                with _cpu_table(phases, "baseline", control_plane or {}):
+                    base = baseline_seconds(api_client, _namespace(core, base_ns), n, timeout)
                 _delete_namespace(core, base_ns)
+            create_references(api_client, _namespace(core, op_ns), n, timeout)
             cpu_before = cpu_seconds(operator.pid)
-            seconds = operator_seconds(api_client, _namespace(core, op_ns), n, timeout)
+            with _cpu_table(phases, "operator", {**(control_plane or {}), "operator": operator.pid}):
+                created, pods_ready, seconds = operator_seconds(api_client, op_ns, n, timeout)
             cpu = cpu_seconds(operator.pid) - cpu_before
             if n == max(sizes):
                 kept = op_ns
             else:
                 _delete_namespace(core, op_ns)
             print(
-                f"{n:>5} {base:>11.1f} {seconds:>11.1f} {seconds / base:>7.2f} {seconds / n * 1000:>16.1f} "
-                f"{cpu:>15.1f} {peak_rss_mib(operator.pid):>13.0f}",
+                f"{n:>5} {base:>11.1f} {seconds:>11.1f} {seconds / base:>7.2f} {created:>10.1f} "
+                f"{pods_ready:>13.1f} {cpu:>15.1f} {peak_rss_mib(operator.pid):>13.0f}",
                 flush=True,
             )
+        _print_cpu_table(phases)
         if operator.poll() is not None:
             raise RuntimeError(f"operator exited; log in {logs}")
         # A restart (an upgrade, a failover) with the N Endpoints and their children there: kopf
@@ -549,7 +654,9 @@ def main() -> None:
         "--no-baseline", action="store_true", help="skip the direct-creation baseline (profiling)"
     )
     parser.add_argument(
-        "--profile", type=Path, help="run the operator under cProfile, writing its profile here"
+        "--profile",
+        type=Path,
+        help="run the operator under cProfile: FILE.operator, and FILE.operator-restarted for the restart",
     )
     args = parser.parse_args()
     reuse = os.environ.get("SAGEPORT_KUBECONFIG")
@@ -559,7 +666,7 @@ def main() -> None:
     from sageport_dev.control_plane import Layout, start, stop_cluster
 
     state_dir = Path(tempfile.mkdtemp(prefix="sageport-bench-"))
-    start(state_dir, die_with_parent=True, log=lambda _: None)
+    state = start(state_dir, die_with_parent=True, log=lambda _: None)
     try:
         run(
             Layout(state_dir).kubeconfig,
@@ -567,6 +674,7 @@ def main() -> None:
             args.switches,
             baseline=not args.no_baseline,
             profile=args.profile,
+            control_plane={record.name: record.pid for record in state.processes},
         )
     finally:
         stop_cluster(state_dir)
