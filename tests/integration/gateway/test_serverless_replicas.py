@@ -169,11 +169,16 @@ def test_max_concurrency_holds_across_replicas_and_provisioned_concurrency_is_me
 ) -> None:
     """maxConcurrency 2 and provisionedConcurrency 1, a 2 s model: one call on each replica (the
     second spills over the provisioned one), then a third on either replica is throttled."""
+    utilization = ("sageport_serverless_concurrent_executions_utilization", "tight")
+
+    def known_everywhere(in_flight: int) -> bool:  # of maxConcurrency 2, on both replicas
+        return all(_metrics(replicas[name]).get(utilization) == in_flight / 2 for name in ("a", "b"))
+
     with ThreadPoolExecutor(4) as pool:
         first = [pool.submit(_call, replicas["a"], "tight")]
-        time.sleep(0.2)  # A's call is known to B before B's arrives
+        _until(lambda: known_everywhere(1), 5.0)  # A's call is known to B before B's arrives
         first.append(pool.submit(_call, replicas["b"], "tight"))
-        time.sleep(0.5)
+        _until(lambda: known_everywhere(2), 5.0)  # not a fixed sleep: reports lag on a loaded machine
         third = [pool.submit(_call, replicas[name], "tight") for name in ("a", "b")]
         during = {name: _metrics(replicas[name]) for name in ("a", "b")}
         answers = [call.result(timeout=30) for call in [*first, *third]]
