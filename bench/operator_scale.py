@@ -48,6 +48,7 @@ from typing import Any
 import urllib3
 from kubernetes import client, watch
 
+from bench.gateway import cpu_seconds
 from sageport import contract
 from sageport.api.v1alpha1 import API_VERSION, GROUP, VERSION, Endpoint
 from sageport.kubeclient import load_api_client
@@ -337,12 +338,6 @@ def _wait_until_serving(
     raise RuntimeError(f"the operator wrote no Model status in {timeout:.0f} s")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a running process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @contextlib.contextmanager
 def _cpu_table(phases: dict[str, dict[str, float]], phase: str, pids: dict[str, int]) -> Iterator[None]:
     """CPU seconds each process (and this bench) used during the block, into ``phases[phase]``."""
@@ -599,10 +594,9 @@ def run(
                     base = baseline_seconds(api_client, _namespace(core, base_ns), n, timeout)
                 _delete_namespace(core, base_ns)
             create_references(api_client, _namespace(core, op_ns), n, timeout)
-            cpu_before = cpu_seconds(operator.pid)
             with _cpu_table(phases, "operator", {**(control_plane or {}), "operator": operator.pid}):
                 created, pods_ready, seconds = operator_seconds(api_client, op_ns, n, timeout)
-            cpu = cpu_seconds(operator.pid) - cpu_before
+            cpu = phases["operator"]["operator"]
             if n == max(sizes):
                 kept = op_ns
             else:

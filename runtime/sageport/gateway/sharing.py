@@ -104,10 +104,14 @@ class Sharer:
             channel = self._channels.pop(gone)
             self._spawn(channel.close())
         for address in wanted:
-            channel = self._channels.get(address)
-            if channel is None:
-                channel = self._channels[address] = grpc.aio.insecure_channel(address)
-            self._spawn(self._post(channel, address, data))
+            self._spawn(self._post(self._channel(address), address, data))
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        """The peer's channel, kept open between reports and counts."""
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+        return channel
 
     async def peer_calls_per_minute(self, key: FleetKey) -> int:
         """The fleet's calls in the last minute on every peer that answers in time."""
@@ -116,10 +120,9 @@ class Sharer:
         return sum(counts)
 
     async def _count(self, address: str, data: bytes) -> int:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
-        call = channel.unary_unary(COUNT_METHOD, request_serializer=_same, response_deserializer=_same)
+        call = self._channel(address).unary_unary(
+            COUNT_METHOD, request_serializer=_same, response_deserializer=_same
+        )
         try:
             return max(int(await call(data, timeout=_COUNT_TIMEOUT)), 0)
         except (grpc.aio.AioRpcError, ValueError) as error:
